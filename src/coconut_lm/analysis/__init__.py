@@ -1,0 +1,1 @@
+"""The paper's analysis: path categories, latent search values, plots."""

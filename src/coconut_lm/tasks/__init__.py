@@ -1,0 +1,1 @@
+"""Tasks: generators (ProsQA, ProntoQA), converters (GSM8k) and the common example format."""

@@ -1,0 +1,138 @@
+"""Tokenizers: any HF tokenizer, or a word-level one built from a synthetic task's vocabulary.
+
+Both kinds carry Coconut's special tokens: `<bot>` and `<eot>` open and close latent mode,
+`<latent>` marks a continuous-thought slot, `<pause>` is the pause-token baseline's filler, plus a
+pad and an end-of-sequence token.
+
+    tok = build_word_tokenizer(texts)          # synthetic tasks, trained from scratch
+    tok = load_tokenizer("gpt2")                # any HF folder or hub id (special tokens added)
+    ids = special_token_ids(tok)                # SpecialTokens(bot=..., eot=..., ...)
+
+The word-level tokenizer splits on spaces and isolates punctuation and digits. A space is kept as
+a `▁` prefix of the following word, so `decode(encode(s)) == s` for every string whose words are
+in the vocabulary, and segments tokenised one at a time join back into the original text.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+
+from coconut_lm.errors import CoconutError
+
+BOT, EOT, LATENT, PAUSE, PAD, EOS, UNK = "<bot>", "<eot>", "<latent>", "<pause>", "<pad>", "<eos>", "<unk>"
+COCONUT_TOKENS = (BOT, EOT, LATENT, PAUSE)
+# Splits the text into words with their leading space (as "▁"), single punctuation marks and digits.
+_SPLIT_PATTERN = r"[^\w▁]|\d"
+
+
+@dataclass(frozen=True)
+class SpecialTokens:
+    """Ids of the tokens Coconut needs; saved in `coconut.json` with every checkpoint."""
+
+    bot: int
+    eot: int
+    latent: int
+    pause: int
+    pad: int
+    eos: int
+
+    def to_dict(self) -> dict[str, int]:
+        """A plain dict for JSON."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, int]) -> SpecialTokens:
+        """Rebuild from `to_dict` output."""
+        return cls(**{k: int(d[k]) for k in ("bot", "eot", "latent", "pause", "pad", "eos")})
+
+
+def _pre_tokenizer():
+    from tokenizers import Regex, pre_tokenizers
+
+    return pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="never", split=True),
+            pre_tokenizers.Split(Regex(_SPLIT_PATTERN), behavior="isolated"),
+        ]
+    )
+
+
+def word_pieces(text: str) -> list[str]:
+    """The word-level tokenizer's pieces for `text` (the vocabulary entries it would need)."""
+    return [piece for piece, _ in _pre_tokenizer().pre_tokenize_str(text)]
+
+
+def build_word_tokenizer(texts: Iterable[str], min_freq: int = 1):
+    """Build a word-level `PreTrainedTokenizerFast` whose vocabulary covers `texts`.
+
+    Pieces seen fewer than `min_freq` times map to `<unk>`. Special tokens come first, so their ids
+    are 0..6 in the order pad, eos, unk, bot, eot, latent, pause.
+    """
+    from tokenizers import Tokenizer, decoders, models
+    from transformers import PreTrainedTokenizerFast
+
+    counts: Counter[str] = Counter()
+    pre = _pre_tokenizer()
+    for text in texts:
+        counts.update(piece for piece, _ in pre.pre_tokenize_str(text))
+    specials = [PAD, EOS, UNK, *COCONUT_TOKENS]
+    vocab = {tok: i for i, tok in enumerate(specials)}
+    for piece in sorted(p for p, c in counts.items() if c >= min_freq):
+        vocab.setdefault(piece, len(vocab))
+    model = Tokenizer(models.WordLevel(vocab=vocab, unk_token=UNK))
+    model.pre_tokenizer = pre
+    model.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="never", split=True)
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=model,
+        pad_token=PAD,
+        eos_token=EOS,
+        unk_token=UNK,
+        extra_special_tokens=list(COCONUT_TOKENS),
+    )
+    return tok
+
+
+def add_coconut_tokens(tok) -> int:
+    """Add `<bot>`, `<eot>`, `<latent>`, `<pause>` (and pad/eos where missing) to a tokenizer.
+
+    Returns how many tokens were new, so the caller knows whether to resize the embeddings.
+    """
+    before = len(tok)
+    if tok.eos_token is None:
+        tok.add_special_tokens({"eos_token": EOS})
+    if tok.pad_token is None:
+        # GPT-2 and Llama have no pad token; reusing EOS would mask real EOS labels, so add one.
+        tok.add_special_tokens({"pad_token": PAD})
+    missing = [t for t in COCONUT_TOKENS if t not in tok.get_vocab()]
+    if missing:
+        tok.add_special_tokens({"additional_special_tokens": missing}, replace_extra_special_tokens=False)
+    return len(tok) - before
+
+
+def load_tokenizer(path_or_id: str | os.PathLike):
+    """Load an HF tokenizer folder or hub id and make sure it has every Coconut token."""
+    from transformers import AutoTokenizer
+
+    try:
+        tok = AutoTokenizer.from_pretrained(str(path_or_id))
+    except (OSError, ValueError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CoconutError(f"cannot load a tokenizer from '{path_or_id}': {first}") from None
+    add_coconut_tokens(tok)
+    return tok
+
+
+def special_token_ids(tok) -> SpecialTokens:
+    """The ids of Coconut's special tokens in `tok`; an error names any that is missing."""
+    vocab = tok.get_vocab()
+    ids = {}
+    for name, text in (("bot", BOT), ("eot", EOT), ("latent", LATENT), ("pause", PAUSE)):
+        if text not in vocab:
+            raise CoconutError(f"tokenizer has no '{text}' token; load it with coconut_lm.tokenizer.load_tokenizer")
+        ids[name] = vocab[text]
+    if tok.pad_token_id is None or tok.eos_token_id is None:
+        raise CoconutError("tokenizer needs both a pad and an eos token")
+    return SpecialTokens(pad=tok.pad_token_id, eos=tok.eos_token_id, **ids)

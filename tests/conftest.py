@@ -1,0 +1,53 @@
+"""Shared fixtures: the public validation files in ../shared/data (skipped when absent)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+
+
+def _find_shared_data() -> Path:
+    """$COCONUT_SHARED_DATA, else ../shared/data beside the checkout, else /work/shared/data."""
+    candidates = [Path(__file__).resolve().parents[2] / "shared" / "data", Path("/work/shared/data")]
+    if os.environ.get("COCONUT_SHARED_DATA"):
+        candidates.insert(0, Path(os.environ["COCONUT_SHARED_DATA"]))
+    return next((c for c in candidates if c.is_dir()), candidates[0])
+
+
+SHARED_DATA = _find_shared_data()
+
+
+def shared_file(rel: str) -> Path:
+    """Path of a file under shared/data, or skip the test with the reason."""
+    p = SHARED_DATA / rel
+    if not p.is_file():
+        pytest.skip(f"public data file {p} is not present (set COCONUT_SHARED_DATA to its folder)")
+    return p
+
+
+@pytest.fixture
+def prosqa_valid() -> Path:
+    return shared_file("prosqa/prosqa_valid.json")
+
+
+@pytest.fixture
+def prontoqa_valid() -> Path:
+    return shared_file("prontoqa/prontoqa_valid.json")
+
+
+@pytest.fixture
+def gsm_valid() -> Path:
+    return shared_file("gsm8k/gsm_valid.json")
+
+
+@pytest.fixture
+def icot_valid() -> Path:
+    return shared_file("gsm8k/icot_valid.txt")
+
+
+@pytest.fixture
+def openai_train() -> Path:
+    return shared_file("gsm8k/openai_train.jsonl")
