@@ -48,11 +48,12 @@ def _cmd_data_prontoqa(args: argparse.Namespace) -> int:
 
 def _cmd_data_gsm8k(args: argparse.Namespace) -> int:
     from coconut_lm.tasks.examples import save_examples
-    from coconut_lm.tasks.gsm8k import convert_gsm8k
+    from coconut_lm.tasks.gsm8k import load_gsm8k
 
-    examples = convert_gsm8k(args.source, exclude=args.exclude)
-    save_examples(examples, args.out)
-    print(f"wrote {len(examples)} GSM8k examples to {args.out}")
+    result = load_gsm8k(args.source, exclude=args.exclude)
+    save_examples(result.examples, args.out)
+    dropped = f", dropped {result.n_dropped} that appear in {args.exclude}" if args.exclude else ""
+    print(f"read {result.n_read} problems ({result.source_format}){dropped}; wrote {len(result.examples)} to {args.out}")
     return 0
 
 
@@ -103,11 +104,150 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
     g.set_defaults(func=_cmd_data_stats)
 
 
+# ---------------------------------------------------------------------------------- train, eval
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from coconut_lm.config import describe_fields, load_config
+
+    if args.help_config:
+        print("Config keys (YAML or key=value):\n" + describe_fields())
+        return 0
+    if args.config is None and not args.overrides:
+        raise CoconutError("give a config file (see configs/) and/or key=value overrides")
+    from coconut_lm.train import train
+
+    config, overrides = args.config, list(args.overrides)
+    if config is not None and "=" in config:  # only overrides were given
+        config, overrides = None, [config, *overrides]
+    cfg = load_config(config, overrides)
+    result = train(cfg, resume=args.resume, progress=not args.no_progress, device=args.device)
+    print(f"done in {result.seconds:.0f}s: {result.global_step} steps, best val accuracy "
+          f"{result.best_accuracy:.3f} (epoch {result.best_epoch + 1}); run folder {result.run_dir}")
+    return 0
+
+
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train a method with a config (one process, or under torchrun)",
+                       description="Train with a YAML config (ours or the official code's) and key=value overrides. "
+                                   "Under torchrun each process trains one rank (DDP, or FSDP2 with distributed=fsdp).")
+    p.add_argument("config", nargs="?", help="YAML config, e.g. configs/prosqa_coconut_tiny.yaml")
+    p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. lr=3e-4 num_epochs=10")
+    p.add_argument("--resume", action="store_true", help="continue from the latest complete checkpoint in out_dir")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="device (default: cuda if available)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--help-config", action="store_true", help="list every config key with its default and meaning")
+    p.set_defaults(func=_cmd_train)
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated whole numbers, got '{text}'") from None
+    if not values or min(values) < 0:
+        raise argparse.ArgumentTypeError(f"expected numbers >= 0, got '{text}'")
+    return values
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from coconut_lm.evaluate import evaluate_checkpoint, format_summaries
+
+    summaries = evaluate_checkpoint(args.checkpoint, args.data, args.out, latents=args.latents,
+                                    batch_size=args.batch_size, max_new_tokens=args.max_new_tokens,
+                                    use_classifier=True if args.use_classifier else None,
+                                    max_examples=args.max_examples, device=args.device, progress=not args.no_progress)
+    print(format_summaries(summaries))
+    print(f"wrote predictions.jsonl and summary.json under {args.out}")
+    return 0
+
+
+def _add_eval(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("eval", help="batched generation eval of a checkpoint: accuracy, tokens, forced k",
+                       description="Evaluate a checkpoint with batched KV-cache generation. Writes predictions.jsonl "
+                                   "(per example: id, text, parsed answer, correct, tokens, thoughts) and summary.json.")
+    p.add_argument("checkpoint", help="checkpoint folder (e.g. runs/x/best)")
+    p.add_argument("--data", required=True, help="common-format JSON file to evaluate on")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--latents", type=_int_list, default=None,
+                   help="thoughts per prompt, or a list for forced-k (e.g. 0,1,2,3,4,5,6); default: the checkpoint's eval_thoughts")
+    p.add_argument("--use-classifier", action="store_true", help="let the <eot> classifier end latent mode")
+    p.add_argument("--batch-size", type=_positive_int, default=64, help="generation batch size (default 64)")
+    p.add_argument("--max-new-tokens", type=_positive_int, default=64, help="generation budget per example (default 64)")
+    p.add_argument("--max-examples", type=_positive_int, default=None, help="evaluate only the first N examples")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="device (default: cuda if available)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=_cmd_eval)
+
+
+def _cmd_generate(args: argparse.Namespace) -> int:
+    import torch
+
+    from coconut_lm.batching import left_pad
+    from coconut_lm.checkpoint import load_model
+    from coconut_lm.data import tokenize_examples
+    from coconut_lm.evaluate import layout_from_meta
+    from coconut_lm.methods import get_method
+    from coconut_lm.tasks.examples import Example
+
+    model, tok, meta = load_model(args.checkpoint)
+    method = get_method(meta.get("method", "coconut"))
+    n = args.latents if args.latents is not None else int(meta.get("eval_thoughts", 0))
+    ex = tokenize_examples([Example(args.question, [], "?")], tok)[0]
+    prompt = method.eval_prompt(ex, n, layout_from_meta(meta), model.tokens)
+    ids, mask = left_pad([prompt], model.tokens.pad)
+    with torch.no_grad():
+        out = model.generate(ids, mask, args.max_new_tokens, return_thoughts=args.show_thoughts)
+    text = tok.decode(out.sequences[0, : int(out.num_tokens[0])].tolist(), skip_special_tokens=True)
+    print(text)
+    if args.show_thoughts and out.thoughts is not None and len(out.thoughts):
+        from coconut_lm.analysis.latent_search import decode_thoughts
+
+        for i, top in enumerate(decode_thoughts(model, tok, out.thoughts[0], k=5)):
+            print(f"thought {i + 1}: " + ", ".join(f"{t} {p:.2f}" for t, p in top))
+    return 0
+
+
+def _add_generate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("generate", help="answer one question with a checkpoint",
+                       description="Generate for one question; optionally decode each continuous thought.")
+    p.add_argument("checkpoint", help="checkpoint folder")
+    p.add_argument("--question", required=True, help="the question text")
+    p.add_argument("--latents", type=int, default=None, help="thoughts to use (default: the checkpoint's eval_thoughts)")
+    p.add_argument("--max-new-tokens", type=_positive_int, default=64, help="generation budget (default 64)")
+    p.add_argument("--show-thoughts", action="store_true", help="print the top tokens of each thought through the LM head")
+    p.set_defaults(func=_cmd_generate)
+
+
+# ------------------------------------------------------------------------------------------ demo
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from coconut_lm.demo import run_demo
+
+    run_demo(task=args.task, out=args.out, progress=not args.no_progress)
+    return 0
+
+
+def _add_demo(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("demo", help="end-to-end demo: generate data, train Coconut/CoT/No-CoT on CPU, compare",
+                       description="Generate a small dataset, train Coconut and the CoT and No-CoT baselines with a tiny "
+                                   "from-scratch model on CPU, evaluate them and print a results table (~10 min, 2 cores).")
+    p.add_argument("--task", default="prontoqa", choices=("prontoqa", "prosqa"), help="task (default prontoqa)")
+    p.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=_cmd_demo)
+
+
 # ----------------------------------------------------------------------------------------- main
 
 # Subcommand name -> function that adds its parser. Each parser sets `func`.
 COMMANDS: dict[str, Callable[[argparse._SubParsersAction], None]] = {
     "data": _add_data,
+    "train": _add_train,
+    "eval": _add_eval,
+    "generate": _add_generate,
+    "demo": _add_demo,
 }
 
 

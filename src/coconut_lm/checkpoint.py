@@ -1,0 +1,164 @@
+"""Checkpoints: an HF folder plus `coconut.json`, a trainer state, and a manifest written last.
+
+    <run>/checkpoints/step-00000420/   config.json, model.safetensors, tokenizer files,
+                                       coconut.json, trainer_state.pt, MANIFEST.json
+    <run>/best/                        the same, without trainer_state.pt
+
+A checkpoint is built in a hidden temporary folder and renamed into place, and its
+`MANIFEST.json` (every file's size and SHA-256) is written last. A folder without a manifest, or
+whose files do not match it, is incomplete or corrupt: `verify_checkpoint` reports it and
+`latest_checkpoint` skips it, so `--resume` never loads half a checkpoint.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from coconut_lm.errors import CoconutError
+
+MANIFEST = "MANIFEST.json"
+TRAINER_STATE = "trainer_state.pt"
+CKPT_PREFIX = "step-"
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def write_manifest(folder: Path) -> None:
+    """Record every file's size and hash; written last, it marks the folder complete."""
+    files = {
+        p.relative_to(folder).as_posix(): {"size": p.stat().st_size, "sha256": _sha256(p)}
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.name != MANIFEST
+    }
+    tmp = folder / (MANIFEST + ".tmp")
+    tmp.write_text(json.dumps({"files": files}, indent=1))
+    os.replace(tmp, folder / MANIFEST)
+
+
+def verify_checkpoint(folder: str | os.PathLike) -> Path:
+    """Return the folder if it is a complete checkpoint; else raise CoconutError saying what is wrong."""
+    p = Path(folder)
+    if not p.is_dir():
+        raise CoconutError(f"checkpoint {p}: no such folder")
+    manifest = p / MANIFEST
+    if not manifest.is_file():
+        raise CoconutError(f"checkpoint {p}: incomplete (no {MANIFEST}; the run stopped while writing it?)")
+    try:
+        files = json.loads(manifest.read_text())["files"]
+    except (json.JSONDecodeError, KeyError, TypeError):
+        raise CoconutError(f"checkpoint {p}: {MANIFEST} is unreadable") from None
+    for name, meta in files.items():
+        f = p / name
+        if not f.is_file():
+            raise CoconutError(f"checkpoint {p}: file {name} is missing")
+        if f.stat().st_size != meta["size"]:
+            raise CoconutError(f"checkpoint {p}: file {name} has {f.stat().st_size} bytes, expected {meta['size']}")
+        if _sha256(f) != meta["sha256"]:
+            raise CoconutError(f"checkpoint {p}: file {name} is corrupt (checksum mismatch)")
+    return p
+
+
+def save_checkpoint(
+    folder: str | os.PathLike,
+    write_model: Callable[[Path], None],
+    tokenizer: Any,
+    trainer_state: dict[str, Any] | None = None,
+) -> Path:
+    """Atomically create `folder`: the model (via `write_model(tmp)`), tokenizer, trainer state, manifest.
+
+    An existing folder of the same name is replaced only after the new one is complete.
+    """
+    final = Path(folder)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.parent / f".tmp-{final.name}-{os.getpid()}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    try:
+        write_model(tmp)
+        tokenizer.save_pretrained(tmp)
+        if trainer_state is not None:
+            torch.save(trainer_state, tmp / TRAINER_STATE)
+        write_manifest(tmp)
+        if final.exists():
+            old = final.parent / f".old-{final.name}-{os.getpid()}"
+            os.replace(final, old)
+            os.replace(tmp, final)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return final
+
+
+def checkpoint_name(global_step: int) -> str:
+    """Folder name of the checkpoint after `global_step` optimizer steps."""
+    return f"{CKPT_PREFIX}{global_step:08d}"
+
+
+def list_checkpoints(run_dir: str | os.PathLike) -> list[Path]:
+    """Step checkpoints of a run, newest first (complete or not)."""
+    root = Path(run_dir) / "checkpoints"
+    if not root.is_dir():
+        return []
+    found = [p for p in root.iterdir() if p.is_dir() and p.name.startswith(CKPT_PREFIX) and p.name[len(CKPT_PREFIX):].isdigit()]
+    return sorted(found, key=lambda p: int(p.name[len(CKPT_PREFIX):]), reverse=True)
+
+
+def latest_checkpoint(run_dir: str | os.PathLike, warn: Callable[[str], None] = print) -> Path | None:
+    """The newest complete step checkpoint with a trainer state; incomplete ones are reported and skipped."""
+    for p in list_checkpoints(run_dir):
+        try:
+            verify_checkpoint(p)
+        except CoconutError as e:
+            warn(f"warning: skipping {e}")
+            continue
+        if (p / TRAINER_STATE).is_file():
+            return p
+    return None
+
+
+def load_trainer_state(folder: str | os.PathLike) -> dict[str, Any]:
+    """The trainer state of a verified checkpoint."""
+    p = verify_checkpoint(folder)
+    if not (p / TRAINER_STATE).is_file():
+        raise CoconutError(f"checkpoint {p}: has no {TRAINER_STATE}, so training cannot resume from it")
+    return torch.load(p / TRAINER_STATE, map_location="cpu", weights_only=True)
+
+
+def prune_checkpoints(run_dir: str | os.PathLike, keep: int) -> None:
+    """Delete all but the newest `keep` (at least 1) step checkpoints."""
+    for p in list_checkpoints(run_dir)[max(keep, 1):]:
+        shutil.rmtree(p, ignore_errors=True)
+
+
+def load_model(path: str | os.PathLike):
+    """A checkpoint folder as (CoconutLM, tokenizer, meta); a manifest, when present, is verified first.
+
+    Folders written by `CoconutLM.save_pretrained` alone (no manifest) load too.
+    """
+    from coconut_lm.model import CoconutLM, read_meta
+    from coconut_lm.tokenizer import load_tokenizer
+
+    p = Path(path)
+    if not p.is_dir():
+        raise CoconutError(f"checkpoint {p}: no such folder")
+    if (p / MANIFEST).exists() or not (p / "coconut.json").exists():
+        verify_checkpoint(p)
+    return CoconutLM.from_pretrained(p), load_tokenizer(p), read_meta(p)

@@ -1,0 +1,267 @@
+"""Training configuration: one typed dataclass, loaded from YAML with `key=value` overrides.
+
+    cfg = load_config("configs/prosqa_coconut.yaml", ["lr=3e-4", "num_epochs=10"])
+
+Every field is documented below (`coconut-lm train --help-config` prints them). An unknown key is
+an error that names it and suggests the nearest valid one. The official Coconut code's YAML files
+load too (`coconut: True`, `cot`, `no_thoughts`, `no_cot`, `batch_size_training`, ...): their keys
+are mapped onto these fields by `from_official`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from coconut_lm.errors import CoconutError
+
+
+def _f(default: Any, help: str, **kw: Any) -> Any:
+    return field(default=default, metadata={"help": help}, **kw)
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run needs. The resolved config is saved in every run folder."""
+
+    # --- data
+    task: str = _f("prosqa", "prosqa | prontoqa | gsm8k: picks how answers are parsed and compared")
+    train_path: str = _f("", "training data, common-format JSON (coconut-lm data ...)")
+    val_path: str = _f("", "validation data, common-format JSON")
+    val_max_examples: int | None = _f(None, "use only the first N validation examples (None: all)")
+    # --- model
+    model: str = _f("tiny", "a preset (tiny, small, gpt2-124m: GPT-2 architecture, trained from scratch) or an HF folder / hub id")
+    tokenizer: str | None = _f(None, "HF tokenizer folder/id; None: the pretrained model's own, or a word-level one built from the data for presets")
+    init_from: str | None = _f(None, "start from this coconut-lm checkpoint's weights (e.g. a CoT model for GSM8k Coconut)")
+    max_length: int = _f(512, "longest sequence allowed (position table size for presets); longer examples are an error")
+    # --- method
+    method: str = _f("coconut", "cot | no_cot | icot | pause | coconut | no_curriculum | no_thought | pause_as_thought")
+    c_thought: int = _f(1, "continuous thoughts per reasoning step (c)")
+    max_latent_stage: int = _f(6, "last curriculum stage that adds thoughts; later stages drop all language steps")
+    epochs_per_stage: int = _f(5, "epochs per curriculum stage")
+    pad_latent_to_max: bool = _f(False, "always use min(stage, max_latent_stage)*c thoughts, even for chains with fewer steps")
+    uniform_prob: float = _f(0.0, "stage mixing: probability that an example gets a stage drawn uniformly from 0..n_steps")
+    pause_tokens: int = _f(6, "pause tokens for the `pause` method")
+    icot_delta: float = _f(8.0, "iCoT: chain tokens removed per epoch")
+    icot_lambda: float = _f(4.0, "iCoT: removal smoothing, extra removal o with P(o) ∝ exp(-λo); 0 disables")
+    icot_max_removed: int = _f(10_000, "iCoT: once this many tokens are scheduled for removal, remove the whole chain")
+    eot_classifier: bool = _f(False, "train a binary head on the latent state that decides when to emit <eot>")
+    eot_loss_weight: float = _f(1.0, "weight of the <eot> classifier's loss")
+    eval_thoughts: int | None = _f(None, "thoughts (or pauses) used at evaluation; None: the final stage's count, max_latent_stage*c")
+    eval_use_classifier: bool = _f(False, "at evaluation, let the <eot> classifier end latent mode instead of a fixed count")
+    max_thoughts: int = _f(16, "cap on thoughts when the classifier decides")
+    # --- optimisation
+    num_epochs: int = _f(50, "training epochs")
+    start_epoch: int = _f(0, "epoch to start at (e.g. begin the curriculum at stage 1 from a CoT checkpoint)")
+    batch_size: int = _f(128, "global (effective) batch size per optimizer step, over all ranks and accumulation")
+    micro_batch_size: int = _f(32, "examples per forward pass on one device; accumulation = batch_size / (world * micro)")
+    lr: float = _f(1e-4, "peak learning rate (AdamW)")
+    weight_decay: float = _f(0.01, "AdamW weight decay")
+    betas: tuple[float, float] = _f((0.9, 0.999), "AdamW betas")
+    warmup_steps: int = _f(0, "linear warm-up steps after every optimizer reset")
+    lr_schedule: str = _f("constant", "constant | cosine (cosine decays over the whole run to 10% of lr)")
+    grad_clip: float = _f(1.0, "clip the global gradient norm to this value; 0 disables")
+    reset_optimizer: str = _f("stage", "stage: reset AdamW at each curriculum stage or iCoT removal; epoch: every epoch (official code); never")
+    precision: str = _f("auto", "auto (bf16 autocast on GPU, fp32 on CPU) | fp32 | bf16")
+    seed: int = _f(0, "seed for weights, data order, stage mixing and iCoT smoothing")
+    max_steps_per_epoch: int | None = _f(None, "cap optimizer steps per epoch (quick experiments)")
+    # --- evaluation, checkpoints, logging
+    eval_every: int = _f(1, "validate every N epochs (and after the last)")
+    eval_batch_size: int = _f(64, "generation batch size for validation")
+    max_new_tokens: int = _f(64, "generation budget per example")
+    out_dir: str = _f("runs/run", "run folder: checkpoints, metrics.jsonl, config.yaml")
+    save_every_steps: int = _f(0, "also checkpoint every N optimizer steps inside an epoch (0: at epoch ends only)")
+    keep_last: int = _f(1, "step checkpoints to keep for --resume (at least 1), besides best/")
+    num_workers: int = _f(0, "DataLoader worker processes for batch assembly")
+    report_to: str = _f("none", "none | tensorboard | wandb (optional extras)")
+    distributed: str = _f("ddp", "ddp | fsdp: how torchrun runs shard the model")
+    compile: bool = _f(False, "torch.compile the backbone (GPU)")
+    log_every: int = _f(10, "optimizer steps between metrics.jsonl training rows")
+
+    def validate(self) -> None:
+        """Check values that types alone cannot; raise CoconutError naming the field."""
+        from coconut_lm.methods import METHODS
+
+        choices = {
+            "task": ("prosqa", "prontoqa", "gsm8k"),
+            "method": tuple(METHODS),
+            "lr_schedule": ("constant", "cosine"),
+            "reset_optimizer": ("stage", "epoch", "never"),
+            "precision": ("auto", "fp32", "bf16"),
+            "report_to": ("none", "tensorboard", "wandb"),
+            "distributed": ("ddp", "fsdp"),
+        }
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise CoconutError(f"config '{name}': '{getattr(self, name)}' is not one of {', '.join(allowed)}")
+        for name in ("batch_size", "micro_batch_size", "num_epochs", "eval_every", "eval_batch_size", "max_new_tokens", "max_length"):
+            if getattr(self, name) < 1:
+                raise CoconutError(f"config '{name}': must be >= 1, got {getattr(self, name)}")
+        for name in ("c_thought", "max_latent_stage", "epochs_per_stage", "pause_tokens", "warmup_steps", "start_epoch"):
+            if getattr(self, name) < 0:
+                raise CoconutError(f"config '{name}': must be >= 0, got {getattr(self, name)}")
+        if not 0.0 <= self.uniform_prob <= 1.0:
+            raise CoconutError(f"config 'uniform_prob': must be in [0, 1], got {self.uniform_prob}")
+        if self.eval_thoughts is not None and self.eval_thoughts < 0:
+            raise CoconutError(f"config 'eval_thoughts': must be >= 0, got {self.eval_thoughts}")
+        if self.lr <= 0:
+            raise CoconutError(f"config 'lr': must be > 0, got {self.lr}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain values for YAML/JSON."""
+        d = dataclasses.asdict(self)
+        d["betas"] = list(self.betas)
+        return d
+
+
+FIELD_NAMES = tuple(f.name for f in fields(TrainConfig))
+
+
+def _unknown(key: str, source: str) -> CoconutError:
+    near = difflib.get_close_matches(key, FIELD_NAMES, n=1)
+    hint = f"; did you mean '{near[0]}'?" if near else ""
+    return CoconutError(f"{source}: unknown config key '{key}'{hint}")
+
+
+def _coerce(name: str, value: Any, source: str) -> Any:
+    """Convert a YAML or command-line value to the field's declared type."""
+    hint = typing.get_type_hints(TrainConfig)[name]
+    args = typing.get_args(hint)
+    optional = (typing.get_origin(hint) in (typing.Union, types.UnionType)) and type(None) in args
+    base = next((a for a in args if a is not type(None)), hint) if optional else hint
+    if value is None or (isinstance(value, str) and value.lower() in ("none", "null") and optional):
+        if optional:
+            return None
+        raise CoconutError(f"{source}: config '{name}' cannot be empty")
+    try:
+        if base is bool:
+            if isinstance(value, bool):
+                return value
+            if isinstance(value, str) and value.lower() in ("true", "yes", "1", "false", "no", "0"):
+                return value.lower() in ("true", "yes", "1")
+            raise ValueError
+        if base is int:
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise ValueError
+            return int(float(value)) if isinstance(value, str) and "e" in value.lower() else int(value)
+        if base is float:
+            return float(value)
+        if base is str:
+            return str(value)
+        if typing.get_origin(base) is tuple:
+            items = yaml.safe_load(value) if isinstance(value, str) else value
+            return tuple(float(v) for v in items)
+    except (TypeError, ValueError):
+        pass
+    raise CoconutError(f"{source}: config '{name}' expects {getattr(base, '__name__', base)}, got {value!r}")
+
+
+# Official Coconut YAML keys -> ours (None: accepted and ignored).
+OFFICIAL_KEYS: dict[str, str | None] = {
+    "c_thought": "c_thought", "epochs_per_stage": "epochs_per_stage", "max_latent_stage": "max_latent_stage",
+    "pad_latent_to_max": "pad_latent_to_max", "uniform_prob": "uniform_prob", "model_id": "model",
+    "load_model_path": "init_from", "seed": "seed", "resume": "start_epoch", "train_path": "train_path",
+    "val_path": "val_path", "num_epochs": "num_epochs", "lr": "lr", "weight_decay": "weight_decay",
+    "save_path": "out_dir", "project": None, "name": None, "only_eval": None, "debug": None,
+    "save_only_improve": None, "bf16": None, "reset_optimizer": None, "batch_size_training": None,
+    "gradient_accumulation_steps": None, "coconut": None, "cot": None, "no_thoughts": None, "no_cot": None,
+}
+#: The paper trained on 4 GPUs; the official files give a per-GPU batch, so the global batch assumes 4.
+OFFICIAL_WORLD_SIZE = 4
+
+
+def is_official(raw: dict[str, Any]) -> bool:
+    """True for a file in the official code's format (it has the four method booleans)."""
+    return any(k in raw for k in ("coconut", "cot", "no_thoughts", "no_cot")) and "method" not in raw
+
+
+def from_official(raw: dict[str, Any], source: str) -> dict[str, Any]:
+    """Map an official Coconut YAML dict onto TrainConfig keys."""
+    out: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key not in OFFICIAL_KEYS:
+            raise CoconutError(f"{source}: unknown key '{key}' in an official-format config")
+        if OFFICIAL_KEYS[key] is not None and value is not None:
+            out[OFFICIAL_KEYS[key]] = value
+    flags = {k: bool(raw.get(k, False)) for k in ("coconut", "cot", "no_thoughts", "no_cot")}
+    if flags["cot"]:
+        out["method"] = "cot"
+    elif flags["no_cot"]:
+        out["method"] = "no_cot"
+    elif flags["coconut"] and flags["no_thoughts"]:
+        out["method"] = "no_thought"
+    elif flags["coconut"]:
+        out["method"] = "coconut"
+    else:
+        raise CoconutError(f"{source}: official config sets none of coconut/cot/no_cot")
+    micro = int(raw.get("batch_size_training", 32))
+    out["micro_batch_size"] = micro
+    out["batch_size"] = micro * int(raw.get("gradient_accumulation_steps", 1)) * OFFICIAL_WORLD_SIZE
+    if raw.get("bf16"):
+        out["precision"] = "bf16"
+    # Official reset_optimizer=True builds a new optimizer every epoch; False keeps one for the run.
+    if "reset_optimizer" in raw:
+        out["reset_optimizer"] = "epoch" if raw["reset_optimizer"] else "never"
+    return out
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """`key=value` from the command line; the value is parsed as YAML (so 1e-4, true, null work)."""
+    if "=" not in text:
+        raise CoconutError(f"override '{text}' is not key=value")
+    key, value = text.split("=", 1)
+    key = key.strip()
+    try:
+        parsed = yaml.safe_load(value) if value.strip() else ""
+    except yaml.YAMLError:
+        parsed = value
+    return key, parsed
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> TrainConfig:
+    """Build a TrainConfig from a YAML file (ours or the official format) and `key=value` overrides."""
+    raw: dict[str, Any] = {}
+    source = str(path) if path else "config"
+    if path:
+        p = Path(path)
+        if not p.is_file():
+            raise CoconutError(f"{p}: no such config file")
+        try:
+            loaded = yaml.safe_load(p.read_text(encoding="utf-8"))
+        except yaml.YAMLError as e:
+            raise CoconutError(f"{p}: not valid YAML ({str(e).splitlines()[0]})") from None
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise CoconutError(f"{p}: expected a mapping of key: value")
+        raw = from_official(loaded, source) if is_official(loaded) else loaded
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key not in FIELD_NAMES:
+            raise _unknown(key, source)
+        values[key] = _coerce(key, value, source)
+    for text in overrides:
+        key, value = parse_override(text)
+        if key not in FIELD_NAMES:
+            raise _unknown(key, "command line")
+        values[key] = _coerce(key, value, "command line")
+    cfg = TrainConfig(**values)
+    cfg.validate()
+    return cfg
+
+
+def describe_fields() -> str:
+    """Every config key with its type, default and meaning, for `--help-config` and the docs."""
+    hints = typing.get_type_hints(TrainConfig)
+    lines = []
+    for f in fields(TrainConfig):
+        t = str(hints[f.name]).replace("typing.", "").replace("<class '", "").replace("'>", "")
+        lines.append(f"  {f.name} ({t}, default {f.default!r})\n      {f.metadata['help']}")
+    return "\n".join(lines)

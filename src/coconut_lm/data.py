@@ -1,0 +1,161 @@
+"""From examples to training batches: tokenise once per run, then lay out each batch on demand.
+
+    data = tokenize_examples(examples, tokenizer)
+    plan = BatchPlan(batch_size=128, micro_batch_size=32, world_size=1, rank=0)
+    epoch = EpochBatches(data, method, layout_cfg, schedule_cfg, tokens, plan, seed=0, epoch=3)
+    for mb in DataLoader(epoch, batch_size=None, num_workers=2): ...
+
+An epoch is a seeded permutation cut into global batches (the last incomplete one is dropped).
+Each global batch is split across ranks, then into micro-batches for gradient accumulation. The
+schedule positions (stage mixing, iCoT smoothing) are drawn for the whole global batch from a
+generator seeded by (seed, epoch, step), so the data a run sees does not depend on the number of
+ranks or workers, and two ranks with B/2 see exactly what one rank with B sees.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from torch.utils.data import Dataset
+
+from coconut_lm.batching import Batch, collate
+from coconut_lm.curriculum import ScheduleConfig, example_positions
+from coconut_lm.errors import CoconutError
+from coconut_lm.methods import IGNORE, LayoutConfig, Method, TokenizedExample
+from coconut_lm.tasks.examples import Example
+from coconut_lm.tokenizer import SpecialTokens
+
+
+def segment_texts(ex: Example) -> tuple[str, list[str], str]:
+    """The text pieces a sequence is built from: question and steps end in a newline, the answer is '### answer'."""
+    return ex.question + "\n", [s + "\n" for s in ex.steps], "### " + ex.answer
+
+
+def tokenize_examples(examples: Sequence[Example], tokenizer) -> list[TokenizedExample]:
+    """Tokenise question, steps and answer of every example in three batched calls."""
+    if not examples:
+        return []
+    pieces = [segment_texts(e) for e in examples]
+    questions = tokenizer([q for q, _, _ in pieces], add_special_tokens=True)["input_ids"]
+    flat_steps = [s for _, steps, _ in pieces for s in steps]
+    step_ids = tokenizer(flat_steps, add_special_tokens=False)["input_ids"] if flat_steps else []
+    answers = tokenizer([a for _, _, a in pieces], add_special_tokens=False)["input_ids"]
+    eos = tokenizer.eos_token_id
+    out, j = [], 0
+    for e, q, a in zip(examples, questions, answers):
+        n = len(e.steps)
+        out.append(TokenizedExample(question=list(q), steps=[list(s) for s in step_ids[j:j + n]], answer=list(a) + [eos]))
+        j += n
+    return out
+
+
+def max_layout_length(ex: TokenizedExample, layout: LayoutConfig) -> int:
+    """An upper bound on any method's sequence length for `ex` (CoT chain plus markers and slots)."""
+    slots = max(layout.max_latent_stage * layout.c_thought, layout.pause_tokens)
+    return len(ex.question) + sum(len(s) for s in ex.steps) + len(ex.answer) + 2 + slots
+
+
+def check_lengths(data: Sequence[TokenizedExample], layout: LayoutConfig, max_length: int, source: str) -> None:
+    """Raise a CoconutError naming the first example whose sequence would exceed `max_length`."""
+    for i, ex in enumerate(data):
+        n = max_layout_length(ex, layout)
+        if n > max_length:
+            raise CoconutError(
+                f"{source}: item {i}: sequence of up to {n} tokens exceeds max_length={max_length} "
+                f"(raise max_length, or drop long examples)"
+            )
+
+
+@dataclass(frozen=True)
+class BatchPlan:
+    """How a global batch is split: over `world_size` ranks, then into micro-batches."""
+
+    batch_size: int
+    micro_batch_size: int
+    world_size: int = 1
+    rank: int = 0
+
+    def __post_init__(self) -> None:
+        per_rank, rem = divmod(self.batch_size, self.world_size)
+        if rem or per_rank % self.micro_batch_size:
+            raise CoconutError(
+                f"batch_size={self.batch_size} must be a multiple of world_size*micro_batch_size="
+                f"{self.world_size}*{self.micro_batch_size}"
+            )
+
+    @property
+    def accumulation(self) -> int:
+        """Micro-batches per optimizer step on each rank."""
+        return self.batch_size // (self.world_size * self.micro_batch_size)
+
+
+@dataclass
+class MicroBatch:
+    """One forward/backward's worth of data, with what the loss normalisation needs.
+
+    `global_label_tokens` counts supervised tokens in the whole global batch (all ranks, all
+    micro-batches), so that summing token losses / that count gives the same gradient however
+    the batch is split.
+    """
+
+    batch: Batch
+    global_label_tokens: int
+    step: int
+    micro: int
+    positions: np.ndarray
+
+    def pin_memory(self) -> MicroBatch:
+        self.batch = self.batch.pin_memory()
+        return self
+
+
+class EpochBatches(Dataset):
+    """The micro-batches of one epoch for one rank, built on demand (safe in DataLoader workers)."""
+
+    def __init__(
+        self,
+        data: Sequence[TokenizedExample],
+        method: Method,
+        layout: LayoutConfig,
+        schedule: ScheduleConfig,
+        tokens: SpecialTokens,
+        plan: BatchPlan,
+        seed: int,
+        epoch: int,
+        max_steps: int | None = None,
+    ) -> None:
+        if len(data) < plan.batch_size:
+            raise CoconutError(f"{len(data)} training examples is fewer than one batch (batch_size={plan.batch_size})")
+        self.data, self.method, self.layout, self.schedule = data, method, layout, schedule
+        self.tokens, self.plan, self.seed, self.epoch = tokens, plan, seed, epoch
+        self.order = np.random.default_rng([seed, epoch]).permutation(len(data))
+        self.steps_per_epoch = len(data) // plan.batch_size
+        self.steps = self.steps_per_epoch if max_steps is None else min(max_steps, self.steps_per_epoch)
+        self.n_steps = np.array([ex.n_steps for ex in data])
+        self.n_chain = np.array([sum(len(s) for s in ex.steps) for ex in data])
+
+    def __len__(self) -> int:
+        return self.steps * self.plan.accumulation
+
+    def positions(self, step: int) -> tuple[np.ndarray, np.ndarray]:
+        """(example indices, schedule positions) of global batch `step`."""
+        idx = self.order[step * self.plan.batch_size:(step + 1) * self.plan.batch_size]
+        rng = np.random.default_rng([self.seed, self.epoch, step, 1])
+        ks = example_positions(self.method, self.schedule, self.epoch, step / self.steps_per_epoch,
+                               self.n_steps[idx], self.n_chain[idx], rng)
+        return idx, ks
+
+    def __getitem__(self, i: int) -> MicroBatch:
+        if not 0 <= i < len(self):
+            raise IndexError(i)
+        step, micro = divmod(i, self.plan.accumulation)
+        idx, ks = self.positions(step)
+        layouts = [self.method.train_layout(self.data[j], int(k), self.layout, self.tokens) for j, k in zip(idx, ks)]
+        total = sum(sum(1 for t in lay.labels[1:] if t != IGNORE) for lay in layouts)
+        per_rank = self.plan.batch_size // self.plan.world_size
+        start = self.plan.rank * per_rank + micro * self.plan.micro_batch_size
+        sl = slice(start, start + self.plan.micro_batch_size)
+        batch = collate(layouts[sl], self.tokens.pad, self.tokens.latent)
+        return MicroBatch(batch=batch, global_label_tokens=total, step=step, micro=micro, positions=ks[sl])

@@ -1,0 +1,109 @@
+"""Everything distributed lives here: process-group set-up, ranks, wrapping, rank-0 printing.
+
+One process (CPU or one GPU) needs nothing: `init_distributed()` returns a world of size 1.
+Under `torchrun --nproc_per_node N -m coconut_lm.cli train ...` it reads RANK, LOCAL_RANK and
+WORLD_SIZE, joins the process group (NCCL on GPU, gloo on CPU) and picks the device from the
+LOCAL rank, so multi-node runs put each process on its own node's GPU.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+
+@dataclass(frozen=True)
+class DistEnv:
+    """Where this process sits: global rank, rank on its node, world size and its device."""
+
+    rank: int
+    local_rank: int
+    world_size: int
+    device: torch.device
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+
+def init_distributed(device: str = "auto") -> DistEnv:
+    """Join the torchrun process group if there is one and choose this process's device.
+
+    Args:
+        device: "auto" (CUDA when available, else CPU), "cpu" or "cuda".
+    """
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    use_cuda = torch.cuda.is_available() if device == "auto" else device.startswith("cuda")
+    dev = torch.device("cuda", local) if use_cuda else torch.device("cpu")
+    if use_cuda:
+        torch.cuda.set_device(dev)
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if use_cuda else "gloo", device_id=dev if use_cuda else None)
+    return DistEnv(rank=rank, local_rank=local, world_size=world, device=dev)
+
+
+def barrier(env: DistEnv) -> None:
+    """Wait for every rank (no-op in one process)."""
+    if env.distributed:
+        dist.barrier()
+
+
+def all_reduce_sum(value: float, env: DistEnv) -> float:
+    """Sum a Python number over ranks."""
+    if not env.distributed:
+        return value
+    t = torch.tensor([value], dtype=torch.float64, device=env.device)
+    dist.all_reduce(t)
+    return float(t.item())
+
+
+def broadcast_object(obj: Any, env: DistEnv) -> Any:
+    """Rank 0's `obj` on every rank."""
+    if not env.distributed:
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def wrap_model(model: nn.Module, env: DistEnv, strategy: str) -> nn.Module:
+    """DDP (default) or FSDP2 (`fully_shard` on each transformer block, then the root)."""
+    if not env.distributed:
+        return model
+    if strategy == "fsdp":
+        from torch.distributed.fsdp import fully_shard
+
+        # HF names its transformer blocks in `_no_split_modules`; shard each block, then the rest.
+        base = getattr(model, "base", model)
+        blocks = set(getattr(base, "_no_split_modules", None) or ())
+        for module in list(model.modules()):
+            if type(module).__name__ in blocks:
+                fully_shard(module)
+        fully_shard(model)
+        return model
+    from torch.nn.parallel import DistributedDataParallel
+
+    ids = [env.device.index] if env.device.type == "cuda" else None
+    return DistributedDataParallel(model, device_ids=ids)
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The module inside a DDP wrapper (FSDP2 shards in place, so it is already the module)."""
+    return getattr(model, "module", model)
+
+
+def cleanup(env: DistEnv) -> None:
+    """Leave the process group."""
+    if env.distributed and dist.is_initialized():
+        dist.destroy_process_group()

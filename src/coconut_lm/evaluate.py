@@ -1,0 +1,246 @@
+"""Generation evaluation: accuracy, tokens per answer, and a record per example.
+
+    result = evaluate(model, tokenizer, examples, method, layout_cfg, task="prosqa", n_thoughts=6)
+    result.summary.accuracy, result.records[0].text
+    write_eval(result, "runs/x/eval")      # predictions.jsonl + summary.json
+
+Prompts are sorted by length and generated in batches with a KV cache (`CoconutLM.generate`).
+"Tokens" follows the paper: language tokens generated (EOS included) plus continuous thoughts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from coconut_lm.batching import left_pad
+from coconut_lm.data import tokenize_examples
+from coconut_lm.methods import LayoutConfig, Method
+from coconut_lm.tasks.answers import answers_match, extract_answer
+from coconut_lm.tasks.examples import Example, atomic_write_text
+
+
+@dataclass
+class EvalRecord:
+    """One example's outcome."""
+
+    index: int
+    question_id: str
+    text: str
+    predicted: str
+    gold: str
+    correct: bool
+    tokens: int  # paper's count: language tokens plus continuous thoughts
+    language_tokens: int
+    thoughts: int
+    cot_match: bool | None
+
+
+@dataclass
+class EvalSummary:
+    """Aggregate numbers of one evaluation run."""
+
+    n: int
+    accuracy: float
+    mean_tokens: float
+    mean_language_tokens: float
+    mean_thoughts: float
+    examples_per_s: float
+    cot_match: float | None
+    n_thoughts: int | None
+    use_classifier: bool
+
+
+@dataclass
+class EvalResult:
+    records: list[EvalRecord]
+    summary: EvalSummary
+
+
+def chain_lines(text: str) -> list[str]:
+    """The reasoning lines of a generation: every non-empty line before the '###' answer line."""
+    lines = []
+    for line in text.split("\n"):
+        if line.lstrip().startswith("###"):
+            break
+        if line.strip():
+            lines.append(line.strip())
+    return lines
+
+
+def expected_chain(method: Method, ex: Example, n_thoughts: int, cfg: LayoutConfig) -> list[str] | None:
+    """The language steps a method should write after `n_thoughts` thoughts (None: it writes none)."""
+    if method.name == "cot":
+        return [s.strip() for s in ex.steps if s.strip()]
+    if method.name in ("coconut", "pause_as_thought") and cfg.c_thought > 0:
+        rest = [s.strip() for s in ex.steps[n_thoughts // cfg.c_thought:] if s.strip()]
+        return rest or None
+    return None
+
+
+@torch.no_grad()
+def evaluate(
+    model,
+    tokenizer,
+    examples: Sequence[Example],
+    method: Method,
+    layout_cfg: LayoutConfig,
+    task: str,
+    n_thoughts: int,
+    batch_size: int = 64,
+    max_new_tokens: int = 64,
+    use_classifier: bool = False,
+    max_thoughts: int = 16,
+    progress: bool = True,
+    desc: str = "eval",
+) -> EvalResult:
+    """Generate for every example and score it.
+
+    Args:
+        model: a `CoconutLM` (in eval mode on its device).
+        tokenizer: the run's tokenizer.
+        examples: the evaluation set.
+        method: decides the prompt layout.
+        layout_cfg: c, max stage and pause count.
+        task: prosqa | prontoqa | gsm8k (answer parsing).
+        n_thoughts: thought (or pause) slots in each prompt; ignored by methods without slots.
+        use_classifier: let the model's <eot> classifier end latent mode (prompt ends at <bot>).
+    """
+    tokens = model.tokens
+    data = tokenize_examples(examples, tokenizer)
+    if use_classifier:
+        prompts = [list(ex.question) + [tokens.bot] for ex in data]
+    else:
+        prompts = [method.eval_prompt(ex, n_thoughts, layout_cfg, tokens) for ex in data]
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    results: dict[int, tuple[list[int], int, int]] = {}
+    start = time.perf_counter()
+    bar = tqdm(total=len(order), desc=desc, disable=not progress, leave=False, unit="ex")
+    for b in range(0, len(order), batch_size):
+        idx = order[b:b + batch_size]
+        ids, mask = left_pad([prompts[i] for i in idx], tokens.pad)
+        out = model.generate(ids.to(device), mask.to(device), max_new_tokens,
+                             use_eot_classifier=use_classifier, max_thoughts=max_thoughts)
+        seqs, ntok, nth = out.sequences.cpu(), out.num_tokens.cpu(), out.num_thoughts.cpu()
+        for r, i in enumerate(idx):
+            results[i] = (seqs[r, :int(ntok[r])].tolist(), int(ntok[r]), int(nth[r]))
+        bar.update(len(idx))
+    bar.close()
+    elapsed = time.perf_counter() - start
+    model.train(was_training)
+
+    records = []
+    for i, ex in enumerate(examples):
+        seq, ntok, nth = results[i]
+        text = tokenizer.decode(seq, skip_special_tokens=True)
+        predicted = extract_answer(task, text)
+        expected = expected_chain(method, ex, n_thoughts, layout_cfg)
+        records.append(EvalRecord(
+            index=i, question_id=str(ex.extra.get("id", i)), text=text, predicted=predicted, gold=ex.answer,
+            correct=answers_match(task, predicted, ex.answer), tokens=ntok + (nth if method.continuous else 0),
+            language_tokens=ntok, thoughts=nth, cot_match=None if expected is None else chain_lines(text) == expected,
+        ))
+    return EvalResult(records, summarize(records, elapsed, None if use_classifier else n_thoughts, use_classifier))
+
+
+def summarize(records: Sequence[EvalRecord], seconds: float, n_thoughts: int | None, use_classifier: bool) -> EvalSummary:
+    """Aggregate records into an EvalSummary."""
+    n = len(records)
+    cot = [r.cot_match for r in records if r.cot_match is not None]
+    return EvalSummary(
+        n=n,
+        accuracy=sum(r.correct for r in records) / max(n, 1),
+        mean_tokens=sum(r.tokens for r in records) / max(n, 1),
+        mean_language_tokens=sum(r.language_tokens for r in records) / max(n, 1),
+        mean_thoughts=sum(r.thoughts for r in records) / max(n, 1),
+        examples_per_s=n / seconds if seconds > 0 else float("inf"),
+        cot_match=sum(cot) / len(cot) if cot else None,
+        n_thoughts=n_thoughts,
+        use_classifier=use_classifier,
+    )
+
+
+def write_eval(result: EvalResult, out_dir: str | os.PathLike, extra: dict | None = None) -> Path:
+    """Write `predictions.jsonl` and `summary.json` (plus `extra` keys) into out_dir, atomically."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "predictions.jsonl", "".join(json.dumps(asdict(r)) + "\n" for r in result.records))
+    atomic_write_text(out / "summary.json", json.dumps({**asdict(result.summary), **(extra or {})}, indent=2) + "\n")
+    return out
+
+
+def layout_from_meta(meta: dict) -> LayoutConfig:
+    """The layout settings a checkpoint was trained with (from its coconut.json meta)."""
+    return LayoutConfig(c_thought=int(meta.get("c_thought", 1)), max_latent_stage=int(meta.get("max_latent_stage", 6)),
+                        pad_latent_to_max=bool(meta.get("pad_latent_to_max", False)),
+                        pause_tokens=int(meta.get("pause_tokens", 6)))
+
+
+def evaluate_checkpoint(
+    checkpoint: str | os.PathLike,
+    data_path: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    latents: Sequence[int] | None = None,
+    batch_size: int = 64,
+    max_new_tokens: int = 64,
+    use_classifier: bool | None = None,
+    max_examples: int | None = None,
+    device: str = "auto",
+    progress: bool = True,
+) -> dict[str, EvalSummary]:
+    """Evaluate a checkpoint on a data file, once per thought count in `latents` (forced k).
+
+    Writes `<out>/predictions.jsonl` and `<out>/summary.json` for one setting, or `<out>/k<k>/...`
+    plus `<out>/forced_k.json` for several. Returns the summaries keyed "k<k>" (or "classifier").
+    """
+    from coconut_lm.checkpoint import load_model
+    from coconut_lm.methods import get_method
+    from coconut_lm.tasks.examples import load_examples
+
+    model, tokenizer, meta = load_model(checkpoint)
+    dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device))
+    model.to(dev)
+    method = get_method(meta.get("method", "coconut"))
+    layout = layout_from_meta(meta)
+    task = meta.get("task", "prosqa")
+    examples = load_examples(data_path)[:max_examples]
+    if use_classifier is None:
+        use_classifier = bool(meta.get("eval_use_classifier", False))
+    if use_classifier and model.eot_head is None:
+        from coconut_lm.errors import CoconutError
+
+        raise CoconutError(f"checkpoint {checkpoint}: has no <eot> classifier (train with eot_classifier=true)")
+    settings: list[int | None] = [None] if use_classifier else list(latents if latents else [int(meta.get("eval_thoughts", 0))])
+    summaries: dict[str, EvalSummary] = {}
+    out = Path(out_dir)
+    for k in settings:
+        name = "classifier" if k is None else f"k{k}"
+        result = evaluate(model, tokenizer, examples, method, layout, task, k or 0, batch_size, max_new_tokens,
+                          use_classifier=k is None, max_thoughts=int(meta.get("max_thoughts", 16)),
+                          progress=progress, desc=f"eval {name}")
+        where = out if len(settings) == 1 else out / name
+        write_eval(result, where, extra={"checkpoint": str(checkpoint), "data": str(data_path), "method": method.name,
+                                          "task": task})
+        summaries[name] = result.summary
+    if len(settings) > 1:
+        atomic_write_text(out / "forced_k.json", json.dumps({k: asdict(s) for k, s in summaries.items()}, indent=2) + "\n")
+    return summaries
+
+
+def format_summaries(summaries: dict[str, EvalSummary]) -> str:
+    """A text table: one row per evaluation setting."""
+    rows = [f"{'setting':<12}{'n':>6}{'accuracy':>10}{'tokens':>9}{'thoughts':>10}{'cot match':>11}{'ex/s':>9}"]
+    for name, s in summaries.items():
+        cot = "-" if s.cot_match is None else f"{s.cot_match:.3f}"
+        rows.append(f"{name:<12}{s.n:>6}{s.accuracy:>10.3f}{s.mean_tokens:>9.1f}{s.mean_thoughts:>10.1f}{cot:>11}{s.examples_per_s:>9.1f}")
+    return "\n".join(rows)

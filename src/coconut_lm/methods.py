@@ -1,0 +1,232 @@
+"""The eight methods of the paper, each one small unit: how it lays out an example at progress k.
+
+A method turns a tokenised example into (a) a training sequence with its label mask and (b) an
+evaluation prompt. `k` is the method's schedule position for that example: the curriculum stage
+for the stage-based methods, the number of removed chain tokens for iCoT, and unused otherwise.
+
+    method = METHODS["coconut"]
+    layout = method.train_layout(ex, k=2, cfg=cfg, tokens=tokens)
+    prompt = method.eval_prompt(ex, n_thoughts=6, cfg=cfg, tokens=tokens)
+
+Layouts (Q question, S_i steps, A "### answer<eos>", labels masked on everything in brackets):
+
+    cot               [Q] S1 .. Sn A
+    no_cot            [Q] A
+    icot              [Q] S1..Sn with its first k tokens removed, A
+    pause             [Q <pause>*p] A
+    coconut           [Q <bot> <latent>*(m*c) <eot>] S_{k+1} .. Sn A   (m = latent steps at stage k)
+    no_curriculum     coconut at the final stage, from epoch 0
+    no_thought        [Q <bot> <eot>] S_{k+1} .. Sn A
+    pause_as_thought  [Q <bot> <pause>*(m*c) <eot>] S_{k+1} .. Sn A
+
+Only the remaining steps and the answer are supervised; the question, the markers and every
+thought or pause slot carry label -100.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from coconut_lm.tokenizer import SpecialTokens
+
+IGNORE = -100
+Schedule = Literal["none", "stages", "icot"]
+
+
+@dataclass(frozen=True)
+class TokenizedExample:
+    """An example as token ids: question (with the tokenizer's BOS if any), steps, and the answer.
+
+    `answer` is the tokens of "### <answer>" followed by EOS; every step ends with its newline.
+    """
+
+    question: list[int]
+    steps: list[list[int]]
+    answer: list[int]
+
+    @property
+    def n_steps(self) -> int:
+        return len(self.steps)
+
+
+@dataclass(frozen=True)
+class LayoutConfig:
+    """The fields every layout reads: thoughts per step, the last latent stage, padding, pauses."""
+
+    c_thought: int = 1
+    max_latent_stage: int = 6
+    pad_latent_to_max: bool = False
+    pause_tokens: int = 6
+
+    def __post_init__(self) -> None:
+        if self.c_thought < 0 or self.max_latent_stage < 0 or self.pause_tokens < 0:
+            raise ValueError("c_thought, max_latent_stage and pause_tokens must be >= 0")
+
+
+@dataclass(frozen=True)
+class Layout:
+    """One training sequence: token ids and labels of the same length (IGNORE where masked)."""
+
+    input_ids: list[int]
+    labels: list[int]
+
+
+def latent_steps(n_steps: int, k: int, cfg: LayoutConfig) -> tuple[int, int]:
+    """(language steps dropped, latent steps inserted) at stage k, as in the paper.
+
+    Past `max_latent_stage` every language step is dropped and the latent count stays at the
+    maximum. Without `pad_latent_to_max` a chain shorter than k gets only as many latent steps
+    as it has steps.
+    """
+    if k > cfg.max_latent_stage:
+        dropped, latent = n_steps, cfg.max_latent_stage
+    else:
+        dropped, latent = min(k, n_steps), k
+    if not cfg.pad_latent_to_max:
+        latent = min(latent, n_steps)
+    return dropped, latent
+
+
+def _chain(steps: Sequence[list[int]]) -> list[int]:
+    return [t for s in steps for t in s]
+
+
+def _supervised(prefix: list[int], target: list[int]) -> Layout:
+    """`prefix` masked, `target` supervised."""
+    return Layout(prefix + target, [IGNORE] * len(prefix) + list(target))
+
+
+class Method:
+    """Base class: a name, a schedule kind, and the two layouts. Subclasses override only what differs."""
+
+    name: str = ""
+    schedule: Schedule = "none"
+    #: True when the layout holds `<latent>` slots, i.e. training needs the multi-pass forward.
+    continuous: bool = False
+
+    def train_layout(self, ex: TokenizedExample, k: int, cfg: LayoutConfig, tokens: SpecialTokens) -> Layout:
+        """The training sequence for `ex` at schedule position k."""
+        raise NotImplementedError
+
+    def eval_prompt(self, ex: TokenizedExample, n_thoughts: int, cfg: LayoutConfig, tokens: SpecialTokens) -> list[int]:
+        """The generation prompt for `ex` with `n_thoughts` thought (or pause) slots; cot-like methods ignore it."""
+        return list(ex.question)
+
+    def default_eval_thoughts(self, cfg: LayoutConfig) -> int:
+        """Thoughts used at evaluation unless set explicitly: the final stage's count."""
+        return 0
+
+
+class CoT(Method):
+    """Chain of thought: the full language chain is supervised."""
+
+    name = "cot"
+
+    def train_layout(self, ex, k, cfg, tokens):
+        return _supervised(list(ex.question), _chain(ex.steps) + ex.answer)
+
+
+class NoCoT(Method):
+    """No chain: the question, then the answer."""
+
+    name = "no_cot"
+
+    def train_layout(self, ex, k, cfg, tokens):
+        return _supervised(list(ex.question), list(ex.answer))
+
+
+class ICoT(Method):
+    """Implicit CoT (stepwise internalisation): the first k chain tokens are removed."""
+
+    name = "icot"
+    schedule = "icot"
+
+    def train_layout(self, ex, k, cfg, tokens):
+        return _supervised(list(ex.question), _chain(ex.steps)[max(k, 0):] + ex.answer)
+
+
+class Pause(Method):
+    """Pause-token baseline: `pause_tokens` `<pause>` tokens between question and answer."""
+
+    name = "pause"
+
+    def train_layout(self, ex, k, cfg, tokens):
+        return _supervised(list(ex.question) + [tokens.pause] * cfg.pause_tokens, list(ex.answer))
+
+    def eval_prompt(self, ex, n_thoughts, cfg, tokens):
+        return list(ex.question) + [tokens.pause] * cfg.pause_tokens
+
+    def default_eval_thoughts(self, cfg):
+        return cfg.pause_tokens
+
+
+class Coconut(Method):
+    """Coconut: the first k steps become k*c continuous thoughts between `<bot>` and `<eot>`."""
+
+    name = "coconut"
+    schedule = "stages"
+    continuous = True
+
+    def slot(self, tokens: SpecialTokens) -> list[int]:
+        """The token that fills one thought slot."""
+        return [tokens.latent]
+
+    def train_layout(self, ex, k, cfg, tokens):
+        dropped, latent = latent_steps(ex.n_steps, k, cfg)
+        prefix = list(ex.question) + [tokens.bot] + self.slot(tokens) * (latent * cfg.c_thought) + [tokens.eot]
+        return _supervised(prefix, _chain(ex.steps[dropped:]) + ex.answer)
+
+    def eval_prompt(self, ex, n_thoughts, cfg, tokens):
+        return list(ex.question) + [tokens.bot] + self.slot(tokens) * n_thoughts + [tokens.eot]
+
+    def default_eval_thoughts(self, cfg):
+        return cfg.max_latent_stage * cfg.c_thought
+
+
+class NoCurriculum(Coconut):
+    """Coconut without the curriculum: the final-stage layout (all steps latent) from epoch 0."""
+
+    name = "no_curriculum"
+    schedule = "none"
+
+    def train_layout(self, ex, k, cfg, tokens):
+        return super().train_layout(ex, cfg.max_latent_stage + 1, cfg, tokens)
+
+
+class NoThought(Coconut):
+    """Coconut's curriculum removes the steps, but no thought slots replace them."""
+
+    name = "no_thought"
+    continuous = False
+
+    def slot(self, tokens):
+        return []
+
+    def default_eval_thoughts(self, cfg):
+        return 0
+
+
+class PauseAsThought(Coconut):
+    """Coconut's curriculum with `<pause>` tokens in the thought slots (one ordinary forward pass)."""
+
+    name = "pause_as_thought"
+    continuous = False
+
+    def slot(self, tokens):
+        return [tokens.pause]
+
+
+METHODS: dict[str, Method] = {
+    m.name: m for m in (CoT(), NoCoT(), ICoT(), Pause(), Coconut(), NoCurriculum(), NoThought(), PauseAsThought())
+}
+
+
+def get_method(name: str) -> Method:
+    """The method called `name`; an unknown name is a CoconutError listing the valid ones."""
+    from coconut_lm.errors import CoconutError
+
+    if name not in METHODS:
+        raise CoconutError(f"unknown method '{name}'; choose one of: {', '.join(METHODS)}")
+    return METHODS[name]

@@ -1,0 +1,60 @@
+"""Answer parsing and normalisation for every task, in one place (evaluation uses only this module).
+
+    extract_answer("gsm8k", "<<4-2=2>>\\n<<100*3=300>>\\n### 1,300")   # "1,300"
+    normalize_answer("gsm8k", "1,300")                                  # "1300"
+    answers_match("gsm8k", "### 1,300", "1300")                         # True
+    answers_match("prontoqa", "true.", "True")                          # True
+
+The rules:
+- A model writes "step\\nstep\\n### answer": the answer is the text after the last '#', stripped
+  (the official Coconut rule; text with no '#' is taken whole).
+- gsm8k: that text with its commas removed ("1,000" == "1000"), as the official evaluation does;
+  nothing else is forgiven ("72." != "72", "$72" != "72").
+- prosqa: the answer sentence ("Tom is a lempus."), whitespace collapsed; otherwise exact.
+- prontoqa: a truth value: "True"/"False" in any case, with or without a final period.
+"""
+
+from __future__ import annotations
+
+from coconut_lm.errors import CoconutError
+
+TASKS = ("gsm8k", "prosqa", "prontoqa")
+
+
+def _check_task(task: str) -> str:
+    if task not in TASKS:
+        raise CoconutError(f"unknown task '{task}': expected one of {', '.join(TASKS)}")
+    return task
+
+
+def strip_thousands_separators(text: str) -> str:
+    """Remove the commas of a number ("5,000" -> "5000"); the only place commas are stripped."""
+    return text.replace(",", "")
+
+
+def _after_last_hash(text: str) -> str:
+    return text.rsplit("#", 1)[-1].strip()
+
+
+def extract_answer(task: str, generated_text: str) -> str:
+    """The answer part of a model's output "step\\n...\\n### answer", not yet normalised."""
+    _check_task(task)
+    return _after_last_hash(generated_text)
+
+
+def normalize_answer(task: str, text: str) -> str:
+    """The canonical form of an answer (gold or extracted) under the task's rule (module doc)."""
+    _check_task(task)
+    if task == "gsm8k":
+        return strip_thousands_separators(text.rsplit("#", 1)[-1]).strip()
+    collapsed = " ".join(text.split())
+    if task == "prontoqa":
+        word = collapsed.removesuffix(".").strip().casefold()
+        if word in ("true", "false"):
+            return word.capitalize()
+    return collapsed
+
+
+def answers_match(task: str, predicted: str, gold: str) -> bool:
+    """Whether a predicted answer (raw model output or extracted answer) equals the gold answer."""
+    return normalize_answer(task, extract_answer(task, predicted)) == normalize_answer(task, gold)

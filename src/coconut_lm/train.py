@@ -1,0 +1,371 @@
+"""The training loop: one process on CPU or a GPU, or many under torchrun (DDP, or FSDP2).
+
+    coconut-lm train configs/prosqa_coconut_tiny.yaml out_dir=runs/demo
+    torchrun --nproc_per_node 4 -m coconut_lm.cli train configs/prosqa_coconut.yaml
+    coconut-lm train configs/prosqa_coconut.yaml --resume       # continue from the latest checkpoint
+
+Per optimizer step: the global batch is laid out at each example's schedule position, split over
+ranks and micro-batches, and each micro-batch's token losses are summed and divided by the global
+batch's token count, so any split gives the same gradient. AdamW is rebuilt whenever the
+curriculum says so. Every epoch ends with validation (teacher-forced loss and generation
+accuracy) and a checkpoint; the best one by validation accuracy is kept in `best/`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from coconut_lm import checkpoint as ckpt
+from coconut_lm import dist
+from coconut_lm.batching import collate
+from coconut_lm.config import TrainConfig
+from coconut_lm.curriculum import ScheduleConfig, coconut_stage, eval_position, optimizer_reset_key
+from coconut_lm.data import BatchPlan, EpochBatches, check_lengths, tokenize_examples
+from coconut_lm.evaluate import evaluate
+from coconut_lm.methods import LayoutConfig, Method, get_method
+from coconut_lm.runlog import RunLog
+from coconut_lm.tasks.examples import atomic_write_text, load_examples
+
+
+def layout_config(cfg: TrainConfig) -> LayoutConfig:
+    """The layout fields of a config."""
+    return LayoutConfig(c_thought=cfg.c_thought, max_latent_stage=cfg.max_latent_stage,
+                        pad_latent_to_max=cfg.pad_latent_to_max, pause_tokens=cfg.pause_tokens)
+
+
+def schedule_config(cfg: TrainConfig) -> ScheduleConfig:
+    """The schedule fields of a config."""
+    return ScheduleConfig(epochs_per_stage=cfg.epochs_per_stage, max_latent_stage=cfg.max_latent_stage,
+                          uniform_prob=cfg.uniform_prob, reset_optimizer=cfg.reset_optimizer,  # type: ignore[arg-type]
+                          icot_delta=cfg.icot_delta, icot_lambda=cfg.icot_lambda, icot_max_removed=cfg.icot_max_removed)
+
+
+def final_eval_thoughts(cfg: TrainConfig, method: Method) -> int:
+    """Thoughts used by the final evaluation: `eval_thoughts` if set, else the method's final-stage count."""
+    return cfg.eval_thoughts if cfg.eval_thoughts is not None else method.default_eval_thoughts(layout_config(cfg))
+
+
+def val_thoughts(cfg: TrainConfig, method: Method, epoch: int) -> int:
+    """Thoughts for validation after `epoch`: the current stage's count for curriculum methods."""
+    if method.schedule == "stages" and method.default_eval_thoughts(layout_config(cfg)) > 0:
+        stage = min(coconut_stage(epoch, cfg.epochs_per_stage), cfg.max_latent_stage)
+        return stage * cfg.c_thought
+    return final_eval_thoughts(cfg, method)
+
+
+def checkpoint_meta(cfg: TrainConfig, method: Method, epoch: int) -> dict[str, Any]:
+    """What `coconut.json` records besides token ids: method, task, stage, c and the eval setting."""
+    return {
+        "method": method.name, "task": cfg.task, "c_thought": cfg.c_thought,
+        "max_latent_stage": cfg.max_latent_stage, "pad_latent_to_max": cfg.pad_latent_to_max,
+        "pause_tokens": cfg.pause_tokens, "epoch": epoch, "stage": coconut_stage(epoch, cfg.epochs_per_stage),
+        "eval_thoughts": final_eval_thoughts(cfg, method), "eval_use_classifier": cfg.eval_use_classifier,
+        "max_thoughts": cfg.max_thoughts,
+    }
+
+
+def build_model(cfg: TrainConfig, train_texts: list[str]):
+    """The tokenizer and a fresh `CoconutLM` for this config (from a preset, an HF model, or init_from)."""
+    from coconut_lm.backbone import PRESETS, build_backbone, load_backbone, resize_for_new_tokens
+    from coconut_lm.model import CoconutLM
+    from coconut_lm.tokenizer import build_word_tokenizer, load_tokenizer, special_token_ids
+
+    if cfg.init_from:
+        model, tok, _ = ckpt.load_model(cfg.init_from)
+        if cfg.eot_classifier and model.eot_head is None:
+            model = CoconutLM(model.base, model.tokens, eot_classifier=True)
+        return model, tok
+    if cfg.model in PRESETS:
+        tok = load_tokenizer(cfg.tokenizer) if cfg.tokenizer else build_word_tokenizer(train_texts)
+        base = build_backbone(cfg.model, vocab_size=len(tok), n_positions=cfg.max_length)
+    else:
+        tok = load_tokenizer(cfg.tokenizer or cfg.model)
+        base = load_backbone(cfg.model)
+        resize_for_new_tokens(base, tok)
+    return CoconutLM(base, special_token_ids(tok), eot_classifier=cfg.eot_classifier), tok
+
+
+def lr_at(cfg: TrainConfig, global_step: int, reset_step: int, total_steps: int) -> float:
+    """Learning rate: linear warm-up after each optimizer reset, then constant or cosine to 10%."""
+    lr = cfg.lr
+    if cfg.lr_schedule == "cosine" and total_steps > 0:
+        lr *= 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(global_step / total_steps, 1.0)))
+    if cfg.warmup_steps > 0:
+        lr *= min(1.0, (global_step - reset_step + 1) / cfg.warmup_steps)
+    return lr
+
+
+@torch.no_grad()
+def validation_loss(model, data, method: Method, layout: LayoutConfig, position: int, batch_size: int,
+                    device: torch.device, autocast) -> float:
+    """Teacher-forced NLL per supervised token of the validation set at schedule position `position`."""
+    tokens = model.tokens
+    total, count = torch.zeros((), device=device, dtype=torch.float64), 0
+    was_training = model.training
+    model.eval()
+    for b in range(0, len(data), batch_size):
+        layouts = [method.train_layout(ex, position, layout, tokens) for ex in data[b:b + batch_size]]
+        batch = collate(layouts, tokens.pad, tokens.latent)
+        n = batch.n_label_tokens
+        if n == 0:
+            continue
+        batch = batch.to(device)
+        with autocast():
+            out = model(batch.input_ids, batch.attention_mask, labels=batch.labels)
+        total += out.loss.double() * n
+        count += n
+    model.train(was_training)
+    return float(total) / max(count, 1)
+
+
+@dataclass
+class TrainResult:
+    """What a run produced."""
+
+    run_dir: Path
+    best_accuracy: float
+    best_epoch: int
+    final_accuracy: float | None
+    global_step: int
+    seconds: float
+
+
+class Trainer:
+    """Owns the model, optimizer, data and counters of one run on one rank."""
+
+    def __init__(self, cfg: TrainConfig, env: dist.DistEnv, progress: bool = True) -> None:
+        self.cfg, self.env, self.progress = cfg, env, progress and env.is_main
+        self.run_dir = Path(cfg.out_dir)
+        self.method = get_method(cfg.method)
+        self.layout, self.schedule = layout_config(cfg), schedule_config(cfg)
+        self.train_examples = load_examples(cfg.train_path)
+        self.val_examples = load_examples(cfg.val_path)[: cfg.val_max_examples] if cfg.val_path else []
+        torch.manual_seed(cfg.seed)
+        texts = [t for e in self.train_examples for t in (e.question, *e.steps, "### " + e.answer)]
+        model, self.tokenizer = build_model(cfg, texts)
+        self.model = model.to(env.device)
+        self.tokens = model.tokens
+        self.train_data = tokenize_examples(self.train_examples, self.tokenizer)
+        self.val_data = tokenize_examples(self.val_examples, self.tokenizer)
+        check_lengths(self.train_data, self.layout, cfg.max_length, cfg.train_path)
+        check_lengths(self.val_data, self.layout, cfg.max_length, cfg.val_path)
+        self.plan = BatchPlan(cfg.batch_size, cfg.micro_batch_size, env.world_size, env.rank)
+        self.steps_per_epoch = len(self.train_data) // cfg.batch_size
+        if cfg.max_steps_per_epoch:
+            self.steps_per_epoch = min(self.steps_per_epoch, cfg.max_steps_per_epoch)
+        self.total_steps = self.steps_per_epoch * (cfg.num_epochs - cfg.start_epoch)
+        self.wrapped = dist.wrap_model(self.model, env, cfg.distributed)
+        if cfg.compile:
+            self.wrapped.compile()
+        self.optimizer = self._new_optimizer()
+        self.use_bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and env.device.type == "cuda")
+        # Counters, saved in the trainer state for exact resume.
+        self.epoch, self.micro_index, self.global_step = cfg.start_epoch, 0, 0
+        self.reset_key: Any = None
+        self.reset_step = 0
+        self.best_accuracy, self.best_epoch = -1.0, -1
+        self.log = RunLog(self.run_dir, cfg.report_to, enabled=env.is_main, config=cfg.to_dict())
+
+    # ------------------------------------------------------------------ pieces
+
+    def _new_optimizer(self) -> torch.optim.Optimizer:
+        return torch.optim.AdamW(self.wrapped.parameters(), lr=self.cfg.lr, betas=self.cfg.betas,
+                                 weight_decay=self.cfg.weight_decay)
+
+    def autocast(self):
+        if self.use_bf16:
+            return torch.autocast(self.env.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def trainer_state(self) -> dict[str, Any]:
+        state = {
+            "epoch": self.epoch, "micro_index": self.micro_index, "global_step": self.global_step,
+            "reset_key": self.reset_key, "reset_step": self.reset_step, "best_accuracy": self.best_accuracy,
+            "best_epoch": self.best_epoch, "optimizer": self.optimizer.state_dict(),
+            "torch_rng": torch.get_rng_state(), "config": self.cfg.to_dict(),
+        }
+        if torch.cuda.is_available():
+            state["cuda_rng"] = torch.cuda.get_rng_state_all()
+        return state
+
+    def save(self, folder: Path, with_state: bool, epoch: int) -> None:
+        """Checkpoint on rank 0 (all ranks wait); the optimizer state only for resumable checkpoints.
+
+        `epoch` is the epoch whose training the weights reflect (recorded in coconut.json).
+        """
+        state = self.trainer_state() if with_state else None
+        if self.env.is_main:
+            meta = checkpoint_meta(self.cfg, self.method, epoch)
+            ckpt.save_checkpoint(folder, lambda tmp: self.model.save_pretrained(tmp, meta=meta), self.tokenizer, state)
+            if with_state:
+                ckpt.prune_checkpoints(self.run_dir, self.cfg.keep_last)
+        dist.barrier(self.env)
+
+    def resume(self) -> bool:
+        """Load the latest complete checkpoint of this run; False when there is none."""
+        from coconut_lm.model import CoconutLM
+
+        found = ckpt.latest_checkpoint(self.run_dir, warn=lambda m: print(m) if self.env.is_main else None)
+        if found is None:
+            return False
+        state = ckpt.load_trainer_state(found)
+        loaded = CoconutLM.from_pretrained(found)
+        self.model.load_state_dict(loaded.state_dict())
+        self.optimizer.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["torch_rng"])
+        if "cuda_rng" in state and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        for key in ("epoch", "micro_index", "global_step", "reset_key", "reset_step", "best_accuracy", "best_epoch"):
+            setattr(self, key, state[key])
+        self.log.truncate_after(self.global_step)
+        if self.env.is_main:
+            print(f"resumed from {found} (epoch {self.epoch}, step {self.global_step})")
+        return True
+
+    def maybe_reset_optimizer(self, step_in_epoch: int) -> None:
+        key = optimizer_reset_key(self.method, self.schedule, self.epoch, step_in_epoch / max(self.steps_per_epoch, 1))
+        if key != self.reset_key:
+            if self.reset_key is not None:
+                self.optimizer = self._new_optimizer()
+                self.reset_step = self.global_step
+                self.log.write({"type": "reset", "step": self.global_step, "epoch": self.epoch, "key": key})
+            self.reset_key = key
+
+    # ------------------------------------------------------------------ loop
+
+    def train_epoch(self) -> None:
+        cfg, env = self.cfg, self.env
+        ds = EpochBatches(self.train_data, self.method, self.layout, self.schedule, self.tokens, self.plan,
+                          seed=cfg.seed, epoch=self.epoch, max_steps=cfg.max_steps_per_epoch)
+        loader = DataLoader(ds, batch_size=None, sampler=range(self.micro_index, len(ds)),
+                            num_workers=cfg.num_workers, pin_memory=env.device.type == "cuda",
+                            persistent_workers=False)
+        accum = self.plan.accumulation
+        stage = coconut_stage(self.epoch, cfg.epochs_per_stage)
+        bar = tqdm(total=len(ds) // accum, initial=self.micro_index // accum, disable=not self.progress,
+                   desc=f"epoch {self.epoch + 1}/{cfg.num_epochs}", unit="step", leave=False)
+        self.wrapped.train()
+        loss_sum = torch.zeros((), device=env.device)
+        seen_tokens, steps_since_log, t0 = 0, 0, time.perf_counter()
+        for mb in loader:
+            step_in_epoch = mb.step
+            if mb.micro == 0:
+                self.maybe_reset_optimizer(step_in_epoch)
+            batch = mb.batch.to(env.device, non_blocking=True)
+            n_local = mb.batch.n_label_tokens
+            last = mb.micro == accum - 1
+            sync = contextlib.nullcontext() if last or not hasattr(self.wrapped, "no_sync") else self.wrapped.no_sync()
+            with sync:
+                with self.autocast():
+                    out = self.wrapped(batch.input_ids, batch.attention_mask, labels=batch.labels)
+                # Token-sum over the global batch; DDP averages over ranks, hence * world_size.
+                scale = n_local / max(mb.global_label_tokens, 1) * env.world_size
+                loss = out.loss * scale
+                if out.eot_loss is not None:
+                    loss = loss + cfg.eot_loss_weight * out.eot_loss * (len(mb.positions) / cfg.batch_size) * env.world_size
+                loss.backward()
+            loss_sum += out.loss.detach() * (n_local / max(mb.global_label_tokens, 1))
+            seen_tokens += int(mb.batch.attention_mask.sum())
+            self.micro_index += 1
+            if not last:
+                continue
+            lr = lr_at(cfg, self.global_step, self.reset_step, self.total_steps)
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+            if cfg.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(self.wrapped.parameters(), cfg.grad_clip)
+            self.optimizer.step()
+            self.optimizer.zero_grad(set_to_none=True)
+            self.global_step += 1
+            bar.update(1)
+            steps_since_log += 1
+            if self.global_step % cfg.log_every == 0 or step_in_epoch == ds.steps - 1:
+                # loss_sum holds this rank's share of each step's token-mean loss; the sum over ranks is the whole.
+                loss_val = dist.all_reduce_sum(float(loss_sum), env) / steps_since_log
+                elapsed = max(time.perf_counter() - t0, 1e-9)
+                row = {"type": "train", "step": self.global_step, "epoch": self.epoch, "stage": stage,
+                       "loss": loss_val, "lr": lr, "tokens_per_s": seen_tokens * env.world_size / elapsed,
+                       "examples_per_s": steps_since_log * cfg.batch_size / elapsed}
+                self.log.write(row)
+                bar.set_postfix(loss=f"{loss_val:.3f}", stage=stage)
+                loss_sum.zero_()
+                seen_tokens, steps_since_log, t0 = 0, 0, time.perf_counter()
+            if cfg.save_every_steps and self.global_step % cfg.save_every_steps == 0 and step_in_epoch < ds.steps - 1:
+                self.save(self.run_dir / "checkpoints" / ckpt.checkpoint_name(self.global_step), with_state=True,
+                          epoch=self.epoch)
+        bar.close()
+
+    def validate(self) -> dict[str, Any]:
+        """Teacher-forced loss and generation accuracy on the validation set (rank 0; all ranks under FSDP)."""
+        cfg, env = self.cfg, self.env
+        row: dict[str, Any] = {"type": "val", "step": self.global_step, "epoch": self.epoch,
+                               "stage": coconut_stage(self.epoch, cfg.epochs_per_stage)}
+        lockstep = env.distributed and cfg.distributed == "fsdp"
+        if self.val_data and (env.is_main or lockstep):
+            model = dist.unwrap(self.wrapped)
+            position = eval_position(self.method, self.schedule, self.epoch)
+            row["val_loss"] = validation_loss(model, self.val_data, self.method, self.layout, position,
+                                              cfg.eval_batch_size, env.device, self.autocast)
+            n_thoughts = val_thoughts(cfg, self.method, self.epoch)
+            with self.autocast():
+                result = evaluate(model, self.tokenizer, self.val_examples, self.method, self.layout, cfg.task,
+                                  n_thoughts, cfg.eval_batch_size, cfg.max_new_tokens,
+                                  use_classifier=cfg.eval_use_classifier and model.eot_head is not None,
+                                  max_thoughts=cfg.max_thoughts, progress=self.progress, desc="validate")
+            s = result.summary
+            row.update(val_accuracy=s.accuracy, val_tokens=s.mean_tokens, val_thoughts=n_thoughts,
+                       val_examples_per_s=s.examples_per_s, val_cot_match=s.cot_match)
+        return dist.broadcast_object(row, env)
+
+    def run(self, resume: bool = False) -> TrainResult:
+        cfg, env = self.cfg, self.env
+        start = time.perf_counter()
+        if env.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(self.run_dir / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+        if resume and not self.resume() and env.is_main:
+            print(f"no complete checkpoint in {self.run_dir}; starting from scratch")
+        final_acc = None
+        while self.epoch < cfg.num_epochs:
+            self.train_epoch()
+            row = None
+            if (self.epoch + 1) % cfg.eval_every == 0 or self.epoch + 1 == cfg.num_epochs:
+                row = self.validate()
+                self.log.write(row)
+                acc = row.get("val_accuracy")
+                if acc is not None:
+                    final_acc = acc
+                    if env.is_main:
+                        print(f"epoch {self.epoch + 1}: stage {row['stage']}, val loss {row.get('val_loss', float('nan')):.4f}, "
+                              f"val accuracy {acc:.3f}")
+                    if acc > self.best_accuracy:
+                        self.best_accuracy, self.best_epoch = acc, self.epoch
+                        self.save(self.run_dir / "best", with_state=False, epoch=self.epoch)
+            self.epoch += 1
+            self.micro_index = 0
+            self.save(self.run_dir / "checkpoints" / ckpt.checkpoint_name(self.global_step), with_state=True,
+                      epoch=self.epoch - 1)
+        seconds = time.perf_counter() - start
+        self.log.write({"type": "end", "step": self.global_step, "best_accuracy": self.best_accuracy,
+                        "best_epoch": self.best_epoch, "seconds": seconds})
+        self.log.close()
+        return TrainResult(self.run_dir, self.best_accuracy, self.best_epoch, final_acc, self.global_step, seconds)
+
+
+def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, device: str = "auto") -> TrainResult:
+    """Run training for `cfg` (one process, or one rank of a torchrun job)."""
+    env = dist.init_distributed(device)
+    try:
+        return Trainer(cfg, env, progress=progress).run(resume=resume)
+    finally:
+        dist.cleanup(env)

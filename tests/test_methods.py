@@ -1,0 +1,130 @@
+"""Each method's exact token layout and label mask for one known example, at several stages."""
+
+from __future__ import annotations
+
+import pytest
+
+from coconut_lm.methods import IGNORE, METHODS, LayoutConfig, TokenizedExample, get_method, latent_steps
+from coconut_lm.tokenizer import SpecialTokens
+
+T = SpecialTokens(bot=901, eot=902, latent=903, pause=904, pad=0, eos=999)
+# Question [1, 2], three steps [11, 12] [21] [31, 32, 33], answer [41, 999].
+EX = TokenizedExample(question=[1, 2], steps=[[11, 12], [21], [31, 32, 33]], answer=[41, T.eos])
+CFG = LayoutConfig(c_thought=1, max_latent_stage=2, pad_latent_to_max=False, pause_tokens=3)
+B, E, L, P, X = T.bot, T.eot, T.latent, T.pause, IGNORE
+
+
+def layout(name: str, k: int, cfg: LayoutConfig = CFG) -> tuple[list[int], list[int]]:
+    lay = get_method(name).train_layout(EX, k, cfg, T)
+    assert len(lay.input_ids) == len(lay.labels)
+    return lay.input_ids, lay.labels
+
+
+def test_registry_has_the_eight_methods():
+    assert set(METHODS) == {"cot", "no_cot", "icot", "pause", "coconut", "no_curriculum", "no_thought", "pause_as_thought"}
+
+
+def test_cot_supervises_whole_chain_and_answer():
+    assert layout("cot", 5) == ([1, 2, 11, 12, 21, 31, 32, 33, 41, 999], [X, X, 11, 12, 21, 31, 32, 33, 41, 999])
+
+
+def test_no_cot_is_question_then_answer():
+    assert layout("no_cot", 3) == ([1, 2, 41, 999], [X, X, 41, 999])
+
+
+@pytest.mark.parametrize(
+    ("k", "ids", "labels"),
+    [
+        (0, [1, 2, 11, 12, 21, 31, 32, 33, 41, 999], [X, X, 11, 12, 21, 31, 32, 33, 41, 999]),
+        (2, [1, 2, 21, 31, 32, 33, 41, 999], [X, X, 21, 31, 32, 33, 41, 999]),
+        (3, [1, 2, 31, 32, 33, 41, 999], [X, X, 31, 32, 33, 41, 999]),
+        (6, [1, 2, 41, 999], [X, X, 41, 999]),
+        (100, [1, 2, 41, 999], [X, X, 41, 999]),
+    ],
+)
+def test_icot_removes_tokens_from_the_start_of_the_chain(k, ids, labels):
+    assert layout("icot", k) == (ids, labels)
+
+
+def test_pause_puts_pauses_between_question_and_answer_masked():
+    assert layout("pause", 2) == ([1, 2, P, P, P, 41, 999], [X, X, X, X, X, 41, 999])
+
+
+@pytest.mark.parametrize(
+    ("k", "ids", "labels"),
+    [
+        # Stage 0 is CoT with empty latent mode.
+        (0, [1, 2, B, E, 11, 12, 21, 31, 32, 33, 41, 999], [X, X, X, X, 11, 12, 21, 31, 32, 33, 41, 999]),
+        (1, [1, 2, B, L, E, 21, 31, 32, 33, 41, 999], [X, X, X, X, X, 21, 31, 32, 33, 41, 999]),
+        (2, [1, 2, B, L, L, E, 31, 32, 33, 41, 999], [X, X, X, X, X, X, 31, 32, 33, 41, 999]),
+        # Past max_latent_stage=2: every language step goes, the thoughts stay at the maximum.
+        (3, [1, 2, B, L, L, E, 41, 999], [X, X, X, X, X, X, 41, 999]),
+    ],
+)
+def test_coconut_layout_per_stage(k, ids, labels):
+    assert layout("coconut", k) == (ids, labels)
+
+
+def test_coconut_c2_doubles_thoughts_per_step():
+    cfg = LayoutConfig(c_thought=2, max_latent_stage=2)
+    assert layout("coconut", 1, cfg) == ([1, 2, B, L, L, E, 21, 31, 32, 33, 41, 999], [X] * 6 + [21, 31, 32, 33, 41, 999])
+
+
+def test_pad_latent_to_max_only_matters_for_short_chains():
+    short = TokenizedExample(question=[1], steps=[[11]], answer=[41, T.eos])
+    free = LayoutConfig(max_latent_stage=3, pad_latent_to_max=False)
+    padded = LayoutConfig(max_latent_stage=3, pad_latent_to_max=True)
+    coconut = get_method("coconut")
+    assert coconut.train_layout(short, 3, free, T).input_ids == [1, B, L, E, 41, 999]
+    assert coconut.train_layout(short, 3, padded, T).input_ids == [1, B, L, L, L, E, 41, 999]
+    assert latent_steps(1, 3, free) == (1, 1)
+    assert latent_steps(1, 3, padded) == (1, 3)
+    assert latent_steps(5, 7, padded) == (5, 3)
+
+
+def test_no_curriculum_uses_final_stage_from_the_start():
+    assert layout("no_curriculum", 0) == ([1, 2, B, L, L, E, 41, 999], [X, X, X, X, X, X, 41, 999])
+
+
+def test_no_thought_drops_steps_without_slots():
+    assert layout("no_thought", 2) == ([1, 2, B, E, 31, 32, 33, 41, 999], [X, X, X, X, 31, 32, 33, 41, 999])
+
+
+def test_pause_as_thought_fills_slots_with_pauses():
+    assert layout("pause_as_thought", 1) == ([1, 2, B, P, E, 21, 31, 32, 33, 41, 999], [X] * 5 + [21, 31, 32, 33, 41, 999])
+
+
+@pytest.mark.parametrize(
+    ("name", "n", "prompt"),
+    [
+        ("cot", 6, [1, 2]),
+        ("no_cot", 6, [1, 2]),
+        ("icot", 6, [1, 2]),
+        ("pause", 6, [1, 2, P, P, P]),
+        ("coconut", 2, [1, 2, B, L, L, E]),
+        ("coconut", 0, [1, 2, B, E]),
+        ("no_curriculum", 2, [1, 2, B, L, L, E]),
+        ("no_thought", 2, [1, 2, B, E]),
+        ("pause_as_thought", 2, [1, 2, B, P, P, E]),
+    ],
+)
+def test_eval_prompts(name, n, prompt):
+    assert get_method(name).eval_prompt(EX, n, CFG, T) == prompt
+
+
+def test_only_coconut_family_needs_multipass():
+    assert {m.name for m in METHODS.values() if m.continuous} == {"coconut", "no_curriculum"}
+
+
+def test_default_eval_thoughts():
+    cfg = LayoutConfig(c_thought=2, max_latent_stage=3, pause_tokens=6)
+    assert get_method("coconut").default_eval_thoughts(cfg) == 6
+    assert get_method("pause").default_eval_thoughts(cfg) == 6
+    assert get_method("cot").default_eval_thoughts(cfg) == 0
+
+
+def test_unknown_method_is_a_clear_error():
+    from coconut_lm.errors import CoconutError
+
+    with pytest.raises(CoconutError, match="unknown method 'coconutt'"):
+        get_method("coconutt")
