@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+# Tests never reach a model hub: a name that is not a local folder fails at once instead of retrying.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
 def _find_shared_data() -> Path:

@@ -93,3 +93,30 @@ def test_malformed_yaml(tmp_path):
         load_config(p)
     with pytest.raises(CoconutError, match="no such config file"):
         load_config(tmp_path / "missing.yaml")
+
+
+def test_configuration_docs_are_current():
+    import importlib.util
+
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("make_docs", root / "scripts" / "make_docs.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert (root / "docs" / "configuration.md").read_text() == module.render(), "run: python scripts/make_docs.py"
+
+
+def test_presets_are_current():
+    import importlib.util
+
+    import yaml
+
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("make_configs", root / "scripts" / "make_configs.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    for path in CONFIGS:
+        task, rest = path.stem.split("_", 1)
+        tiny = rest.endswith("_tiny")
+        method = rest[: -len("_tiny")] if tiny else rest
+        want = (module.tiny if tiny else module.full)(task, method)
+        assert yaml.safe_load(path.read_text()) == want, f"{path.name} is stale: run python scripts/make_configs.py"

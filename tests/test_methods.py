@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from coconut_lm.methods import IGNORE, METHODS, LayoutConfig, TokenizedExample, get_method, latent_steps
+from coconut_lm.methods import (
+    IGNORE,
+    METHODS,
+    LayoutConfig,
+    TokenizedExample,
+    get_method,
+    latent_steps,
+)
 from coconut_lm.tokenizer import SpecialTokens
 
 T = SpecialTokens(bot=901, eot=902, latent=903, pause=904, pad=0, eos=999)

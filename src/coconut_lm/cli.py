@@ -241,6 +241,18 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
 
 # ----------------------------------------------------------------------------------------- main
 
+def _add_analyze(sub: argparse._SubParsersAction) -> None:
+    from coconut_lm.analysis.run import add_analyze_parser
+
+    add_analyze_parser(sub)
+
+
+def _add_report(sub: argparse._SubParsersAction) -> None:
+    from coconut_lm.analysis.report import add_report_parser
+
+    add_report_parser(sub)
+
+
 # Subcommand name -> function that adds its parser. Each parser sets `func`.
 COMMANDS: dict[str, Callable[[argparse._SubParsersAction], None]] = {
     "data": _add_data,
@@ -248,6 +260,8 @@ COMMANDS: dict[str, Callable[[argparse._SubParsersAction], None]] = {
     "eval": _add_eval,
     "generate": _add_generate,
     "demo": _add_demo,
+    "analyze": _add_analyze,
+    "report": _add_report,
 }
 
 

@@ -1,0 +1,452 @@
+"""Latent search (paper §5): the value a model gives each frontier node after k continuous thoughts.
+
+    records = frontier_values(model, tokenizer, examples, hops=(1, 2))   # list[SearchRecord]
+    summary = summarize_search(records)          # frontier stats, parallelism, value against height
+    write_search(records, summary, "analysis/")  # latent_search.jsonl + latent_search_summary.json
+    decode_thoughts(model, tokenizer, gen.thoughts[0], k=5)   # top tokens of each thought
+
+**The value of a frontier node, exactly.** After h hops' worth of thoughts (h*c thoughts) the
+prompt is `question <bot> <latent>*(h*c) <eot>`. The step the model writes next is "Every {node_h}
+is a {node_h+1}." (for h = 0 it is "{Root} is a {child}."). The value of a frontier node n is the
+teacher-forced probability of n's name tokens right after the template's first word:
+
+    value(n) = prod_i P(name_i | prompt, "Every", name_<i)
+
+"Every" is common to every candidate, so it is conditioned on rather than multiplied in (with a
+trained model it is ~1). Its own probability, P("Every" | prompt), is kept for each frontier as
+`prefix_prob`. value * prefix_prob is the probability of the whole beginning of the step.
+
+Names are tokenised the way the training data tokenises a step. The text "Every " + name goes
+through one tokenizer call. Steps are tokenised alone, so "Every" has no leading space: a
+word-level tokenizer gives "Every", "▁lempus" and GPT-2 BPE gives "Every", " lem", "pus". The name's
+tokens are whatever follows the prefix's own tokens.
+
+The frontier after h hops is every node at the end of some h-edge path from the root
+(`tasks.prosqa.frontier`): the root's children after 1 thought and its grandchildren after 2.
+This is the same "k hidden hops" reading that the path categories use. A node is *correct* when
+the target is reachable from it. Its height is its distance to a leaf, both shortest and longest.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from coconut_lm.errors import CoconutError
+from coconut_lm.tasks.examples import Example, atomic_write_text
+
+STEP_PREFIX = "Every"  # the first word of every concept-to-concept step
+TOP_KS = (1, 2, 3)
+# Most logits (rows * length * vocabulary) one scoring forward may hold; rows are split to fit.
+LOGIT_BUDGET = 2**27
+
+
+# ------------------------------------------------------------------------------------- records
+
+
+@dataclass
+class NodeValue:
+    """One frontier node and the value the model gives it."""
+
+    node: int
+    name: str
+    value: float  # P(name tokens | prompt, template prefix)
+    log_value: float
+    correct: bool  # the target is reachable from this node
+    is_target: bool
+    height_shortest: int
+    height_longest: int
+    parents: list[int]  # its parents in the previous frontier (the root for h = 1)
+    n_tokens: int  # tokens of the name
+
+
+@dataclass
+class Frontier:
+    """The frontier after `hops` hops' worth of thoughts, with every node's value."""
+
+    hops: int
+    n_thoughts: int
+    prefix: str  # the template text before the name: "Every", or "" when h = 0
+    prefix_prob: float  # P(prefix | prompt); 1.0 when the prefix is empty
+    nodes: list[NodeValue]
+
+    def ranked(self) -> list[float]:
+        """Node values, largest first."""
+        return sorted((n.value for n in self.nodes), reverse=True)
+
+    def top_k(self, k: int) -> float:
+        """Cumulative value of the k best nodes (all of them when there are fewer than k)."""
+        return sum(self.ranked()[:k])
+
+
+@dataclass
+class SearchRecord:
+    """One example's latent-search values: a `Frontier` per hop count."""
+
+    index: int
+    question_id: str
+    root: int
+    root_name: str
+    target: int
+    target_name: str
+    target_hops: int  # shortest root -> target distance
+    gold_path: list[str]  # node names along the example's steps (empty if they do not parse)
+    frontiers: list[Frontier] = field(default_factory=list)
+
+    def frontier(self, hops: int) -> Frontier | None:
+        """The frontier after `hops` hops, or None if it was not computed."""
+        return next((f for f in self.frontiers if f.hops == hops), None)
+
+
+def search_record_from_dict(d: dict[str, Any]) -> SearchRecord:
+    """Rebuild a `SearchRecord` from its JSON form (one line of latent_search.jsonl)."""
+    frontiers = [Frontier(**{**f, "nodes": [NodeValue(**n) for n in f["nodes"]]}) for f in d["frontiers"]]
+    return SearchRecord(**{**d, "frontiers": frontiers})
+
+
+def load_search_records(path: str | os.PathLike) -> list[SearchRecord]:
+    """Read latent_search.jsonl."""
+    p = Path(path)
+    if not p.is_file():
+        raise CoconutError(f"{p}: no such file")
+    out = []
+    for i, line in enumerate(p.read_text().splitlines()):
+        if line.strip():
+            try:
+                out.append(search_record_from_dict(json.loads(line)))
+            except (json.JSONDecodeError, TypeError, KeyError) as e:
+                raise CoconutError(f"{p}: line {i + 1}: not a latent-search record ({e})") from None
+    return out
+
+
+# ------------------------------------------------------------------------------------- values
+
+
+@dataclass
+class _Row:
+    record: int  # index into the records list
+    frontier: int  # index into record.frontiers
+    node: int  # index into frontier.nodes (or -1: a prefix-only row, for an empty frontier)
+    ids: list[int]
+    n_prefix: int
+    n_name: int
+
+
+def _device(model: torch.nn.Module) -> torch.device:
+    try:
+        return next(model.parameters()).device
+    except StopIteration:
+        return torch.device("cpu")
+
+
+def _vocab_size(model: torch.nn.Module) -> int | None:
+    try:
+        return int(model.base.get_output_embeddings().weight.shape[0])
+    except AttributeError:
+        return None
+
+
+class _NameTokens:
+    """Token ids of the template prefix and of each name after it, cached."""
+
+    def __init__(self, tokenizer) -> None:
+        self.tokenizer = tokenizer
+        self.cache: dict[tuple[str, str], tuple[list[int], list[int]]] = {}
+
+    def prefix(self, prefix: str) -> list[int]:
+        """Token ids of the template prefix alone ([] for an empty prefix)."""
+        return self(prefix, "")[0]
+
+    def __call__(self, prefix: str, name: str) -> tuple[list[int], list[int]]:
+        key = (prefix, name)
+        if key not in self.cache:
+            text = f"{prefix} {name}" if prefix and name else prefix or name
+            enc = self.tokenizer([prefix, text], add_special_tokens=False)["input_ids"]
+            pre, full = list(enc[0]) if prefix else [], list(enc[1]) if text else []
+            if full[: len(pre)] != pre or (name and len(full) == len(pre)):
+                raise CoconutError(f"the tokenizer does not keep the step template '{prefix}' apart from "
+                                   f"the name '{name}' ({pre} vs {full}); cannot read the name's probability")
+            self.cache[key] = (pre, full[len(pre):])
+        return self.cache[key]
+
+
+def _gold_path(ex: Example) -> list[str]:
+    from coconut_lm.tasks.prosqa import parse_fact
+
+    path: list[str] = []
+    for step in ex.steps:
+        fact = parse_fact(step)
+        if fact is None:
+            return []
+        path += [fact[1]] if path else list(fact)
+    return path
+
+
+def _new_record(i: int, ex: Example, hops: Sequence[int], n_per_hop: int) -> SearchRecord:
+    """A record with every frontier's nodes laid out and values still at zero."""
+    from coconut_lm.tasks.prosqa import (
+        frontier,
+        graph_from_example,
+        node_heights,
+        reachable,
+        shortest_distances,
+    )
+
+    graph = graph_from_example(ex, index=i)
+    assert graph.target is not None
+    heights = node_heights(graph)
+    rec = SearchRecord(index=i, question_id=str(ex.extra.get("id", i)), root=graph.root,
+                       root_name=graph.names[graph.root], target=graph.target,
+                       target_name=graph.names[graph.target],
+                       target_hops=shortest_distances(graph, graph.root).get(graph.target, -1),
+                       gold_path=_gold_path(ex))
+    for h in hops:
+        previous = frontier(graph, graph.root, h - 1) if h > 0 else frozenset()
+        nodes = [NodeValue(node=n, name=graph.names[n], value=0.0, log_value=0.0,
+                           correct=reachable(graph, n, graph.target), is_target=n == graph.target,
+                           height_shortest=heights[n].shortest, height_longest=heights[n].longest,
+                           parents=sorted(p for p in graph.parents[n] if p in previous), n_tokens=0)
+                 for n in sorted(frontier(graph, graph.root, h))]
+        rec.frontiers.append(Frontier(hops=h, n_thoughts=h * n_per_hop, prefix=STEP_PREFIX if h > 0 else "",
+                                      prefix_prob=1.0, nodes=nodes))
+    return rec
+
+
+@torch.no_grad()
+def frontier_values(model, tokenizer, examples: Sequence[Example], hops: Sequence[int] = (1, 2),
+                    method=None, layout=None, batch_size: int = 64, progress: bool = True) -> list[SearchRecord]:
+    """The value of every frontier node after each hop count in `hops` (see the module docstring).
+
+    Args:
+        model: a `CoconutLM` (or anything with its `forward(..., return_logits=True)` and `tokens`).
+        tokenizer: the checkpoint's tokenizer.
+        examples: ProsQA examples (with the graph keys).
+        hops: hop counts h; the prompt holds h * c thoughts.
+        method: lays out the prompt (default: coconut).
+        layout: c and the other layout settings (default: c = 1).
+        batch_size: rows (one per candidate node) per forward pass; fewer when the logits would
+            exceed LOGIT_BUDGET elements.
+
+    Each row is the prompt, the template prefix and one candidate's name, scored by one full
+    multi-pass forward; rows are sorted by length and their first thoughts aligned (`collate`).
+    """
+    from coconut_lm.batching import collate
+    from coconut_lm.data import tokenize_examples
+    from coconut_lm.methods import IGNORE, METHODS, Layout, LayoutConfig
+
+    if not examples:
+        raise CoconutError("frontier_values: no examples")
+    if any(h < 0 for h in hops):
+        raise CoconutError(f"frontier_values: hops must be >= 0, got {list(hops)}")
+    method = method or METHODS["coconut"]
+    layout = layout or LayoutConfig()
+    tokens = model.tokens
+    per_hop = max(layout.c_thought, 1)
+    records = [_new_record(i, ex, hops, per_hop) for i, ex in enumerate(examples)]
+    names = _NameTokens(tokenizer)
+
+    rows: list[_Row] = []
+    for r, (rec, tex) in enumerate(zip(records, tokenize_examples(examples, tokenizer))):
+        for f, fr in enumerate(rec.frontiers):
+            prompt = method.eval_prompt(tex, fr.n_thoughts, layout, tokens)
+            # An empty frontier still gets a prefix-only row, so its prefix_prob is known.
+            targets = [(j, *names(fr.prefix, nv.name)) for j, nv in enumerate(fr.nodes)] or \
+                [(-1, names.prefix(fr.prefix), [])]
+            for j, pre, name in targets:
+                if not pre and not name:
+                    continue
+                rows.append(_Row(r, f, j, prompt + pre + name, len(pre), len(name)))
+
+    order = sorted(range(len(rows)), key=lambda i: len(rows[i].ids))
+    device, vocab = _device(model), _vocab_size(model)
+    was_training = model.training
+    model.eval()
+    bar = tqdm(total=len(order), desc="latent search", unit="row", disable=not progress, leave=False)
+    start = 0
+    while start < len(order):
+        chunk = order[start:start + batch_size]
+        if vocab is not None:  # keep (rows, length, vocabulary) logits under the budget
+            width = len(rows[chunk[-1]].ids)
+            chunk = chunk[:max(1, LOGIT_BUDGET // (width * vocab))]
+        start += len(chunk)
+        layouts = []
+        for i in chunk:
+            row = rows[i]
+            n_scored = row.n_prefix + row.n_name
+            prompt_len = len(row.ids) - n_scored
+            layouts.append(Layout(row.ids, [IGNORE] * prompt_len + row.ids[prompt_len:]))
+        batch = collate(layouts, tokens.pad, tokens.latent).to(device)
+        logits = model(batch.input_ids, batch.attention_mask, return_logits=True).logits  # (B, T, V)
+        target = batch.labels[:, 1:]  # label t is predicted at position t-1
+        keep = target != IGNORE  # (B, T-1)
+        sel = logits[:, :-1][keep]  # (N, V): the scored positions, row by row
+        logp = torch.log_softmax(sel.float() if sel.dtype in (torch.float16, torch.bfloat16) else sel, -1)
+        scored = logp.gather(-1, target[keep][:, None]).squeeze(-1).double().cpu().tolist()
+        pos = 0
+        for i in chunk:
+            row = rows[i]
+            n = row.n_prefix + row.n_name
+            lp_prefix, lp_name = sum(scored[pos:pos + row.n_prefix]), sum(scored[pos + row.n_prefix:pos + n])
+            pos += n
+            fr = records[row.record].frontiers[row.frontier]
+            fr.prefix_prob = math.exp(lp_prefix)
+            if row.node >= 0:
+                nv = fr.nodes[row.node]
+                nv.log_value, nv.value, nv.n_tokens = lp_name, math.exp(lp_name), row.n_name
+        bar.update(len(chunk))
+    bar.close()
+    model.train(was_training)
+    return records
+
+
+# ------------------------------------------------------------------------------------ summary
+
+
+@dataclass
+class FrontierStats:
+    """Averages over examples of one frontier (thought h)."""
+
+    hops: int
+    n_examples: int  # examples with a non-empty frontier
+    mean_size: float  # frontier nodes per example
+    mean_total_value: float  # probability mass the model puts on frontier nodes
+    mean_correct_value: float | None  # mean value of a node that leads to the target
+    mean_incorrect_value: float | None  # mean value of a node that does not
+    top_node_correct: float | None  # fraction of examples whose best-valued node leads to the target
+    mean_prefix_prob: float  # P("Every" | prompt), averaged
+
+
+@dataclass
+class ParallelismCurve:
+    """Cumulative value of the top-k frontier nodes at thought `hops`, one per example."""
+
+    hops: int
+    k: int
+    n: int
+    mean: float
+    sorted_values: list[float]  # ascending: the value at each percentile of the test set
+
+
+@dataclass
+class HeightBin:
+    """Mean value of the frontier nodes of one height (of one kind), correct or not."""
+
+    hops: int
+    height_kind: str  # "shortest" or "longest" distance to a leaf
+    correct: bool
+    height: int
+    n: int
+    mean_value: float
+    sem: float  # standard error of the mean (0 when n = 1)
+
+
+@dataclass
+class SearchSummary:
+    """Everything the latent-search figures and tables show."""
+
+    n_examples: int
+    frontiers: list[FrontierStats]
+    parallelism: list[ParallelismCurve]
+    value_by_height: list[HeightBin]
+
+
+def _mean(values: Sequence[float]) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
+def frontier_stats(records: Sequence[SearchRecord], hops: int) -> FrontierStats:
+    """Averages of the frontier after `hops` hops over the examples that have one."""
+    frs = [f for r in records if (f := r.frontier(hops)) is not None]
+    full = [f for f in frs if f.nodes]
+    nodes = [n for f in full for n in f.nodes]
+    return FrontierStats(
+        hops=hops, n_examples=len(full),
+        mean_size=_mean([len(f.nodes) for f in full]) or 0.0,
+        mean_total_value=_mean([sum(n.value for n in f.nodes) for f in full]) or 0.0,
+        mean_correct_value=_mean([n.value for n in nodes if n.correct]),
+        mean_incorrect_value=_mean([n.value for n in nodes if not n.correct]),
+        top_node_correct=_mean([float(max(f.nodes, key=lambda n: n.value).correct) for f in full]),
+        mean_prefix_prob=_mean([f.prefix_prob for f in frs]) or 0.0,
+    )
+
+
+def parallelism(records: Sequence[SearchRecord], hops: int, ks: Sequence[int] = TOP_KS) -> list[ParallelismCurve]:
+    """The paper's parallelism curves: per example, the summed value of its k best frontier nodes."""
+    frs = [f for r in records if (f := r.frontier(hops)) is not None and f.nodes]
+    out = []
+    for k in ks:
+        values = sorted(f.top_k(k) for f in frs)
+        out.append(ParallelismCurve(hops=hops, k=k, n=len(values), mean=_mean(values) or 0.0, sorted_values=values))
+    return out
+
+
+def value_by_height(records: Sequence[SearchRecord], hops: int) -> list[HeightBin]:
+    """Mean node value per (height kind, correct or not, height) at thought `hops`."""
+    groups: dict[tuple[str, bool, int], list[float]] = defaultdict(list)
+    for r in records:
+        f = r.frontier(hops)
+        for n in f.nodes if f else []:
+            groups[("shortest", n.correct, n.height_shortest)].append(n.value)
+            groups[("longest", n.correct, n.height_longest)].append(n.value)
+    bins = []
+    for (kind, correct, height), vals in sorted(groups.items()):
+        m = sum(vals) / len(vals)
+        sd = math.sqrt(sum((v - m) ** 2 for v in vals) / (len(vals) - 1)) if len(vals) > 1 else 0.0
+        bins.append(HeightBin(hops=hops, height_kind=kind, correct=correct, height=height, n=len(vals),
+                              mean_value=m, sem=sd / math.sqrt(len(vals))))
+    return bins
+
+
+def summarize_search(records: Sequence[SearchRecord]) -> SearchSummary:
+    """Frontier statistics, parallelism curves and value-by-height bins for every computed hop count."""
+    hops = sorted({f.hops for r in records for f in r.frontiers})
+    return SearchSummary(
+        n_examples=len(records),
+        frontiers=[frontier_stats(records, h) for h in hops],
+        parallelism=[c for h in hops for c in parallelism(records, h)],
+        value_by_height=[b for h in hops for b in value_by_height(records, h)],
+    )
+
+
+def write_search(records: Sequence[SearchRecord], summary: SearchSummary, out_dir: str | os.PathLike,
+                 extra: dict[str, Any] | None = None) -> Path:
+    """Write latent_search.jsonl (one record per example) and latent_search_summary.json."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "latent_search.jsonl", "".join(json.dumps(asdict(r)) + "\n" for r in records))
+    atomic_write_text(out / "latent_search_summary.json",
+                      json.dumps({**asdict(summary), **(extra or {})}, indent=2) + "\n")
+    return out
+
+
+# ---------------------------------------------------------------------------------- thoughts
+
+
+@torch.no_grad()
+def decode_thoughts(model, tokenizer, thoughts: torch.Tensor, k: int = 5) -> list[list[tuple[str, float]]]:
+    """The top-k tokens of the LM head applied to each continuous thought.
+
+    `thoughts` is (n, H) (or (H,) for one thought); returns, per thought, (token text, probability)
+    pairs, most probable first. Token text is `tokenizer.decode([id])`, so a leading space shows.
+    """
+    if thoughts.dim() == 1:
+        thoughts = thoughts[None]
+    if thoughts.dim() != 2:
+        raise CoconutError(f"decode_thoughts: expected thoughts of shape (n, hidden), got {tuple(thoughts.shape)}")
+    if thoughts.shape[0] == 0:
+        return []
+    param = next(model.parameters())
+    logits = model.logits(thoughts.to(param.device, param.dtype))  # (n, V)
+    probs = torch.softmax(logits.float() if logits.dtype in (torch.float16, torch.bfloat16) else logits, -1)
+    top = probs.topk(min(k, probs.shape[-1]), dim=-1)
+    return [[(tokenizer.decode([int(i)]), float(p)) for p, i in zip(ps.tolist(), ids.tolist())]
+            for ps, ids in zip(top.values, top.indices)]

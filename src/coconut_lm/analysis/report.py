@@ -1,0 +1,256 @@
+"""`coconut-lm report`: the paper's Table 1 from run folders, with our numbers beside the paper's.
+
+    coconut-lm report runs/prosqa_* runs/prontoqa_* --out results.md     # also writes results.json
+
+Each run folder gives a method, a task and a seed (its `config.yaml`). Its accuracy and tokens come
+from an eval summary (`<run>/eval/summary.json`, written by `coconut-lm eval --out <run>/eval`) when
+there is one. Otherwise they come from the best "val" row of `metrics.jsonl`. The table says which
+source each number came from. Several seeds of one method and task are shown as mean ± sample std.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from coconut_lm.errors import CoconutError
+
+TASKS = ("gsm8k", "prontoqa", "prosqa")
+TASK_LABELS = {"gsm8k": "GSM8k", "prontoqa": "ProntoQA", "prosqa": "ProsQA"}
+METHOD_LABELS = {
+    "cot": "CoT", "no_cot": "No-CoT", "icot": "iCoT", "pause": "Pause token", "coconut": "Coconut",
+    "no_curriculum": "w/o curriculum", "no_thought": "w/o thought", "pause_as_thought": "pause as thought",
+}
+# Hao et al. 2024, Table 1 (GPT-2 124M, pretrained): method -> task -> (accuracy %, tokens or None).
+PAPER: dict[str, dict[str, tuple[float, float | None]]] = {
+    "cot": {"gsm8k": (42.9, 25.0), "prontoqa": (98.8, 92.5), "prosqa": (77.5, 49.4)},
+    "no_cot": {"gsm8k": (16.5, 2.2), "prontoqa": (93.8, 3.0), "prosqa": (76.7, 8.2)},
+    "icot": {"gsm8k": (30.0, 2.2), "prontoqa": (99.8, 3.0), "prosqa": (98.2, 8.2)},
+    "pause": {"gsm8k": (16.4, 2.2), "prontoqa": (77.7, 3.0), "prosqa": (75.9, 8.2)},
+    "coconut": {"gsm8k": (34.1, 8.2), "prontoqa": (99.8, 9.0), "prosqa": (97.0, 14.2)},
+    "no_curriculum": {"gsm8k": (14.4, None), "prontoqa": (52.4, None), "prosqa": (76.1, None)},
+    "no_thought": {"gsm8k": (21.6, None), "prontoqa": (99.9, None), "prosqa": (95.5, None)},
+    "pause_as_thought": {"gsm8k": (24.1, None), "prontoqa": (100.0, None), "prosqa": (96.6, None)},
+}
+
+
+@dataclass
+class RunResult:
+    """One run folder's numbers and where they came from."""
+
+    run_dir: str
+    method: str
+    task: str
+    seed: int
+    accuracy: float  # fraction in [0, 1]
+    tokens: float | None  # language tokens + thoughts per answer
+    n: int | None  # evaluated examples, when known
+    source: str  # e.g. "eval/summary.json (prosqa_valid.json, n=500)" or "metrics.jsonl best val (epoch 42)"
+
+
+@dataclass
+class Cell:
+    """One (method, task) cell of the table: our mean ± std over seeds, and the paper's number."""
+
+    method: str
+    task: str
+    seeds: list[int]
+    accuracy_mean: float | None  # percent
+    accuracy_std: float | None  # percent; None with fewer than two runs
+    tokens_mean: float | None
+    tokens_std: float | None
+    paper_accuracy: float | None
+    paper_tokens: float | None
+    sources: list[str]
+
+
+@dataclass
+class Report:
+    """What `write_report` produced."""
+
+    markdown: Path
+    json: Path
+    cells: list[Cell]
+    runs: list[RunResult]
+    warnings: list[str]
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise CoconutError(f"{path}: cannot read JSON ({e})") from None
+
+
+def read_run(run_dir: str | os.PathLike, eval_subdir: str = "eval") -> RunResult:
+    """Method, task, seed (config.yaml) and accuracy/tokens (eval summary, else best val row) of a run."""
+    import yaml
+
+    from coconut_lm.runlog import read_metrics
+
+    run = Path(run_dir)
+    if not run.is_dir():
+        raise CoconutError(f"run {run}: no such folder")
+    cfg_path = run / "config.yaml"
+    if not cfg_path.is_file():
+        raise CoconutError(f"run {run}: no config.yaml (not a coconut-lm run folder)")
+    try:
+        cfg = yaml.safe_load(cfg_path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise CoconutError(f"{cfg_path}: not valid YAML ({str(e).splitlines()[0]})") from None
+    for key in ("method", "task"):
+        if not isinstance(cfg.get(key), str):
+            raise CoconutError(f"{cfg_path}: field '{key}' is missing")
+    method, task, seed = cfg["method"], cfg["task"], cfg.get("seed", 0)
+    if method not in METHOD_LABELS:
+        raise CoconutError(f"{cfg_path}: field 'method': unknown method '{method}'")
+    if not isinstance(seed, int):
+        raise CoconutError(f"{cfg_path}: field 'seed': expected an integer, got {seed!r}")
+
+    summary_path = run / eval_subdir / "summary.json"
+    if summary_path.is_file():
+        s = _read_json(summary_path)
+        if not isinstance(s, dict) or not isinstance(s.get("accuracy"), (int, float)):
+            raise CoconutError(f"{summary_path}: field 'accuracy' is missing")
+        for key, want in (("method", method), ("task", task)):
+            if key in s and s[key] != want:
+                raise CoconutError(f"{summary_path}: field '{key}' is '{s[key]}' but {cfg_path} says '{want}'")
+        data = f"{Path(str(s['data'])).name}, " if s.get("data") else ""
+        return RunResult(str(run), method, task, seed, float(s["accuracy"]), s.get("mean_tokens"), s.get("n"),
+                         f"{summary_path.relative_to(run).as_posix()} ({data}n={s.get('n', '?')})")
+
+    vals = [r for r in read_metrics(run) if r.get("type") == "val" and isinstance(r.get("val_accuracy"), (int, float))]
+    if not vals:
+        raise CoconutError(f"run {run}: no {eval_subdir}/summary.json and no val row with val_accuracy in metrics.jsonl")
+    best = max(vals, key=lambda r: r["val_accuracy"])  # the first of equal rows: the one saved as best/
+    thoughts = f", {best['val_thoughts']} thoughts" if best.get("val_thoughts") is not None else ""
+    return RunResult(str(run), method, task, seed, float(best["val_accuracy"]), best.get("val_tokens"), None,
+                     f"metrics.jsonl best val (epoch {int(best.get('epoch', -1)) + 1}{thoughts})")
+
+
+def _mean_std(values: Sequence[float]) -> tuple[float | None, float | None]:
+    if not values:
+        return None, None
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else None
+
+
+def aggregate(runs: Sequence[RunResult]) -> tuple[list[Cell], list[str]]:
+    """One `Cell` per method (paper order) and task: our mean ± std over seeds beside the paper's number."""
+    groups: dict[tuple[str, str], list[RunResult]] = defaultdict(list)
+    for r in runs:
+        groups[(r.method, r.task)].append(r)
+    cells, warnings = [], []
+    for method in METHOD_LABELS:
+        for task in TASKS:
+            rs = sorted(groups.get((method, task), []), key=lambda r: r.seed)
+            seeds = [r.seed for r in rs]
+            if len(set(seeds)) < len(seeds):
+                warnings.append(f"{method}/{task}: a seed appears more than once ({seeds}); they are averaged as separate runs")
+            acc_m, acc_s = _mean_std([100 * r.accuracy for r in rs])
+            tok = [r.tokens for r in rs if r.tokens is not None]
+            tok_m, tok_s = _mean_std(tok) if len(tok) == len(rs) else (None, None)
+            paper = PAPER.get(method, {}).get(task)
+            cells.append(Cell(method, task, seeds, acc_m, acc_s, tok_m, tok_s, paper[0] if paper else None,
+                              paper[1] if paper else None, [r.source for r in rs]))
+    extra = sorted({r.task for r in runs} - set(TASKS))
+    if extra:
+        warnings.append(f"tasks not in the paper's table are listed only under 'Runs': {', '.join(extra)}")
+    return cells, warnings
+
+
+def _ours(c: Cell) -> str:
+    if c.accuracy_mean is None:
+        return "–"
+    text = f"{c.accuracy_mean:.1f}" + (f" ± {c.accuracy_std:.1f}" if c.accuracy_std is not None else "")
+    if c.tokens_mean is not None:
+        text += f" ({c.tokens_mean:.1f})"
+    # † marks a cell with a number read from training-time validation instead of an eval summary.
+    mark = "†" if any(src.startswith("metrics.jsonl") for src in c.sources) else ""
+    return text + f" [seed{'s' if len(c.seeds) > 1 else ''} {', '.join(map(str, c.seeds))}]{mark}"
+
+
+def _paper(c: Cell) -> str:
+    if c.paper_accuracy is None:
+        return "–"
+    return f"{c.paper_accuracy:.1f}" + (f" ({c.paper_tokens:.1f})" if c.paper_tokens is not None else "")
+
+
+def format_markdown(cells: Sequence[Cell], runs: Sequence[RunResult], warnings: Sequence[str] = ()) -> str:
+    """Table 1 (ours beside the paper's) and a per-run table naming each number's source."""
+    by = {(c.method, c.task): c for c in cells}
+    head = ["method"] + [f"{TASK_LABELS[t]} {who}" for t in TASKS for who in ("ours", "paper")]
+    lines = ["# Results: Table 1 of Hao et al. 2024 (Coconut), ours beside the paper's", "",
+             "Accuracy in %, (tokens generated per answer, continuous thoughts included). Ours: mean ± sample "
+             "std over the seeds listed; paper: pretrained GPT-2 124M.", "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for method, label in METHOD_LABELS.items():
+        cols = [x for t in TASKS for x in (_ours(by[(method, t)]), _paper(by[(method, t)]))]
+        lines.append("| " + " | ".join([label, *cols]) + " |")
+    lines += ["", "## Runs", "", "| run | method | task | seed | accuracy % | tokens | source |", "|---|---|---|---|---|---|---|"]
+    for r in sorted(runs, key=lambda r: (r.task, list(METHOD_LABELS).index(r.method), r.seed, r.run_dir)):
+        tok = "–" if r.tokens is None else f"{r.tokens:.1f}"
+        lines.append(f"| `{r.run_dir}` | {r.method} | {r.task} | {r.seed} | {100 * r.accuracy:.1f} | {tok} | {r.source} |")
+    lines += ["", "Source of each number: see the last column. † in the table: at least one run of that cell has no eval "
+              "summary, so its number is the best validation accuracy during training (`metrics.jsonl`, with that "
+              "stage's thought count); `eval/summary.json` numbers come from `coconut-lm eval`."]
+    if warnings:
+        lines += ["", *(f"Warning: {w}" for w in warnings)]
+    return "\n".join(lines) + "\n"
+
+
+def write_report(run_dirs: Sequence[str | os.PathLike], out: str | os.PathLike, eval_subdir: str = "eval") -> Report:
+    """Read every run, write the markdown table to `out` and the same numbers to `out` with suffix .json."""
+    from coconut_lm.tasks.examples import atomic_write_text
+
+    if not run_dirs:
+        raise CoconutError("report: give at least one run folder")
+    seen, runs = set(), []
+    for d in run_dirs:
+        key = os.path.realpath(d)
+        if key not in seen:
+            seen.add(key)
+            runs.append(read_run(d, eval_subdir))
+    cells, warnings = aggregate(runs)
+    md_path = Path(out)
+    if md_path.suffix == ".json":
+        raise CoconutError(f"--out {md_path}: give the markdown file (e.g. results.md); the JSON goes beside it")
+    json_path = md_path.with_suffix(".json")
+    atomic_write_text(md_path, format_markdown(cells, runs, warnings))
+    atomic_write_text(json_path, json.dumps(
+        {"cells": [asdict(c) for c in cells], "runs": [asdict(r) for r in runs], "warnings": warnings,
+         "paper": {m: {t: {"accuracy": a, "tokens": tk} for t, (a, tk) in v.items()} for m, v in PAPER.items()}},
+        indent=2) + "\n")
+    return Report(md_path, json_path, cells, runs, warnings)
+
+
+# ----------------------------------------------------------------------------------------- CLI
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """`coconut-lm report`: write results.md and results.json, print the table."""
+    report = write_report(args.runs, args.out, eval_subdir=args.eval_subdir)
+    print(report.markdown.read_text(), end="")
+    print(f"wrote {report.markdown} and {report.json} ({len(report.runs)} runs)")
+    return 0
+
+
+def add_report_parser(sub: argparse._SubParsersAction) -> None:
+    """Add the `report` subcommand to the `coconut-lm` parser (sets `func`)."""
+    p = sub.add_parser("report", help="the paper's Table 1 from run folders, ours beside the paper's numbers",
+                       description="Collect method, task and seed (config.yaml) and accuracy and tokens "
+                                   "(<run>/eval/summary.json, else the best val row of metrics.jsonl) from run "
+                                   "folders; write Table 1 with the paper's numbers beside ours (mean ± std over "
+                                   "seeds) as markdown, and the same numbers as JSON.")
+    p.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run folders (each holds config.yaml)")
+    p.add_argument("--out", default="results.md",
+                   help="markdown output (default results.md); the JSON goes beside it with suffix .json")
+    p.add_argument("--eval-subdir", default="eval",
+                   help="folder inside each run that holds the eval summary.json (default eval)")
+    p.set_defaults(func=cmd_report)

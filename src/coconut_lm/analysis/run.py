@@ -1,0 +1,412 @@
+"""`coconut-lm analyze`: the paper's ProsQA analysis (§5) of one Coconut checkpoint, end to end.
+
+    coconut-lm analyze runs/prosqa_coconut/best --data ../shared/data/prosqa/prosqa_valid.json \\
+        --out runs/prosqa_coconut/analysis --cot runs/prosqa_cot --no-cot runs/prosqa_no_cot
+
+It runs these steps in order:
+1. Forced-k evaluation: exactly k thoughts, then language.
+2. The path category of every prediction.
+3. Latent-search values at thoughts 1 and 2.
+4. The decoded thoughts of a few examples.
+5. Every figure, and `analysis.md` with the numbers behind each figure.
+
+Only steps 1-4 run models. The figures and the markdown are made from the JSON records alone
+(`plots.make_figures`, `write_markdown`). The output folder holds:
+
+    forced_k/k<k>/predictions.jsonl, summary.json    forced_k/forced_k.json
+    reference/cot/..., reference/no_cot/...          (with --cot / --no-cot)
+    path_categories.json, path_categories.jsonl      latent_search.jsonl, latent_search_summary.json
+    thoughts.json    figures/*.png    analysis.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from coconut_lm.errors import CoconutError
+
+DEFAULT_LATENTS = (0, 1, 2, 3, 4, 5, 6)
+SEARCH_HOPS = (1, 2)
+
+
+@dataclass
+class AnalysisResult:
+    """What `run_analysis` wrote: the output folder, its files and figures, and accuracy per setting."""
+
+    out_dir: Path
+    files: list[Path] = field(default_factory=list)
+    figures: list[Path] = field(default_factory=list)
+    accuracy: dict[str, float] = field(default_factory=dict)
+
+
+def resolve_checkpoint(path: str | os.PathLike, what: str = "checkpoint") -> Path:
+    """A checkpoint folder, or a run folder's `best/`; a one-line CoconutError otherwise."""
+    p = Path(path)
+    if not p.is_dir():
+        raise CoconutError(f"{what} {p}: no such folder")
+    if (p / "coconut.json").is_file():
+        return p
+    if (p / "best" / "coconut.json").is_file():
+        return p / "best"
+    raise CoconutError(f"{what} {p}: not a checkpoint (no coconut.json) nor a run folder with best/")
+
+
+def _load_prosqa(data: str | os.PathLike, max_examples: int | None):
+    """The examples and their graphs; any item without the ProsQA graph keys is a one-line error."""
+    from coconut_lm.tasks.examples import load_examples
+    from coconut_lm.tasks.prosqa import graph_from_example
+
+    examples = load_examples(data)[:max_examples]
+    if not examples:
+        raise CoconutError(f"{data}: no examples to analyse")
+    graphs = [graph_from_example(ex, i, str(data)) for i, ex in enumerate(examples)]
+    return examples, graphs
+
+
+def _has_thought_slots(method, layout, tokens) -> bool:
+    """Whether the method's prompt changes with the thought count (forced k means something)."""
+    from coconut_lm.methods import TokenizedExample
+
+    probe = TokenizedExample(question=[tokens.eos], steps=[[tokens.eos]], answer=[tokens.eos])
+    return method.eval_prompt(probe, 0, layout, tokens) != method.eval_prompt(probe, 1, layout, tokens)
+
+
+def _device(name: str):
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise CoconutError("--device cuda: no CUDA device is available")
+    return torch.device(name)
+
+
+def _categorise(setting: dict[str, Any], records, graphs, hops: int) -> list[dict]:
+    """Add the counts and fractions of the six path categories to `setting`; return one row per example."""
+    from coconut_lm.analysis.paths import PathCategory, classify_chain
+
+    cats = [classify_chain(graphs[r.index], r.text, k_thoughts=hops) for r in records]
+    setting["counts"] = {c.value: sum(x is c for x in cats) for c in PathCategory}
+    setting["fractions"] = {c.value: setting["counts"][c.value] / len(cats) for c in PathCategory}
+    return [{"setting": setting["name"], "index": r.index, "category": c.value, "correct": r.correct}
+            for r, c in zip(records, cats)]
+
+
+def _evaluate_setting(model, tok, examples, method, layout, k: int, out: Path, args: dict[str, Any],
+                      extra: dict[str, Any]):
+    from coconut_lm.evaluate import evaluate, write_eval
+
+    result = evaluate(model, tok, examples, method, layout, "prosqa", k, args["batch_size"],
+                      args["max_new_tokens"], progress=args["progress"], desc=f"{extra['label']}")
+    write_eval(result, out, extra={**extra, "method": method.name, "task": "prosqa", "n_thoughts": k})
+    return result
+
+
+def _pick_tree_example(records) -> int:
+    """The first example whose tree fits a figure (2-5 children, 2-8 grandchildren), else the first."""
+    for r in records:
+        f1, f2 = r.frontier(1), r.frontier(2)
+        if f1 and f2 and 2 <= len(f1.nodes) <= 5 and 2 <= len(f2.nodes) <= 8:
+            return r.index
+    return records[0].index
+
+
+def _decode_examples(model, tok, examples, records, method, layout, k: int, max_new_tokens: int, dev) -> list[dict]:
+    """Generate with k thoughts for `examples` and decode each thought's top tokens."""
+    import torch
+
+    from coconut_lm.analysis.latent_search import decode_thoughts
+    from coconut_lm.batching import left_pad
+    from coconut_lm.data import tokenize_examples
+
+    prompts = [method.eval_prompt(t, k, layout, model.tokens) for t in tokenize_examples(examples, tok)]
+    ids, mask = left_pad(prompts, model.tokens.pad)
+    with torch.no_grad():
+        gen = model.generate(ids.to(dev), mask.to(dev), max_new_tokens, return_thoughts=True)
+    out = []
+    for i in range(len(examples)):
+        text = tok.decode(gen.sequences[i, : int(gen.num_tokens[i])].tolist(), skip_special_tokens=True)
+        top = decode_thoughts(model, tok, gen.thoughts[i], k=5) if gen.thoughts is not None else []
+        out.append({"index": i, "n_thoughts": k, "gold_path": records[i].gold_path, "text": text,
+                    "thoughts": [[{"token": t, "prob": p} for t, p in row] for row in top]})
+    return out
+
+
+def run_analysis(
+    checkpoint: str | os.PathLike,
+    data: str | os.PathLike,
+    out: str | os.PathLike,
+    latents: Sequence[int] = DEFAULT_LATENTS,
+    cot: str | os.PathLike | None = None,
+    no_cot: str | os.PathLike | None = None,
+    max_examples: int | None = None,
+    batch_size: int = 64,
+    max_new_tokens: int = 64,
+    search_hops: Sequence[int] = SEARCH_HOPS,
+    decode_examples: int = 3,
+    tree_example: int | None = None,
+    device: str = "auto",
+    progress: bool = True,
+) -> AnalysisResult:
+    """Run the whole analysis of a ProsQA Coconut checkpoint and write its records, figures and analysis.md.
+
+    Args:
+        checkpoint: the Coconut checkpoint (or its run folder).
+        data: ProsQA test data with graph keys (e.g. prosqa_valid.json).
+        out: output folder.
+        latents: thought counts k for the forced-k evaluation.
+        cot, no_cot: optional reference checkpoints (or run folders), evaluated with their own setting.
+        max_examples: analyse only the first N examples.
+        batch_size: generation and scoring batch size.
+        max_new_tokens: generation budget per example.
+        search_hops: thoughts after which frontier values are read (the paper: 1 and 2).
+        decode_examples: examples whose thoughts are decoded through the LM head.
+        tree_example: index of the example drawn as a search tree (default: the first that fits).
+    """
+    from coconut_lm.analysis.latent_search import frontier_values, summarize_search, write_search
+    from coconut_lm.analysis.paths import PathCategory
+    from coconut_lm.analysis.plots import make_figures
+    from coconut_lm.checkpoint import load_model
+    from coconut_lm.evaluate import layout_from_meta
+    from coconut_lm.methods import get_method
+    from coconut_lm.tasks.examples import atomic_write_text
+
+    if not latents:
+        raise CoconutError("analyze: --latents is empty")
+    ckpt = resolve_checkpoint(checkpoint)
+    refs = [(name, label, resolve_checkpoint(p, f"--{name.replace('_', '-')}"))
+            for name, label, p in (("cot", "CoT", cot), ("no_cot", "No-CoT", no_cot)) if p is not None]
+    examples, graphs = _load_prosqa(data, max_examples)
+    if tree_example is not None and not 0 <= tree_example < len(examples):
+        raise CoconutError(f"--tree-example {tree_example}: out of range for {len(examples)} examples")
+    out = Path(out)
+    args = {"batch_size": batch_size, "max_new_tokens": max_new_tokens, "progress": progress}
+    dev = _device(device)
+
+    model, tok, meta = load_model(ckpt)
+    task = meta.get("task", "prosqa")
+    if task != "prosqa":
+        raise CoconutError(f"checkpoint {ckpt}: trained on '{task}'; path categories and latent search need ProsQA")
+    method, layout = get_method(meta.get("method", "coconut")), layout_from_meta(meta)
+    if not _has_thought_slots(method, layout, model.tokens):
+        raise CoconutError(f"checkpoint {ckpt}: method '{method.name}' has no thought slots, so forced k and latent "
+                           f"search do not apply; analyse a coconut (or no_curriculum / pause_as_thought) checkpoint")
+    model.to(dev).eval()
+    hops_per_thought = max(layout.c_thought, 1)
+    result = AnalysisResult(out)
+
+    # 1-2. forced k, then the references, each prediction with its path category
+    settings, cat_rows, forced = [], [], {}
+    for k in latents:
+        name = f"k{k}"
+        ev = _evaluate_setting(model, tok, examples, method, layout, k, out / "forced_k" / name, args,
+                               {"checkpoint": str(ckpt), "data": str(data), "label": f"k={k}"})
+        forced[name] = asdict(ev.summary)
+        setting = {"name": name, "label": f"k={k}", "kind": "forced_k", "k": k, "method": method.name,
+                   "checkpoint": str(ckpt), "n": ev.summary.n, "accuracy": ev.summary.accuracy,
+                   "mean_tokens": ev.summary.mean_tokens}
+        cat_rows += _categorise(setting, ev.records, graphs, k // hops_per_thought)
+        settings.append(setting)
+    atomic_write_text(out / "forced_k" / "forced_k.json", json.dumps(forced, indent=2) + "\n")
+    for name, label, path in refs:
+        rmodel, rtok, rmeta = load_model(path)
+        rmethod = get_method(rmeta.get("method", name))
+        if rmethod.name != name:
+            print(f"note: --{name.replace('_', '-')} {path} is a '{rmethod.name}' checkpoint; shown as {label}")
+        k = int(rmeta.get("eval_thoughts", 0))
+        ev = _evaluate_setting(rmodel.to(dev).eval(), rtok, examples, rmethod, layout_from_meta(rmeta), k,
+                               out / "reference" / name, args, {"checkpoint": str(path), "data": str(data), "label": label})
+        setting = {"name": name, "label": label, "kind": "reference", "k": k, "method": rmethod.name,
+                   "checkpoint": str(path), "n": ev.summary.n, "accuracy": ev.summary.accuracy,
+                   "mean_tokens": ev.summary.mean_tokens}
+        # A reference writes its whole chain (or none), so its categories are read with k = 0.
+        cat_rows += _categorise(setting, ev.records, graphs, 0)
+        settings.append(setting)
+        del rmodel
+    atomic_write_text(out / "path_categories.json", json.dumps({
+        "checkpoint": str(ckpt), "data": str(data), "n_examples": len(examples),
+        "categories": [{"key": c.value, "label": c.label} for c in PathCategory],
+        "settings": settings}, indent=2) + "\n")
+    atomic_write_text(out / "path_categories.jsonl", "".join(json.dumps(r) + "\n" for r in cat_rows))
+    result.accuracy = {s["name"]: s["accuracy"] for s in settings}
+
+    # 3. latent search
+    records = frontier_values(model, tok, examples, hops=search_hops, method=method, layout=layout,
+                              batch_size=batch_size, progress=progress)
+    tree = tree_example if tree_example is not None else _pick_tree_example(records)
+    write_search(records, summarize_search(records), out,
+                 extra={"checkpoint": str(ckpt), "data": str(data), "tree_example": tree,
+                        "value_definition": "P(name tokens | question <bot> <latent>*k <eot> 'Every')"})
+
+    # 4. decoded thoughts (continuous thoughts only)
+    decoded = []
+    if method.continuous and decode_examples > 0:
+        k = int(meta.get("eval_thoughts", 0)) or max(latents)
+        decoded = _decode_examples(model, tok, examples[:decode_examples], records, method, layout, k,
+                                   max_new_tokens, dev)
+    atomic_write_text(out / "thoughts.json", json.dumps({"checkpoint": str(ckpt), "examples": decoded}, indent=2) + "\n")
+
+    # 5. figures and markdown, from the records alone
+    result.figures = make_figures(out)
+    write_markdown(out)
+    result.files = sorted(p for p in out.rglob("*") if p.is_file())
+    return result
+
+
+# ------------------------------------------------------------------------------------ markdown
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.1f}"
+
+
+def _num(x: float | None, digits: int = 3) -> str:
+    return "-" if x is None else f"{x:.{digits}f}"
+
+
+def write_markdown(out_dir: str | os.PathLike) -> Path:
+    """Write `analysis.md` from the records in `out_dir`: one table per figure, with links to the figures."""
+    from coconut_lm.tasks.examples import atomic_write_text
+
+    out = Path(out_dir)
+    paths = json.loads((out / "path_categories.json").read_text())
+    search = json.loads((out / "latent_search_summary.json").read_text())
+    thoughts = json.loads((out / "thoughts.json").read_text()) if (out / "thoughts.json").is_file() else {}
+    cats = paths["categories"]
+    md = [f"# Latent reasoning analysis of `{paths['checkpoint']}`", "",
+          f"Data: `{paths['data']}`, {paths['n_examples']} examples. Paper: Hao et al. 2024, §5 (ProsQA).", ""]
+
+    md += ["## Forced k: accuracy and path categories", "",
+           "k = thoughts used before the model is made to write the rest of the chain in language. "
+           "Categories (%) follow the paper; a chain after k thoughts is judged as a continuation of k hidden hops.",
+           "", "![accuracy](figures/accuracy_vs_k.png) ![categories](figures/path_categories.png)", ""]
+    rows = [[s["label"], s["method"], s["n"], _pct(s["accuracy"]), f"{s['mean_tokens']:.1f}",
+             *(_pct(s["fractions"][c["key"]]) for c in cats)] for s in paths["settings"]]
+    md += [_table(["setting", "method", "n", "accuracy %", "tokens", *(c["label"] + " %" for c in cats)], rows), ""]
+
+    md += ["## Latent search: frontier values", "",
+           "Value of a frontier node = the model's probability of its name as the subject of the next step, "
+           "P(name | question `<bot>` `<latent>`×k `<eot>` \"Every\"), product over the name's tokens. "
+           "Frontier after thought h = nodes h hops from the root; *correct* = the target is reachable from it.", "",
+           "![parallelism](figures/parallelism.png)", ""]
+    rows = []
+    curves = {(c["hops"], c["k"]): c for c in search["parallelism"]}
+    for f in search["frontiers"]:
+        h = f["hops"]
+        rows.append([h, f["n_examples"], _num(f["mean_size"], 2), _num(f["mean_total_value"]),
+                     *(_num(curves[(h, k)]["mean"]) if (h, k) in curves else "-" for k in (1, 2, 3)),
+                     _num(f["mean_correct_value"]), _num(f["mean_incorrect_value"]), _pct(f["top_node_correct"]),
+                     _num(f["mean_prefix_prob"])])
+    md += [_table(["thought", "examples", "nodes", "total value", "top-1", "top-2", "top-3", "correct node",
+                   "incorrect node", "top node correct %", "P(\"Every\")"], rows), ""]
+
+    md += ["## Value against height", "",
+           "Height = distance to a leaf (shortest and longest). Mean value ± standard error, n nodes.", "",
+           "![height](figures/value_vs_height.png)", ""]
+    cell: dict[tuple[int, str, int], dict[bool, str]] = {}
+    for b in search["value_by_height"]:
+        key = (b["hops"], b["height_kind"], b["height"])
+        cell.setdefault(key, {})[b["correct"]] = f"{b['mean_value']:.3f} ± {b['sem']:.3f} ({b['n']})"
+    order = sorted(cell, key=lambda key: (key[0], key[1] != "shortest", key[2]))
+    rows = [[h, kind, height, cell[(h, kind, height)].get(True, "-"), cell[(h, kind, height)].get(False, "-")]
+            for h, kind, height in order]
+    md += [_table(["thought", "height kind", "height", "correct nodes: value ± s.e. (n)",
+                   "incorrect nodes: value ± s.e. (n)"], rows), ""]
+
+    tree = search.get("tree_example")
+    if tree is not None and (out / "latent_search.jsonl").is_file():
+        lines = (out / "latent_search.jsonl").read_text().splitlines()
+        rec = next((json.loads(x) for x in lines if json.loads(x)["index"] == tree), None)
+        if rec is not None:
+            md += [f"## Search tree of example {tree}", "",
+                   f"Root {rec['root_name']}, target {rec['target_name']} ({rec['target_hops']} hops); "
+                   f"gold chain: {' → '.join(rec['gold_path']) or '-'}.", "", "![tree](figures/search_tree.png)", ""]
+            rows = [[f["hops"], n["name"], f"{n['value']:.3f}", "yes" if n["correct"] else "no",
+                     n["height_shortest"], n["height_longest"]]
+                    for f in rec["frontiers"] for n in sorted(f["nodes"], key=lambda n: -n["value"])]
+            md += [_table(["thought", "node", "value", "leads to target", "height (shortest)", "height (longest)"],
+                          rows), ""]
+
+    if thoughts.get("examples"):
+        md += ["## Decoded thoughts", "", "Top tokens of the LM head applied to each continuous thought.", ""]
+        for ex in thoughts["examples"]:
+            md += [f"Example {ex['index']} ({ex['n_thoughts']} thoughts); gold chain: "
+                   f"{' → '.join(ex['gold_path']) or '-'}; generated: `{ex['text'].strip()!r}`", ""]
+            rows = [[i + 1, ", ".join(f"`{t['token']!r}` {t['prob']:.2f}" for t in row[:5])]
+                    for i, row in enumerate(ex["thoughts"])]
+            md += [_table(["thought", "top tokens"], rows), ""]
+    path = out / "analysis.md"
+    atomic_write_text(path, "\n".join(md))
+    return path
+
+
+# ----------------------------------------------------------------------------------------- CLI
+
+
+def cmd_analyze(args: argparse.Namespace) -> int:
+    """`coconut-lm analyze`: run the analysis and list what it wrote."""
+    result = run_analysis(args.checkpoint, args.data, args.out, latents=args.latents, cot=args.cot,
+                          no_cot=args.no_cot, max_examples=args.max_examples, batch_size=args.batch_size,
+                          max_new_tokens=args.max_new_tokens, search_hops=args.search_thoughts,
+                          decode_examples=args.decode_examples, tree_example=args.tree_example,
+                          device=args.device, progress=not args.no_progress)
+    for name, acc in result.accuracy.items():
+        print(f"{name:>8}: accuracy {acc:.3f}")
+    print(f"wrote {len(result.files)} files ({len(result.figures)} figures) under {result.out_dir}; "
+          f"summary in {result.out_dir / 'analysis.md'}")
+    return 0
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got '{text}'") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {value}")
+    return value
+
+
+def add_analyze_parser(sub: argparse._SubParsersAction) -> None:
+    """Add the `analyze` subcommand to the `coconut-lm` parser (sets `func`)."""
+    from coconut_lm.cli import _int_list, _positive_int
+
+    p = sub.add_parser("analyze", help="ProsQA analysis of a Coconut checkpoint: forced k, path categories, latent search, figures",
+                       description="The paper's section 5 on ProsQA: forced-k evaluation, path categories per k, "
+                                   "frontier-node values after thoughts 1 and 2 (parallelism, value against height), "
+                                   "decoded thoughts, every figure (PNG) and analysis.md with the numbers behind them.")
+    p.add_argument("checkpoint", metavar="CKPT", help="Coconut checkpoint folder, or a run folder (its best/ is used)")
+    p.add_argument("--data", required=True, metavar="FILE", help="ProsQA data with graph keys (e.g. prosqa_valid.json)")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    p.add_argument("--latents", type=_int_list, default=list(DEFAULT_LATENTS), metavar="K,K,...",
+                   help="thought counts k for forced-k evaluation (default 0,1,2,3,4,5,6)")
+    p.add_argument("--cot", default=None, metavar="RUN_OR_CKPT",
+                   help="CoT reference, evaluated with its own setting and drawn beside the k bars")
+    p.add_argument("--no-cot", default=None, metavar="RUN_OR_CKPT", help="No-CoT reference, likewise")
+    p.add_argument("--max-examples", type=_positive_int, default=None, metavar="N",
+                   help="analyse only the first N examples")
+    p.add_argument("--batch-size", type=_positive_int, default=64, metavar="B",
+                   help="generation and scoring batch size (default 64)")
+    p.add_argument("--max-new-tokens", type=_positive_int, default=64, metavar="T",
+                   help="generation budget per example (default 64)")
+    p.add_argument("--search-thoughts", type=_int_list, default=list(SEARCH_HOPS), metavar="H,H,...",
+                   help="thought counts after which frontier values are read (default 1,2, as in the paper)")
+    p.add_argument("--decode-examples", type=_non_negative_int, default=3, metavar="N",
+                   help="examples whose thoughts are decoded through the LM head (default 3; 0: none)")
+    p.add_argument("--tree-example", type=_non_negative_int, default=None, metavar="I",
+                   help="index of the example drawn as a search tree (default: the first whose tree fits a figure)")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="device (default: cuda if available)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_analyze)

@@ -1,0 +1,141 @@
+"""Backbones: GPT-2-architecture models built from scratch, or any pretrained HF causal LM.
+
+Pretrained GPT-2 weights cannot be downloaded on the machines this project targets, so the default
+is a GPT-2-architecture model built from a named preset and trained from scratch on a word-level
+vocabulary. Any local or hub causal LM loads through `AutoModelForCausalLM`.
+
+    base = build_backbone("tiny", vocab_size=len(tok), special=special_token_ids(tok))
+    base = load_backbone("path/to/hf_model")              # any causal LM
+    n_new = resize_for_new_tokens(base, tok)              # after add_coconut_tokens(tok)
+    llama = build_tiny_llama(vocab_size=64)               # GQA + RoPE, for tests
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import torch
+
+from coconut_lm.errors import CoconutError
+from coconut_lm.tokenizer import SpecialTokens
+
+# GPT-2-architecture presets for from-scratch training. Dropout is off for the small presets: they
+# train on synthetic data for many epochs, where the official 0.1 only slows the fit; the 124M
+# preset keeps GPT-2's own 0.1 so that it matches the paper's backbone.
+PRESETS: dict[str, dict[str, Any]] = {
+    "micro": {"n_layer": 2, "n_embd": 64, "n_head": 2, "dropout": 0.0},  # tests and smoke runs
+    "tiny": {"n_layer": 4, "n_embd": 256, "n_head": 4, "dropout": 0.0},
+    "small": {"n_layer": 6, "n_embd": 384, "n_head": 6, "dropout": 0.0},
+    "gpt2-124m": {"n_layer": 12, "n_embd": 768, "n_head": 12, "dropout": 0.1},
+}
+
+
+def gpt2_config(preset_or_config: str | dict[str, Any], vocab_size: int, n_positions: int = 1024,
+                special: SpecialTokens | None = None):
+    """A `GPT2Config` from a preset name or a dict (a preset under key "preset", plus overrides).
+
+    The dict form takes `n_layer`, `n_embd`, `n_head`, `dropout` (sets all three GPT-2 dropouts)
+    and any other `GPT2Config` field.
+    """
+    from transformers import GPT2Config
+
+    if isinstance(preset_or_config, str):
+        fields = {"preset": preset_or_config}
+    elif isinstance(preset_or_config, dict):
+        fields = dict(preset_or_config)
+    else:
+        raise CoconutError(f"model preset must be a name or a dict, got {type(preset_or_config).__name__}")
+    name = fields.pop("preset", None)
+    if name is not None:
+        if name not in PRESETS:
+            raise CoconutError(f"unknown model preset '{name}'; choose one of {sorted(PRESETS)}")
+        fields = {**PRESETS[name], **fields}
+    dropout = fields.pop("dropout", 0.1)
+    ids = {}
+    if special is not None:
+        ids = {"bos_token_id": special.eos, "eos_token_id": special.eos, "pad_token_id": special.pad}
+    else:
+        # GPT2Config's default ids (50256) lie outside a small vocabulary; None is honest.
+        ids = {"bos_token_id": None, "eos_token_id": None}
+    try:
+        return GPT2Config(vocab_size=vocab_size, n_positions=n_positions, resid_pdrop=dropout,
+                          embd_pdrop=dropout, attn_pdrop=dropout, **ids, **fields)
+    except (TypeError, ValueError) as e:
+        raise CoconutError(f"bad GPT-2 config {fields}: {e}") from None
+
+
+def build_backbone(preset_or_config: str | dict[str, Any], vocab_size: int, n_positions: int = 1024,
+                   special: SpecialTokens | None = None):
+    """A randomly initialised `GPT2LMHeadModel` (from scratch) for a preset name or config dict.
+
+    `special` sets the config's eos/pad ids so that HF tools see the project's tokens.
+    """
+    from transformers import GPT2LMHeadModel
+
+    if n_positions < 1 or vocab_size < 1:
+        raise CoconutError(f"vocab_size ({vocab_size}) and n_positions ({n_positions}) must be positive")
+    return GPT2LMHeadModel(gpt2_config(preset_or_config, vocab_size, n_positions, special))
+
+
+def load_backbone(path_or_id: str | os.PathLike, **kwargs: Any):
+    """Load any HF causal LM (local folder or hub id) with `AutoModelForCausalLM`.
+
+    Extra keyword arguments go to `from_pretrained` (e.g. `dtype`, `attn_implementation`). The
+    dtype defaults to the checkpoint's own.
+    """
+    from transformers import AutoModelForCausalLM
+
+    kwargs.setdefault("dtype", "auto")
+    try:
+        return AutoModelForCausalLM.from_pretrained(str(path_or_id), **kwargs)
+    except (OSError, ValueError, KeyError) as e:
+        lines = str(e).strip().splitlines()
+        first = lines[0] if lines else type(e).__name__
+        raise CoconutError(f"cannot load a causal LM from '{path_or_id}': {first}") from None
+
+
+def resize_for_new_tokens(model, tokenizer, init_from: str = "<<", n_new: int | None = None) -> int:
+    """Grow the embeddings to `len(tokenizer)` and initialise the new rows; returns how many.
+
+    The new rows are those past the old matrix, or, with `n_new` (what `add_coconut_tokens`
+    returned), the tokenizer's last `n_new` ids: models such as Qwen pad their matrices, so new
+    ids can fall inside the old rows. New rows (input embeddings, and the LM head when it is not
+    tied to them) copy the embedding of `init_from` when the tokenizer encodes it as one token,
+    as the official code does with "<<"; otherwise they take the mean of the other rows.
+    """
+    old = model.get_input_embeddings().weight.shape[0]
+    size = len(tokenizer)
+    first = size - n_new if n_new is not None else old
+    if size > old:
+        model.resize_token_embeddings(size, mean_resizing=False)
+    if first >= size:
+        return 0
+    src = tokenizer.encode(init_from, add_special_tokens=False) if init_from else []
+    with torch.no_grad():
+        for emb in {id(m): m for m in (model.get_input_embeddings(), model.get_output_embeddings())
+                    if m is not None}.values():
+            w = emb.weight
+            if w.shape[0] < size:  # an untied head that does not cover the vocabulary
+                continue
+            fill = w[src[0]].clone() if len(src) == 1 and src[0] < first else w[:first].mean(0)
+            w[first:size] = fill
+    return size - first
+
+
+def tiny_llama_config(vocab_size: int, **overrides: Any):
+    """A Llama-style config small enough for unit tests: RoPE, RMSNorm, GQA (4 query, 2 KV heads)."""
+    from transformers import LlamaConfig
+
+    fields = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                  num_key_value_heads=2, max_position_embeddings=256, rope_theta=10000.0,
+                  tie_word_embeddings=False, bos_token_id=None, eos_token_id=None, pad_token_id=None)
+    fields.update(overrides)
+    return LlamaConfig(vocab_size=vocab_size, **fields)
+
+
+def build_tiny_llama(vocab_size: int, **overrides: Any):
+    """A randomly initialised `LlamaForCausalLM` from `tiny_llama_config`."""
+    from transformers import LlamaForCausalLM
+
+    return LlamaForCausalLM(tiny_llama_config(vocab_size, **overrides))

@@ -1,0 +1,503 @@
+"""CoconutLM: an unmodified HF causal LM that can think in continuous thoughts.
+
+A `<latent>` slot at position t takes, as its input embedding, the last-layer hidden state (after
+the final norm) at position t-1. With latent slots at columns p_1 < ... < p_n (the union over
+rows), the forward runs n+1 passes over one KV cache: [0, p_1), [p_1, p_2), ..., [p_n, T). Each
+pass computes only its new positions, puts the thoughts in with one out-of-place `torch.where`,
+and gradients flow through all passes. The LM head runs only where a loss or an output needs it.
+
+    model = CoconutLM(build_backbone("tiny", len(tok)), special_token_ids(tok))
+    out = model(batch.input_ids, batch.attention_mask, labels=batch.labels)   # out.loss, out.n_passes
+    gen = model.generate(prompt_ids, prompt_mask, max_new_tokens=64)         # gen.sequences
+    model.save_pretrained("runs/x/ckpt", meta={"method": "coconut", "stage": 3, "c": 1})
+    model = CoconutLM.from_pretrained("runs/x/ckpt")
+
+Shapes: B batch, T sequence, H hidden size, V vocabulary, N supervised positions.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from coconut_lm.errors import CoconutError
+from coconut_lm.tokenizer import SpecialTokens
+
+COCONUT_JSON = "coconut.json"
+EOT_HEAD_FILE = "eot_head.safetensors"
+FORMAT_VERSION = 1
+# Above this many logits (N * V) the loss runs in chunks whose logits are recomputed in backward,
+# so that a large vocabulary never holds (N, V) logits and their gradient at once.
+CE_CHUNK_ELEMENTS = 2**26
+
+
+@dataclass
+class CoconutOutput:
+    """What `CoconutLM.forward` returns.
+
+    loss: mean NLL over labels != -100 (label t predicted at t-1), or None without labels.
+    logits: (B, T, V) when `return_logits`, else None.
+    eot_loss: the `<eot>` classifier's mean BCE, or None without a classifier.
+    n_passes: backbone passes run (number of distinct latent columns + 1).
+    n_label_tokens: supervised positions behind `loss`, for token-weighted averaging across
+        micro-batches or ranks (loss * n_label_tokens is the summed NLL).
+    """
+
+    loss: torch.Tensor | None
+    logits: torch.Tensor | None
+    eot_loss: torch.Tensor | None
+    n_passes: int
+    n_label_tokens: int = 0
+
+
+@dataclass
+class GenerationOutput:
+    """What `CoconutLM.generate` returns.
+
+    sequences: (B, L) generated token ids, padded with the pad id after each row's EOS.
+    num_tokens: (B,) language tokens generated per row, EOS included.
+    num_thoughts: (B,) continuous thoughts per row (prompt slots, or those the classifier chose).
+    thoughts: with `return_thoughts`, one (num_thoughts[b], H) tensor per row; else None.
+    """
+
+    sequences: torch.Tensor
+    num_tokens: torch.Tensor
+    num_thoughts: torch.Tensor
+    thoughts: list[torch.Tensor] | None = None
+
+
+@dataclass(frozen=True)
+class CheckpointInfo:
+    """The contents of a checkpoint's `coconut.json`."""
+
+    tokens: SpecialTokens
+    eot_classifier: bool
+    meta: dict[str, Any]
+
+
+def default_position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Positions that count only real tokens, so left padding does not shift them: (B, T)."""
+    return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+
+
+def pick_tokens(logits: torch.Tensor, temperature: float = 0.0, top_p: float = 1.0,
+                generator: torch.Generator | None = None) -> torch.Tensor:
+    """Next token ids (B,) from (B, V) logits: greedy at temperature 0, else nucleus sampling."""
+    if temperature <= 0.0:
+        return logits.argmax(-1)
+    probs = torch.softmax(logits.float() / temperature, -1)
+    if top_p < 1.0:
+        sorted_p, order = probs.sort(-1, descending=True)
+        # Keep the smallest prefix whose mass reaches top_p (the top token always survives).
+        drop = sorted_p.cumsum(-1) - sorted_p >= top_p
+        probs = torch.zeros_like(probs).scatter(-1, order, sorted_p.masked_fill(drop, 0.0))
+    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+
+
+class CoconutLM(nn.Module):
+    """Coconut around any HF causal LM (`base`), which stays unmodified and HF-loadable.
+
+    `tokens` gives the special ids; `eot_classifier=True` adds `eot_head`, a linear probe on the
+    latent state that predicts when to emit `<eot>`.
+    """
+
+    def __init__(self, base: nn.Module, tokens: SpecialTokens, eot_classifier: bool = False):
+        super().__init__()
+        self.base = base
+        self.tokens = tokens
+        body = base.get_decoder() if hasattr(base, "get_decoder") else base.base_model
+        # Kept out of the module registry: its parameters already belong to `base`.
+        self.__dict__["body"] = body
+        if body is base:  # the LM head is applied here; the body must return hidden states
+            raise CoconutError(f"cannot find the transformer body of {type(base).__name__}")
+        hidden = base.get_input_embeddings().weight.shape[1]
+        param = next(base.parameters())
+        self.eot_head = (nn.Linear(hidden, 1, device=param.device, dtype=param.dtype)
+                         if eot_classifier else None)
+        # transformers renamed `past_key_values` to `cache` (5.2x); pass whichever this one takes.
+        params = inspect.signature(self.body.forward).parameters
+        self._cache_kw = "cache" if "cache" in params else "past_key_values"
+        cfg = base.config
+        self._softcap = getattr(cfg, "final_logit_softcapping", None)
+        self._logit_scale = getattr(cfg, "logit_scale", None)
+        # Learned absolute positions (GPT-2) fail with an index error deep in torch past the table.
+        self._max_positions = getattr(cfg, "n_positions", None)
+        self.kv_buffer = True  # see new_cache
+
+    # ----- backbone passes -------------------------------------------------------------------
+
+    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """The base model's LM head on hidden states (..., H) -> (..., V); also decodes thoughts."""
+        out = self.base.get_output_embeddings()(hidden)
+        if self._logit_scale is not None:
+            out = out * self._logit_scale
+        if self._softcap is not None:
+            out = torch.tanh(out / self._softcap) * self._softcap
+        return out
+
+    def _pass(self, x: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor, cache) -> torch.Tensor:
+        """One backbone pass over new positions x (B, q, H) -> last hidden states (B, q, H)."""
+        kw = {self._cache_kw: cache, "use_cache": cache is not None}
+        return self.body(inputs_embeds=x, attention_mask=mask, position_ids=pos, **kw).last_hidden_state
+
+    def _multipass(self, embeds: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor,
+                   latent: torch.Tensor, bounds: list[int], cache=None) -> torch.Tensor:
+        """Run the passes [bounds[i], bounds[i+1]) and return all last hidden states (B, T, H).
+
+        Every pass after the first starts at a latent column s; rows with a slot there take the
+        previous pass's last hidden state (position s-1) as the input at s. Each row's thought
+        depends only on its own prefix, so rows with slots elsewhere are unaffected.
+        """
+        if len(bounds) == 2:  # no thoughts: one ordinary forward pass
+            return self._pass(embeds, mask, pos, cache)
+        if cache is None:
+            cache = self.new_cache(embeds.shape[1])
+        hs: list[torch.Tensor] = []
+        for s, e in zip(bounds[:-1], bounds[1:]):
+            x = embeds[:, s:e]  # (B, e-s, H)
+            if hs:
+                # latent[:, s:e] is True only at column s: later slots start later passes.
+                x = torch.where(latent[:, s:e, None], hs[-1][:, -1:], x)
+            hs.append(self._pass(x, mask[:, :e], pos[:, s:e], cache))
+        return torch.cat(hs, 1)
+
+    def new_cache(self, capacity: int):
+        """A `DynamicCache` whose full-attention layers keep K/V in one buffer of `capacity` positions.
+
+        Each pass writes only its new positions and attends to a view of the prefix, instead of
+        concatenating a fresh copy of all keys and values that backward would then keep alive
+        (one per pass). `kv_buffer = False` gives the stock concatenating cache.
+        """
+        from transformers import DynamicCache
+        from transformers.cache_utils import DynamicLayer
+
+        cache = DynamicCache(config=self.base.config)
+        if not self.kv_buffer:
+            return cache
+        layer_class = _buffer_layer_class()
+        if not cache.layers:  # lazily built layers (no per-layer types in the config)
+            cache.layer_class_to_replicate = lambda: layer_class(capacity)
+        cache.layers = [layer_class(capacity) if type(layer) is DynamicLayer else layer for layer in cache.layers]
+        return cache
+
+    def _plan(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, list[int]]:
+        """Latent-slot mask (B, T) and pass boundaries; the one host sync of a forward."""
+        latent = (input_ids == self.tokens.latent) & attention_mask.bool()
+        cols = latent.any(0).nonzero().flatten().tolist()
+        if cols and cols[0] == 0:
+            raise CoconutError("a <latent> slot is the first position of a row; it needs a token before it")
+        if self.training and cols and _activation_checkpointing(self.base):
+            raise CoconutError("the backbone's gradient checkpointing drops the KV cache that thoughts need; "
+                               "turn it off for Coconut batches")
+        return latent, [0, *cols, input_ids.shape[1]]
+
+    def _check_inputs(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                      labels: torch.Tensor | None = None) -> None:
+        if input_ids.dim() != 2 or attention_mask.shape != input_ids.shape:
+            raise CoconutError(f"input_ids {tuple(input_ids.shape)} and attention_mask "
+                               f"{tuple(attention_mask.shape)} must both be (batch, length)")
+        if labels is not None and labels.shape != input_ids.shape:
+            raise CoconutError(f"labels {tuple(labels.shape)} must match input_ids {tuple(input_ids.shape)}")
+
+    def _check_length(self, length: int) -> None:
+        if self._max_positions is not None and length > self._max_positions:
+            raise CoconutError(f"a sequence of {length} positions exceeds the model's "
+                               f"n_positions={self._max_positions}")
+
+    # ----- training forward --------------------------------------------------------------------
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                labels: torch.Tensor | None = None, position_ids: torch.Tensor | None = None,
+                return_logits: bool = False) -> CoconutOutput:
+        """Multi-pass forward; see the module docstring. Padding may be left, right or both."""
+        self._check_inputs(input_ids, attention_mask, labels)
+        self._check_length(input_ids.shape[1])
+        if position_ids is None:
+            position_ids = default_position_ids(attention_mask)
+        latent, bounds = self._plan(input_ids, attention_mask)
+        embeds = self.base.get_input_embeddings()(input_ids)  # (B, T, H)
+        hidden = self._multipass(embeds, attention_mask, position_ids, latent, bounds)
+
+        logits = self.logits(hidden) if return_logits else None
+        loss, n_label = (None, 0) if labels is None else self._lm_loss(hidden, labels, logits)
+        eot_loss = None if self.eot_head is None else self._eot_loss(hidden, input_ids, attention_mask)
+        return CoconutOutput(loss=loss, logits=logits, eot_loss=eot_loss, n_passes=len(bounds) - 1,
+                             n_label_tokens=n_label)
+
+    def _lm_loss(self, hidden: torch.Tensor, labels: torch.Tensor,
+                 logits: torch.Tensor | None) -> tuple[torch.Tensor, int]:
+        """Mean NLL of labels[:, t+1] given position t, with the head only on supervised positions."""
+        target = labels[:, 1:]
+        keep = target != -100  # (B, T-1)
+        y = target[keep]  # (N,)
+        n = max(y.numel(), 1)  # an empty batch gives 0 (still in the graph), not NaN
+        if logits is not None:
+            return F.cross_entropy(_upcast(logits[:, :-1][keep]), y, reduction="sum") / n, y.numel()
+        h = hidden[:, :-1][keep]  # (N, H)
+        chunk = max(1, CE_CHUNK_ELEMENTS // self.base.get_output_embeddings().weight.shape[0])
+        if h.shape[0] <= chunk:
+            return self._ce_sum(h, y) / n, y.numel()
+        grad = torch.is_grad_enabled()
+        total = 0.0
+        for i in range(0, h.shape[0], chunk):
+            hc, yc = h[i:i + chunk], y[i:i + chunk]
+            total = total + (checkpoint(self._ce_sum, hc, yc, use_reentrant=False) if grad
+                             else self._ce_sum(hc, yc))
+        return total / n, y.numel()
+
+    def _ce_sum(self, h: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(_upcast(self.logits(h)), y, reduction="sum")
+
+    def _eot_loss(self, hidden: torch.Tensor, input_ids: torch.Tensor,
+                  attention_mask: torch.Tensor) -> torch.Tensor:
+        """BCE of "the next input is <eot>" at every real <bot> or <latent> position."""
+        t = self.tokens
+        at = ((input_ids == t.bot) | (input_ids == t.latent)) & attention_mask.bool()  # (B, T)
+        is_eot = F.pad(input_ids[:, 1:] == t.eot, (0, 1), value=False)  # next input is <eot>
+        z = self.eot_head(hidden[at]).squeeze(-1)  # (M,)
+        bce = F.binary_cross_entropy_with_logits(_upcast(z), is_eot[at].to(_upcast(z).dtype), reduction="sum")
+        return bce / max(z.numel(), 1)
+
+    # ----- generation ----------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def generate(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, max_new_tokens: int, *,
+                 use_eot_classifier: bool = False, max_thoughts: int = 6, return_thoughts: bool = False,
+                 temperature: float = 0.0, top_p: float = 1.0,
+                 generator: torch.Generator | None = None) -> GenerationOutput:
+        """Batched decoding with one KV cache; each row stops at its own EOS.
+
+        The prompt (left or right padded) may hold `<latent>` slots, filled by the same passes
+        as `forward`. With `use_eot_classifier`, each prompt ends at `<bot>` and the model adds
+        thoughts until `eot_head` says stop (sigmoid > 0.5) or `max_thoughts`, then feeds `<eot>`.
+        Rows move through thinking and decoding independently: at each step every row feeds one
+        new position (a thought, `<eot>`, its last token, or a pad once finished), so each row's
+        result equals what it would get alone. Call `model.eval()` first.
+        """
+        self._check_inputs(input_ids, attention_mask)
+        if use_eot_classifier and self.eot_head is None:
+            raise CoconutError("use_eot_classifier=True needs a model built with eot_classifier=True")
+        b, t = input_ids.shape
+        dev, tk = input_ids.device, self.tokens
+        n_steps = max_new_tokens + (max_thoughts + 1 if use_eot_classifier else 0)
+        self._check_length(t)
+        rows = torch.arange(b, device=dev)
+        # Preallocated mask: every generated position is real, so later columns are ones already.
+        mask = torch.cat([attention_mask.long(), attention_mask.new_ones(b, n_steps).long()], 1)
+        pos = default_position_ids(attention_mask)
+        latent, bounds = self._plan(input_ids, attention_mask)
+        embed = self.base.get_input_embeddings()
+        cache = self.new_cache(t + n_steps)
+        hidden = self._multipass(embed(input_ids), attention_mask, pos, latent, bounds, cache)
+        last = t - 1 - attention_mask.long().flip(1).argmax(1)  # last real position per row
+        h_last, next_pos = hidden[rows, last], pos[rows, last] + 1  # (B, H), (B,)
+        self._check_length(int(next_pos.max()) + n_steps)
+        if use_eot_classifier and not bool((input_ids[rows, last] == tk.bot).all()):
+            raise CoconutError("with use_eot_classifier every prompt must end with <bot>")
+
+        seq = torch.full((b, max_new_tokens + 1), tk.pad, dtype=torch.long, device=dev)  # last col: dump
+        n_tok = torch.zeros(b, dtype=torch.long, device=dev)
+        n_thought = latent.sum(1)
+        thinking = torch.full((b,), use_eot_classifier, dtype=torch.bool, device=dev)
+        done = torch.zeros(b, dtype=torch.bool, device=dev)
+        steps_h, steps_m = [], []  # classifier thoughts per step, for return_thoughts
+        for step in range(n_steps):
+            decoding = ~thinking & ~done
+            tok = pick_tokens(self.logits(h_last), temperature, top_p, generator)
+            seq.scatter_(1, torch.where(decoding, n_tok, max_new_tokens)[:, None], tok[:, None])
+            n_tok += decoding
+            done |= decoding & ((tok == tk.eos) | (n_tok >= max_new_tokens))
+            ids = torch.where(decoding, tok, tk.pad)
+            if use_eot_classifier:
+                stop = (self.eot_head(h_last).squeeze(-1) > 0) | (n_thought >= max_thoughts)
+                think = thinking & ~stop
+                ids = torch.where(thinking & stop, tk.eot, ids)
+                n_thought += think
+                steps_h.append(h_last)
+                steps_m.append(think)
+                thinking = think
+            if bool(done.all()):  # the one host sync per step
+                break
+            x = embed(ids)
+            if use_eot_classifier:
+                x = torch.where(think[:, None], h_last.to(x.dtype), x)
+            h_last = self._pass(x[:, None], mask[:, : t + step + 1], next_pos[:, None], cache)[:, -1]
+            next_pos = next_pos + 1
+
+        thoughts = None
+        if return_thoughts:
+            thoughts = [hidden[i, latent[i].nonzero().flatten() - 1] for i in range(b)]
+            if steps_h:
+                hs, ms = torch.stack(steps_h, 1), torch.stack(steps_m, 1)  # (B, S, H), (B, S)
+                thoughts = [torch.cat([thoughts[i], hs[i][ms[i]]]) for i in range(b)]
+        width = int(n_tok.max()) if b else 0
+        return GenerationOutput(sequences=seq[:, :width], num_tokens=n_tok, num_thoughts=n_thought,
+                                thoughts=thoughts)
+
+    # ----- checkpoints ---------------------------------------------------------------------------
+
+    def save_pretrained(self, path: str | os.PathLike, meta: dict[str, Any] | None = None) -> None:
+        """Write an HF folder (loadable by `AutoModelForCausalLM` alone) plus `coconut.json`.
+
+        Everything is written into a temporary sibling folder first. A new folder then appears by
+        one rename; into an existing folder each file moves by `os.replace`, `coconut.json` last,
+        and stale weight files of an earlier save are removed. Other files (the tokenizer, the
+        trainer state) are left alone.
+        """
+        path = Path(path)
+        try:
+            info = json.dumps({"format": FORMAT_VERSION, "tokens": self.tokens.to_dict(),
+                               "eot_classifier": self.eot_head is not None, "meta": meta or {}},
+                              indent=2, sort_keys=True)
+        except (TypeError, ValueError) as e:
+            raise CoconutError(f"checkpoint meta for {path} is not JSON-serialisable: {e}") from None
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
+        try:
+            self.base.save_pretrained(tmp)
+            if self.eot_head is not None:
+                from safetensors.torch import save_file
+
+                state = {k: v.detach().cpu().contiguous() for k, v in self.eot_head.state_dict().items()}
+                save_file(state, str(tmp / EOT_HEAD_FILE))
+            (tmp / COCONUT_JSON).write_text(info + "\n")
+            if not path.exists():
+                os.replace(tmp, path)
+                return
+            written = {f.name for f in tmp.iterdir()}
+            for f in sorted(tmp.iterdir(), key=lambda f: f.name == COCONUT_JSON):
+                os.replace(f, path / f.name)
+            for old in path.iterdir():
+                if old.name not in written and _is_weight_file(old.name):
+                    old.unlink()
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    @classmethod
+    def from_pretrained(cls, path: str | os.PathLike, **load_kwargs: Any) -> CoconutLM:
+        """Load a folder written by `save_pretrained`; keyword arguments go to the backbone loader."""
+        from coconut_lm.backbone import load_backbone
+
+        info = read_checkpoint_info(path)
+        model = cls(load_backbone(path, **load_kwargs), info.tokens, eot_classifier=info.eot_classifier)
+        if model.eot_head is not None:
+            from safetensors.torch import load_file
+
+            f = Path(path) / EOT_HEAD_FILE
+            if not f.is_file():
+                raise CoconutError(f"{f}: missing, but {COCONUT_JSON} says the checkpoint has a classifier")
+            model.eot_head.load_state_dict(load_file(str(f)))
+        return model
+
+
+class _PrefixView(torch.autograd.Function):
+    """buf[:, :, :e] as a function of the pieces already written into it, so gradients reach them."""
+
+    @staticmethod
+    def forward(ctx, buf: torch.Tensor, *pieces: torch.Tensor) -> torch.Tensor:
+        ctx.sizes = [p.shape[-2] for p in pieces]
+        return buf[:, :, : sum(ctx.sizes)]
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        return (None, *grad.split(ctx.sizes, dim=-2))
+
+
+@functools.cache
+def _buffer_layer_class() -> type:
+    """The cache layer class, built on first use so that importing this module stays light."""
+    from transformers.cache_utils import DynamicLayer
+
+    class BufferLayer(DynamicLayer):
+        """A full-attention cache layer over preallocated (B, heads, capacity, d) K/V buffers.
+
+        Writes go through `.data`, which autograd does not version: a view saved for backward
+        by an earlier pass covers only positions that are never written again.
+        """
+
+        def __init__(self, capacity: int):
+            super().__init__()
+            self.capacity = capacity
+            self.pieces: tuple[list[torch.Tensor], list[torch.Tensor]] = ([], [])
+
+        def lazy_initialization(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
+            b, h, _, _ = key_states.shape
+            self.device = key_states.device
+            self.kbuf = key_states.new_empty(b, h, self.capacity, key_states.shape[-1])
+            self.vbuf = value_states.new_empty(b, h, self.capacity, value_states.shape[-1])
+            self.length = 0
+            self.is_initialized = True
+
+        def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
+            if not self.is_initialized:
+                self.lazy_initialization(key_states, value_states)
+            s, e = self.length, self.length + key_states.shape[-2]
+            if e > self.capacity:
+                raise CoconutError(f"KV buffer of {self.capacity} positions is full")
+            self.kbuf.data[:, :, s:e] = key_states.detach()
+            self.vbuf.data[:, :, s:e] = value_states.detach()
+            self.length = e
+            if torch.is_grad_enabled() and (key_states.requires_grad or value_states.requires_grad):
+                self.pieces[0].append(key_states)
+                self.pieces[1].append(value_states)
+                self.keys = _PrefixView.apply(self.kbuf, *self.pieces[0])
+                self.values = _PrefixView.apply(self.vbuf, *self.pieces[1])
+            else:
+                self.keys, self.values = self.kbuf[:, :, :e], self.vbuf[:, :, :e]
+            return self.keys, self.values
+
+    return BufferLayer
+
+
+def read_checkpoint_info(path: str | os.PathLike) -> CheckpointInfo:
+    """Read and validate `coconut.json` in a checkpoint folder."""
+    f = Path(path) / COCONUT_JSON
+    if not f.is_file():
+        raise CoconutError(f"{f}: not found; {path} is not a coconut-lm checkpoint")
+    try:
+        d = json.loads(f.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise CoconutError(f"{f}: cannot read JSON: {e}") from None
+    for key, kind in (("tokens", dict), ("eot_classifier", bool), ("meta", dict)):
+        if not isinstance(d.get(key), kind):
+            raise CoconutError(f"{f}: field '{key}' must be a {kind.__name__}")
+    try:
+        tokens = SpecialTokens.from_dict(d["tokens"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise CoconutError(f"{f}: field 'tokens' is incomplete or not integers: {e}") from None
+    return CheckpointInfo(tokens=tokens, eot_classifier=d["eot_classifier"], meta=d["meta"])
+
+
+def read_meta(path: str | os.PathLike) -> dict[str, Any]:
+    """The `meta` dict the trainer saved with a checkpoint (method, stage, c, eval settings)."""
+    return read_checkpoint_info(path).meta
+
+
+def _upcast(x: torch.Tensor) -> torch.Tensor:
+    """Half-precision logits go to float32 for the loss; float64 stays float64."""
+    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+
+
+def _activation_checkpointing(base: nn.Module) -> bool:
+    # Renamed from `is_gradient_checkpointing` in transformers 5.2x; read whichever exists.
+    for name in ("is_activation_checkpointing", "is_gradient_checkpointing"):
+        if hasattr(type(base), name):
+            return bool(getattr(base, name))
+    return False
+
+
+def _is_weight_file(name: str) -> bool:
+    return name.startswith(("model", "pytorch_model")) and (
+        name.endswith((".safetensors", ".bin")) or name.endswith(".index.json"))

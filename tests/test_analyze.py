@@ -1,0 +1,196 @@
+"""`coconut-lm analyze` end to end: every record, figure and table, plus one-line errors for bad input.
+
+Most tests use checkpoints of a tiny random model written directly (fast). One slow test trains a
+checkpoint with configs/prosqa_coconut_tiny.yaml, as a user would, and analyses it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import pytest
+
+from coconut_lm.analysis.paths import classify_chain
+from coconut_lm.analysis.run import add_analyze_parser, run_analysis
+from coconut_lm.errors import CoconutError
+from coconut_lm.tasks.examples import load_examples, save_examples
+from coconut_lm.tasks.prosqa import frontier, generate_prosqa, graph_from_example
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+FIGURES = ["accuracy_vs_k.png", "parallelism.png", "path_categories.png", "search_tree.png", "value_vs_height.png"]
+
+
+@pytest.fixture(scope="module")
+def data_file(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("data") / "prosqa.json"
+    save_examples(generate_prosqa(64, seed=0, workers=1), path)
+    return path
+
+
+def make_checkpoint(path: Path, data: Path, **meta) -> Path:
+    """A checkpoint of a tiny random model with a word tokenizer over `data` (no training)."""
+    from coconut_lm.backbone import build_backbone
+    from coconut_lm.data import segment_texts
+    from coconut_lm.model import CoconutLM
+    from coconut_lm.tokenizer import build_word_tokenizer, special_token_ids
+
+    texts = [t for ex in load_examples(data) for q, steps, a in [segment_texts(ex)] for t in (q, *steps, a)]
+    tok = build_word_tokenizer(texts)
+    tokens = special_token_ids(tok)
+    base = build_backbone({"n_layer": 1, "n_embd": 32, "n_head": 2}, vocab_size=len(tok), n_positions=512,
+                          special=tokens)
+    meta = {"method": "coconut", "task": "prosqa", "c_thought": 1, "max_latent_stage": 3, "eval_thoughts": 3, **meta}
+    CoconutLM(base, tokens).save_pretrained(path, meta=meta)
+    tok.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory, data_file) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("ckpt")
+    return {"coconut": make_checkpoint(root / "coconut", data_file),
+            "cot": make_checkpoint(root / "cot", data_file, method="cot", eval_thoughts=0),
+            "no_cot": make_checkpoint(root / "no_cot", data_file, method="no_cot", eval_thoughts=0)}
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="coconut-lm")
+    add_analyze_parser(parser.add_subparsers(dest="command"))
+    return parser.parse_args(["analyze", *argv])
+
+
+def check_outputs(out: Path, data: Path, n: int, latents: list[int], refs: list[str], n_thoughts: int) -> None:
+    """Every record is there and agrees with the others and with the graphs."""
+    examples = load_examples(data)[:n]
+    graphs = [graph_from_example(ex) for ex in examples]
+    assert sorted(p.name for p in (out / "figures").iterdir()) == FIGURES
+    assert all((out / "figures" / f).stat().st_size > 10_000 for f in FIGURES)
+
+    paths = json.loads((out / "path_categories.json").read_text())
+    assert [s["name"] for s in paths["settings"]] == [f"k{k}" for k in latents] + refs
+    rows = [json.loads(line) for line in (out / "path_categories.jsonl").read_text().splitlines()]
+    for s in paths["settings"]:
+        assert sum(s["counts"].values()) == s["n"] == n
+        assert sum(s["fractions"].values()) == pytest.approx(1.0)
+        sub = "forced_k" if s["kind"] == "forced_k" else "reference"
+        summary = json.loads((out / sub / s["name"] / "summary.json").read_text())
+        assert summary["accuracy"] == s["accuracy"]
+        preds = [json.loads(line) for line in (out / sub / s["name"] / "predictions.jsonl").read_text().splitlines()]
+        mine = [r for r in rows if r["setting"] == s["name"]]
+        for p, r in zip(preds, mine):  # the stored category is the classifier's verdict on the stored text
+            hops = s["k"] if s["kind"] == "forced_k" else 0
+            assert classify_chain(graphs[p["index"]], p["text"], k_thoughts=hops).value == r["category"]
+    assert json.loads((out / "forced_k" / "forced_k.json").read_text()).keys() == {f"k{k}" for k in latents}
+
+    records = [json.loads(line) for line in (out / "latent_search.jsonl").read_text().splitlines()]
+    assert len(records) == n
+    for rec, g in zip(records, graphs):
+        for f in rec["frontiers"]:
+            assert {x["node"] for x in f["nodes"]} == set(frontier(g, g.root, f["hops"]))
+            assert all(0.0 < x["value"] <= 1.0 for x in f["nodes"])
+            # one token per name (word tokenizer), so the values of distinct names share one distribution
+            assert sum(x["value"] for x in f["nodes"]) <= 1.0 + 1e-6
+    summary = json.loads((out / "latent_search_summary.json").read_text())
+    assert [f["hops"] for f in summary["frontiers"]] == [1, 2]
+    assert {(c["hops"], c["k"]) for c in summary["parallelism"]} == {(h, k) for h in (1, 2) for k in (1, 2, 3)}
+
+    thoughts = json.loads((out / "thoughts.json").read_text())["examples"]
+    assert thoughts and all(len(t["thoughts"]) == n_thoughts and len(t["thoughts"][0]) == 5 for t in thoughts)
+
+    md = (out / "analysis.md").read_text()
+    for f in FIGURES:
+        assert f"figures/{f}" in md
+    for k in latents:
+        assert f"| k={k} | coconut | {n} |" in md
+    assert "## Value against height" in md and "## Decoded thoughts" in md
+
+
+def test_analyze_end_to_end_with_references(tmp_path, data_file, checkpoints, capsys):
+    out = tmp_path / "analysis"
+    args = parse([str(checkpoints["coconut"]), "--data", str(data_file), "--out", str(out), "--latents", "0,1,2",
+                  "--cot", str(checkpoints["cot"]), "--no-cot", str(checkpoints["no_cot"]), "--max-examples", "6",
+                  "--batch-size", "4", "--max-new-tokens", "12", "--decode-examples", "2", "--device", "cpu",
+                  "--no-progress"])
+    assert args.func(args) == 0
+    assert "analysis.md" in capsys.readouterr().out
+    check_outputs(out, data_file, n=6, latents=[0, 1, 2], refs=["cot", "no_cot"], n_thoughts=3)
+    # The No-CoT reference writes no chain, so its predictions are only ever label categories.
+    paths = json.loads((out / "path_categories.json").read_text())
+    no_cot = next(s for s in paths["settings"] if s["name"] == "no_cot")
+    assert no_cot["kind"] == "reference" and no_cot["method"] == "no_cot"
+
+
+def test_tree_example_is_the_one_asked_for(tmp_path, data_file, checkpoints):
+    run_analysis(checkpoints["coconut"], data_file, tmp_path, latents=[1], max_examples=3, max_new_tokens=4,
+                 decode_examples=0, tree_example=2, device="cpu", progress=False)
+    assert json.loads((tmp_path / "latent_search_summary.json").read_text())["tree_example"] == 2
+    assert "## Search tree of example 2" in (tmp_path / "analysis.md").read_text()
+    assert json.loads((tmp_path / "thoughts.json").read_text())["examples"] == []
+
+
+@pytest.mark.slow
+def test_analyze_a_trained_tiny_checkpoint(tmp_path, data_file):
+    from coconut_lm.config import load_config
+    from coconut_lm.train import train
+
+    run = tmp_path / "run"
+    cfg = load_config(CONFIGS / "prosqa_coconut_tiny.yaml", [
+        f"train_path={data_file}", f"val_path={data_file}", f"out_dir={run}", "num_epochs=2", "batch_size=16",
+        "micro_batch_size=16", "val_max_examples=8", "max_steps_per_epoch=2", "max_new_tokens=16"])
+    train(cfg, progress=False, device="cpu")
+    out = tmp_path / "analysis"
+    args = parse([str(run), "--data", str(data_file), "--out", str(out), "--latents", "0,1,2,3",
+                  "--max-examples", "8", "--max-new-tokens", "16", "--device", "cpu", "--no-progress"])
+    assert args.func(args) == 0
+    check_outputs(out, data_file, n=8, latents=[0, 1, 2, 3], refs=[], n_thoughts=3)
+
+
+# ------------------------------------------------------------------------------------ bad input
+
+
+def _write(path: Path, obj) -> Path:
+    path.write_text(json.dumps(obj))
+    return path
+
+
+@pytest.mark.parametrize("case, message", [
+    ("missing", "checkpoint .*: no such folder"),
+    ("not_a_checkpoint", "not a checkpoint \\(no coconut.json\\) nor a run folder with best/"),
+    ("wrong_task", "trained on 'prontoqa'; path categories and latent search need ProsQA"),
+    ("no_slots", "method 'cot' has no thought slots"),
+    ("not_prosqa", "item 0: field 'idx_to_symbol': missing"),
+    ("empty_data", "holds no examples"),
+    ("bad_reference", "--no-cot .*: no such folder"),
+    ("tree_out_of_range", "--tree-example 99: out of range for 64 examples"),
+])
+def test_bad_input_is_a_one_line_error(tmp_path, data_file, checkpoints, case, message):
+    ckpt, data, kw = checkpoints["coconut"], data_file, {}
+    if case == "missing":
+        ckpt = tmp_path / "nope"
+    elif case == "not_a_checkpoint":
+        ckpt = tmp_path
+    elif case == "wrong_task":
+        ckpt = make_checkpoint(tmp_path / "c", data_file, task="prontoqa")
+    elif case == "no_slots":
+        ckpt = checkpoints["cot"]
+    elif case == "not_prosqa":
+        data = _write(tmp_path / "d.json", [{"question": "Is Tom happy?", "steps": ["Tom is happy."], "answer": "True"}])
+    elif case == "empty_data":
+        data = _write(tmp_path / "d.json", [])
+    elif case == "bad_reference":
+        kw = {"no_cot": tmp_path / "nope"}
+    elif case == "tree_out_of_range":
+        kw = {"tree_example": 99}
+    with pytest.raises(CoconutError, match=message) as e:
+        run_analysis(ckpt, data, tmp_path / "out", latents=[1], device="cpu", progress=False, **kw)
+    assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("argv", [["--latents", "a,b"], ["--latents", "-1"], ["--batch-size", "0"],
+                                  ["--max-examples", "x"], ["--decode-examples", "-1"]])
+def test_bad_options_exit_with_usage_error(argv, capsys):
+    with pytest.raises(SystemExit) as e:
+        parse(["ckpt", "--data", "d.json", "--out", "o", *argv])
+    assert e.value.code == 2

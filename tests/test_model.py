@@ -1,0 +1,397 @@
+"""CoconutLM against the slow reference (tests/reference.py) on tiny random GPT-2 and Llama models.
+
+Everything runs in float64 so that "equal" can mean equal to ~1e-9 (Llama: to float32 rounding,
+see TOL): loss, logits, the gradient of every parameter, greedy generations, thoughts and the
+`<eot>` classifier, over left, right and aligned padding and 0 to 8 thoughts per row.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # `reference` sits beside this file
+
+from reference import reference_forward, reference_generate  # noqa: E402
+
+from coconut_lm import model as model_module  # noqa: E402
+from coconut_lm.backbone import build_backbone, build_tiny_llama  # noqa: E402
+from coconut_lm.errors import CoconutError  # noqa: E402
+from coconut_lm.model import CoconutLM, read_checkpoint_info, read_meta  # noqa: E402
+from coconut_lm.tokenizer import SpecialTokens  # noqa: E402
+
+TK = SpecialTokens(pad=0, eos=1, bot=3, eot=4, latent=5, pause=6)
+VOCAB = 40
+FIRST_WORD = 7  # ids below are special
+# Llama's RMSNorm computes in float32 even in a float64 model, so its gradients agree only to
+# float32 rounding; GPT-2 runs in float64 throughout.
+TOL = {"gpt2": 1e-9, "llama": 1e-5}
+
+
+def make_model(kind: str, eot_classifier: bool = False, seed: int = 0) -> CoconutLM:
+    torch.manual_seed(seed)
+    if kind == "gpt2":
+        # A wide init makes the random model's greedy outputs vary, so generation tests bite.
+        base = build_backbone({"n_layer": 2, "n_embd": 32, "n_head": 4, "initializer_range": 0.2},
+                              vocab_size=VOCAB, n_positions=128, special=TK)
+    else:
+        base = build_tiny_llama(VOCAB, hidden_size=32, intermediate_size=64, initializer_range=0.2)
+    model = CoconutLM(base, TK, eot_classifier=eot_classifier).double().eval()
+    if eot_classifier:
+        with torch.no_grad():  # logits of order 1: rows stop after different counts
+            model.eot_head.weight.normal_(0, 0.2)
+            model.eot_head.bias.fill_(-0.3)
+    return model
+
+
+def make_rows(q_lens, ks, a_len=3, seed=1):
+    """Token lists: question, <bot>, <latent>*k, <eot>, answer, <eos>; and the prompt length."""
+    g = torch.Generator().manual_seed(seed)
+    rows, n_prompt = [], []
+    for q, k in zip(q_lens, ks):
+        words = lambda n: torch.randint(FIRST_WORD, VOCAB, (n,), generator=g).tolist()  # noqa: E731
+        prompt = words(q) + [TK.bot] + [TK.latent] * k + [TK.eot]
+        rows.append(prompt + words(a_len) + [TK.eos])
+        n_prompt.append(len(prompt))
+    return rows, n_prompt
+
+
+def pad_batch(rows, n_prompt, mode: str):
+    """Pad left, right, or "align" (left-pad so every <bot> shares a column, then right-pad)."""
+    bot_col = [r.index(TK.bot) for r in rows]
+    left = {"left": [max(map(len, rows)) - len(r) for r in rows], "right": [0] * len(rows),
+            "align": [max(bot_col) - c for c in bot_col]}[mode]
+    width = max(lp + len(r) for lp, r in zip(left, rows))
+    ids = torch.full((len(rows), width), TK.pad)
+    labels = torch.full((len(rows), width), -100)
+    for i, (lp, r, n) in enumerate(zip(left, rows, n_prompt)):
+        ids[i, lp:lp + len(r)] = torch.tensor(r)
+        labels[i, lp + n:lp + len(r)] = torch.tensor(r[n:])
+    mask = torch.zeros_like(ids)
+    for i, (lp, r) in enumerate(zip(left, rows)):
+        mask[i, lp:lp + len(r)] = 1
+    return ids, mask, labels
+
+
+def grads(model, loss):
+    model.zero_grad()
+    loss.backward()
+    return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
+def assert_close(a, b, tol=1e-9):
+    assert torch.allclose(a, b, atol=tol, rtol=tol), (a - b).abs().max()
+
+
+THOUGHT_CASES = {
+    "none": (0, 0, 0),
+    "one": (1, 1, 1),
+    "c2": (2, 4, 6),  # two thoughts per step: counts are multiples of c
+    "mixed": (0, 3, 8),
+    "odd": (5, 7, 1),
+}
+
+
+@pytest.mark.parametrize("kind", ["gpt2", "llama"])
+@pytest.mark.parametrize("mode", ["left", "right", "align"])
+@pytest.mark.parametrize("case", list(THOUGHT_CASES))
+def test_forward_matches_reference(kind, mode, case):
+    model = make_model(kind, eot_classifier=True)
+    ids, mask, labels = pad_batch(*make_rows([5, 2, 7], THOUGHT_CASES[case]), mode)
+
+    out = model(ids, mask, labels)
+    assert out.logits is None
+    fast_grads = grads(model, out.loss + out.eot_loss)
+    ref = reference_forward(model, ids, mask, labels)
+    ref_grads = grads(model, ref.loss + ref.eot_loss)
+
+    tol = TOL[kind]
+    assert torch.isfinite(out.loss) and out.loss.dtype == torch.float64
+    assert_close(out.loss, ref.loss, tol)
+    assert_close(out.eot_loss, ref.eot_loss, tol)
+    assert set(fast_grads) == {n for n, _ in model.named_parameters()}  # every parameter got one
+    for name, g in ref_grads.items():
+        assert torch.isfinite(fast_grads[name]).all(), name
+        assert_close(fast_grads[name], g, tol)
+    with torch.no_grad():
+        full = model(ids, mask, labels, return_logits=True)
+    assert_close(full.logits, ref.logits.detach(), tol)
+    assert_close(full.loss, ref.loss.detach(), tol)
+    n_cols = len({j for j in range(ids.shape[1]) if (ids[:, j] == TK.latent).any()})
+    assert out.n_passes == n_cols + 1
+
+
+@pytest.mark.parametrize("kind", ["gpt2", "llama"])
+@pytest.mark.parametrize("mode", ["left", "right", "align"])
+def test_stock_concatenating_cache_matches_reference(kind, mode):
+    """`kv_buffer = False` (HF's DynamicCache as is) must give the same numbers."""
+    model = make_model(kind)
+    model.kv_buffer = False
+    ids, mask, labels = pad_batch(*make_rows([5, 2, 7], THOUGHT_CASES["mixed"]), mode)
+    out = model(ids, mask, labels)
+    fast = grads(model, out.loss)
+    ref = reference_forward(model, ids, mask, labels)
+    slow = grads(model, ref.loss)
+    assert_close(out.loss, ref.loss, TOL[kind])
+    for name, g in slow.items():
+        assert_close(fast[name], g, TOL[kind])
+    assert out.n_label_tokens == int((labels[:, 1:] != -100).sum())
+
+
+@pytest.mark.parametrize("kind", ["gpt2", "llama"])
+def test_zero_thoughts_is_one_plain_hf_forward(kind):
+    model = make_model(kind)
+    rows, n_prompt = make_rows([4, 6, 2], (0, 0, 0))
+    rows[1][3] = TK.pause  # pause tokens are ordinary tokens: still one pass
+    for mode in ("left", "right"):
+        ids, mask, labels = pad_batch(rows, n_prompt, mode)
+        pos = (mask.cumsum(1) - 1).clamp(min=0)
+        out = model(ids, mask, labels, return_logits=True)
+        hf = model.base(input_ids=ids, attention_mask=mask, position_ids=pos, labels=labels)
+        assert out.n_passes == 1
+        assert_close(out.logits, hf.logits)
+        assert abs(out.loss.item() - hf.loss.item()) < 1e-6  # HF computes its loss in float32
+
+
+@pytest.mark.parametrize("kind", ["gpt2", "llama"])
+@pytest.mark.parametrize("attn", ["eager", "sdpa"])
+def test_fully_masked_pad_rows_leave_no_nan_float32(kind, attn):
+    """Left padding makes whole query rows masked; nothing may turn NaN (HF eager Llama does in
+    float64, with or without Coconut, because it takes the softmax of a float64 mask in float32)."""
+    model = make_model(kind, eot_classifier=True).float()
+    model.base.config._attn_implementation = attn
+    ids, mask, labels = pad_batch(*make_rows([7, 2, 4], (2, 4, 1)), "left")
+    out = model(ids, mask, labels)
+    fast = grads(model, out.loss + out.eot_loss)
+    ref = reference_forward(model, ids, mask, labels)
+    slow = grads(model, ref.loss + ref.eot_loss)
+    assert torch.isfinite(out.loss) and all(torch.isfinite(g).all() for g in fast.values())
+    assert_close(out.loss, ref.loss, 1e-5)
+    for name, g in slow.items():
+        assert_close(fast[name], g, 1e-4)
+
+
+def test_sliding_window_layers_keep_their_own_cache():
+    """A backbone mixing full and sliding-window layers (Qwen2 style): only full layers get the
+    K/V buffer, and the results still equal the reference."""
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    torch.manual_seed(0)
+    cfg = Qwen2Config(vocab_size=VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, use_sliding_window=True, sliding_window=4,
+                      layer_types=["full_attention", "sliding_attention"])
+    model = CoconutLM(Qwen2ForCausalLM(cfg), TK).double().eval()
+    assert [type(x).__name__ for x in model.new_cache(8).layers] == ["BufferLayer", "DynamicSlidingWindowLayer"]
+    ids, mask, labels = pad_batch(*make_rows([5, 2, 7], (0, 3, 8)), "align")
+    out = model(ids, mask, labels)
+    fast = grads(model, out.loss)
+    ref = reference_forward(model, ids, mask, labels)
+    slow = grads(model, ref.loss)
+    assert_close(out.loss, ref.loss, TOL["llama"])
+    for name, g in slow.items():
+        assert_close(fast[name], g, TOL["llama"])
+    prompts = [r[:n] for r, n in zip(*make_rows([3, 6], (2, 5)))]
+    ids, mask, _ = pad_batch(prompts, [len(p) for p in prompts], "left")
+    gen = model.generate(ids, mask, 6)
+    for i, p in enumerate(prompts):
+        want = reference_generate(model, p, 6).tokens
+        assert gen.sequences[i, :len(want)].tolist() == want
+
+
+def test_right_padding_needs_no_position_ids():
+    """With right padding, the derived positions equal HF's default arange."""
+    model = make_model("gpt2")
+    ids, mask, labels = pad_batch(*make_rows([4, 6], (0, 0)), "right")
+    out = model(ids, mask, labels)
+    assert abs(out.loss.item() - model.base(input_ids=ids, attention_mask=mask, labels=labels).loss.item()) < 1e-6
+
+
+def test_explicit_position_ids_are_used():
+    model = make_model("gpt2")
+    ids, mask, labels = pad_batch(*make_rows([4, 6], (2, 2)), "align")
+    pos = (mask.cumsum(1) - 1).clamp(min=0) + 3
+    fast = model(ids, mask, labels, position_ids=pos)
+    ref = reference_forward(model, ids, mask, labels, position_ids=pos)
+    assert_close(fast.loss, ref.loss)
+    assert abs(fast.loss.item() - model(ids, mask, labels).loss.item()) > 1e-6
+
+
+def test_chunked_loss_equals_unchunked(monkeypatch):
+    model = make_model("gpt2")
+    ids, mask, labels = pad_batch(*make_rows([5, 3, 4], (2, 4, 0), a_len=6), "align")
+    whole = model(ids, mask, labels)
+    g_whole = grads(model, whole.loss)
+    monkeypatch.setattr(model_module, "CE_CHUNK_ELEMENTS", 3 * VOCAB)  # 3 positions per chunk
+    chunked = model(ids, mask, labels)
+    g_chunked = grads(model, chunked.loss)
+    assert_close(whole.loss, chunked.loss)
+    for name, g in g_whole.items():
+        assert_close(g_chunked[name], g)
+
+
+def test_no_supervised_positions_gives_zero_loss_not_nan():
+    model = make_model("gpt2")
+    ids, mask, labels = pad_batch(*make_rows([4, 5], (2, 1)), "align")
+    out = model(ids, mask, torch.full_like(labels, -100))
+    assert out.loss.item() == 0.0
+    out.loss.backward()  # still part of the graph
+
+
+@pytest.mark.parametrize("kind", ["gpt2", "llama"])
+@pytest.mark.parametrize("mode", ["left", "right"])
+def test_generate_matches_row_by_row_reference(kind, mode):
+    model = make_model(kind)
+    rows, n_prompt = make_rows([3, 6, 1, 4], (0, 1, 3, 6))
+    prompts = [r[:n] for r, n in zip(rows, n_prompt)]
+    # Make some rows stop early: EOS := the first token row 0 generates.
+    first = reference_generate(model, prompts[0], 1).tokens[0]
+    model.tokens = TK = SpecialTokens(**{**model.tokens.to_dict(), "eos": first})
+    ids, mask, _ = pad_batch(prompts, [len(p) for p in prompts], mode)
+    out = model.generate(ids, mask, max_new_tokens=7, return_thoughts=True)
+    refs = [reference_generate(model, p, 7) for p in prompts]
+    lengths = []
+    for i, ref in enumerate(refs):
+        n = len(ref.tokens)
+        lengths.append(n)
+        assert out.sequences[i, :n].tolist() == ref.tokens
+        assert (out.sequences[i, n:] == TK.pad).all()
+        assert out.num_tokens[i] == n and out.num_thoughts[i] == ref.num_thoughts
+        assert len(out.thoughts[i]) == ref.num_thoughts
+        for a, b in zip(out.thoughts[i], ref.thoughts):
+            assert_close(a, b, TOL[kind])
+    assert lengths[0] == 1 and max(lengths) == 7 and out.sequences.shape[1] == 7
+
+
+@pytest.mark.parametrize("kind", ["gpt2", "llama"])
+@pytest.mark.parametrize("mode", ["left", "right"])
+def test_classifier_generation_matches_row_by_row_reference(kind, mode):
+    model = make_model(kind, eot_classifier=True, seed=3)
+    rows, _ = make_rows([3, 6, 1, 4, 5, 2], (0,) * 6, seed=4)
+    prompts = [r[:r.index(TK.bot) + 1] for r in rows]  # question, <bot>
+    ids, mask, _ = pad_batch(prompts, [len(p) for p in prompts], mode)
+    out = model.generate(ids, mask, max_new_tokens=5, use_eot_classifier=True, max_thoughts=4,
+                         return_thoughts=True)
+    refs = [reference_generate(model, p, 5, use_eot_classifier=True, max_thoughts=4) for p in prompts]
+    for i, ref in enumerate(refs):
+        assert out.num_thoughts[i] == ref.num_thoughts
+        assert out.sequences[i, :len(ref.tokens)].tolist() == ref.tokens
+        for a, b in zip(out.thoughts[i], ref.thoughts):
+            assert_close(a, b, TOL[kind])
+    assert len({r.num_thoughts for r in refs}) > 1, "rows should stop thinking at different counts"
+
+
+@pytest.mark.parametrize(("bias", "want"), [(0.01, 0), (-0.01, 3)])
+def test_classifier_threshold_is_one_half_and_max_thoughts_caps(bias, want):
+    model = make_model("gpt2", eot_classifier=True)
+    with torch.no_grad():
+        model.eot_head.weight.zero_()
+        model.eot_head.bias.fill_(bias)  # sigmoid just above / just below 0.5 everywhere
+    ids = torch.tensor([[9, 10, TK.bot], [TK.pad, 11, TK.bot]])
+    out = model.generate(ids, (ids != TK.pad).long(), 2, use_eot_classifier=True, max_thoughts=3)
+    assert out.num_thoughts.tolist() == [want, want] and out.num_tokens.tolist() == [2, 2]
+
+
+def test_sampling_is_reproducible_and_top_p_tiny_is_greedy():
+    model = make_model("gpt2")
+    rows, n_prompt = make_rows([3, 5], (2, 2))
+    prompts = [r[:n] for r, n in zip(rows, n_prompt)]
+    ids, mask, _ = pad_batch(prompts, [len(p) for p in prompts], "left")
+    greedy = model.generate(ids, mask, 6).sequences
+    nucleus = model.generate(ids, mask, 6, temperature=1.0, top_p=1e-9).sequences
+    assert torch.equal(greedy, nucleus)
+    runs = [model.generate(ids, mask, 6, temperature=1.5, generator=torch.Generator().manual_seed(7))
+            for _ in range(2)]
+    assert torch.equal(runs[0].sequences, runs[1].sequences)
+    assert ((runs[0].sequences >= 0) & (runs[0].sequences < VOCAB)).all()
+
+
+def test_save_load_round_trip(tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    model = make_model("gpt2", eot_classifier=True)
+    ids, mask, labels = pad_batch(*make_rows([4, 6], (2, 3)), "align")
+    before = model(ids, mask, labels, return_logits=True)
+    path = tmp_path / "ckpt"
+    model.save_pretrained(path, meta={"method": "coconut", "stage": 2, "c": 1})
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # temp folder gone
+
+    loaded = CoconutLM.from_pretrained(path).eval()
+    after = loaded(ids, mask, labels, return_logits=True)
+    assert loaded.tokens == TK and loaded.eot_head is not None
+    assert torch.equal(before.logits, after.logits) and torch.equal(before.eot_loss, after.eot_loss)
+    assert read_meta(path) == {"method": "coconut", "stage": 2, "c": 1}
+
+    plain = AutoModelForCausalLM.from_pretrained(path).eval()  # the folder is a plain HF model
+    assert torch.equal(plain(input_ids=ids, attention_mask=mask).logits,
+                       model.base(input_ids=ids, attention_mask=mask).logits)
+
+    # Saving over an existing checkpoint keeps other files and drops the classifier flag cleanly.
+    (path / "tokenizer.json").write_text("{}")
+    CoconutLM(model.base, TK).save_pretrained(path, meta={"stage": 3})
+    assert (path / "tokenizer.json").read_text() == "{}"
+    info = read_checkpoint_info(path)
+    assert info.meta == {"stage": 3} and not info.eot_classifier
+    assert CoconutLM.from_pretrained(path).eot_head is None
+
+
+def test_llama_round_trip(tmp_path):
+    model = make_model("llama")
+    ids, mask, labels = pad_batch(*make_rows([4, 6], (2, 3)), "left")
+    model.save_pretrained(tmp_path / "ckpt")
+    loaded = CoconutLM.from_pretrained(tmp_path / "ckpt").eval()
+    assert loaded.base.config.num_key_value_heads < loaded.base.config.num_attention_heads
+    assert torch.equal(model(ids, mask, labels).loss, loaded(ids, mask, labels).loss)
+
+
+def test_bad_inputs_raise_coconut_error(tmp_path):
+    model = make_model("gpt2")
+    ids = torch.tensor([[TK.latent, 9, 10]])
+    with pytest.raises(CoconutError, match="first position"):
+        model(ids, torch.ones_like(ids))
+    with pytest.raises(CoconutError, match="must both be"):
+        model(ids, torch.ones(1, 2, dtype=torch.long))
+    with pytest.raises(CoconutError, match="eot_classifier"):
+        model.generate(torch.tensor([[9, TK.bot]]), torch.ones(1, 2, dtype=torch.long), 3,
+                       use_eot_classifier=True)
+    with pytest.raises(CoconutError, match="n_positions"):
+        long = torch.full((1, 200), 9)
+        model(long, torch.ones_like(long))
+    with pytest.raises(CoconutError, match="n_positions"):
+        model.generate(torch.full((1, 100), 9), torch.ones(1, 100, dtype=torch.long), 40)
+    with pytest.raises(CoconutError, match="not found"):
+        read_checkpoint_info(tmp_path)
+    (tmp_path / "coconut.json").write_text(json.dumps({"tokens": {"bot": 1}, "eot_classifier": False,
+                                                        "meta": {}}))
+    with pytest.raises(CoconutError, match="tokens"):
+        read_checkpoint_info(tmp_path)
+    with pytest.raises(CoconutError, match="JSON"):
+        model.save_pretrained(tmp_path / "x", meta={"bad": object()})
+    clf = make_model("gpt2", eot_classifier=True)
+    with pytest.raises(CoconutError, match="<bot>"):
+        clf.generate(torch.tensor([[9, 10]]), torch.ones(1, 2, dtype=torch.long), 3, use_eot_classifier=True)
+
+
+def test_training_mode_with_dropout_and_bf16_autocast_runs():
+    torch.manual_seed(0)
+    base = build_backbone({"n_layer": 2, "n_embd": 32, "n_head": 4, "dropout": 0.1}, vocab_size=VOCAB,
+                          n_positions=128)
+    model = CoconutLM(base, TK, eot_classifier=True).train()
+    ids, mask, labels = pad_batch(*make_rows([5, 2, 7], (2, 4, 6)), "align")
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(ids, mask, labels)
+    (out.loss + out.eot_loss).backward()
+    assert out.n_passes == 7 and torch.isfinite(out.loss)
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters())
+
+
+def test_gradient_checkpointing_is_refused_for_thoughts():
+    model = make_model("gpt2").train()
+    enable = getattr(model.base, "activation_checkpointing_enable", None) or model.base.gradient_checkpointing_enable
+    enable()
+    ids, mask, labels = pad_batch(*make_rows([4], (2,)), "left")
+    with pytest.raises(CoconutError, match="checkpointing"):
+        model(ids, mask, labels)

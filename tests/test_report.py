@@ -1,0 +1,117 @@
+"""`coconut-lm report` on hand-made run folders: sources, seeds, mean ± std, the paper's numbers, errors."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+
+import pytest
+import yaml
+
+from coconut_lm.analysis.report import PAPER, add_report_parser, read_run, write_report
+from coconut_lm.errors import CoconutError
+
+
+def make_run(root, name: str, method: str, task: str, seed: int, summary: dict | None = None,
+             vals: list[tuple[float, float]] | None = None):
+    run = root / name
+    run.mkdir()
+    (run / "config.yaml").write_text(yaml.safe_dump({"task": task, "method": method, "seed": seed, "lr": 1e-4}))
+    if summary is not None:
+        (run / "eval").mkdir()
+        (run / "eval" / "summary.json").write_text(json.dumps(
+            {"n": 500, "data": "/x/prosqa_valid.json", "method": method, "task": task, **summary}))
+    rows = [{"type": "train", "step": 1, "loss": 2.0}]
+    for epoch, (acc, tok) in enumerate(vals or []):
+        rows.append({"type": "val", "step": epoch + 1, "epoch": epoch, "val_accuracy": acc, "val_tokens": tok,
+                     "val_thoughts": epoch})
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return run
+
+
+def test_eval_summary_wins_over_metrics(tmp_path):
+    run = make_run(tmp_path, "a", "coconut", "prosqa", 3, summary={"accuracy": 0.97, "mean_tokens": 14.0},
+                   vals=[(0.5, 10.0)])
+    r = read_run(run)
+    assert (r.method, r.task, r.seed, r.accuracy, r.tokens, r.n) == ("coconut", "prosqa", 3, 0.97, 14.0, 500)
+    assert r.source == "eval/summary.json (prosqa_valid.json, n=500)"
+
+
+def test_best_val_row_when_there_is_no_eval(tmp_path):
+    run = make_run(tmp_path, "a", "cot", "prosqa", 0, vals=[(0.5, 40.0), (0.8, 45.0), (0.8, 50.0), (0.7, 44.0)])
+    r = read_run(run)
+    assert (r.accuracy, r.tokens) == (0.8, 45.0)  # the first of two equal bests: the one saved as best/
+    assert r.source == "metrics.jsonl best val (epoch 2, 1 thoughts)"
+
+
+def test_table_has_mean_std_over_seeds_beside_the_paper(tmp_path):
+    runs = [make_run(tmp_path, f"coconut_s{s}", "coconut", "prosqa", s, summary={"accuracy": a, "mean_tokens": t})
+            for s, a, t in ((0, 0.90, 14.0), (1, 0.95, 15.0), (2, 0.97, 13.0))]
+    runs.append(make_run(tmp_path, "cot", "cot", "prontoqa", 7, vals=[(0.9, 90.0)]))
+    report = write_report(runs, tmp_path / "out" / "results.md")
+    cell = next(c for c in report.cells if (c.method, c.task) == ("coconut", "prosqa"))
+    assert cell.seeds == [0, 1, 2]
+    assert cell.accuracy_mean == pytest.approx(94.0)
+    assert cell.accuracy_std == pytest.approx(statistics.stdev([90.0, 95.0, 97.0]))
+    assert cell.tokens_mean == pytest.approx(14.0) and cell.tokens_std == pytest.approx(1.0)
+    assert (cell.paper_accuracy, cell.paper_tokens) == PAPER["coconut"]["prosqa"] == (97.0, 14.2)
+
+    md = report.markdown.read_text()
+    header = next(line for line in md.splitlines() if line.startswith("| method"))
+    assert header.split(" | ")[1:4] == ["GSM8k ours", "GSM8k paper", "ProntoQA ours"]
+    coconut_row = next(line for line in md.splitlines() if line.startswith("| Coconut |")).split(" | ")
+    assert coconut_row[5] == "94.0 ± 3.6 (14.0) [seeds 0, 1, 2]" and coconut_row[6].startswith("97.0 (14.2)")
+    cot_row = next(line for line in md.splitlines() if line.startswith("| CoT |")).split(" | ")
+    assert cot_row[3] == "90.0 (90.0) [seed 7]†" and cot_row[4] == "98.8 (92.5)"
+    assert cot_row[1] == "–" and cot_row[2] == "42.9 (25.0)"  # no GSM8k run: ours empty, paper shown
+    assert "| w/o curriculum | – | 14.4 |" in md
+    assert "metrics.jsonl best val (epoch 1, 0 thoughts)" in md and "eval/summary.json" in md
+
+    data = json.loads(report.json.read_text())
+    assert report.json.name == "results.json"
+    assert {r["seed"] for r in data["runs"] if r["method"] == "coconut"} == {0, 1, 2}
+    assert data["paper"]["cot"]["prosqa"] == {"accuracy": 77.5, "tokens": 49.4}
+    assert len(data["cells"]) == 8 * 3
+
+
+def test_repeated_seed_is_reported(tmp_path):
+    a = make_run(tmp_path, "a", "coconut", "prosqa", 0, vals=[(0.5, 9.0)])
+    b = make_run(tmp_path, "b", "coconut", "prosqa", 0, vals=[(0.6, 9.0)])
+    report = write_report([a, b, a], tmp_path / "results.md")  # the repeated folder counts once
+    assert len(report.runs) == 2
+    assert any("seed appears more than once" in w for w in report.warnings)
+
+
+@pytest.mark.parametrize("setup, message", [
+    (lambda d: None, "no such folder"),
+    (lambda d: d.mkdir(), "no config.yaml"),
+    (lambda d: (d.mkdir(), (d / "config.yaml").write_text("task: prosqa\n")), "field 'method' is missing"),
+    (lambda d: (d.mkdir(), (d / "config.yaml").write_text("task: prosqa\nmethod: magic\n")), "unknown method 'magic'"),
+    (lambda d: (d.mkdir(), (d / "config.yaml").write_text("task: prosqa\nmethod: cot\n")), "no val row"),
+])
+def test_bad_run_folders_are_one_line_errors(tmp_path, setup, message):
+    run = tmp_path / "run"
+    setup(run)
+    with pytest.raises(CoconutError, match=message) as e:
+        read_run(run)
+    assert "\n" not in str(e.value)
+
+
+def test_eval_summary_of_another_method_is_refused(tmp_path):
+    run = make_run(tmp_path, "a", "coconut", "prosqa", 0, summary={"accuracy": 0.9, "method": "cot"})
+    with pytest.raises(CoconutError, match="field 'method' is 'cot' but .*config.yaml says 'coconut'"):
+        read_run(run)
+
+
+def test_cli_parser(tmp_path):
+    run = make_run(tmp_path, "a", "no_cot", "gsm8k", 1, vals=[(0.16, 2.2)])
+    parser = argparse.ArgumentParser(prog="coconut-lm")
+    add_report_parser(parser.add_subparsers(dest="command"))
+    out = tmp_path / "r" / "table.md"
+    args = parser.parse_args(["report", str(run), "--out", str(out)])
+    assert args.func(args) == 0
+    assert out.is_file() and (tmp_path / "r" / "table.json").is_file()
+    args = parser.parse_args(["report", str(run), "--out", str(tmp_path / "x.json")])
+    with pytest.raises(CoconutError, match="markdown"):
+        args.func(args)

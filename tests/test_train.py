@@ -1,0 +1,163 @@
+"""Training end to end: every method on the tiny presets, exact resume after SIGKILL, and DDP equality."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from coconut_lm import checkpoint as ckpt
+from coconut_lm.config import load_config
+from coconut_lm.methods import METHODS
+from coconut_lm.runlog import read_metrics
+from coconut_lm.tasks.examples import save_examples
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = ROOT / "configs"
+# Small enough for seconds on CPU: a 2-layer, 64-wide model, 2 steps an epoch, 8 validation examples.
+FAST = ["model=micro", "batch_size=8", "micro_batch_size=4", "eval_batch_size=8", "val_max_examples=8",
+        "max_new_tokens=24", "warmup_steps=0", "log_every=1"]
+
+
+def _data(tmp_path: Path, task: str, n: int = 24) -> tuple[Path, Path]:
+    if task == "prosqa":
+        from coconut_lm.tasks.prosqa import generate_prosqa
+
+        train, val = generate_prosqa(n, seed=0, workers=1), generate_prosqa(8, seed=1, workers=1)
+    elif task == "prontoqa":
+        from coconut_lm.tasks.prontoqa import generate_prontoqa
+
+        train, val = generate_prontoqa(n, seed=0), generate_prontoqa(8, seed=1)
+    else:
+        from coconut_lm.tasks.examples import Example
+
+        train = [Example(f"Tom has {i} apples and buys {i + 2} more. How many now?", [f"<<{i}+{i + 2}={2 * i + 2}>>"], str(2 * i + 2)) for i in range(n)]
+        val = train[:8]
+    tp, vp = tmp_path / f"{task}_train.json", tmp_path / f"{task}_val.json"
+    save_examples(train, tp)
+    save_examples(val, vp)
+    return tp, vp
+
+
+def _cfg(tmp_path: Path, task: str, method: str, *extra: str):
+    tp, vp = _data(tmp_path, task)
+    return load_config(CONFIGS / f"{task}_{method}_tiny.yaml",
+                       [f"train_path={tp}", f"val_path={vp}", f"out_dir={tmp_path / 'run'}", *FAST, *extra])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("task", ["prosqa", "prontoqa", "gsm8k"])
+@pytest.mark.parametrize("method", sorted(METHODS))
+def test_every_method_trains_end_to_end_on_tiny_presets(tmp_path, task, method):
+    from coconut_lm.train import train
+
+    cfg = _cfg(tmp_path, task, method, "num_epochs=3", "epochs_per_stage=1", "max_latent_stage=2", "max_steps_per_epoch=2")
+    result = train(cfg, progress=False, device="cpu")
+    rows = read_metrics(result.run_dir)
+    train_rows = [r for r in rows if r["type"] == "train"]
+    val_rows = [r for r in rows if r["type"] == "val"]
+    assert len(train_rows) == 6 and all(torch.isfinite(torch.tensor(r["loss"])) for r in train_rows)
+    assert {"step", "epoch", "stage", "loss", "lr", "tokens_per_s"} <= set(train_rows[0])
+    assert len(val_rows) == 3 and all(0.0 <= r["val_accuracy"] <= 1.0 for r in val_rows)
+    assert [r["stage"] for r in val_rows] == [0, 1, 2]
+    ckpt.verify_checkpoint(result.run_dir / "best")
+    assert (result.run_dir / "config.yaml").is_file()
+    assert result.global_step == 6
+
+
+def _final_weights(run_dir: Path) -> dict[str, torch.Tensor]:
+    latest = ckpt.list_checkpoints(run_dir)[0]
+    return load_file(latest / "model.safetensors")
+
+
+def _train_cmd(cfg_overrides: list[str], *flags: str) -> list[str]:
+    return [sys.executable, "-m", "coconut_lm.cli", "train", str(CONFIGS / "prosqa_coconut_tiny.yaml"),
+            *cfg_overrides, "--no-progress", "--device", "cpu", *flags]
+
+
+@pytest.mark.slow
+def test_sigkill_mid_epoch_then_resume_gives_identical_weights(tmp_path):
+    tp, vp = _data(tmp_path, "prosqa", n=32)
+    common = [f"train_path={tp}", f"val_path={vp}", *FAST, "num_epochs=3", "epochs_per_stage=1",
+              "max_latent_stage=2", "uniform_prob=0.3", "save_every_steps=1", "keep_last=2", "model=micro"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    straight = tmp_path / "straight"
+    subprocess.run(_train_cmd([*common, f"out_dir={straight}"]), check=True, env=env, capture_output=True, timeout=300)
+
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(_train_cmd([*common, f"out_dir={killed}"]), env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # Kill it once it has checkpointed step 6 of 12, i.e. in the middle of epoch 2.
+    deadline = time.time() + 120
+    while time.time() < deadline and not (killed / "checkpoints" / ckpt.checkpoint_name(6) / ckpt.MANIFEST).exists():
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = ckpt.list_checkpoints(killed)
+    assert done and int(done[0].name.split("-")[1]) < 12, "the run finished before it could be killed"
+    resumed = subprocess.run(_train_cmd([*common, f"out_dir={killed}"], "--resume"), env=env, capture_output=True, text=True,
+                             timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "resumed from" in resumed.stdout
+
+    a, b = _final_weights(straight), _final_weights(killed)
+    assert a.keys() == b.keys()
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+    steps = [r["step"] for r in read_metrics(killed) if r["type"] == "train"]
+    assert steps == sorted(steps) and len(steps) == len(set(steps)) == 12
+
+
+def test_resume_ignores_a_corrupt_latest_checkpoint(tmp_path):
+    from coconut_lm.train import train
+
+    cfg = _cfg(tmp_path, "prosqa", "cot", "num_epochs=1", "max_steps_per_epoch=2", "save_every_steps=1", "keep_last=3")
+    train(cfg, progress=False, device="cpu")
+    newest = ckpt.list_checkpoints(cfg.out_dir)[0]
+    (newest / "model.safetensors").write_bytes(b"garbage")
+    cfg.num_epochs = 2
+    result = train(cfg, resume=True, progress=False, device="cpu")
+    assert result.global_step == 4
+    rows = [r for r in read_metrics(cfg.out_dir) if r["type"] == "train"]
+    assert [r["step"] for r in rows] == [1, 2, 3, 4]
+
+
+DDP_SCRIPT = """
+import sys, torch
+from coconut_lm.config import load_config
+from coconut_lm.train import train
+cfg = load_config(sys.argv[1], sys.argv[2:])
+train(cfg, progress=False, device="cpu")
+"""
+
+
+@pytest.mark.slow
+def test_two_gloo_ranks_equal_one_process(tmp_path):
+    tp, vp = _data(tmp_path, "prosqa", n=32)
+    common = [f"train_path={tp}", f"val_path={vp}", *FAST, "num_epochs=2", "epochs_per_stage=1",
+              "max_latent_stage=2", "uniform_prob=0.5", "batch_size=8", "micro_batch_size=4", "eval_every=100"]
+    script = tmp_path / "run.py"
+    script.write_text(DDP_SCRIPT)
+    cfg_path = str(CONFIGS / "prosqa_coconut_tiny.yaml")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    one = subprocess.run([sys.executable, str(script), cfg_path, *common, f"out_dir={tmp_path / 'one'}"],
+                         env=env, capture_output=True, text=True, timeout=300)
+    assert one.returncode == 0, one.stderr[-2000:]
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                          str(script), cfg_path, *common, f"out_dir={tmp_path / 'two'}"],
+                         env=env, capture_output=True, text=True, timeout=300)
+    assert two.returncode == 0, two.stderr[-3000:]
+    loss_one = [r["loss"] for r in read_metrics(tmp_path / "one") if r["type"] == "train"]
+    loss_two = [r["loss"] for r in read_metrics(tmp_path / "two") if r["type"] == "train"]
+    assert len(loss_one) == len(loss_two) == 8
+    assert loss_one == pytest.approx(loss_two, rel=1e-5, abs=1e-6)
+    a, b = _final_weights(tmp_path / "one"), _final_weights(tmp_path / "two")
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], rtol=1e-4, atol=1e-5)
