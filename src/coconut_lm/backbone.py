@@ -26,6 +26,7 @@ from coconut_lm.tokenizer import SpecialTokens
 PRESETS: dict[str, dict[str, Any]] = {
     "micro": {"n_layer": 2, "n_embd": 64, "n_head": 2, "dropout": 0.0},  # tests and smoke runs
     "tiny": {"n_layer": 4, "n_embd": 256, "n_head": 4, "dropout": 0.0},
+    "mini": {"n_layer": 3, "n_embd": 128, "n_head": 4, "dropout": 0.0},
     "small": {"n_layer": 6, "n_embd": 384, "n_head": 6, "dropout": 0.0},
     "gpt2-124m": {"n_layer": 12, "n_embd": 768, "n_head": 12, "dropout": 0.1},
 }
@@ -121,6 +122,36 @@ def resize_for_new_tokens(model, tokenizer, init_from: str = "<<", n_new: int | 
             fill = w[src[0]].clone() if len(src) == 1 and src[0] < first else w[:first].mean(0)
             w[first:size] = fill
     return size - first
+
+
+def build_from_scratch(preset: str, vocab_size: int, n_positions: int, special: SpecialTokens | None = None,
+                       arch: str = "gpt2", **shape: Any):
+    """A from-scratch backbone: a preset's shape (with `shape` overrides) in the GPT-2 or Llama architecture.
+
+    `shape` takes n_layer, n_embd, n_head and dropout (None values are ignored). The Llama
+    architecture uses the same width, depth and heads with RoPE instead of learned positions,
+    RMSNorm, a SwiGLU MLP of width 4*n_embd*2/3 rounded up to 64, and tied embeddings.
+    """
+    if preset not in PRESETS:
+        raise CoconutError(f"unknown model preset '{preset}'; choose one of {sorted(PRESETS)}")
+    fields = {**PRESETS[preset], **{k: v for k, v in shape.items() if v is not None}}
+    if arch == "gpt2":
+        return build_backbone(fields, vocab_size, n_positions, special)
+    if arch != "llama":
+        raise CoconutError(f"unknown architecture '{arch}'; choose gpt2 or llama")
+    from transformers import LlamaForCausalLM
+
+    width, heads = int(fields["n_embd"]), int(fields["n_head"])
+    if width % heads:
+        raise CoconutError(f"n_embd={width} is not divisible by n_head={heads}")
+    ids = {"bos_token_id": special.eos, "eos_token_id": special.eos, "pad_token_id": special.pad} if special else {}
+    config = tiny_llama_config(
+        vocab_size, hidden_size=width, intermediate_size=-(-width * 8 // 3 // 64) * 64,
+        num_hidden_layers=int(fields["n_layer"]), num_attention_heads=heads, num_key_value_heads=heads,
+        max_position_embeddings=n_positions, tie_word_embeddings=True, attention_dropout=float(fields.get("dropout", 0.0)),
+        **ids,
+    )
+    return LlamaForCausalLM(config)
 
 
 def tiny_llama_config(vocab_size: int, **overrides: Any):

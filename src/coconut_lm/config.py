@@ -37,7 +37,12 @@ class TrainConfig:
     val_path: str = _f("", "validation data, common-format JSON")
     val_max_examples: int | None = _f(None, "use only the first N validation examples (None: all)")
     # --- model
-    model: str = _f("tiny", "a preset (tiny, small, gpt2-124m: GPT-2 architecture, trained from scratch) or an HF folder / hub id")
+    model: str = _f("tiny", "a preset trained from scratch (micro, mini, tiny, small, gpt2-124m) or an HF folder / hub id")
+    arch: str = _f("gpt2", "architecture of a from-scratch preset: gpt2 (learned positions) or llama (RoPE, RMSNorm, SwiGLU)")
+    n_layer: int | None = _f(None, "override the preset's number of layers")
+    n_embd: int | None = _f(None, "override the preset's width")
+    n_head: int | None = _f(None, "override the preset's attention heads")
+    dropout: float | None = _f(None, "override the preset's dropout")
     tokenizer: str | None = _f(None, "HF tokenizer folder/id; None: the pretrained model's own, or a word-level one built from the data for presets")
     init_from: str | None = _f(None, "start from this coconut-lm checkpoint's weights (e.g. a CoT model for GSM8k Coconut)")
     max_length: int = _f(512, "longest sequence allowed (position table size for presets); longer examples are an error")
@@ -97,6 +102,7 @@ class TrainConfig:
             "precision": ("auto", "fp32", "bf16"),
             "report_to": ("none", "tensorboard", "wandb"),
             "distributed": ("ddp", "fsdp"),
+            "arch": ("gpt2", "llama"),
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:

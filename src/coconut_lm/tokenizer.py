@@ -112,15 +112,20 @@ def add_coconut_tokens(tok) -> int:
     return len(tok) - before
 
 
-def load_tokenizer(path_or_id: str | os.PathLike):
-    """Load an HF tokenizer folder or hub id and make sure it has every Coconut token."""
+def load_base_tokenizer(path_or_id: str | os.PathLike):
+    """Load an HF tokenizer folder or hub id as it is (see `load_tokenizer` for one ready for Coconut)."""
     from transformers import AutoTokenizer
 
     try:
-        tok = AutoTokenizer.from_pretrained(str(path_or_id))
+        return AutoTokenizer.from_pretrained(str(path_or_id))
     except (OSError, ValueError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise CoconutError(f"cannot load a tokenizer from '{path_or_id}': {first}") from None
+
+
+def load_tokenizer(path_or_id: str | os.PathLike):
+    """Load an HF tokenizer folder or hub id and make sure it has every Coconut token."""
+    tok = load_base_tokenizer(path_or_id)
     add_coconut_tokens(tok)
     return tok
 

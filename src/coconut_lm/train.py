@@ -76,9 +76,9 @@ def checkpoint_meta(cfg: TrainConfig, method: Method, epoch: int) -> dict[str, A
 
 def build_model(cfg: TrainConfig, train_texts: list[str]):
     """The tokenizer and a fresh `CoconutLM` for this config (from a preset, an HF model, or init_from)."""
-    from coconut_lm.backbone import PRESETS, build_backbone, load_backbone, resize_for_new_tokens
+    from coconut_lm.backbone import PRESETS, build_from_scratch, load_backbone, resize_for_new_tokens
     from coconut_lm.model import CoconutLM
-    from coconut_lm.tokenizer import build_word_tokenizer, load_tokenizer, special_token_ids
+    from coconut_lm.tokenizer import add_coconut_tokens, build_word_tokenizer, load_base_tokenizer, special_token_ids
 
     if cfg.init_from:
         model, tok, _ = ckpt.load_model(cfg.init_from)
@@ -86,12 +86,18 @@ def build_model(cfg: TrainConfig, train_texts: list[str]):
             model = CoconutLM(model.base, model.tokens, eot_classifier=True)
         return model, tok
     if cfg.model in PRESETS:
-        tok = load_tokenizer(cfg.tokenizer) if cfg.tokenizer else build_word_tokenizer(train_texts)
-        base = build_backbone(cfg.model, vocab_size=len(tok), n_positions=cfg.max_length)
+        if cfg.tokenizer:
+            tok = load_base_tokenizer(cfg.tokenizer)
+            add_coconut_tokens(tok)
+        else:
+            tok = build_word_tokenizer(train_texts)
+        base = build_from_scratch(cfg.model, len(tok), cfg.max_length, special_token_ids(tok), arch=cfg.arch,
+                                  n_layer=cfg.n_layer, n_embd=cfg.n_embd, n_head=cfg.n_head, dropout=cfg.dropout)
     else:
-        tok = load_tokenizer(cfg.tokenizer or cfg.model)
+        tok = load_base_tokenizer(cfg.tokenizer or cfg.model)
+        n_new = add_coconut_tokens(tok)
         base = load_backbone(cfg.model)
-        resize_for_new_tokens(base, tok)
+        resize_for_new_tokens(base, tok, n_new=n_new)
     return CoconutLM(base, special_token_ids(tok), eot_classifier=cfg.eot_classifier), tok
 
 
