@@ -22,9 +22,26 @@ def test_every_preset_has_the_documented_shape(name):
     from coconut_lm.backbone import gpt2_config
 
     cfg = gpt2_config(name, vocab_size=100)  # a config only: the 124M model is not built here
-    want = {"micro": (2, 64, 2), "tiny": (4, 256, 4), "small": (6, 384, 6), "gpt2-124m": (12, 768, 12)}[name]
+    want = {"micro": (2, 64, 2), "mini": (3, 128, 4), "tiny": (4, 256, 4), "small": (6, 384, 6), "gpt2-124m": (12, 768, 12)}[name]
     assert (cfg.n_layer, cfg.n_embd, cfg.n_head) == want
     assert cfg.vocab_size == 100 and cfg.n_positions == 1024
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "llama"])
+def test_build_from_scratch_shapes_and_overrides(arch):
+    from coconut_lm.backbone import build_from_scratch
+
+    tok = build_word_tokenizer(["Tom is a wumpus ."])
+    model = build_from_scratch("micro", len(tok), 96, special_token_ids(tok), arch=arch, n_layer=3, n_embd=None)
+    cfg = model.config
+    assert cfg.num_hidden_layers == 3 and cfg.hidden_size == 64 and cfg.vocab_size == len(tok)
+    assert type(model).__name__ == {"gpt2": "GPT2LMHeadModel", "llama": "LlamaForCausalLM"}[arch]
+    out = model(torch.tensor([[5, 6, 7]]))
+    assert out.logits.shape == (1, 3, len(tok))
+    with pytest.raises(CoconutError, match="unknown architecture"):
+        build_from_scratch("micro", 10, 32, arch="mamba")
+    with pytest.raises(CoconutError, match="not divisible"):
+        build_from_scratch("micro", 10, 32, arch="llama", n_head=3)
 
 
 def test_build_backbone_from_preset_and_overrides():
