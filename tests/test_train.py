@@ -161,3 +161,19 @@ def test_two_gloo_ranks_equal_one_process(tmp_path):
     a, b = _final_weights(tmp_path / "one"), _final_weights(tmp_path / "two")
     for name in a:
         torch.testing.assert_close(a[name], b[name], rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("task", ["prosqa", "prontoqa", "gsm8k"])
+def test_word_tokenizer_covers_every_training_piece(tmp_path, task):
+    from coconut_lm.data import segment_texts, tokenize_examples, vocabulary_texts
+    from coconut_lm.tasks.examples import load_examples
+    from coconut_lm.train import build_model
+
+    cfg = _cfg(tmp_path, task, "cot")
+    examples = load_examples(cfg.train_path)
+    _, tok = build_model(cfg, vocabulary_texts(examples))
+    for ex, data in zip(examples, tokenize_examples(examples, tok)):
+        ids = data.question + [t for s in data.steps for t in s] + data.answer
+        assert tok.unk_token_id not in ids
+        q, steps, a = segment_texts(ex)
+        assert tok.decode(ids, skip_special_tokens=True) == q + "".join(steps) + a

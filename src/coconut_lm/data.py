@@ -33,6 +33,11 @@ def segment_texts(ex: Example) -> tuple[str, list[str], str]:
     return ex.question + "\n", [s + "\n" for s in ex.steps], "### " + ex.answer
 
 
+def vocabulary_texts(examples: Sequence[Example]) -> list[str]:
+    """Every text piece a word-level tokenizer must cover: the segments exactly as they are tokenised."""
+    return [t for e in examples for q, steps, a in [segment_texts(e)] for t in (q, *steps, a)]
+
+
 def tokenize_examples(examples: Sequence[Example], tokenizer) -> list[TokenizedExample]:
     """Tokenise question, steps and answer of every example in three batched calls."""
     if not examples:

@@ -17,6 +17,7 @@ Shapes: B batch, T sequence, H hidden size, V vocabulary, N supervised positions
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import json
@@ -366,7 +367,8 @@ class CoconutLM(nn.Module):
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
         try:
-            self.base.save_pretrained(tmp)
+            with _no_hf_progress():
+                self.base.save_pretrained(tmp)
             if self.eot_head is not None:
                 from safetensors.torch import save_file
 
@@ -391,7 +393,9 @@ class CoconutLM(nn.Module):
         from coconut_lm.backbone import load_backbone
 
         info = read_checkpoint_info(path)
-        model = cls(load_backbone(path, **load_kwargs), info.tokens, eot_classifier=info.eot_classifier)
+        with _no_hf_progress():
+            base = load_backbone(path, **load_kwargs)
+        model = cls(base, info.tokens, eot_classifier=info.eot_classifier)
         if model.eot_head is not None:
             from safetensors.torch import load_file
 
@@ -483,6 +487,20 @@ def read_checkpoint_info(path: str | os.PathLike) -> CheckpointInfo:
 def read_meta(path: str | os.PathLike) -> dict[str, Any]:
     """The `meta` dict the trainer saved with a checkpoint (method, stage, c, eval settings)."""
     return read_checkpoint_info(path).meta
+
+
+@contextlib.contextmanager
+def _no_hf_progress():
+    """Silence HF's per-call progress bars (weight loading and saving) that flood training logs."""
+    from transformers.utils import logging as hf_logging
+
+    enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if enabled:
+            hf_logging.enable_progress_bar()
 
 
 def _upcast(x: torch.Tensor) -> torch.Tensor:

@@ -30,7 +30,7 @@ from coconut_lm import dist
 from coconut_lm.batching import collate
 from coconut_lm.config import TrainConfig
 from coconut_lm.curriculum import ScheduleConfig, coconut_stage, eval_position, optimizer_reset_key
-from coconut_lm.data import BatchPlan, EpochBatches, check_lengths, tokenize_examples
+from coconut_lm.data import BatchPlan, EpochBatches, check_lengths, tokenize_examples, vocabulary_texts
 from coconut_lm.evaluate import evaluate
 from coconut_lm.methods import LayoutConfig, Method, get_method
 from coconut_lm.runlog import RunLog
@@ -157,8 +157,7 @@ class Trainer:
         self.train_examples = load_examples(cfg.train_path)
         self.val_examples = load_examples(cfg.val_path)[: cfg.val_max_examples] if cfg.val_path else []
         torch.manual_seed(cfg.seed)
-        texts = [t for e in self.train_examples for t in (e.question, *e.steps, "### " + e.answer)]
-        model, self.tokenizer = build_model(cfg, texts)
+        model, self.tokenizer = build_model(cfg, vocabulary_texts(self.train_examples))
         self.model = model.to(env.device)
         self.tokens = model.tokens
         self.train_data = tokenize_examples(self.train_examples, self.tokenizer)
@@ -352,7 +351,8 @@ class Trainer:
                 if acc is not None:
                     final_acc = acc
                     if env.is_main:
-                        print(f"epoch {self.epoch + 1}: stage {row['stage']}, val loss {row.get('val_loss', float('nan')):.4f}, "
+                        stage = f"stage {row['stage']}, " if self.method.schedule == "stages" else ""
+                        print(f"epoch {self.epoch + 1}: {stage}val loss {row.get('val_loss', float('nan')):.4f}, "
                               f"val accuracy {acc:.3f}")
                     if acc > self.best_accuracy:
                         self.best_accuracy, self.best_epoch = acc, self.epoch

@@ -1,0 +1,569 @@
+"""`coconut-lm bench`: the cost of Coconut's training step, memory, eval and loop against baselines.
+
+    coconut-lm bench --device cpu --preset tiny --batch-size 16 --json bench_cpu.json
+    coconut-lm bench --device cuda --preset gpt2-124m --batch-size 32 --json bench_gpu_b32.json
+
+All four measures run side by side in one process, after warm-up, as medians over repeats.
+The variants of a measure run in interleaved rounds (A, B, A, B, ...), so that load from other
+processes hits them alike. Each ratio is the median of the same-round ratios.
+
+(a) step: one Coconut train step (forward, backward, grad clip and AdamW, as the trainer does).
+    The batch holds ProsQA-shaped rows: a question of about 190 tokens, `<bot>`, the latents,
+    `<eot>`, then 30 answer tokens. Rows are left-padded so the thoughts align, as the collator
+    does. The baseline is the same step on the same tokens with every slot an ordinary word: one
+    pass of the same code, with the head on the same labels. HF's own forward with its loss is
+    a yardstick: it computes logits at every position.
+(b) memory: the peak of each step. On GPU, CUDA max allocated. On CPU, the process RSS,
+    sampled while the step runs; large blocks are mapped one by one here, so freed memory goes
+    back to the OS. "step" is the rise over the memory held just before the step, and
+    "saved" is the activations autograd keeps for backward.
+(c) eval: examples/s of batched KV-cache generation of prompts with thoughts, against the
+    row-by-row no-cache reference (`coconut_lm.reference`), which recomputes the whole
+    sequence for every new position, as the official code does.
+(d) loop: examples/s of the real `Trainer.train_epoch` on generated ProsQA (data loading
+    included), against the same model steps on batches built beforehand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import itertools
+import json
+import os
+import platform
+import statistics
+import tempfile
+import threading
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from coconut_lm.backbone import PRESETS, build_backbone
+from coconut_lm.errors import CoconutError
+from coconut_lm.model import CoconutLM, default_position_ids
+from coconut_lm.tokenizer import SpecialTokens
+
+SECTIONS = ("step", "memory", "eval", "loop")
+# Goals of issue #6 / DESIGN.md section 4: (section key, bound, "max" or "min") per device.
+GOALS = {
+    "cpu": {"step": 1.15, "memory": 1.2, "eval": 10.0, "loop": 0.9},
+    "cuda": {"step": 1.25, "memory": 1.2, "eval": 50.0, "loop": 0.9},
+}
+# The special ids of the word tokenizer (pad, eos, unk, bot, eot, latent, pause); words follow.
+# EOS lies outside the vocabulary, so every row generates exactly the requested number of tokens.
+FIRST_WORD = 7
+
+
+@dataclass
+class BenchConfig:
+    """What `coconut-lm bench` measures, and how."""
+
+    device: str = "cpu"  # cpu | cuda
+    preset: str = "tiny"  # backbone of (a)-(c)
+    batch_size: int = 16  # rows in the train-step batch
+    latents: int = 6  # continuous thoughts per row
+    question: int = 190  # mean question length (+-10, so rows need padding)
+    answer: int = 30  # supervised tokens after <eot>
+    vocab: int = 50257  # GPT-2's vocabulary, as the paper's backbone
+    precision: str = "auto"  # auto (bf16 autocast on GPU, as the trainer) | fp32 | bf16
+    warmup: int = 2
+    repeats: int = 5
+    eval_batch_size: int | None = None  # None: 64 on CPU, 256 on GPU
+    gen_tokens: int = 32  # new tokens per eval row
+    loop_preset: str = "tiny"  # backbone of (d)
+    loop_batch_size: int = 32
+    loop_steps: int = 6  # optimizer steps per timed epoch
+    num_workers: int = 0  # DataLoader workers in (d)
+    skip: tuple[str, ...] = ()
+
+
+@dataclass
+class Timing:
+    """Seconds per call: median and min over rounds, and the median same-round ratio to the baseline."""
+
+    median_s: float
+    min_s: float
+    ratio: float
+
+
+@dataclass
+class BenchBatch:
+    """A Coconut batch and its plain twin (slots replaced by a word), plus eval prompts."""
+
+    ids: torch.Tensor
+    mask: torch.Tensor
+    labels: torch.Tensor
+    plain_ids: torch.Tensor
+    n_prompt: int  # the columns before the answer: (ids, mask)[:, :n_prompt] are prompts
+
+    def to(self, device: str | torch.device) -> BenchBatch:
+        return BenchBatch(*(t.to(device) for t in (self.ids, self.mask, self.labels, self.plain_ids)), self.n_prompt)
+
+
+def bench_tokens(vocab: int) -> SpecialTokens:
+    """Special ids for a benchmark vocabulary of `vocab` words (EOS outside it)."""
+    return SpecialTokens(pad=0, eos=vocab, bot=3, eot=4, latent=5, pause=6)
+
+
+def bench_batch(batch: int, question: int, latents: int, answer: int, vocab: int, seed: int = 0,
+                jitter: int = 10) -> BenchBatch:
+    """Random words in ProsQA's shape; question lengths vary by +-jitter, rows are left-padded."""
+    tk = bench_tokens(vocab)
+    g = torch.Generator().manual_seed(seed)
+    q_lens = (question + torch.randint(-jitter, jitter + 1, (batch,), generator=g)).clamp(min=1).tolist()
+    width = max(q_lens) + latents + 2 + answer
+    ids = torch.full((batch, width), tk.pad)
+    mask = torch.zeros(batch, width, dtype=torch.long)
+    for i, q in enumerate(q_lens):
+        row = torch.cat([torch.randint(FIRST_WORD, vocab, (q,), generator=g),
+                         torch.tensor([tk.bot] + [tk.latent] * latents + [tk.eot]),
+                         torch.randint(FIRST_WORD, vocab, (answer,), generator=g)])
+        ids[i, width - len(row):] = row
+        mask[i, width - len(row):] = 1
+    labels = torch.full_like(ids, -100)
+    labels[:, width - answer:] = ids[:, width - answer:]
+    plain = torch.where(ids == tk.latent, FIRST_WORD, ids)
+    return BenchBatch(ids, mask, labels, plain, width - answer)
+
+
+# ----------------------------------------------------------------------------------- timing
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_interleaved(fns: dict[str, Callable[[], object]], baseline: str, device: torch.device,
+                     warmup: int = 2, repeats: int = 5) -> dict[str, Timing]:
+    """Time variants in rounds (A, B, ..., A, B, ...) after `warmup` rounds; see `Timing`."""
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            _sync(device)
+            t0 = time.perf_counter()
+            fn()
+            _sync(device)
+            times[name].append(time.perf_counter() - t0)
+    return {name: Timing(statistics.median(t), min(t), statistics.median(x / y for x, y in zip(t, times[baseline])))
+            for name, t in times.items()}
+
+
+def _autocast(device: torch.device, precision: str):
+    bf16 = precision == "bf16" or (precision == "auto" and device.type == "cuda")
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
+
+
+# ----------------------------------------------------------------------------- (a) step
+
+
+def train_steps(model: CoconutLM, b: BenchBatch, precision: str) -> dict[str, Callable[[], None]]:
+    """One full train step per variant (coconut, plain, plain_hf), sharing one AdamW."""
+    device = b.ids.device
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-6)  # tiny: the weights barely move between steps
+    pos = default_position_ids(b.mask)
+    losses: dict[str, Callable[[], torch.Tensor]] = {
+        "coconut": lambda: model(b.ids, b.mask, b.labels).loss,
+        "plain": lambda: model(b.plain_ids, b.mask, b.labels).loss,
+        "plain_hf": lambda: model.base(input_ids=b.plain_ids, attention_mask=b.mask, position_ids=pos,
+                                       labels=b.labels).loss,
+    }
+
+    def step(loss_fn: Callable[[], torch.Tensor]) -> Callable[[], None]:
+        def run() -> None:
+            with _autocast(device, precision):
+                loss = loss_fn()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+        run.loss_fn = loss_fn  # type: ignore[attr-defined]
+        return run
+
+    return {name: step(fn) for name, fn in losses.items()}
+
+
+def count_host_syncs(fn: Callable[[], object]) -> int | None:
+    """CUDA host synchronisations during fn() (None on CPU), as counted by torch's sync debug mode."""
+    if not torch.cuda.is_available():
+        return None
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            fn()
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    return sum("synchroniz" in str(w.message) for w in caught)
+
+
+# --------------------------------------------------------------------------- (b) memory
+
+
+class _RssSampler:
+    """The process RSS, read from /proc/self/statm; `peak_during` polls it from a thread."""
+
+    def __init__(self) -> None:
+        self.page = os.sysconf("SC_PAGE_SIZE")
+        self.fd = os.open("/proc/self/statm", os.O_RDONLY)
+
+    def rss(self) -> int:
+        return int(os.pread(self.fd, 128, 0).split()[1]) * self.page
+
+    def peak_during(self, fn: Callable[[], object]) -> tuple[int, int]:
+        """(RSS just before fn, peak RSS while it ran), polling about every 0.2 ms."""
+        base = self.rss()
+        peak, stop = [base], threading.Event()
+
+        def poll() -> None:
+            while not stop.is_set():
+                peak[0] = max(peak[0], self.rss())
+                time.sleep(0.0002)
+
+        thread = threading.Thread(target=poll, daemon=True)
+        thread.start()
+        try:
+            fn()
+        finally:
+            stop.set()
+            thread.join()
+        return base, max(peak[0], self.rss())
+
+
+def map_large_blocks() -> bool:
+    """Make glibc give every block over 64 KiB its own mapping, returned to the OS when freed.
+
+    Otherwise freed activations stay in malloc's heap and the RSS never falls between steps, so
+    a later step's peak would hide below an earlier one's. Irreversible; False if not glibc.
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        ok = libc.mallopt(-3, 64 * 1024)  # -3: M_MMAP_THRESHOLD
+        libc.malloc_trim(0)
+        return bool(ok)
+    except (OSError, AttributeError):
+        return False
+
+
+def saved_activation_bytes(loss_fn: Callable[[], torch.Tensor], params: set[int]) -> int:
+    """Bytes of the distinct storages autograd saves for backward while loss_fn() builds its graph.
+
+    Storages of parameters (data pointers in `params`) are left out: every variant keeps them.
+    """
+    seen: dict[int, int] = {}
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        s = t.untyped_storage()
+        if s.data_ptr() not in params:
+            seen[s.data_ptr()] = s.nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        loss = loss_fn()
+    loss.backward()
+    return sum(seen.values())
+
+
+def peak_memory(step: Callable[[], None], device: torch.device, repeats: int = 3) -> dict[str, float]:
+    """Peak memory of one train step in MiB: `peak` (absolute) and `step` (rise over the start); medians."""
+    peaks, rises = [], []
+    sampler = _RssSampler() if device.type == "cpu" else None
+    for _ in range(repeats):
+        if sampler is not None:
+            base, peak = sampler.peak_during(step)
+        else:
+            torch.cuda.synchronize(device)
+            base = torch.cuda.memory_allocated(device)
+            torch.cuda.reset_peak_memory_stats(device)
+            step()
+            torch.cuda.synchronize(device)
+            peak = torch.cuda.max_memory_allocated(device)
+        peaks.append(peak / 2**20)
+        rises.append((peak - base) / 2**20)
+    return {"peak_MB": statistics.median(peaks), "step_MB": statistics.median(rises)}
+
+
+def bench_memory(model: CoconutLM, steps: dict[str, Callable[[], None]], device: torch.device,
+                 precision: str) -> dict[str, Any]:
+    """Peak memory (CUDA max allocated, or RSS) and saved activations of every step variant."""
+    mapped = map_large_blocks() if device.type == "cpu" else None
+    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    out: dict[str, Any] = {"kind": "cuda_max_allocated" if device.type == "cuda" else "rss",
+                           "glibc_large_blocks_mapped": mapped}
+    for name, step in steps.items():
+        step()  # warm-up: optimizer state and allocator caches exist before measuring
+        row = peak_memory(step, device)
+        with _autocast(device, precision):
+            row["saved_MB"] = saved_activation_bytes(step.loss_fn, params) / 2**20  # type: ignore[attr-defined]
+        model.zero_grad(set_to_none=True)
+        out[name] = row
+    for key in ("peak_MB", "step_MB", "saved_MB"):
+        out[f"{key.split('_')[0]}_ratio"] = out["coconut"][key] / out["plain"][key]
+    return out
+
+
+# ----------------------------------------------------------------------------- (c) eval
+
+
+def bench_eval(model: CoconutLM, b: BenchBatch, cfg: BenchConfig, device: torch.device) -> dict[str, Any]:
+    """Batched generation vs the row-by-row no-cache reference, in examples/s (one reference row per round)."""
+    from coconut_lm.reference import reference_generate
+
+    ids, mask = b.ids[:, :b.n_prompt], b.mask[:, :b.n_prompt]
+    rows = itertools.cycle([ids[i][mask[i] == 1].tolist() for i in range(ids.shape[0])])
+    plain = torch.where(ids == model.tokens.latent, FIRST_WORD, ids)
+    n = cfg.gen_tokens
+    model.eval()
+    with _autocast(device, cfg.precision):
+        t = time_interleaved({
+            "batched": lambda: model.generate(ids, mask, n),
+            "reference": lambda: reference_generate(model, next(rows), n),
+            "hf_generate_plain": lambda: model.base.generate(
+                input_ids=plain, attention_mask=mask, max_new_tokens=n, min_new_tokens=n, do_sample=False,
+                pad_token_id=model.tokens.pad),
+        }, "batched", device, warmup=1, repeats=max(cfg.repeats // 2, 1))
+    model.train()
+    rows_b = ids.shape[0]
+    return {"batch": rows_b, "new_tokens": n, "prompt_tokens": b.n_prompt,
+            "batched_examples_per_s": rows_b / t["batched"].median_s,
+            "reference_examples_per_s": 1 / t["reference"].median_s,
+            "hf_generate_plain_examples_per_s": rows_b / t["hf_generate_plain"].median_s,
+            # per round: (one reference row's time) / (the batched time per row)
+            "speedup": t["reference"].ratio * rows_b}
+
+
+# ----------------------------------------------------------------------------- (d) loop
+
+
+def bench_loop(cfg: BenchConfig, device: torch.device) -> dict[str, Any]:
+    """The real Trainer's epoch (data included) vs its model steps alone on prebuilt batches."""
+    from torch.utils.data import DataLoader
+
+    from coconut_lm.config import TrainConfig
+    from coconut_lm.data import EpochBatches
+    from coconut_lm.dist import init_distributed
+    from coconut_lm.tasks.examples import save_examples
+    from coconut_lm.tasks.prosqa import generate_prosqa
+    from coconut_lm.train import Trainer
+
+    n = cfg.loop_batch_size * cfg.loop_steps
+    with tempfile.TemporaryDirectory(prefix="coconut-bench-") as tmp:
+        save_examples(generate_prosqa(n, seed=0, workers=1), Path(tmp) / "train.json")
+        tc = TrainConfig(task="prosqa", train_path=str(Path(tmp) / "train.json"), model=cfg.loop_preset,
+                         method="coconut", max_latent_stage=cfg.latents, epochs_per_stage=1,
+                         pad_latent_to_max=True, batch_size=cfg.loop_batch_size,
+                         micro_batch_size=cfg.loop_batch_size, num_workers=cfg.num_workers,
+                         max_length=1024, precision=cfg.precision, out_dir=str(Path(tmp) / "run"),
+                         log_every=10**9, warmup_steps=0)
+        tc.validate()
+        trainer = Trainer(tc, init_distributed(device.type), progress=False)
+        trainer.epoch = cfg.latents  # the stage with `latents` thoughts in every row
+        ds = EpochBatches(trainer.train_data, trainer.method, trainer.layout, trainer.schedule, trainer.tokens,
+                          trainer.plan, seed=tc.seed, epoch=trainer.epoch)
+        prebuilt = [ds[i] for i in range(len(ds))]
+        if device.type == "cuda":
+            prebuilt = [mb.pin_memory() for mb in prebuilt]
+        accum = trainer.plan.accumulation
+
+        def trainer_epoch() -> None:
+            trainer.micro_index = 0
+            trainer.train_epoch()
+
+        def model_only() -> None:  # the step of Trainer.train_epoch, minus data and bookkeeping
+            for mb in prebuilt:
+                batch = mb.batch.to(device, non_blocking=True)
+                with trainer.autocast():
+                    out = trainer.wrapped(batch.input_ids, batch.attention_mask, labels=batch.labels)
+                (out.loss * (mb.batch.n_label_tokens / max(mb.global_label_tokens, 1))).backward()
+                if mb.micro == accum - 1:
+                    torch.nn.utils.clip_grad_norm_(trainer.wrapped.parameters(), tc.grad_clip)
+                    trainer.optimizer.step()
+                    trainer.optimizer.zero_grad(set_to_none=True)
+
+        def data_only() -> None:
+            for _ in DataLoader(ds, batch_size=None, num_workers=tc.num_workers, pin_memory=device.type == "cuda"):
+                pass
+
+        t = time_interleaved({"trainer": trainer_epoch, "model_only": model_only, "data_only": data_only},
+                             "trainer", device, warmup=1, repeats=max(cfg.repeats // 2, 1))
+        trainer.log.close()
+    return {"preset": cfg.loop_preset, "batch": cfg.loop_batch_size, "steps": cfg.loop_steps,
+            "examples": n, "num_workers": cfg.num_workers, "seq_len": int(prebuilt[0].batch.input_ids.shape[1]),
+            "trainer_examples_per_s": n / t["trainer"].median_s,
+            "model_only_examples_per_s": n / t["model_only"].median_s,
+            "data_only_examples_per_s": n / t["data_only"].median_s,
+            # per round: model-only time / trainer time = trainer throughput / model-only throughput
+            "ratio": t["model_only"].ratio}
+
+
+# ------------------------------------------------------------------------------ together
+
+
+def environment(device: torch.device) -> dict[str, Any]:
+    """The machine and library versions, for the JSON record."""
+    import numpy
+    import transformers
+
+    from coconut_lm import __version__
+
+    cpu = platform.processor()
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                   if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    machine = {"platform": platform.platform(), "cpu": cpu, "cpu_count": os.cpu_count(),
+               "torch_threads": torch.get_num_threads(), "device": str(device)}
+    if device.type == "cuda":
+        props = torch.cuda.get_device_properties(device)
+        machine.update(gpu=props.name, gpu_memory_GB=round(props.total_memory / 2**30, 1))
+    return {"machine": machine, "versions": {"python": platform.python_version(), "torch": torch.__version__,
+                                             "transformers": transformers.__version__, "numpy": numpy.__version__,
+                                             "coconut_lm": __version__},
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+
+
+def run_bench(cfg: BenchConfig) -> dict[str, Any]:
+    """Run every section not in `cfg.skip`; returns the JSON-ready record (see module docstring)."""
+    device = torch.device(cfg.device)
+    if cfg.eval_batch_size is None:
+        cfg = replace(cfg, eval_batch_size=256 if device.type == "cuda" else 64)
+    result: dict[str, Any] = {**environment(device), "config": asdict(cfg)}
+    goals = GOALS[device.type]
+    torch.manual_seed(0)
+    base = build_backbone(cfg.preset, vocab_size=cfg.vocab, n_positions=1024)
+    model = CoconutLM(base, bench_tokens(cfg.vocab)).to(device).train()
+    if {"step", "memory"} - set(cfg.skip):
+        b = bench_batch(cfg.batch_size, cfg.question, cfg.latents, cfg.answer, cfg.vocab).to(device)
+        steps = train_steps(model, b, cfg.precision)
+        result["seq_len"] = b.ids.shape[1]
+        if "step" not in cfg.skip:
+            t = time_interleaved(steps, "plain", device, cfg.warmup, cfg.repeats)
+            result["step"] = {name: asdict(x) for name, x in t.items()}
+            result["step"]["ratio"] = t["coconut"].ratio
+            result["step"]["host_syncs"] = {name: count_host_syncs(fn) for name, fn in steps.items()}
+    if "eval" not in cfg.skip:
+        eb = bench_batch(cfg.eval_batch_size, cfg.question, cfg.latents, cfg.answer, cfg.vocab, seed=1).to(device)
+        result["eval"] = bench_eval(model, eb, cfg, device)
+        result["eval"]["ratio"] = result["eval"]["speedup"]
+    if "loop" not in cfg.skip:
+        result["loop"] = bench_loop(cfg, device)
+    if "memory" not in cfg.skip:  # last: on CPU it changes how malloc works for the rest of the process
+        result["memory"] = bench_memory(model, steps, device, cfg.precision)
+        result["memory"]["ratio"] = result["memory"]["peak_ratio"]
+    result["goals"] = {s: {"value": result[s]["ratio"], "bound": bound, "kind": "max" if s in ("step", "memory") else "min",
+                           "met": (result[s]["ratio"] <= bound) if s in ("step", "memory") else (result[s]["ratio"] >= bound)}
+                       for s, bound in goals.items() if s in result}
+    return result
+
+
+def format_table(r: dict[str, Any]) -> str:
+    """The record as a fixed-width table: one line per measure, with its ratio and goal."""
+    lines = [f"{'measure':<46}{'coconut':>12}{'baseline':>12}{'ratio':>9}  goal",
+             "-" * 90]
+
+    def row(label: str, a: float, b: float | None, ratio: float | None, goal: str = "") -> None:
+        bs = "" if b is None else f"{b:12.1f}"
+        rs = "" if ratio is None else f"{ratio:8.2f}x"
+        lines.append(f"{label:<46}{a:12.1f}{bs:>12}{rs:>9}  {goal}")
+
+    def goal(section: str) -> str:
+        g = r["goals"][section]
+        return f"{'<=' if g['kind'] == 'max' else '>='} {g['bound']:g}x  {'met' if g['met'] else 'NOT MET'}"
+
+    if "step" in r:
+        s = r["step"]
+        row("(a) train step, ms (vs the same tokens, 1 pass)", 1e3 * s["coconut"]["median_s"],
+            1e3 * s["plain"]["median_s"], s["ratio"], goal("step"))
+        row("    yardstick: HF forward+loss, all logits, ms", 1e3 * s["plain_hf"]["median_s"], None,
+            s["plain_hf"]["ratio"], "(its time / plain step)")
+    if "memory" in r:
+        m, what = r["memory"], "CUDA max allocated" if r["memory"]["kind"] != "rss" else "RSS"
+        row(f"(b) peak memory, MiB ({what})", m["coconut"]["peak_MB"], m["plain"]["peak_MB"], m["peak_ratio"],
+            goal("memory"))
+        row("    rise during the step, MiB", m["coconut"]["step_MB"], m["plain"]["step_MB"], m["step_ratio"])
+        row("    saved for backward, MiB", m["coconut"]["saved_MB"], m["plain"]["saved_MB"], m["saved_ratio"])
+    if "eval" in r:
+        e = r["eval"]
+        row(f"(c) eval examples/s (batch {e['batch']} vs row-by-row ref)", e["batched_examples_per_s"],
+            e["reference_examples_per_s"], e["speedup"], goal("eval"))
+        row("    yardstick: HF generate, plain prompt", e["hf_generate_plain_examples_per_s"], None, None)
+    if "loop" in r:
+        lp = r["loop"]
+        row(f"(d) loop examples/s ({lp['preset']}, batch {lp['batch']}, {lp['num_workers']} workers)",
+            lp["trainer_examples_per_s"], lp["model_only_examples_per_s"], lp["ratio"], goal("loop"))
+        row("    data pipeline alone, examples/s", lp["data_only_examples_per_s"], None, None)
+    m = r["machine"]
+    lines.append(f"device {m.get('gpu', m['cpu'])}, {m['torch_threads']} threads; torch {r['versions']['torch']}, "
+                 f"transformers {r['versions']['transformers']}; seq_len {r.get('seq_len', '-')}")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------- CLI
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    """`coconut-lm bench`: run, print the table, write the JSON record if asked."""
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise CoconutError("--device cuda: CUDA is not available on this machine (use --device cpu)")
+    fields = {f: getattr(args, f) for f in BenchConfig.__dataclass_fields__ if f != "skip"}
+    cfg = BenchConfig(**fields, skip=tuple(args.skip))
+    longest = cfg.question + 10 + cfg.latents + 2 + max(cfg.answer, cfg.gen_tokens)
+    if longest > 1024:
+        raise CoconutError(f"rows of up to {longest} tokens (--question + 10 + --latents + 2 + answer or "
+                           f"generated tokens) exceed the backbone's 1024 positions")
+    result = run_bench(cfg)
+    print(format_table(result))
+    if args.json:
+        path = Path(args.json)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(result, indent=2) + "\n")
+        print(f"wrote {path}")
+    return 0
+
+
+def add_bench_parser(sub: argparse._SubParsersAction) -> None:
+    """Add the `bench` subcommand to the `coconut-lm` parser (sets `func`)."""
+    from coconut_lm.cli import _positive_int
+
+    d = BenchConfig()
+    p = sub.add_parser("bench", help="time Coconut's train step, memory, eval and training loop against baselines",
+                       description="Measure, side by side in one process: (a) a Coconut train step vs the same step "
+                                   "on the same tokens without thoughts, (b) their peak memory, (c) batched eval vs the "
+                                   "row-by-row no-cache reference, (d) the training loop with data vs the model steps "
+                                   "alone. Prints a table; --json also writes the record with machine and versions.")
+    p.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="device (default cpu)")
+    p.add_argument("--preset", default=d.preset, choices=sorted(PRESETS),
+                   help=f"backbone for (a)-(c), random weights (default {d.preset})")
+    p.add_argument("--batch-size", type=_positive_int, default=d.batch_size, help=f"train-step batch (default {d.batch_size})")
+    p.add_argument("--latents", type=_positive_int, default=d.latents, help=f"continuous thoughts per row (default {d.latents})")
+    p.add_argument("--question", type=_positive_int, default=d.question, help=f"mean question tokens (default {d.question})")
+    p.add_argument("--answer", type=_positive_int, default=d.answer, help=f"supervised tokens after <eot> (default {d.answer})")
+    p.add_argument("--vocab", type=_positive_int, default=d.vocab, help=f"vocabulary size (default {d.vocab}, GPT-2's)")
+    p.add_argument("--precision", default=d.precision, choices=("auto", "fp32", "bf16"),
+                   help="auto: bf16 autocast on GPU, fp32 on CPU, as the trainer (default auto)")
+    p.add_argument("--warmup", type=int, default=d.warmup, help=f"untimed rounds before timing (default {d.warmup})")
+    p.add_argument("--repeats", type=_positive_int, default=d.repeats,
+                   help=f"timed rounds of the step; eval and loop use half (default {d.repeats})")
+    p.add_argument("--eval-batch-size", type=_positive_int, default=None, help="generation batch (default 64 on CPU, 256 on GPU)")
+    p.add_argument("--gen-tokens", type=_positive_int, default=d.gen_tokens, help=f"new tokens per eval row (default {d.gen_tokens})")
+    p.add_argument("--loop-preset", default=d.loop_preset, choices=sorted(PRESETS), help=f"backbone for (d) (default {d.loop_preset})")
+    p.add_argument("--loop-batch-size", type=_positive_int, default=d.loop_batch_size,
+                   help=f"batch of the training loop (default {d.loop_batch_size})")
+    p.add_argument("--loop-steps", type=_positive_int, default=d.loop_steps,
+                   help=f"optimizer steps per timed loop epoch (default {d.loop_steps})")
+    p.add_argument("--num-workers", type=int, default=d.num_workers, help=f"DataLoader workers in (d) (default {d.num_workers})")
+    p.add_argument("--skip", action="append", default=[], choices=SECTIONS, help="leave a section out (repeatable)")
+    p.add_argument("--json", metavar="OUT", default=None, help="also write the record (JSON) here")
+    p.set_defaults(func=cmd_bench)
+
+
