@@ -126,6 +126,21 @@ def test_forward_matches_reference(kind, mode, case):
 
 
 @pytest.mark.parametrize("kind", ["gpt2", "llama"])
+def test_extra_split_columns_change_passes_not_results(kind):
+    """FSDP's lockstep passes split at other ranks' latent columns too; the numbers must not move."""
+    model = make_model(kind)
+    ids, mask, labels = pad_batch(*make_rows([5, 2, 7], THOUGHT_CASES["mixed"]), "align")
+    out = model(ids, mask, labels)
+    base_grads = grads(model, out.loss)
+    split = model(ids, mask, labels, split_columns=[1, 3, ids.shape[1] - 1, ids.shape[1] + 5])
+    split_grads = grads(model, split.loss)
+    assert split.n_passes > out.n_passes
+    assert_close(split.loss, out.loss, TOL[kind])
+    for name, g in base_grads.items():
+        assert_close(split_grads[name], g, TOL[kind])
+
+
+@pytest.mark.parametrize("kind", ["gpt2", "llama"])
 @pytest.mark.parametrize("mode", ["left", "right", "align"])
 def test_stock_concatenating_cache_matches_reference(kind, mode):
     """`kv_buffer = False` (HF's DynamicCache as is) must give the same numbers."""

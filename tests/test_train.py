@@ -139,10 +139,12 @@ train(cfg, progress=False, device="cpu")
 
 
 @pytest.mark.slow
-def test_two_gloo_ranks_equal_one_process(tmp_path):
+@pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
+def test_two_gloo_ranks_equal_one_process(tmp_path, strategy):
     tp, vp = _data(tmp_path, "prosqa", n=32)
     common = [f"train_path={tp}", f"val_path={vp}", *FAST, "num_epochs=2", "epochs_per_stage=1",
-              "max_latent_stage=2", "uniform_prob=0.5", "batch_size=8", "micro_batch_size=4", "eval_every=100"]
+              "max_latent_stage=2", "uniform_prob=0.5", "batch_size=8", "micro_batch_size=4", "eval_every=100",
+              f"distributed={strategy}"]
     script = tmp_path / "run.py"
     script.write_text(DDP_SCRIPT)
     cfg_path = str(CONFIGS / "prosqa_coconut_tiny.yaml")
@@ -159,8 +161,12 @@ def test_two_gloo_ranks_equal_one_process(tmp_path):
     assert len(loss_one) == len(loss_two) == 8
     assert loss_one == pytest.approx(loss_two, rel=1e-5, abs=1e-6)
     a, b = _final_weights(tmp_path / "one"), _final_weights(tmp_path / "two")
+    # Adam divides by sqrt(v): a gradient near zero turns reduction-order noise into an update of
+    # up to lr (1e-3). FSDP's reduce-scatter sums in another order than one process, so after 8
+    # steps a stray weight may differ by a few 1e-5; 1e-4 is a tenth of one step's update.
+    atol = {"ddp": 1e-5, "fsdp": 1e-4}[strategy]
     for name in a:
-        torch.testing.assert_close(a[name], b[name], rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(a[name], b[name], rtol=1e-4, atol=atol)
 
 
 @pytest.mark.parametrize("task", ["prosqa", "prontoqa", "gsm8k"])

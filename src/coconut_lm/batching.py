@@ -35,6 +35,15 @@ class Batch:
         """The same batch on `device`."""
         return Batch(*(t.to(device, non_blocking=non_blocking) for t in (self.input_ids, self.attention_mask, self.labels)))
 
+    def pad_to(self, width: int, pad_id: int) -> Batch:
+        """The batch right-padded to `width` columns (masked, unsupervised)."""
+        extra = width - self.input_ids.shape[1]
+        if extra <= 0:
+            return self
+        pad = torch.nn.functional.pad
+        return Batch(pad(self.input_ids, (0, extra), value=pad_id), pad(self.attention_mask, (0, extra), value=0),
+                     pad(self.labels, (0, extra), value=IGNORE))
+
     def pin_memory(self) -> Batch:
         """Pinned copies, so host-to-GPU copies can overlap compute (called by DataLoader)."""
         return Batch(*(t.pin_memory() for t in (self.input_ids, self.attention_mask, self.labels)))

@@ -91,11 +91,65 @@ def wrap_model(model: nn.Module, env: DistEnv, strategy: str) -> nn.Module:
             if type(module).__name__ in blocks:
                 fully_shard(module)
         fully_shard(model)
+        if hasattr(model, "generate"):
+            from torch.distributed.fsdp import register_fsdp_forward_method
+
+            # generate() uses the root's parameters (embeddings, head) outside forward().
+            register_fsdp_forward_method(model, "generate")
         return model
     from torch.nn.parallel import DistributedDataParallel
 
     ids = [env.device.index] if env.device.type == "cuda" else None
     return DistributedDataParallel(model, device_ids=ids)
+
+
+def full_state(model: nn.Module, optimizer: torch.optim.Optimizer, env: DistEnv, strategy: str) -> tuple[dict, dict]:
+    """Full (unsharded) model and optimizer state dicts; under FSDP every rank must call it.
+
+    Under FSDP the gathered tensors are on the CPU of rank 0 and empty elsewhere.
+    """
+    if env.distributed and strategy == "fsdp":
+        from torch.distributed.checkpoint.state_dict import (
+            StateDictOptions,
+            get_model_state_dict,
+            get_optimizer_state_dict,
+        )
+
+        opts = StateDictOptions(full_state_dict=True, cpu_offload=True)
+        return get_model_state_dict(model, options=opts), get_optimizer_state_dict(model, optimizer, options=opts)
+    return unwrap(model).state_dict(), optimizer.state_dict()
+
+
+def load_full_state(model: nn.Module, optimizer: torch.optim.Optimizer, model_state: dict, optim_state: dict,
+                    env: DistEnv, strategy: str) -> None:
+    """Load full state dicts (as `full_state` returns them) into a possibly sharded model and its optimizer."""
+    if env.distributed and strategy == "fsdp":
+        from torch.distributed.checkpoint.state_dict import (
+            StateDictOptions,
+            set_model_state_dict,
+            set_optimizer_state_dict,
+        )
+
+        opts = StateDictOptions(full_state_dict=True)
+        set_model_state_dict(model, model_state, options=opts)
+        set_optimizer_state_dict(model, optimizer, optim_state, options=opts)
+        return
+    unwrap(model).load_state_dict(model_state)
+    optimizer.load_state_dict(optim_state)
+
+
+def lockstep_plan(input_ids: torch.Tensor, latent_id: int, env: DistEnv) -> tuple[int, list[int]]:
+    """(width, split columns) that let every FSDP rank run the same passes over the same width.
+
+    FSDP gathers each block's weights collectively on every call, so all ranks must call each
+    block equally often: the width is the widest rank's and the split columns are the union of
+    every rank's latent columns.
+    """
+    cols = sorted(set((input_ids == latent_id).any(0).nonzero().flatten().tolist()))
+    gathered: list[Any] = [None] * env.world_size
+    dist.all_gather_object(gathered, (int(input_ids.shape[1]), cols))
+    width = max(w for w, _ in gathered)
+    return width, sorted({c for _, cs in gathered for c in cs})
 
 
 def unwrap(model: nn.Module) -> nn.Module:

@@ -193,10 +193,13 @@ class CoconutLM(nn.Module):
         cache.layers = [layer_class(capacity) if type(layer) is DynamicLayer else layer for layer in cache.layers]
         return cache
 
-    def _plan(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, list[int]]:
+    def _plan(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+              split_columns: list[int] | None = None) -> tuple[torch.Tensor, list[int]]:
         """Latent-slot mask (B, T) and pass boundaries; the one host sync of a forward."""
         latent = (input_ids == self.tokens.latent) & attention_mask.bool()
         cols = latent.any(0).nonzero().flatten().tolist()
+        if split_columns:
+            cols = sorted(set(cols).union(c for c in split_columns if 0 < c < input_ids.shape[1]))
         if cols and cols[0] == 0:
             raise CoconutError("a <latent> slot is the first position of a row; it needs a token before it")
         if self.training and cols and _activation_checkpointing(self.base):
@@ -221,13 +224,18 @@ class CoconutLM(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                 labels: torch.Tensor | None = None, position_ids: torch.Tensor | None = None,
-                return_logits: bool = False) -> CoconutOutput:
-        """Multi-pass forward; see the module docstring. Padding may be left, right or both."""
+                return_logits: bool = False, split_columns: list[int] | None = None) -> CoconutOutput:
+        """Multi-pass forward; see the module docstring. Padding may be left, right or both.
+
+        `split_columns` adds pass boundaries (the result is the same): sharded data-parallel
+        training (FSDP) passes the union of every rank's latent columns so all ranks run the same
+        number of passes in lockstep.
+        """
         self._check_inputs(input_ids, attention_mask, labels)
         self._check_length(input_ids.shape[1])
         if position_ids is None:
             position_ids = default_position_ids(attention_mask)
-        latent, bounds = self._plan(input_ids, attention_mask)
+        latent, bounds = self._plan(input_ids, attention_mask, split_columns)
         embeds = self.base.get_input_embeddings()(input_ids)  # (B, T, H)
         hidden = self._multipass(embeds, attention_mask, position_ids, latent, bounds)
 
@@ -349,8 +357,11 @@ class CoconutLM(nn.Module):
 
     # ----- checkpoints ---------------------------------------------------------------------------
 
-    def save_pretrained(self, path: str | os.PathLike, meta: dict[str, Any] | None = None) -> None:
+    def save_pretrained(self, path: str | os.PathLike, meta: dict[str, Any] | None = None,
+                        state_dict: dict[str, torch.Tensor] | None = None) -> None:
         """Write an HF folder (loadable by `AutoModelForCausalLM` alone) plus `coconut.json`.
+
+        `state_dict` (this module's keys, e.g. gathered from FSDP shards) replaces the live weights.
 
         Everything is written into a temporary sibling folder first. A new folder then appears by
         one rename; into an existing folder each file moves by `os.replace`, `coconut.json` last,
@@ -368,11 +379,13 @@ class CoconutLM(nn.Module):
         tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
         try:
             with _no_hf_progress():
-                self.base.save_pretrained(tmp)
+                base_sd = None if state_dict is None else _sub_state(state_dict, "base.")
+                self.base.save_pretrained(tmp, state_dict=base_sd)
             if self.eot_head is not None:
                 from safetensors.torch import save_file
 
-                state = {k: v.detach().cpu().contiguous() for k, v in self.eot_head.state_dict().items()}
+                head_sd = self.eot_head.state_dict() if state_dict is None else _sub_state(state_dict, "eot_head.")
+                state = {k: v.detach().cpu().contiguous() for k, v in head_sd.items()}
                 save_file(state, str(tmp / EOT_HEAD_FILE))
             (tmp / COCONUT_JSON).write_text(info + "\n")
             if not path.exists():
@@ -501,6 +514,11 @@ def _no_hf_progress():
     finally:
         if enabled:
             hf_logging.enable_progress_bar()
+
+
+def _sub_state(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    """The entries of `state` under `prefix`, with the prefix removed."""
+    return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
 
 
 def _upcast(x: torch.Tensor) -> torch.Tensor:

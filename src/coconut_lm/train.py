@@ -173,6 +173,8 @@ class Trainer:
         if cfg.compile:
             self.wrapped.compile()
         self.optimizer = self._new_optimizer()
+        # FSDP ranks must call every block the same number of times (see dist.lockstep_plan).
+        self.lockstep = env.distributed and cfg.distributed == "fsdp"
         self.use_bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and env.device.type == "cuda")
         # Counters, saved in the trainer state for exact resume.
         self.epoch, self.micro_index, self.global_step = cfg.start_epoch, 0, 0
@@ -192,11 +194,11 @@ class Trainer:
             return torch.autocast(self.env.device.type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
-    def trainer_state(self) -> dict[str, Any]:
+    def trainer_state(self, optimizer_state: dict) -> dict[str, Any]:
         state = {
             "epoch": self.epoch, "micro_index": self.micro_index, "global_step": self.global_step,
             "reset_key": self.reset_key, "reset_step": self.reset_step, "best_accuracy": self.best_accuracy,
-            "best_epoch": self.best_epoch, "optimizer": self.optimizer.state_dict(),
+            "best_epoch": self.best_epoch, "optimizer": optimizer_state,
             "torch_rng": torch.get_rng_state(), "config": self.cfg.to_dict(),
         }
         if torch.cuda.is_available():
@@ -208,10 +210,12 @@ class Trainer:
 
         `epoch` is the epoch whose training the weights reflect (recorded in coconut.json).
         """
-        state = self.trainer_state() if with_state else None
+        model_state, optim_state = dist.full_state(self.wrapped, self.optimizer, self.env, self.cfg.distributed)
         if self.env.is_main:
+            state = self.trainer_state(optim_state) if with_state else None
             meta = checkpoint_meta(self.cfg, self.method, epoch)
-            ckpt.save_checkpoint(folder, lambda tmp: self.model.save_pretrained(tmp, meta=meta), self.tokenizer, state)
+            ckpt.save_checkpoint(folder, lambda tmp: self.model.save_pretrained(tmp, meta=meta, state_dict=model_state),
+                                 self.tokenizer, state)
             if with_state:
                 ckpt.prune_checkpoints(self.run_dir, self.cfg.keep_last)
         dist.barrier(self.env)
@@ -225,8 +229,8 @@ class Trainer:
             return False
         state = ckpt.load_trainer_state(found)
         loaded = CoconutLM.from_pretrained(found)
-        self.model.load_state_dict(loaded.state_dict())
-        self.optimizer.load_state_dict(state["optimizer"])
+        dist.load_full_state(self.wrapped, self.optimizer, loaded.state_dict(), state["optimizer"], self.env,
+                             self.cfg.distributed)
         torch.set_rng_state(state["torch_rng"])
         if "cuda_rng" in state and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["cuda_rng"])
@@ -266,13 +270,17 @@ class Trainer:
             step_in_epoch = mb.step
             if mb.micro == 0:
                 self.maybe_reset_optimizer(step_in_epoch)
-            batch = mb.batch.to(env.device, non_blocking=True)
+            batch, split = mb.batch, None
+            if self.lockstep:
+                width, split = dist.lockstep_plan(batch.input_ids, self.tokens.latent, env)
+                batch = batch.pad_to(width, self.tokens.pad)
+            batch = batch.to(env.device, non_blocking=True)
             n_local = mb.batch.n_label_tokens
             last = mb.micro == accum - 1
             sync = contextlib.nullcontext() if last or not hasattr(self.wrapped, "no_sync") else self.wrapped.no_sync()
             with sync:
                 with self.autocast():
-                    out = self.wrapped(batch.input_ids, batch.attention_mask, labels=batch.labels)
+                    out = self.wrapped(batch.input_ids, batch.attention_mask, labels=batch.labels, split_columns=split)
                 # Token-sum over the global batch; DDP averages over ranks, hence * world_size.
                 scale = n_local / max(mb.global_label_tokens, 1) * env.world_size
                 loss = out.loss * scale
@@ -315,8 +323,7 @@ class Trainer:
         cfg, env = self.cfg, self.env
         row: dict[str, Any] = {"type": "val", "step": self.global_step, "epoch": self.epoch,
                                "stage": coconut_stage(self.epoch, cfg.epochs_per_stage)}
-        lockstep = env.distributed and cfg.distributed == "fsdp"
-        if self.val_data and (env.is_main or lockstep):
+        if self.val_data and (env.is_main or self.lockstep):
             model = dist.unwrap(self.wrapped)
             position = eval_position(self.method, self.schedule, self.epoch)
             row["val_loss"] = validation_loss(model, self.val_data, self.method, self.layout, position,
