@@ -72,6 +72,19 @@ def test_every_method_trains_end_to_end_on_tiny_presets(tmp_path, task, method):
     assert result.global_step == 6
 
 
+def _run(cmd: list[str], env: dict, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run a command in its own process group; on timeout kill the whole group (torchrun's workers too)."""
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+
 def _final_weights(run_dir: Path) -> dict[str, torch.Tensor]:
     latest = ckpt.list_checkpoints(run_dir)[0]
     return load_file(latest / "model.safetensors")
@@ -89,7 +102,8 @@ def test_sigkill_mid_epoch_then_resume_gives_identical_weights(tmp_path):
               "max_latent_stage=2", "uniform_prob=0.3", "save_every_steps=1", "keep_last=2", "model=micro"]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     straight = tmp_path / "straight"
-    subprocess.run(_train_cmd([*common, f"out_dir={straight}"]), check=True, env=env, capture_output=True, timeout=300)
+    first = _run(_train_cmd([*common, f"out_dir={straight}"]), env)
+    assert first.returncode == 0, first.stderr[-2000:]
 
     killed = tmp_path / "killed"
     proc = subprocess.Popen(_train_cmd([*common, f"out_dir={killed}"]), env=env,
@@ -102,8 +116,7 @@ def test_sigkill_mid_epoch_then_resume_gives_identical_weights(tmp_path):
     proc.wait()
     done = ckpt.list_checkpoints(killed)
     assert done and int(done[0].name.split("-")[1]) < 12, "the run finished before it could be killed"
-    resumed = subprocess.run(_train_cmd([*common, f"out_dir={killed}"], "--resume"), env=env, capture_output=True, text=True,
-                             timeout=300)
+    resumed = _run(_train_cmd([*common, f"out_dir={killed}"], "--resume"), env)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert "resumed from" in resumed.stdout
 
@@ -149,12 +162,10 @@ def test_two_gloo_ranks_equal_one_process(tmp_path, strategy):
     script.write_text(DDP_SCRIPT)
     cfg_path = str(CONFIGS / "prosqa_coconut_tiny.yaml")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    one = subprocess.run([sys.executable, str(script), cfg_path, *common, f"out_dir={tmp_path / 'one'}"],
-                         env=env, capture_output=True, text=True, timeout=300)
+    one = _run([sys.executable, str(script), cfg_path, *common, f"out_dir={tmp_path / 'one'}"], env)
     assert one.returncode == 0, one.stderr[-2000:]
-    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                          str(script), cfg_path, *common, f"out_dir={tmp_path / 'two'}"],
-                         env=env, capture_output=True, text=True, timeout=300)
+    two = _run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                str(script), cfg_path, *common, f"out_dir={tmp_path / 'two'}"], env)
     assert two.returncode == 0, two.stderr[-3000:]
     loss_one = [r["loss"] for r in read_metrics(tmp_path / "one") if r["type"] == "train"]
     loss_two = [r["loss"] for r in read_metrics(tmp_path / "two") if r["type"] == "train"]
@@ -183,3 +194,20 @@ def test_word_tokenizer_covers_every_training_piece(tmp_path, task):
         assert tok.unk_token_id not in ids
         q, steps, a = segment_texts(ex)
         assert tok.decode(ids, skip_special_tokens=True) == q + "".join(steps) + a
+
+
+def test_time_limit_stops_validates_and_resumes(tmp_path):
+    from coconut_lm.train import train
+
+    cfg = _cfg(tmp_path, "prosqa", "coconut", "num_epochs=2", "epochs_per_stage=1", "max_latent_stage=2",
+               "max_train_seconds=0.000001")
+    first = train(cfg, progress=False, device="cpu")
+    assert first.global_step == 1
+    rows = read_metrics(cfg.out_dir)
+    assert rows[-1]["type"] == "end" and rows[-1]["stopped_early"] is True
+    assert [r["type"] for r in rows].count("val") == 1
+    cfg.max_train_seconds = None
+    second = train(cfg, resume=True, progress=False, device="cpu")
+    assert second.global_step == 2 * (24 // 8)
+    steps = [r["step"] for r in read_metrics(cfg.out_dir) if r["type"] == "train"]
+    assert steps == list(range(1, second.global_step + 1))

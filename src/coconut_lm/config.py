@@ -77,6 +77,7 @@ class TrainConfig:
     precision: str = _f("auto", "auto (bf16 autocast on GPU, fp32 on CPU) | fp32 | bf16")
     seed: int = _f(0, "seed for weights, data order, stage mixing and iCoT smoothing")
     max_steps_per_epoch: int | None = _f(None, "cap optimizer steps per epoch (quick experiments)")
+    max_train_seconds: float | None = _f(None, "stop after this much training time (then validate and checkpoint; --resume continues)")
     # --- evaluation, checkpoints, logging
     eval_every: int = _f(1, "validate every N epochs (and after the last)")
     eval_batch_size: int = _f(64, "generation batch size for validation")

@@ -313,10 +313,21 @@ class Trainer:
                 bar.set_postfix(loss=f"{loss_val:.3f}", stage=stage)
                 loss_sum.zero_()
                 seen_tokens, steps_since_log, t0 = 0, 0, time.perf_counter()
+            if self.time_is_up():
+                break
             if cfg.save_every_steps and self.global_step % cfg.save_every_steps == 0 and step_in_epoch < ds.steps - 1:
                 self.save(self.run_dir / "checkpoints" / ckpt.checkpoint_name(self.global_step), with_state=True,
                           epoch=self.epoch)
         bar.close()
+
+    def time_is_up(self) -> bool:
+        """True once `max_train_seconds` of this process's training have passed (rank 0 decides for all)."""
+        if self.cfg.max_train_seconds is None:
+            return False
+        if not self.out_of_time:
+            self.out_of_time = dist.broadcast_object(time.perf_counter() - self.started > self.cfg.max_train_seconds,
+                                                     self.env)
+        return self.out_of_time
 
     def validate(self) -> dict[str, Any]:
         """Teacher-forced loss and generation accuracy on the validation set (rank 0; all ranks under FSDP)."""
@@ -341,7 +352,8 @@ class Trainer:
 
     def run(self, resume: bool = False) -> TrainResult:
         cfg, env = self.cfg, self.env
-        start = time.perf_counter()
+        start = self.started = time.perf_counter()
+        self.out_of_time = False
         if env.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             atomic_write_text(self.run_dir / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
@@ -350,8 +362,10 @@ class Trainer:
         final_acc = None
         while self.epoch < cfg.num_epochs:
             self.train_epoch()
-            row = None
-            if (self.epoch + 1) % cfg.eval_every == 0 or self.epoch + 1 == cfg.num_epochs:
+            if self.out_of_time and env.is_main:
+                print(f"max_train_seconds={cfg.max_train_seconds} reached in epoch {self.epoch + 1} "
+                      f"(step {self.global_step}); validating and stopping")
+            if (self.epoch + 1) % cfg.eval_every == 0 or self.epoch + 1 == cfg.num_epochs or self.out_of_time:
                 row = self.validate()
                 self.log.write(row)
                 acc = row.get("val_accuracy")
@@ -364,13 +378,17 @@ class Trainer:
                     if acc > self.best_accuracy:
                         self.best_accuracy, self.best_epoch = acc, self.epoch
                         self.save(self.run_dir / "best", with_state=False, epoch=self.epoch)
+            if self.out_of_time:  # keep the position inside the epoch so --resume continues from here
+                self.save(self.run_dir / "checkpoints" / ckpt.checkpoint_name(self.global_step), with_state=True,
+                          epoch=self.epoch)
+                break
             self.epoch += 1
             self.micro_index = 0
             self.save(self.run_dir / "checkpoints" / ckpt.checkpoint_name(self.global_step), with_state=True,
                       epoch=self.epoch - 1)
         seconds = time.perf_counter() - start
         self.log.write({"type": "end", "step": self.global_step, "best_accuracy": self.best_accuracy,
-                        "best_epoch": self.best_epoch, "seconds": seconds})
+                        "best_epoch": self.best_epoch, "seconds": seconds, "stopped_early": self.out_of_time})
         self.log.close()
         return TrainResult(self.run_dir, self.best_accuracy, self.best_epoch, final_acc, self.global_step, seconds)
 
