@@ -211,3 +211,20 @@ def test_time_limit_stops_validates_and_resumes(tmp_path):
     assert second.global_step == 2 * (24 // 8)
     steps = [r["step"] for r in read_metrics(cfg.out_dir) if r["type"] == "train"]
     assert steps == list(range(1, second.global_step + 1))
+
+
+def test_eot_classifier_trains_and_ends_latent_mode_at_eval(tmp_path):
+    from coconut_lm.train import train
+
+    cfg = _cfg(tmp_path, "prosqa", "coconut", "num_epochs=3", "epochs_per_stage=1", "max_latent_stage=2",
+               "eot_classifier=true", "eval_use_classifier=true", "max_thoughts=4", "lr=3e-3")
+    result = train(cfg, progress=False, device="cpu")
+    assert (result.run_dir / "best" / "eot_head.safetensors").is_file()
+    vals = [r for r in read_metrics(result.run_dir) if r["type"] == "val"]
+    assert len(vals) == 3 and all(0 <= r["val_accuracy"] <= 1 for r in vals)
+    from coconut_lm.evaluate import evaluate_checkpoint
+
+    summaries = evaluate_checkpoint(result.run_dir / "best", cfg.val_path, tmp_path / "eval", max_new_tokens=8,
+                                    device="cpu", progress=False)
+    s = summaries["classifier"]
+    assert s.use_classifier and s.n_thoughts is None and 0 <= s.mean_thoughts <= 4

@@ -30,7 +30,17 @@ def _cmd_data_prosqa(args: argparse.Namespace) -> int:
     from coconut_lm.tasks.examples import save_examples
     from coconut_lm.tasks.prosqa import generate_prosqa
 
-    examples = generate_prosqa(args.n, seed=args.seed, workers=args.workers)
+    config = None
+    if args.nodes is not None or args.min_hops is not None or args.max_hops is not None:
+        from coconut_lm.tasks.prosqa import ProsQAConfig
+
+        default = ProsQAConfig()
+        lo = args.min_hops if args.min_hops is not None else default.min_hops
+        hi = args.max_hops if args.max_hops is not None else default.max_hops
+        # A custom hop range keeps every question length it can make (the default mix is fitted to 3..6).
+        keep = default.hop_keep if (lo, hi) == (default.min_hops, default.max_hops) else (1.0,) * (hi - lo + 1)
+        config = ProsQAConfig(n_nodes=args.nodes or default.n_nodes, min_hops=lo, max_hops=hi, hop_keep=keep)
+    examples = generate_prosqa(args.n, seed=args.seed, workers=args.workers, config=config)
     save_examples(examples, args.out)
     print(f"wrote {len(examples)} ProsQA examples to {args.out}")
     return 0
@@ -90,6 +100,12 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
         if name == "prosqa":
             g.add_argument("--workers", type=int, default=None,
                            help="worker processes (default: one per CPU core; 1 = in-process)")
+            g.add_argument("--nodes", type=_positive_int, default=None,
+                           help="nodes drawn per graph (default 28, which matches the official statistics)")
+            g.add_argument("--min-hops", type=_positive_int, default=None,
+                           help="shortest root-to-target distance allowed (default 3)")
+            g.add_argument("--max-hops", type=_positive_int, default=None,
+                           help="longest shortest root-to-target distance allowed (default 6)")
         g.set_defaults(func=fn)
     g = dsub.add_parser("gsm8k", help="convert GSM8k from OpenAI jsonl or iCoT text",
                         description="Convert GSM8k (OpenAI .jsonl or iCoT 'q||<<a>> <<b>> #### ans' text) to the common format.")

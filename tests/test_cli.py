@@ -1,0 +1,140 @@
+"""The command line: help for every command, one-line errors with exit 2, and the data/eval commands."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from coconut_lm.cli import COMMANDS, main
+from coconut_lm.tasks.examples import load_examples
+
+
+@pytest.mark.parametrize("command", [[], *([c] for c in COMMANDS), ["data", "prosqa"], ["data", "prontoqa"],
+                                     ["data", "gsm8k"], ["data", "stats"]])
+def test_every_command_has_help(command, capsys):
+    with pytest.raises(SystemExit) as e:
+        main([*command, "--help"])
+    assert e.value.code == 0
+    assert "usage: coconut-lm" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["bogus"], "invalid choice: 'bogus'"),
+        (["data", "prosqa", "--n", "x", "--out", "o.json"], "expected a whole number, got 'x'"),
+        (["data", "prosqa", "--n", "0", "--out", "o.json"], "expected a number >= 1"),
+        (["data", "prontoqa", "--out", "o.json"], "the following arguments are required: --n"),
+        (["eval", "ckpt", "--data", "d.json", "--out", "o", "--latents", "1,x"], "comma-separated whole numbers"),
+        (["train", "--device", "tpu"], "invalid choice: 'tpu'"),
+    ],
+)
+def test_bad_arguments_are_one_line_and_exit_2(argv, message, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["data", "stats", "missing.json"], "missing.json: no such file"),
+        (["train", "configs_missing.yaml"], "no such config file"),
+        (["train", "method=cot", "lrr=1"], "unknown config key 'lrr'; did you mean 'lr'"),
+        (["eval", "no_such_ckpt", "--data", "d.json", "--out", "o"], "no such folder"),
+        (["data", "prosqa", "--n", "3", "--nodes", "4", "--min-hops", "5", "--out", "o.json"], "cannot be met"),
+    ],
+)
+def test_bad_input_is_a_one_line_error(argv, message, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and len(err.strip().splitlines()) == 1
+
+
+def test_malformed_data_file_names_file_item_and_field(tmp_path, capsys):
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps([{"question": "q", "steps": [], "answer": "a"}, {"question": "q", "steps": [1], "answer": "a"}]))
+    assert main(["data", "stats", str(bad)]) == 2
+    assert f"{bad}: item 1: field 'steps[0]': expected a string" in capsys.readouterr().err
+
+
+def test_data_generators_and_stats(tmp_path, capsys):
+    small = tmp_path / "small.json"
+    assert main(["data", "prosqa", "--n", "40", "--seed", "3", "--workers", "1", "--nodes", "12", "--min-hops", "1",
+                 "--max-hops", "2", "--out", str(small)]) == 0
+    examples = load_examples(small)
+    assert len(examples) == 40 and all(1 <= len(e.steps) <= 2 for e in examples)
+    assert all(len(e.extra["idx_to_symbol"]) <= 12 for e in examples)
+    pronto = tmp_path / "p.json"
+    assert main(["data", "prontoqa", "--n", "10", "--out", str(pronto)]) == 0
+    assert len(load_examples(pronto)) == 10
+    capsys.readouterr()
+    assert main(["data", "stats", str(small)]) == 0
+    table = capsys.readouterr().out
+    assert "steps mix" in table and "nodes (min / mean / max)" in table
+
+
+def test_console_script_entry_point_runs():
+    out = subprocess.run([sys.executable, "-m", "coconut_lm.cli", "--version"], capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.startswith("coconut-lm ")
+
+
+@pytest.fixture(scope="module")
+def coconut_checkpoint(tmp_path_factory):
+    """A micro Coconut model trained for two steps on generated ProsQA (weights are near random)."""
+    from coconut_lm.config import load_config
+    from coconut_lm.tasks.examples import save_examples
+    from coconut_lm.tasks.prosqa import generate_prosqa
+    from coconut_lm.train import train
+
+    root = tmp_path_factory.mktemp("ckpt")
+    save_examples(generate_prosqa(16, seed=0, workers=1), root / "train.json")
+    save_examples(generate_prosqa(6, seed=1, workers=1), root / "val.json")
+    cfg = load_config(Path(__file__).resolve().parents[1] / "configs" / "prosqa_coconut_tiny.yaml", [
+        f"train_path={root / 'train.json'}", f"val_path={root / 'val.json'}", f"out_dir={root / 'run'}", "model=micro",
+        "batch_size=8", "micro_batch_size=8", "num_epochs=1", "max_new_tokens=8", "eval_thoughts=2"])
+    train(cfg, progress=False, device="cpu")
+    return root
+
+
+def test_eval_forced_k_writes_records_per_k(coconut_checkpoint, capsys):
+    out = coconut_checkpoint / "eval"
+    assert main(["eval", str(coconut_checkpoint / "run" / "best"), "--data", str(coconut_checkpoint / "val.json"),
+                 "--out", str(out), "--latents", "0,2", "--max-new-tokens", "8", "--no-progress"]) == 0
+    table = capsys.readouterr().out
+    assert "k0" in table and "k2" in table
+    forced = json.loads((out / "forced_k.json").read_text())
+    assert set(forced) == {"k0", "k2"} and forced["k2"]["mean_thoughts"] == 2.0
+    records = [json.loads(line) for line in (out / "k2" / "predictions.jsonl").read_text().splitlines()]
+    assert len(records) == 6
+    assert {"question_id", "text", "predicted", "correct", "tokens", "thoughts"} <= set(records[0])
+    assert all(r["thoughts"] == 2 and r["tokens"] == r["language_tokens"] + 2 for r in records)
+
+
+def test_eval_default_thoughts_come_from_the_checkpoint(coconut_checkpoint):
+    out = coconut_checkpoint / "eval_default"
+    assert main(["eval", str(coconut_checkpoint / "run" / "best"), "--data", str(coconut_checkpoint / "val.json"),
+                 "--out", str(out), "--max-new-tokens", "4", "--no-progress"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["n_thoughts"] == 2 and summary["method"] == "coconut"
+
+
+def test_generate_shows_decoded_thoughts(coconut_checkpoint, capsys):
+    question = load_examples(coconut_checkpoint / "val.json")[0].question
+    assert main(["generate", str(coconut_checkpoint / "run" / "best"), "--question", question, "--latents", "2",
+                 "--max-new-tokens", "6", "--show-thoughts"]) == 0
+    out = capsys.readouterr().out
+    assert "thought 1:" in out and "thought 2:" in out
+
+
+def test_eval_classifier_needs_a_classifier(coconut_checkpoint, capsys):
+    assert main(["eval", str(coconut_checkpoint / "run" / "best"), "--data", str(coconut_checkpoint / "val.json"),
+                 "--out", str(coconut_checkpoint / "x"), "--use-classifier"]) == 2
+    assert "has no <eot> classifier" in capsys.readouterr().err
