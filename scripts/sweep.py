@@ -47,15 +47,15 @@ def load_spec(path: Path) -> dict:
     return spec
 
 
-def command(spec: dict, run: dict, out: Path) -> list[str]:
+def command(spec: dict, run: dict, out: Path, extra: list[str]) -> list[str]:
     config = run.get("config", spec.get("config"))
     if not config:
         sys.exit(f"run {run['name']}: no config (set 'config' in the run or at the top)")
     return [sys.executable, "-m", "coconut_lm.cli", "train", config, *spec.get("common", []),
-            *run.get("overrides", []), f"out_dir={out / run['name']}", "--no-progress"]
+            *run.get("overrides", []), *extra, f"out_dir={out / run['name']}", "--no-progress"]
 
 
-def run_all(spec: dict, out: Path) -> None:
+def run_all(spec: dict, out: Path, extra: list[str]) -> None:
     parallel, threads = int(spec.get("parallel", 1)), str(spec.get("threads", 1))
     env = {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
     pending = list(spec["runs"])
@@ -65,7 +65,7 @@ def run_all(spec: dict, out: Path) -> None:
         while pending and len(active) < parallel:
             run = pending.pop(0)
             log = open(out / f"{run['name']}.log", "w")  # noqa: SIM115 - closed with the process
-            proc = subprocess.Popen(command(spec, run, out), env=env, stdout=log, stderr=subprocess.STDOUT)
+            proc = subprocess.Popen(command(spec, run, out, extra), env=env, stdout=log, stderr=subprocess.STDOUT)
             active.append((run, proc, time.time()))
             print(f"[sweep] started {run['name']}", flush=True)
         time.sleep(1.0)
@@ -115,11 +115,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("spec", type=Path, help="sweep spec (YAML)")
     parser.add_argument("--summary-only", action="store_true", help="only rebuild the summary from finished runs")
+    parser.add_argument("--extra", nargs="*", default=[], help="key=value overrides appended to every run (e.g. a CPU dry run)")
+    parser.add_argument("--out", default=None, help="output folder instead of the spec's")
     args = parser.parse_args()
     spec = load_spec(args.spec)
+    if args.out:
+        spec["out"] = args.out
     out = Path(spec["out"])
     if not args.summary_only:
-        run_all(spec, out)
+        run_all(spec, out, args.extra)
     rows = summarise(spec, out)
     (out / "summary.json").write_text(json.dumps(rows, indent=2))
     (out / "summary.md").write_text(to_markdown(spec, rows))
