@@ -85,6 +85,6 @@ def left_pad(prompts: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tenso
 
 def _first_index(ids: Sequence[int], value: int) -> int:
     try:
-        return list(ids).index(value)
+        return (ids if isinstance(ids, list) else list(ids)).index(value)
     except ValueError:
         return -1

@@ -27,12 +27,15 @@ processes hits them alike. Each ratio is the median of the same-round ratios.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ctypes
+import gc
 import itertools
 import json
 import os
 import platform
 import statistics
+import sys
 import tempfile
 import threading
 import time
@@ -40,17 +43,18 @@ import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-
-from coconut_lm.backbone import PRESETS, build_backbone
 from coconut_lm.errors import CoconutError
-from coconut_lm.model import CoconutLM, default_position_ids
 from coconut_lm.tokenizer import SpecialTokens
 
+if TYPE_CHECKING:  # torch is imported where it is used, so that `coconut-lm --help` stays quick
+    import torch
+
+    from coconut_lm.model import CoconutLM
+
 SECTIONS = ("step", "memory", "eval", "loop")
-# Goals of issue #6 / DESIGN.md section 4: (section key, bound, "max" or "min") per device.
+# The bar (DESIGN.md section 4) per device: step and memory ratios at most, eval and loop at least.
 GOALS = {
     "cpu": {"step": 1.15, "memory": 1.2, "eval": 10.0, "loop": 0.9},
     "cuda": {"step": 1.25, "memory": 1.2, "eval": 50.0, "loop": 0.9},
@@ -77,9 +81,11 @@ class BenchConfig:
     eval_batch_size: int | None = None  # None: 64 on CPU, 256 on GPU
     gen_tokens: int = 32  # new tokens per eval row
     loop_preset: str = "tiny"  # backbone of (d)
-    loop_batch_size: int = 32
-    loop_steps: int = 6  # optimizer steps per timed epoch
+    loop_batch_size: int = 16
+    loop_steps: int = 4  # optimizer steps per timed epoch
     num_workers: int = 0  # DataLoader workers in (d)
+    threads: int | None = None  # torch CPU threads; None: torch's default
+    hf_yardstick: bool = False  # also time HF's own forward+loss and generate
     skip: tuple[str, ...] = ()
 
 
@@ -114,6 +120,8 @@ def bench_tokens(vocab: int) -> SpecialTokens:
 def bench_batch(batch: int, question: int, latents: int, answer: int, vocab: int, seed: int = 0,
                 jitter: int = 10) -> BenchBatch:
     """Random words in ProsQA's shape; question lengths vary by +-jitter, rows are left-padded."""
+    import torch
+
     tk = bench_tokens(vocab)
     g = torch.Generator().manual_seed(seed)
     q_lens = (question + torch.randint(-jitter, jitter + 1, (batch,), generator=g)).clamp(min=1).tolist()
@@ -137,18 +145,24 @@ def bench_batch(batch: int, question: int, latents: int, answer: int, vocab: int
 
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
+        import torch
+
         torch.cuda.synchronize(device)
 
 
 def time_interleaved(fns: dict[str, Callable[[], object]], baseline: str, device: torch.device,
                      warmup: int = 2, repeats: int = 5) -> dict[str, Timing]:
-    """Time variants in rounds (A, B, ..., A, B, ...) after `warmup` rounds; see `Timing`."""
+    """Time variants in rounds after `warmup` rounds; see `Timing`.
+
+    Rounds alternate the order (A, B, C, then C, B, A), so no variant always runs first.
+    """
     for _ in range(warmup):
         for fn in fns.values():
             fn()
     times: dict[str, list[float]] = {name: [] for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
+    for r in range(repeats):
+        for name in (list(fns) if r % 2 == 0 else list(fns)[::-1]):
+            fn = fns[name]
             _sync(device)
             t0 = time.perf_counter()
             fn()
@@ -159,6 +173,8 @@ def time_interleaved(fns: dict[str, Callable[[], object]], baseline: str, device
 
 
 def _autocast(device: torch.device, precision: str):
+    import torch
+
     bf16 = precision == "bf16" or (precision == "auto" and device.type == "cuda")
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
 
@@ -166,36 +182,50 @@ def _autocast(device: torch.device, precision: str):
 # ----------------------------------------------------------------------------- (a) step
 
 
-def train_steps(model: CoconutLM, b: BenchBatch, precision: str) -> dict[str, Callable[[], None]]:
-    """One full train step per variant (coconut, plain, plain_hf), sharing one AdamW."""
-    device = b.ids.device
+@dataclass
+class TrainStep:
+    """One variant of the train step: `loss()` builds the graph; calling the object runs a full step."""
+
+    model: CoconutLM
+    opt: torch.optim.Optimizer
+    loss: Callable[[], torch.Tensor]
+    precision: str
+
+    def __call__(self) -> None:
+        import torch
+
+        with _autocast(self.opt.param_groups[0]["params"][0].device, self.precision):
+            loss = self.loss()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)  # as the trainer does
+        self.opt.step()
+        self.opt.zero_grad(set_to_none=True)
+
+
+def train_steps(model: CoconutLM, b: BenchBatch, precision: str, hf_yardstick: bool = False) -> dict[str, TrainStep]:
+    """The step variants (coconut, plain, and plain_hf if asked), sharing one AdamW."""
+    import torch
+
+    from coconut_lm.model import default_position_ids
+
     opt = torch.optim.AdamW(model.parameters(), lr=1e-6)  # tiny: the weights barely move between steps
     pos = default_position_ids(b.mask)
     losses: dict[str, Callable[[], torch.Tensor]] = {
         "coconut": lambda: model(b.ids, b.mask, b.labels).loss,
         "plain": lambda: model(b.plain_ids, b.mask, b.labels).loss,
-        "plain_hf": lambda: model.base(input_ids=b.plain_ids, attention_mask=b.mask, position_ids=pos,
-                                       labels=b.labels).loss,
     }
-
-    def step(loss_fn: Callable[[], torch.Tensor]) -> Callable[[], None]:
-        def run() -> None:
-            with _autocast(device, precision):
-                loss = loss_fn()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
-            opt.zero_grad(set_to_none=True)
-        run.loss_fn = loss_fn  # type: ignore[attr-defined]
-        return run
-
-    return {name: step(fn) for name, fn in losses.items()}
+    if hf_yardstick:
+        losses["plain_hf"] = lambda: model.base(input_ids=b.plain_ids, attention_mask=b.mask, position_ids=pos,
+                                                labels=b.labels).loss
+    return {name: TrainStep(model, opt, fn, precision) for name, fn in losses.items()}
 
 
-def count_host_syncs(fn: Callable[[], object]) -> int | None:
+def count_host_syncs(fn: Callable[[], object], device: torch.device) -> int | None:
     """CUDA host synchronisations during fn() (None on CPU), as counted by torch's sync debug mode."""
-    if not torch.cuda.is_available():
+    if device.type != "cuda":
         return None
+    import torch
+
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         torch.cuda.set_sync_debug_mode("warn")
@@ -230,13 +260,23 @@ class _RssSampler:
                 time.sleep(0.0002)
 
         thread = threading.Thread(target=poll, daemon=True)
+        switch = sys.getswitchinterval()
+        sys.setswitchinterval(1e-4)  # let the poller in between Python-level ops, not every 5 ms
         thread.start()
         try:
             fn()
         finally:
             stop.set()
             thread.join()
+            sys.setswitchinterval(switch)
         return base, max(peak[0], self.rss())
+
+
+def _libc() -> ctypes.CDLL | None:
+    try:
+        return ctypes.CDLL("libc.so.6")
+    except OSError:
+        return None
 
 
 def map_large_blocks() -> bool:
@@ -245,13 +285,16 @@ def map_large_blocks() -> bool:
     Otherwise freed activations stay in malloc's heap and the RSS never falls between steps, so
     a later step's peak would hide below an earlier one's. Irreversible; False if not glibc.
     """
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        ok = libc.mallopt(-3, 64 * 1024)  # -3: M_MMAP_THRESHOLD
+    libc = _libc()
+    return libc is not None and bool(libc.mallopt(-3, 64 * 1024))  # -3: M_MMAP_THRESHOLD
+
+
+def release_free_memory() -> None:
+    """Collect garbage cycles and hand malloc's free pages back, so the RSS is what is live."""
+    gc.collect()
+    libc = _libc()
+    if libc is not None:
         libc.malloc_trim(0)
-        return bool(ok)
-    except (OSError, AttributeError):
-        return False
 
 
 def saved_activation_bytes(loss_fn: Callable[[], torch.Tensor], params: set[int]) -> int:
@@ -259,6 +302,8 @@ def saved_activation_bytes(loss_fn: Callable[[], torch.Tensor], params: set[int]
 
     Storages of parameters (data pointers in `params`) are left out: every variant keeps them.
     """
+    import torch
+
     seen: dict[int, int] = {}
 
     def pack(t: torch.Tensor) -> torch.Tensor:
@@ -273,41 +318,49 @@ def saved_activation_bytes(loss_fn: Callable[[], torch.Tensor], params: set[int]
     return sum(seen.values())
 
 
-def peak_memory(step: Callable[[], None], device: torch.device, repeats: int = 3) -> dict[str, float]:
-    """Peak memory of one train step in MiB: `peak` (absolute) and `step` (rise over the start); medians."""
-    peaks, rises = [], []
-    sampler = _RssSampler() if device.type == "cpu" else None
-    for _ in range(repeats):
-        if sampler is not None:
-            base, peak = sampler.peak_during(step)
-        else:
-            torch.cuda.synchronize(device)
-            base = torch.cuda.memory_allocated(device)
-            torch.cuda.reset_peak_memory_stats(device)
-            step()
-            torch.cuda.synchronize(device)
-            peak = torch.cuda.max_memory_allocated(device)
-        peaks.append(peak / 2**20)
-        rises.append((peak - base) / 2**20)
-    return {"peak_MB": statistics.median(peaks), "step_MB": statistics.median(rises)}
+def step_memory(step: Callable[[], None], device: torch.device, sampler: _RssSampler | None) -> tuple[float, float]:
+    """(peak, rise over the memory held at the start) of one step, in MiB."""
+    import torch
+
+    release_free_memory()
+    if sampler is not None:
+        base, peak = sampler.peak_during(step)
+    else:
+        torch.cuda.synchronize(device)
+        base = torch.cuda.memory_allocated(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        step()
+        torch.cuda.synchronize(device)
+        peak = torch.cuda.max_memory_allocated(device)
+    return peak / 2**20, (peak - base) / 2**20
 
 
-def bench_memory(model: CoconutLM, steps: dict[str, Callable[[], None]], device: torch.device,
-                 precision: str) -> dict[str, Any]:
-    """Peak memory (CUDA max allocated, or RSS) and saved activations of every step variant."""
+def bench_memory(model: CoconutLM, steps: dict[str, TrainStep], device: torch.device, precision: str,
+                 repeats: int = 3) -> dict[str, Any]:
+    """Peak memory (CUDA max allocated, or RSS) and saved activations of every step variant.
+
+    Variants alternate over `repeats` rounds. A sampled RSS peak can only come out low, so each
+    variant keeps its highest reading.
+    """
     mapped = map_large_blocks() if device.type == "cpu" else None
+    sampler = _RssSampler() if device.type == "cpu" else None
+    for step in steps.values():
+        step()  # warm-up: optimizer state and allocator caches exist before measuring
+    seen: dict[str, list[tuple[float, float]]] = {name: [] for name in steps}
+    for r in range(repeats):
+        for name in (list(steps) if r % 2 == 0 else list(steps)[::-1]):
+            seen[name].append(step_memory(steps[name], device, sampler))
     params = {p.untyped_storage().data_ptr() for p in model.parameters()}
     out: dict[str, Any] = {"kind": "cuda_max_allocated" if device.type == "cuda" else "rss",
                            "glibc_large_blocks_mapped": mapped}
     for name, step in steps.items():
-        step()  # warm-up: optimizer state and allocator caches exist before measuring
-        row = peak_memory(step, device)
+        row = {"peak_MB": max(p for p, _ in seen[name]), "step_MB": max(r for _, r in seen[name])}
         with _autocast(device, precision):
-            row["saved_MB"] = saved_activation_bytes(step.loss_fn, params) / 2**20  # type: ignore[attr-defined]
+            row["saved_MB"] = saved_activation_bytes(step.loss, params) / 2**20
         model.zero_grad(set_to_none=True)
         out[name] = row
     for key in ("peak_MB", "step_MB", "saved_MB"):
-        out[f"{key.split('_')[0]}_ratio"] = out["coconut"][key] / out["plain"][key]
+        out[key.replace("_MB", "_ratio")] = out["coconut"][key] / out["plain"][key]
     return out
 
 
@@ -316,6 +369,8 @@ def bench_memory(model: CoconutLM, steps: dict[str, Callable[[], None]], device:
 
 def bench_eval(model: CoconutLM, b: BenchBatch, cfg: BenchConfig, device: torch.device) -> dict[str, Any]:
     """Batched generation vs the row-by-row no-cache reference, in examples/s (one reference row per round)."""
+    import torch
+
     from coconut_lm.reference import reference_generate
 
     ids, mask = b.ids[:, :b.n_prompt], b.mask[:, :b.n_prompt]
@@ -323,22 +378,26 @@ def bench_eval(model: CoconutLM, b: BenchBatch, cfg: BenchConfig, device: torch.
     plain = torch.where(ids == model.tokens.latent, FIRST_WORD, ids)
     n = cfg.gen_tokens
     model.eval()
+    fns: dict[str, Callable[[], object]] = {
+        "batched": lambda: model.generate(ids, mask, n),
+        "reference": lambda: reference_generate(model, next(rows), n),
+    }
+    if cfg.hf_yardstick:
+        fns["hf_generate_plain"] = lambda: model.base.generate(
+            input_ids=plain, attention_mask=mask, max_new_tokens=n, min_new_tokens=n, do_sample=False,
+            pad_token_id=model.tokens.pad)
     with _autocast(device, cfg.precision):
-        t = time_interleaved({
-            "batched": lambda: model.generate(ids, mask, n),
-            "reference": lambda: reference_generate(model, next(rows), n),
-            "hf_generate_plain": lambda: model.base.generate(
-                input_ids=plain, attention_mask=mask, max_new_tokens=n, min_new_tokens=n, do_sample=False,
-                pad_token_id=model.tokens.pad),
-        }, "batched", device, warmup=1, repeats=max(cfg.repeats // 2, 1))
+        t = time_interleaved(fns, "batched", device, warmup=1, repeats=max(cfg.repeats // 2 + 1, 2))
     model.train()
     rows_b = ids.shape[0]
-    return {"batch": rows_b, "new_tokens": n, "prompt_tokens": b.n_prompt,
-            "batched_examples_per_s": rows_b / t["batched"].median_s,
-            "reference_examples_per_s": 1 / t["reference"].median_s,
-            "hf_generate_plain_examples_per_s": rows_b / t["hf_generate_plain"].median_s,
-            # per round: (one reference row's time) / (the batched time per row)
-            "speedup": t["reference"].ratio * rows_b}
+    out = {"batch": rows_b, "new_tokens": n, "prompt_tokens": b.n_prompt,
+           "batched_examples_per_s": rows_b / t["batched"].median_s,
+           "reference_examples_per_s": 1 / t["reference"].median_s,
+           # per round: (one reference row's time) / (the batched time per row)
+           "speedup": t["reference"].ratio * rows_b}
+    if cfg.hf_yardstick:
+        out["hf_generate_plain_examples_per_s"] = rows_b / t["hf_generate_plain"].median_s
+    return out
 
 
 # ----------------------------------------------------------------------------- (d) loop
@@ -346,6 +405,7 @@ def bench_eval(model: CoconutLM, b: BenchBatch, cfg: BenchConfig, device: torch.
 
 def bench_loop(cfg: BenchConfig, device: torch.device) -> dict[str, Any]:
     """The real Trainer's epoch (data included) vs its model steps alone on prebuilt batches."""
+    import torch
     from torch.utils.data import DataLoader
 
     from coconut_lm.config import TrainConfig
@@ -394,7 +454,7 @@ def bench_loop(cfg: BenchConfig, device: torch.device) -> dict[str, Any]:
                 pass
 
         t = time_interleaved({"trainer": trainer_epoch, "model_only": model_only, "data_only": data_only},
-                             "trainer", device, warmup=1, repeats=max(cfg.repeats // 2, 1))
+                             "trainer", device, warmup=1, repeats=max(cfg.repeats // 2 + 1, 2))
         trainer.log.close()
     return {"preset": cfg.loop_preset, "batch": cfg.loop_batch_size, "steps": cfg.loop_steps,
             "examples": n, "num_workers": cfg.num_workers, "seq_len": int(prebuilt[0].batch.input_ids.shape[1]),
@@ -411,16 +471,15 @@ def bench_loop(cfg: BenchConfig, device: torch.device) -> dict[str, Any]:
 def environment(device: torch.device) -> dict[str, Any]:
     """The machine and library versions, for the JSON record."""
     import numpy
+    import torch
     import transformers
 
     from coconut_lm import __version__
 
     cpu = platform.processor()
-    try:
+    with contextlib.suppress(OSError, StopIteration):
         cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                    if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
     machine = {"platform": platform.platform(), "cpu": cpu, "cpu_count": os.cpu_count(),
                "torch_threads": torch.get_num_threads(), "device": str(device)}
     if device.type == "cuda":
@@ -432,9 +491,20 @@ def environment(device: torch.device) -> dict[str, Any]:
             "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
 
 
+def _say(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
 def run_bench(cfg: BenchConfig) -> dict[str, Any]:
     """Run every section not in `cfg.skip`; returns the JSON-ready record (see module docstring)."""
+    import torch
+
+    from coconut_lm.backbone import build_backbone
+    from coconut_lm.model import CoconutLM
+
     device = torch.device(cfg.device)
+    if cfg.threads is not None:
+        torch.set_num_threads(cfg.threads)
     if cfg.eval_batch_size is None:
         cfg = replace(cfg, eval_batch_size=256 if device.type == "cuda" else 64)
     result: dict[str, Any] = {**environment(device), "config": asdict(cfg)}
@@ -444,20 +514,24 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
     model = CoconutLM(base, bench_tokens(cfg.vocab)).to(device).train()
     if {"step", "memory"} - set(cfg.skip):
         b = bench_batch(cfg.batch_size, cfg.question, cfg.latents, cfg.answer, cfg.vocab).to(device)
-        steps = train_steps(model, b, cfg.precision)
+        steps = train_steps(model, b, cfg.precision, cfg.hf_yardstick)
         result["seq_len"] = b.ids.shape[1]
         if "step" not in cfg.skip:
+            _say(f"(a) train step: {cfg.preset}, batch {cfg.batch_size}, {b.ids.shape[1]} tokens")
             t = time_interleaved(steps, "plain", device, cfg.warmup, cfg.repeats)
             result["step"] = {name: asdict(x) for name, x in t.items()}
             result["step"]["ratio"] = t["coconut"].ratio
-            result["step"]["host_syncs"] = {name: count_host_syncs(fn) for name, fn in steps.items()}
+            result["step"]["host_syncs"] = {name: count_host_syncs(fn, device) for name, fn in steps.items()}
     if "eval" not in cfg.skip:
+        _say(f"(c) eval: batch {cfg.eval_batch_size}, {cfg.gen_tokens} new tokens")
         eb = bench_batch(cfg.eval_batch_size, cfg.question, cfg.latents, cfg.answer, cfg.vocab, seed=1).to(device)
         result["eval"] = bench_eval(model, eb, cfg, device)
         result["eval"]["ratio"] = result["eval"]["speedup"]
     if "loop" not in cfg.skip:
+        _say(f"(d) training loop: {cfg.loop_preset}, batch {cfg.loop_batch_size}, {cfg.loop_steps} steps")
         result["loop"] = bench_loop(cfg, device)
     if "memory" not in cfg.skip:  # last: on CPU it changes how malloc works for the rest of the process
+        _say("(b) peak memory")
         result["memory"] = bench_memory(model, steps, device, cfg.precision)
         result["memory"]["ratio"] = result["memory"]["peak_ratio"]
     result["goals"] = {s: {"value": result[s]["ratio"], "bound": bound, "kind": "max" if s in ("step", "memory") else "min",
@@ -484,8 +558,9 @@ def format_table(r: dict[str, Any]) -> str:
         s = r["step"]
         row("(a) train step, ms (vs the same tokens, 1 pass)", 1e3 * s["coconut"]["median_s"],
             1e3 * s["plain"]["median_s"], s["ratio"], goal("step"))
-        row("    yardstick: HF forward+loss, all logits, ms", 1e3 * s["plain_hf"]["median_s"], None,
-            s["plain_hf"]["ratio"], "(its time / plain step)")
+        if "plain_hf" in s:
+            row("    yardstick: HF forward+loss, all logits, ms", 1e3 * s["plain_hf"]["median_s"], None,
+                s["plain_hf"]["ratio"], "(its time / plain step)")
     if "memory" in r:
         m, what = r["memory"], "CUDA max allocated" if r["memory"]["kind"] != "rss" else "RSS"
         row(f"(b) peak memory, MiB ({what})", m["coconut"]["peak_MB"], m["plain"]["peak_MB"], m["peak_ratio"],
@@ -496,7 +571,8 @@ def format_table(r: dict[str, Any]) -> str:
         e = r["eval"]
         row(f"(c) eval examples/s (batch {e['batch']} vs row-by-row ref)", e["batched_examples_per_s"],
             e["reference_examples_per_s"], e["speedup"], goal("eval"))
-        row("    yardstick: HF generate, plain prompt", e["hf_generate_plain_examples_per_s"], None, None)
+        if "hf_generate_plain_examples_per_s" in e:
+            row("    yardstick: HF generate, plain prompt", e["hf_generate_plain_examples_per_s"], None, None)
     if "loop" in r:
         lp = r["loop"]
         row(f"(d) loop examples/s ({lp['preset']}, batch {lp['batch']}, {lp['num_workers']} workers)",
@@ -513,8 +589,19 @@ def format_table(r: dict[str, Any]) -> str:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     """`coconut-lm bench`: run, print the table, write the JSON record if asked."""
+    import torch
+
+    from coconut_lm.backbone import PRESETS
+
+    for flag in ("preset", "loop_preset"):
+        if getattr(args, flag) not in PRESETS:
+            raise CoconutError(f"--{flag.replace('_', '-')} '{getattr(args, flag)}' is not a preset; "
+                               f"choose one of {', '.join(PRESETS)}")
     if args.device == "cuda" and not torch.cuda.is_available():
         raise CoconutError("--device cuda: CUDA is not available on this machine (use --device cpu)")
+    for flag in ("warmup", "num_workers"):
+        if getattr(args, flag) < 0:
+            raise CoconutError(f"--{flag.replace('_', '-')} must be >= 0, got {getattr(args, flag)}")
     fields = {f: getattr(args, f) for f in BenchConfig.__dataclass_fields__ if f != "skip"}
     cfg = BenchConfig(**fields, skip=tuple(args.skip))
     longest = cfg.question + 10 + cfg.latents + 2 + max(cfg.answer, cfg.gen_tokens)
@@ -542,8 +629,8 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> None:
                                    "row-by-row no-cache reference, (d) the training loop with data vs the model steps "
                                    "alone. Prints a table; --json also writes the record with machine and versions.")
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="device (default cpu)")
-    p.add_argument("--preset", default=d.preset, choices=sorted(PRESETS),
-                   help=f"backbone for (a)-(c), random weights (default {d.preset})")
+    p.add_argument("--preset", default=d.preset,
+                   help=f"backbone preset for (a)-(c), random weights: tiny, gpt2-124m, ... (default {d.preset})")
     p.add_argument("--batch-size", type=_positive_int, default=d.batch_size, help=f"train-step batch (default {d.batch_size})")
     p.add_argument("--latents", type=_positive_int, default=d.latents, help=f"continuous thoughts per row (default {d.latents})")
     p.add_argument("--question", type=_positive_int, default=d.question, help=f"mean question tokens (default {d.question})")
@@ -553,15 +640,19 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> None:
                    help="auto: bf16 autocast on GPU, fp32 on CPU, as the trainer (default auto)")
     p.add_argument("--warmup", type=int, default=d.warmup, help=f"untimed rounds before timing (default {d.warmup})")
     p.add_argument("--repeats", type=_positive_int, default=d.repeats,
-                   help=f"timed rounds of the step; eval and loop use half (default {d.repeats})")
+                   help=f"timed rounds of the step; eval and loop use about half (default {d.repeats})")
     p.add_argument("--eval-batch-size", type=_positive_int, default=None, help="generation batch (default 64 on CPU, 256 on GPU)")
     p.add_argument("--gen-tokens", type=_positive_int, default=d.gen_tokens, help=f"new tokens per eval row (default {d.gen_tokens})")
-    p.add_argument("--loop-preset", default=d.loop_preset, choices=sorted(PRESETS), help=f"backbone for (d) (default {d.loop_preset})")
+    p.add_argument("--loop-preset", default=d.loop_preset, help=f"backbone preset for (d) (default {d.loop_preset})")
     p.add_argument("--loop-batch-size", type=_positive_int, default=d.loop_batch_size,
                    help=f"batch of the training loop (default {d.loop_batch_size})")
     p.add_argument("--loop-steps", type=_positive_int, default=d.loop_steps,
                    help=f"optimizer steps per timed loop epoch (default {d.loop_steps})")
     p.add_argument("--num-workers", type=int, default=d.num_workers, help=f"DataLoader workers in (d) (default {d.num_workers})")
+    p.add_argument("--threads", type=_positive_int, default=None,
+                   help="torch CPU threads (default: torch's own choice); 1 is steadier on a shared machine")
+    p.add_argument("--hf-yardstick", action="store_true",
+                   help="also time HF's own forward+loss (logits at every position) and HF generate on the plain prompt")
     p.add_argument("--skip", action="append", default=[], choices=SECTIONS, help="leave a section out (repeatable)")
     p.add_argument("--json", metavar="OUT", default=None, help="also write the record (JSON) here")
     p.set_defaults(func=cmd_bench)

@@ -263,6 +263,12 @@ def _add_analyze(sub: argparse._SubParsersAction) -> None:
     add_analyze_parser(sub)
 
 
+def _add_bench(sub: argparse._SubParsersAction) -> None:
+    from coconut_lm.bench import add_bench_parser
+
+    add_bench_parser(sub)
+
+
 def _add_report(sub: argparse._SubParsersAction) -> None:
     from coconut_lm.analysis.report import add_report_parser
 
@@ -278,6 +284,7 @@ COMMANDS: dict[str, Callable[[argparse._SubParsersAction], None]] = {
     "demo": _add_demo,
     "analyze": _add_analyze,
     "report": _add_report,
+    "bench": _add_bench,
 }
 
 

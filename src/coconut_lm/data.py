@@ -23,7 +23,7 @@ from torch.utils.data import Dataset
 from coconut_lm.batching import Batch, collate
 from coconut_lm.curriculum import ScheduleConfig, example_positions
 from coconut_lm.errors import CoconutError
-from coconut_lm.methods import IGNORE, LayoutConfig, Method, TokenizedExample
+from coconut_lm.methods import IGNORE, Layout, LayoutConfig, Method, TokenizedExample
 from coconut_lm.tasks.examples import Example
 from coconut_lm.tokenizer import SpecialTokens
 
@@ -140,6 +140,9 @@ class EpochBatches(Dataset):
         self.steps = self.steps_per_epoch if max_steps is None else min(max_steps, self.steps_per_epoch)
         self.n_steps = np.array([ex.n_steps for ex in data])
         self.n_chain = np.array([sum(len(s) for s in ex.steps) for ex in data])
+        # The layouts of the last global batch built, and their label count: the micro-batches of
+        # one step share them, so the batch is laid out once per step, not once per micro-batch.
+        self._step_cache: tuple[int, list[Layout], int] | None = None
 
     def __len__(self) -> int:
         return self.steps * self.plan.accumulation
@@ -157,10 +160,19 @@ class EpochBatches(Dataset):
             raise IndexError(i)
         step, micro = divmod(i, self.plan.accumulation)
         idx, ks = self.positions(step)
-        layouts = [self.method.train_layout(self.data[j], int(k), self.layout, self.tokens) for j, k in zip(idx, ks)]
-        total = sum(sum(1 for t in lay.labels[1:] if t != IGNORE) for lay in layouts)
+        if self._step_cache is None or self._step_cache[0] != step:
+            layouts = [self.method.train_layout(self.data[j], int(k), self.layout, self.tokens) for j, k in zip(idx, ks)]
+            self._step_cache = (step, layouts, sum(_n_targets(lay.labels) for lay in layouts))
+        _, layouts, total = self._step_cache
         per_rank = self.plan.batch_size // self.plan.world_size
         start = self.plan.rank * per_rank + micro * self.plan.micro_batch_size
         sl = slice(start, start + self.plan.micro_batch_size)
         batch = collate(layouts[sl], self.tokens.pad, self.tokens.latent)
         return MicroBatch(batch=batch, global_label_tokens=total, step=step, micro=micro, positions=ks[sl])
+
+
+def _n_targets(labels: list[int]) -> int:
+    """Supervised next-token targets of one row: labels[1:] that are not IGNORE (list.count runs in C)."""
+    if not labels:
+        return 0
+    return len(labels) - 1 - labels.count(IGNORE) + (labels[0] == IGNORE)

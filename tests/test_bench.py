@@ -1,0 +1,89 @@
+"""`coconut-lm bench` on a micro setting: it runs every section, prints the table, writes the JSON.
+
+No timing is asserted: the numbers of a run this small mean nothing. The command runs in a fresh
+process because the memory section changes how malloc works for the rest of the process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from coconut_lm.bench import FIRST_WORD, bench_batch, bench_tokens
+from coconut_lm.errors import CoconutError
+
+RUN = """
+import argparse, sys
+from coconut_lm.bench import add_bench_parser
+parser = argparse.ArgumentParser()
+add_bench_parser(parser.add_subparsers())
+args = parser.parse_args(["bench", *sys.argv[1:]])
+sys.exit(args.func(args))
+"""
+MICRO = ["--preset", "micro", "--batch-size", "2", "--latents", "2", "--question", "12", "--answer", "4",
+         "--vocab", "64", "--warmup", "0", "--repeats", "1", "--gen-tokens", "3", "--eval-batch-size", "2",
+         "--loop-preset", "micro", "--loop-batch-size", "2", "--loop-steps", "1"]
+
+
+def _parse(*argv: str) -> argparse.Namespace:
+    from coconut_lm.bench import add_bench_parser
+
+    parser = argparse.ArgumentParser()
+    add_bench_parser(parser.add_subparsers())
+    return parser.parse_args(["bench", *argv])
+
+
+@pytest.mark.slow
+def test_bench_command_prints_the_table_and_writes_the_record(tmp_path):
+    out = tmp_path / "sub" / "bench.json"
+    proc = subprocess.run([sys.executable, "-c", RUN, *MICRO, "--json", str(out)], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for label in ("(a) train step", "(b) peak memory", "(c) eval examples/s", "(d) loop examples/s"):
+        assert label in proc.stdout
+    record = json.loads(out.read_text())
+    assert {"machine", "versions", "config", "step", "memory", "eval", "loop", "goals"} <= set(record)
+    assert {"torch", "transformers", "python"} <= set(record["versions"])
+    assert {"cpu", "cpu_count", "torch_threads"} <= set(record["machine"])
+    assert set(record["goals"]) == {"step", "memory", "eval", "loop"}
+    for goal in record["goals"].values():
+        assert goal["value"] > 0 and isinstance(goal["met"], bool)
+    assert {"coconut", "plain"} <= set(record["step"]) and record["step"]["coconut"]["median_s"] > 0
+    assert record["memory"]["kind"] == "rss" and record["memory"]["coconut"]["saved_MB"] > 0
+    assert record["eval"]["batch"] == 2 and record["eval"]["reference_examples_per_s"] > 0
+    assert record["loop"]["examples"] == 2 and record["loop"]["data_only_examples_per_s"] > 0
+
+
+def test_bench_batch_plain_twin_differs_only_in_the_aligned_thought_slots():
+    b = bench_batch(batch=5, question=20, latents=3, answer=4, vocab=50)
+    tk = bench_tokens(50)
+    slots = b.ids == tk.latent
+    assert slots.sum(1).tolist() == [3] * 5
+    cols = slots.nonzero()[:, 1].view(5, 3)
+    assert (cols == cols[0]).all()  # left padding aligns every row's thoughts
+    assert torch.equal(b.plain_ids[~slots], b.ids[~slots]) and (b.plain_ids[slots] == FIRST_WORD).all()
+    assert (b.labels[:, -4:] == b.ids[:, -4:]).all() and (b.labels[:, :-4] == -100).all()
+    assert b.mask[:, b.n_prompt:].all() and not b.mask.all()  # question lengths differ: some padding
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--num-workers", "-1"], "--num-workers must be >= 0"),
+    (["--question", "1000"], "exceed the backbone's 1024 positions"),
+    (["--loop-preset", "huge"], "--loop-preset 'huge' is not a preset"),
+])
+def test_bad_settings_are_one_line_errors(argv, message):
+    args = _parse(*argv)
+    with pytest.raises(CoconutError, match=message):
+        args.func(args)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_cuda_without_a_gpu_is_a_one_line_error():
+    args = _parse("--device", "cuda")
+    with pytest.raises(CoconutError, match="CUDA is not available"):
+        args.func(args)
