@@ -260,7 +260,7 @@ class Trainer:
                             num_workers=cfg.num_workers, pin_memory=env.device.type == "cuda",
                             persistent_workers=False)
         accum = self.plan.accumulation
-        stage = coconut_stage(self.epoch, cfg.epochs_per_stage)
+        stage = self.stage()
         bar = tqdm(total=len(ds) // accum, initial=self.micro_index // accum, disable=not self.progress,
                    desc=f"epoch {self.epoch + 1}/{cfg.num_epochs}", unit="step", leave=False)
         self.wrapped.train()
@@ -320,6 +320,10 @@ class Trainer:
                           epoch=self.epoch)
         bar.close()
 
+    def stage(self) -> int:
+        """The curriculum stage of this epoch for logs, capped at max_latent_stage+1 (all steps latent)."""
+        return min(coconut_stage(self.epoch, self.cfg.epochs_per_stage), self.cfg.max_latent_stage + 1)
+
     def time_is_up(self) -> bool:
         """True once `max_train_seconds` of this process's training have passed (rank 0 decides for all)."""
         if self.cfg.max_train_seconds is None:
@@ -332,8 +336,7 @@ class Trainer:
     def validate(self) -> dict[str, Any]:
         """Teacher-forced loss and generation accuracy on the validation set (rank 0; all ranks under FSDP)."""
         cfg, env = self.cfg, self.env
-        row: dict[str, Any] = {"type": "val", "step": self.global_step, "epoch": self.epoch,
-                               "stage": coconut_stage(self.epoch, cfg.epochs_per_stage)}
+        row: dict[str, Any] = {"type": "val", "step": self.global_step, "epoch": self.epoch, "stage": self.stage()}
         if self.val_data and (env.is_main or self.lockstep):
             model = dist.unwrap(self.wrapped)
             position = eval_position(self.method, self.schedule, self.epoch)
