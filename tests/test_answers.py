@@ -92,3 +92,12 @@ def test_unknown_task_is_a_one_line_error() -> None:
         normalize_answer("gsm", "1")
     with pytest.raises(CoconutError, match="unknown task"):
         answers_match("arith", "1", "1")
+
+
+def test_chain_lines_are_the_nonempty_lines_before_the_answer() -> None:
+    from coconut_lm.tasks.answers import chain_lines
+
+    text = "Tom is a wumpus.\n\n Every wumpus is a lempus. \n### Tom is a lempus.\nextra"
+    assert chain_lines(text) == ["Tom is a wumpus.", "Every wumpus is a lempus."]
+    assert chain_lines("### True") == []
+    assert chain_lines("no answer marker\nsecond") == ["no answer marker", "second"]

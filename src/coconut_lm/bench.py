@@ -620,7 +620,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 def add_bench_parser(sub: argparse._SubParsersAction) -> None:
     """Add the `bench` subcommand to the `coconut-lm` parser (sets `func`)."""
-    from coconut_lm.cli import _positive_int
+    from coconut_lm.cli import positive_int
 
     d = BenchConfig()
     p = sub.add_parser("bench", help="time Coconut's train step, memory, eval and training loop against baselines",
@@ -631,25 +631,25 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="device (default cpu)")
     p.add_argument("--preset", default=d.preset,
                    help=f"backbone preset for (a)-(c), random weights: tiny, gpt2-124m, ... (default {d.preset})")
-    p.add_argument("--batch-size", type=_positive_int, default=d.batch_size, help=f"train-step batch (default {d.batch_size})")
-    p.add_argument("--latents", type=_positive_int, default=d.latents, help=f"continuous thoughts per row (default {d.latents})")
-    p.add_argument("--question", type=_positive_int, default=d.question, help=f"mean question tokens (default {d.question})")
-    p.add_argument("--answer", type=_positive_int, default=d.answer, help=f"supervised tokens after <eot> (default {d.answer})")
-    p.add_argument("--vocab", type=_positive_int, default=d.vocab, help=f"vocabulary size (default {d.vocab}, GPT-2's)")
+    p.add_argument("--batch-size", type=positive_int, default=d.batch_size, help=f"train-step batch (default {d.batch_size})")
+    p.add_argument("--latents", type=positive_int, default=d.latents, help=f"continuous thoughts per row (default {d.latents})")
+    p.add_argument("--question", type=positive_int, default=d.question, help=f"mean question tokens (default {d.question})")
+    p.add_argument("--answer", type=positive_int, default=d.answer, help=f"supervised tokens after <eot> (default {d.answer})")
+    p.add_argument("--vocab", type=positive_int, default=d.vocab, help=f"vocabulary size (default {d.vocab}, GPT-2's)")
     p.add_argument("--precision", default=d.precision, choices=("auto", "fp32", "bf16"),
                    help="auto: bf16 autocast on GPU, fp32 on CPU, as the trainer (default auto)")
     p.add_argument("--warmup", type=int, default=d.warmup, help=f"untimed rounds before timing (default {d.warmup})")
-    p.add_argument("--repeats", type=_positive_int, default=d.repeats,
+    p.add_argument("--repeats", type=positive_int, default=d.repeats,
                    help=f"timed rounds of the step; eval and loop use about half (default {d.repeats})")
-    p.add_argument("--eval-batch-size", type=_positive_int, default=None, help="generation batch (default 64 on CPU, 256 on GPU)")
-    p.add_argument("--gen-tokens", type=_positive_int, default=d.gen_tokens, help=f"new tokens per eval row (default {d.gen_tokens})")
+    p.add_argument("--eval-batch-size", type=positive_int, default=None, help="generation batch (default 64 on CPU, 256 on GPU)")
+    p.add_argument("--gen-tokens", type=positive_int, default=d.gen_tokens, help=f"new tokens per eval row (default {d.gen_tokens})")
     p.add_argument("--loop-preset", default=d.loop_preset, help=f"backbone preset for (d) (default {d.loop_preset})")
-    p.add_argument("--loop-batch-size", type=_positive_int, default=d.loop_batch_size,
+    p.add_argument("--loop-batch-size", type=positive_int, default=d.loop_batch_size,
                    help=f"batch of the training loop (default {d.loop_batch_size})")
-    p.add_argument("--loop-steps", type=_positive_int, default=d.loop_steps,
+    p.add_argument("--loop-steps", type=positive_int, default=d.loop_steps,
                    help=f"optimizer steps per timed loop epoch (default {d.loop_steps})")
     p.add_argument("--num-workers", type=int, default=d.num_workers, help=f"DataLoader workers in (d) (default {d.num_workers})")
-    p.add_argument("--threads", type=_positive_int, default=None,
+    p.add_argument("--threads", type=positive_int, default=None,
                    help="torch CPU threads (default: torch's own choice); 1 is steadier on a shared machine")
     p.add_argument("--hf-yardstick", action="store_true",
                    help="also time HF's own forward+loss (logits at every position) and HF generate on the plain prompt")

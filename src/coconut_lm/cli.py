@@ -75,14 +75,23 @@ def _cmd_data_stats(args: argparse.Namespace) -> int:
     return 0
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got '{text}'") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a number >= 1, got {value}")
-    return value
+def int_at_least(minimum: int) -> Callable[[str], int]:
+    """An argparse type: a whole number >= `minimum`, with a one-line message otherwise."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got '{text}'") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected a number >= {minimum}, got {value}")
+        return value
+
+    return parse
+
+
+positive_int = int_at_least(1)
+non_negative_int = int_at_least(0)
 
 
 def _add_data(sub: argparse._SubParsersAction) -> None:
@@ -94,17 +103,17 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
         ("prontoqa", _cmd_data_prontoqa, "ProntoQA: 5-hop fictional-ontology true/false questions"),
     ):
         g = dsub.add_parser(name, help=f"generate {what}", description=f"Generate {what}.")
-        g.add_argument("--n", type=_positive_int, required=True, help="number of examples")
+        g.add_argument("--n", type=positive_int, required=True, help="number of examples")
         g.add_argument("--seed", type=int, default=0, help="random seed; the output is a pure function of it (default 0)")
         g.add_argument("--out", required=True, help="output JSON file (written atomically)")
         if name == "prosqa":
             g.add_argument("--workers", type=int, default=None,
                            help="worker processes (default: one per CPU core; 1 = in-process)")
-            g.add_argument("--nodes", type=_positive_int, default=None,
+            g.add_argument("--nodes", type=positive_int, default=None,
                            help="nodes drawn per graph (default 28, which matches the official statistics)")
-            g.add_argument("--min-hops", type=_positive_int, default=None,
+            g.add_argument("--min-hops", type=positive_int, default=None,
                            help="shortest root-to-target distance allowed (default 3)")
-            g.add_argument("--max-hops", type=_positive_int, default=None,
+            g.add_argument("--max-hops", type=positive_int, default=None,
                            help="longest shortest root-to-target distance allowed (default 6)")
         g.set_defaults(func=fn)
     g = dsub.add_parser("gsm8k", help="convert GSM8k from OpenAI jsonl or iCoT text",
@@ -156,7 +165,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_train)
 
 
-def _int_list(text: str) -> list[int]:
+def int_list(text: str) -> list[int]:
     try:
         values = [int(v) for v in text.split(",") if v.strip()]
     except ValueError:
@@ -185,12 +194,12 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("checkpoint", help="checkpoint folder (e.g. runs/x/best)")
     p.add_argument("--data", required=True, help="common-format JSON file to evaluate on")
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--latents", type=_int_list, default=None,
+    p.add_argument("--latents", type=int_list, default=None,
                    help="thoughts per prompt, or a list for forced-k (e.g. 0,1,2,3,4,5,6); default: the checkpoint's eval_thoughts")
     p.add_argument("--use-classifier", action="store_true", help="let the <eot> classifier end latent mode")
-    p.add_argument("--batch-size", type=_positive_int, default=64, help="generation batch size (default 64)")
-    p.add_argument("--max-new-tokens", type=_positive_int, default=64, help="generation budget per example (default 64)")
-    p.add_argument("--max-examples", type=_positive_int, default=None, help="evaluate only the first N examples")
+    p.add_argument("--batch-size", type=positive_int, default=64, help="generation batch size (default 64)")
+    p.add_argument("--max-new-tokens", type=positive_int, default=64, help="generation budget per example (default 64)")
+    p.add_argument("--max-examples", type=positive_int, default=None, help="evaluate only the first N examples")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="device (default: cuda if available)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_eval)
@@ -230,7 +239,7 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("checkpoint", help="checkpoint folder")
     p.add_argument("--question", required=True, help="the question text")
     p.add_argument("--latents", type=int, default=None, help="thoughts to use (default: the checkpoint's eval_thoughts)")
-    p.add_argument("--max-new-tokens", type=_positive_int, default=64, help="generation budget (default 64)")
+    p.add_argument("--max-new-tokens", type=positive_int, default=64, help="generation budget (default 64)")
     p.add_argument("--show-thoughts", action="store_true", help="print the top tokens of each thought through the LM head")
     p.set_defaults(func=_cmd_generate)
 

@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 from coconut_lm.batching import left_pad
 from coconut_lm.data import tokenize_examples
 from coconut_lm.methods import LayoutConfig, Method
-from coconut_lm.tasks.answers import answers_match, extract_answer
+from coconut_lm.tasks.answers import answers_match, chain_lines, extract_answer
 from coconut_lm.tasks.examples import Example, atomic_write_text
 
 
@@ -62,17 +62,6 @@ class EvalSummary:
 class EvalResult:
     records: list[EvalRecord]
     summary: EvalSummary
-
-
-def chain_lines(text: str) -> list[str]:
-    """The reasoning lines of a generation: every non-empty line before the '###' answer line."""
-    lines = []
-    for line in text.split("\n"):
-        if line.lstrip().startswith("###"):
-            break
-        if line.strip():
-            lines.append(line.strip())
-    return lines
 
 
 def expected_chain(method: Method, ex: Example, n_thoughts: int, cfg: LayoutConfig) -> list[str] | None:

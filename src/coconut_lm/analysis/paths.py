@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 from coconut_lm.errors import CoconutError
+from coconut_lm.tasks.answers import chain_lines
 from coconut_lm.tasks.prosqa import ProsQAGraph, frontier, parse_fact, shortest_distances
 
 
@@ -68,9 +69,9 @@ def split_generation(text: str) -> SplitGeneration:
     Lines are split further into sentences, so steps written on one line are read the same way; the
     answer is the rest of the line after the first '###'.
     """
-    body, sep, rest = text.partition("###")
+    _, sep, rest = text.partition("###")
     answer = rest.strip().splitlines()[0].strip() if sep and rest.strip() else ""
-    steps = [s.strip() for line in body.splitlines() for s in _SENTENCE_END.split(line.strip()) if s.strip()]
+    steps = [s.strip() for line in chain_lines(text) for s in _SENTENCE_END.split(line) if s.strip()]
     return SplitGeneration(steps=steps, answer=answer)
 
 

@@ -369,19 +369,9 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     return 0
 
 
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got '{text}'") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {value}")
-    return value
-
-
 def add_analyze_parser(sub: argparse._SubParsersAction) -> None:
     """Add the `analyze` subcommand to the `coconut-lm` parser (sets `func`)."""
-    from coconut_lm.cli import _int_list, _positive_int
+    from coconut_lm.cli import int_list, non_negative_int, positive_int
 
     p = sub.add_parser("analyze", help="ProsQA analysis of a Coconut checkpoint: forced k, path categories, latent search, figures",
                        description="The paper's section 5 on ProsQA: forced-k evaluation, path categories per k, "
@@ -390,22 +380,22 @@ def add_analyze_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("checkpoint", metavar="CKPT", help="Coconut checkpoint folder, or a run folder (its best/ is used)")
     p.add_argument("--data", required=True, metavar="FILE", help="ProsQA data with graph keys (e.g. prosqa_valid.json)")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
-    p.add_argument("--latents", type=_int_list, default=list(DEFAULT_LATENTS), metavar="K,K,...",
+    p.add_argument("--latents", type=int_list, default=list(DEFAULT_LATENTS), metavar="K,K,...",
                    help="thought counts k for forced-k evaluation (default 0,1,2,3,4,5,6)")
     p.add_argument("--cot", default=None, metavar="RUN_OR_CKPT",
                    help="CoT reference, evaluated with its own setting and drawn beside the k bars")
     p.add_argument("--no-cot", default=None, metavar="RUN_OR_CKPT", help="No-CoT reference, likewise")
-    p.add_argument("--max-examples", type=_positive_int, default=None, metavar="N",
+    p.add_argument("--max-examples", type=positive_int, default=None, metavar="N",
                    help="analyse only the first N examples")
-    p.add_argument("--batch-size", type=_positive_int, default=64, metavar="B",
+    p.add_argument("--batch-size", type=positive_int, default=64, metavar="B",
                    help="generation and scoring batch size (default 64)")
-    p.add_argument("--max-new-tokens", type=_positive_int, default=64, metavar="T",
+    p.add_argument("--max-new-tokens", type=positive_int, default=64, metavar="T",
                    help="generation budget per example (default 64)")
-    p.add_argument("--search-thoughts", type=_int_list, default=list(SEARCH_HOPS), metavar="H,H,...",
+    p.add_argument("--search-thoughts", type=int_list, default=list(SEARCH_HOPS), metavar="H,H,...",
                    help="thought counts after which frontier values are read (default 1,2, as in the paper)")
-    p.add_argument("--decode-examples", type=_non_negative_int, default=3, metavar="N",
+    p.add_argument("--decode-examples", type=non_negative_int, default=3, metavar="N",
                    help="examples whose thoughts are decoded through the LM head (default 3; 0: none)")
-    p.add_argument("--tree-example", type=_non_negative_int, default=None, metavar="I",
+    p.add_argument("--tree-example", type=non_negative_int, default=None, metavar="I",
                    help="index of the example drawn as a search tree (default: the first whose tree fits a figure)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="device (default: cuda if available)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")

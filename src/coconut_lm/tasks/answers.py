@@ -36,6 +36,12 @@ def _after_last_hash(text: str) -> str:
     return text.rsplit("#", 1)[-1].strip()
 
 
+def chain_lines(generated_text: str) -> list[str]:
+    """The reasoning lines of "step\n...\n### answer": every non-empty line before the first '###'."""
+    body = generated_text.partition("###")[0]
+    return [line.strip() for line in body.splitlines() if line.strip()]
+
+
 def extract_answer(task: str, generated_text: str) -> str:
     """The answer part of a model's output "step\\n...\\n### answer", not yet normalised."""
     _check_task(task)

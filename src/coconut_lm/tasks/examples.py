@@ -78,17 +78,23 @@ def example_from_dict(obj: Any, index: int | None = None, path: str | os.PathLik
     return Example(question=question, steps=list(steps), answer=answer, extra=extra)
 
 
-def load_examples(path: str | os.PathLike) -> list[Example]:
-    """Read and validate a common-format JSON file."""
+def read_json(path: str | os.PathLike) -> Any:
+    """Parse a JSON file; a missing file, bad encoding or bad JSON is one ExampleFormatError naming it."""
     p = Path(path)
     if not p.is_file():
         raise ExampleFormatError(f"{p}: no such file")
     try:
-        data = json.loads(p.read_text(encoding="utf-8"))
+        return json.loads(p.read_text(encoding="utf-8"))
     except UnicodeDecodeError as e:
         raise ExampleFormatError(f"{p}: not UTF-8 text ({e.reason} at byte {e.start})") from None
     except json.JSONDecodeError as e:
         raise ExampleFormatError(f"{p}: not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})") from None
+
+
+def load_examples(path: str | os.PathLike) -> list[Example]:
+    """Read and validate a common-format JSON file."""
+    p = Path(path)
+    data = read_json(p)
     if not isinstance(data, list):
         raise ExampleFormatError(f"{p}: expected a JSON list of examples, got {type(data).__name__}")
     if not data:

@@ -28,7 +28,6 @@ symbol off the chain.
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import re
@@ -37,7 +36,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from coconut_lm.errors import CoconutError
-from coconut_lm.tasks.examples import Example
+from coconut_lm.tasks.examples import Example, ExampleFormatError, read_json
 
 ENTITY_NAMES = ("Alex", "Fae", "Max", "Polly", "Rex", "Sally", "Sam", "Stella", "Wren")
 CONCEPT_NAMES = (
@@ -87,7 +86,7 @@ P_NEGATED_OTHER = 1 / 3
 RULE_FORMS = ("plural", "plural", "each", "every")
 
 
-class ProntoQAFormatError(CoconutError):
+class ProntoQAFormatError(ExampleFormatError):
     """A ProntoQA item (raw generator output or question text) cannot be read."""
 
 
@@ -311,12 +310,7 @@ def prontoqa_from_raw(obj: Any, where: str | None = None) -> Example:
 def load_prontoqa_raw(path: str | os.PathLike) -> list[Example]:
     """Convert a whole generator output file (`{"example1": {"test_example": ...}, ...}`)."""
     p = Path(path)
-    if not p.is_file():
-        raise ProntoQAFormatError(f"{p}: no such file")
-    try:
-        data = json.loads(p.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ProntoQAFormatError(f"{p}: not a valid JSON file ({e})") from None
+    data = read_json(p)
     if not isinstance(data, dict) or not data:
         raise ProntoQAFormatError(f"{p}: expected a non-empty JSON object of named examples")
     return [prontoqa_from_raw(v, where=f"{p}: item '{k}'") for k, v in data.items()]
