@@ -18,7 +18,6 @@ Shapes: B batch, T sequence, H hidden size, V vocabulary, N supervised positions
 from __future__ import annotations
 
 import contextlib
-import functools
 import inspect
 import json
 import os
@@ -34,6 +33,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from coconut_lm.errors import CoconutError
+from coconut_lm.kv_cache import new_cache
 from coconut_lm.tokenizer import SpecialTokens
 
 COCONUT_JSON = "coconut.json"
@@ -175,23 +175,8 @@ class CoconutLM(nn.Module):
         return torch.cat(hs, 1)
 
     def new_cache(self, capacity: int):
-        """A `DynamicCache` whose full-attention layers keep K/V in one buffer of `capacity` positions.
-
-        Each pass writes only its new positions and attends to a view of the prefix, instead of
-        concatenating a fresh copy of all keys and values that backward would then keep alive
-        (one per pass). `kv_buffer = False` gives the stock concatenating cache.
-        """
-        from transformers import DynamicCache
-        from transformers.cache_utils import DynamicLayer
-
-        cache = DynamicCache(config=self.base.config)
-        if not self.kv_buffer:
-            return cache
-        layer_class = _buffer_layer_class()
-        if not cache.layers:  # lazily built layers (no per-layer types in the config)
-            cache.layer_class_to_replicate = lambda: layer_class(capacity)
-        cache.layers = [layer_class(capacity) if type(layer) is DynamicLayer else layer for layer in cache.layers]
-        return cache
+        """A KV cache for up to `capacity` positions (see `kv_cache.new_cache`; `kv_buffer=False`: stock)."""
+        return new_cache(self.base.config, capacity, buffered=self.kv_buffer)
 
     def _plan(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
               split_columns: list[int] | None = None) -> tuple[torch.Tensor, list[int]]:
@@ -417,65 +402,6 @@ class CoconutLM(nn.Module):
                 raise CoconutError(f"{f}: missing, but {COCONUT_JSON} says the checkpoint has a classifier")
             model.eot_head.load_state_dict(load_file(str(f)))
         return model
-
-
-class _PrefixView(torch.autograd.Function):
-    """buf[:, :, :e] as a function of the pieces already written into it, so gradients reach them."""
-
-    @staticmethod
-    def forward(ctx, buf: torch.Tensor, *pieces: torch.Tensor) -> torch.Tensor:
-        ctx.sizes = [p.shape[-2] for p in pieces]
-        return buf[:, :, : sum(ctx.sizes)]
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor):
-        return (None, *grad.split(ctx.sizes, dim=-2))
-
-
-@functools.cache
-def _buffer_layer_class() -> type:
-    """The cache layer class, built on first use so that importing this module stays light."""
-    from transformers.cache_utils import DynamicLayer
-
-    class BufferLayer(DynamicLayer):
-        """A full-attention cache layer over preallocated (B, heads, capacity, d) K/V buffers.
-
-        Writes go through `.data`, which autograd does not version: a view saved for backward
-        by an earlier pass covers only positions that are never written again.
-        """
-
-        def __init__(self, capacity: int):
-            super().__init__()
-            self.capacity = capacity
-            self.pieces: tuple[list[torch.Tensor], list[torch.Tensor]] = ([], [])
-
-        def lazy_initialization(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
-            b, h, _, _ = key_states.shape
-            self.device = key_states.device
-            self.kbuf = key_states.new_empty(b, h, self.capacity, key_states.shape[-1])
-            self.vbuf = value_states.new_empty(b, h, self.capacity, value_states.shape[-1])
-            self.length = 0
-            self.is_initialized = True
-
-        def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
-            if not self.is_initialized:
-                self.lazy_initialization(key_states, value_states)
-            s, e = self.length, self.length + key_states.shape[-2]
-            if e > self.capacity:
-                raise CoconutError(f"KV buffer of {self.capacity} positions is full")
-            self.kbuf.data[:, :, s:e] = key_states.detach()
-            self.vbuf.data[:, :, s:e] = value_states.detach()
-            self.length = e
-            if torch.is_grad_enabled() and (key_states.requires_grad or value_states.requires_grad):
-                self.pieces[0].append(key_states)
-                self.pieces[1].append(value_states)
-                self.keys = _PrefixView.apply(self.kbuf, *self.pieces[0])
-                self.values = _PrefixView.apply(self.vbuf, *self.pieces[1])
-            else:
-                self.keys, self.values = self.kbuf[:, :, :e], self.vbuf[:, :, :e]
-            return self.keys, self.values
-
-    return BufferLayer
 
 
 def read_checkpoint_info(path: str | os.PathLike) -> CheckpointInfo:
