@@ -41,8 +41,8 @@ def _parse(*argv: str) -> argparse.Namespace:
 @pytest.mark.slow
 def test_bench_command_prints_the_table_and_writes_the_record(tmp_path):
     out = tmp_path / "sub" / "bench.json"
-    proc = subprocess.run([sys.executable, "-c", RUN, *MICRO, "--json", str(out)], capture_output=True, text=True,
-                          timeout=300)
+    proc = subprocess.run([sys.executable, "-c", RUN, *MICRO, "--reference-step", "--json", str(out)],
+                          capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     for label in ("(a) train step", "(b) peak memory", "(c) eval examples/s", "(d) loop examples/s"):
         assert label in proc.stdout
@@ -53,7 +53,8 @@ def test_bench_command_prints_the_table_and_writes_the_record(tmp_path):
     assert set(record["goals"]) == {"step", "memory", "eval", "loop"}
     for goal in record["goals"].values():
         assert goal["value"] > 0 and isinstance(goal["met"], bool)
-    assert {"coconut", "plain"} <= set(record["step"]) and record["step"]["coconut"]["median_s"] > 0
+    assert {"coconut", "plain", "reference"} <= set(record["step"]) and record["step"]["coconut"]["median_s"] > 0
+    assert "slow reference (recompute per thought)" in proc.stdout
     assert record["memory"]["kind"] == "rss" and record["memory"]["coconut"]["saved_MB"] > 0
     assert record["eval"]["batch"] == 2 and record["eval"]["reference_examples_per_s"] > 0
     assert record["loop"]["examples"] == 2 and record["loop"]["data_only_examples_per_s"] > 0

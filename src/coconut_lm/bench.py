@@ -84,6 +84,7 @@ class BenchConfig:
     num_workers: int = 0  # DataLoader workers in (d)
     threads: int | None = None  # torch CPU threads; None: torch's default
     hf_yardstick: bool = False  # also time HF's own forward+loss and generate
+    reference_step: bool = False  # also time the slow reference's forward+backward (whole sequence per thought)
     skip: tuple[str, ...] = ()
 
 
@@ -200,8 +201,9 @@ class TrainStep:
         self.opt.zero_grad(set_to_none=True)
 
 
-def train_steps(model: CoconutLM, b: BenchBatch, precision: str, hf_yardstick: bool = False) -> dict[str, TrainStep]:
-    """The step variants (coconut, plain, and plain_hf if asked), sharing one AdamW."""
+def train_steps(model: CoconutLM, b: BenchBatch, precision: str, hf_yardstick: bool = False,
+                reference: bool = False) -> dict[str, TrainStep]:
+    """The step variants (coconut, plain; plain_hf and reference if asked), sharing one AdamW."""
     import torch
 
     from coconut_lm.model import default_position_ids
@@ -215,6 +217,10 @@ def train_steps(model: CoconutLM, b: BenchBatch, precision: str, hf_yardstick: b
     if hf_yardstick:
         losses["plain_hf"] = lambda: model.base(input_ids=b.plain_ids, attention_mask=b.mask, position_ids=pos,
                                                 labels=b.labels).loss
+    if reference:
+        from coconut_lm.reference import reference_forward
+
+        losses["reference"] = lambda: reference_forward(model, b.ids, b.mask, b.labels).loss
     return {name: TrainStep(model, opt, fn, precision) for name, fn in losses.items()}
 
 
@@ -416,7 +422,7 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
     model = CoconutLM(base, bench_tokens(cfg.vocab)).to(device).train()
     if {"step", "memory"} - set(cfg.skip):
         b = bench_batch(cfg.batch_size, cfg.question, cfg.latents, cfg.answer, cfg.vocab).to(device)
-        steps = train_steps(model, b, cfg.precision, cfg.hf_yardstick)
+        steps = train_steps(model, b, cfg.precision, cfg.hf_yardstick, cfg.reference_step)
         result["seq_len"] = b.ids.shape[1]
         if "step" not in cfg.skip:
             _say(f"(a) train step: {cfg.preset}, batch {cfg.batch_size}, {b.ids.shape[1]} tokens")
@@ -463,6 +469,9 @@ def format_table(r: dict[str, Any]) -> str:
         if "plain_hf" in s:
             row("    yardstick: HF forward+loss, all logits, ms", 1e3 * s["plain_hf"]["median_s"], None,
                 s["plain_hf"]["ratio"], "(its time / plain step)")
+        if "reference" in s:
+            row("    slow reference (recompute per thought), ms", 1e3 * s["reference"]["median_s"], None,
+                s["reference"]["ratio"], "(its time / plain step)")
     if "memory" in r:
         m, what = r["memory"], "CUDA max allocated" if r["memory"]["kind"] != "rss" else "RSS"
         row(f"(b) peak memory, MiB ({what})", m["coconut"]["peak_MB"], m["plain"]["peak_MB"], m["peak_ratio"],
@@ -555,6 +564,8 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> None:
                    help="torch CPU threads (default: torch's own choice); 1 is steadier on a shared machine")
     p.add_argument("--hf-yardstick", action="store_true",
                    help="also time HF's own forward+loss (logits at every position) and HF generate on the plain prompt")
+    p.add_argument("--reference-step", action="store_true",
+                   help="also time the slow reference's step in (a): the whole sequence recomputed for every thought")
     p.add_argument("--skip", action="append", default=[], choices=SECTIONS, help="leave a section out (repeatable)")
     p.add_argument("--json", metavar="OUT", default=None, help="also write the record (JSON) here")
     p.set_defaults(func=cmd_bench)
