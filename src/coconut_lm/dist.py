@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import torch
@@ -35,6 +36,19 @@ class DistEnv:
         return self.world_size > 1
 
 
+def resolve_device(name: str = "auto", index: int = 0) -> torch.device:
+    """"auto" (CUDA when available, else CPU), "cpu" or "cuda"; asking for CUDA without one is a CoconutError."""
+    from coconut_lm.errors import CoconutError
+
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise CoconutError(f"device '{name}': no CUDA device is available on this machine (use cpu)")
+    if name not in ("cpu", "cuda"):
+        raise CoconutError(f"device '{name}': choose auto, cpu or cuda")
+    return torch.device("cuda", index) if name == "cuda" else torch.device("cpu")
+
+
 def init_distributed(device: str = "auto") -> DistEnv:
     """Join the torchrun process group if there is one and choose this process's device.
 
@@ -44,12 +58,14 @@ def init_distributed(device: str = "auto") -> DistEnv:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local = int(os.environ.get("LOCAL_RANK", "0"))
-    use_cuda = torch.cuda.is_available() if device == "auto" else device.startswith("cuda")
-    dev = torch.device("cuda", local) if use_cuda else torch.device("cpu")
+    dev = resolve_device(device, local)
+    use_cuda = dev.type == "cuda"
     if use_cuda:
         torch.cuda.set_device(dev)
     if world > 1 and not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if use_cuda else "gloo", device_id=dev if use_cuda else None)
+        # Rank 0 validates alone under DDP while the others wait: allow an hour, not the 10-minute default.
+        dist.init_process_group(backend="nccl" if use_cuda else "gloo", device_id=dev if use_cuda else None,
+                                timeout=timedelta(hours=1))
     return DistEnv(rank=rank, local_rank=local, world_size=world, device=dev)
 
 
