@@ -16,9 +16,9 @@ METHODS = ["cot", "no_cot", "icot", "pause", "coconut", "no_curriculum", "no_tho
 
 # Paper settings per task: c thoughts per step, latent stages, epochs per stage, epochs.
 PAPER = {
-    "prosqa": dict(c_thought=1, max_latent_stage=6, epochs_per_stage=5, num_epochs=50, pause_tokens=6, max_new_tokens=64),
-    "prontoqa": dict(c_thought=1, max_latent_stage=6, epochs_per_stage=5, num_epochs=50, pause_tokens=6, max_new_tokens=96),
-    "gsm8k": dict(c_thought=2, max_latent_stage=3, epochs_per_stage=3, num_epochs=25, pause_tokens=6, max_new_tokens=128),
+    "prosqa": dict(c_thought=1, max_latent_stage=6, epochs_per_stage=5, num_epochs=50, pause_tokens=6, max_new_tokens=128),
+    "prontoqa": dict(c_thought=1, max_latent_stage=6, epochs_per_stage=5, num_epochs=50, pause_tokens=6, max_new_tokens=128),
+    "gsm8k": dict(c_thought=2, max_latent_stage=3, epochs_per_stage=3, num_epochs=25, pause_tokens=6, max_new_tokens=256),
 }
 DATA = {
     "prosqa": ("data/prosqa_train.json", "data/prosqa_valid.json",
@@ -47,6 +47,9 @@ def full(task: str, method: str) -> dict:
     train, val, _ = DATA[task]
     cfg = dict(task=task, method=method, train_path=train, val_path=val, model="gpt2-124m", max_length=1024)
     cfg.update(PAPER[task])
+    # As the official configs: every example gets the stage's full count of thoughts, so training
+    # (k*c thoughts at stage k) and evaluation (max_latent_stage*c) use the same number.
+    cfg["pad_latent_to_max"] = True
     cfg.update(lr=1e-4, weight_decay=0.01, batch_size=128, micro_batch_size=32, reset_optimizer="stage",
                eval_batch_size=128, seed=0)
     if method in ("cot", "no_cot", "pause"):

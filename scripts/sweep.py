@@ -52,7 +52,8 @@ def command(spec: dict, run: dict, out: Path, extra: list[str]) -> list[str]:
     if not config:
         sys.exit(f"run {run['name']}: no config (set 'config' in the run or at the top)")
     return [sys.executable, "-m", "coconut_lm.cli", "train", config, *spec.get("common", []),
-            *run.get("overrides", []), *extra, f"out_dir={out / run['name']}", "--no-progress"]
+            *run.get("overrides", []), *extra, f"out_dir={out / run['name']}", "overwrite=true",
+            "--no-progress"]
 
 
 def run_all(spec: dict, out: Path, extra: list[str]) -> None:

@@ -57,27 +57,115 @@ def test_bad_values_are_one_line_errors(override, message):
         load_config(None, [override])
 
 
+# The official repository's args/gsm_coconut.yaml, as published (placeholders included).
+OFFICIAL_GSM = """# need 4 gpus
+
+project: coconut
+save_path: YOUR_PATH_TO_SAVE_THE_MODEL
+name: gsm-coconut
+
+local: True
+local_path: /home/someone/models--openai-community--gpt2/snapshots/abc
+
+only_eval: False
+
+coconut: True
+special_token: False
+cot: False
+no_thoughts: False
+no_cot: False
+
+c_thought: 2
+epochs_per_stage: 3
+max_latent_stage: 3
+pad_latent_to_max: True
+
+save_only_improve: False
+uniform_prob: 0.0
+model_id: openai-community/gpt2
+load_model_path: YOUR_PATH_TO_SAVE_THE_MODEL/gsm-cot/checkpoint_22
+seed: 0
+resume: 3
+bf16: False
+train_path: data/gsm_train.json
+val_path: data/gsm_valid.json
+reset_optimizer: True
+batch_size_training: 32
+debug: False
+gradient_accumulation_steps: 1
+num_epochs: 25
+lr: !!float "1e-4"
+weight_decay: 0.01
+"""
+
+
 def test_official_yaml_maps_onto_method_and_fields(tmp_path):
-    p = tmp_path / "prosqa_coconut.yaml"
-    p.write_text(
-        "project: coconut\nsave_path: /tmp/ckpt\nname: prosqa-coconut\nonly_eval: False\n"
-        "coconut: True\ncot: False\nno_thoughts: False\nno_cot: False\n"
-        "c_thought: 1\nepochs_per_stage: 5\nmax_latent_stage: 6\npad_latent_to_max: True\n"
-        "save_only_improve: False\nuniform_prob: 0.0\nmodel_id: openai-community/gpt2\n"
-        "load_model_path: None\nseed: 0\nresume: 0\nbf16: False\ntrain_path: data/prosqa_train.json\n"
-        "val_path: data/prosqa_valid.json\nreset_optimizer: True\nbatch_size_training: 32\ndebug: False\n"
-        "gradient_accumulation_steps: 1\nnum_epochs: 50\nlr: !!float 1e-4\nweight_decay: 0.01\n"
-    )
+    p = tmp_path / "gsm_coconut.yaml"
+    p.write_text(OFFICIAL_GSM)
     cfg = load_config(p)
-    assert cfg.method == "coconut"
-    assert (cfg.c_thought, cfg.epochs_per_stage, cfg.max_latent_stage, cfg.pad_latent_to_max) == (1, 5, 6, True)
-    assert (cfg.micro_batch_size, cfg.batch_size, cfg.reset_optimizer) == (32, 128, "epoch")
-    assert cfg.model == "openai-community/gpt2" and cfg.init_from is None and cfg.out_dir == "/tmp/ckpt"
-    p.write_text("coconut: True\nno_thoughts: True\n")
-    assert load_config(p).method == "no_thought"
+    assert (cfg.method, cfg.task, cfg.precision) == ("coconut", "gsm8k", "fp32")
+    assert (cfg.c_thought, cfg.epochs_per_stage, cfg.max_latent_stage, cfg.pad_latent_to_max) == (2, 3, 3, True)
+    assert (cfg.micro_batch_size, cfg.batch_size, cfg.reset_optimizer, cfg.start_epoch) == (32, 128, "epoch", 3)
+    assert cfg.model == "/home/someone/models--openai-community--gpt2/snapshots/abc"  # local: True
+    assert cfg.init_from == "YOUR_PATH_TO_SAVE_THE_MODEL/gsm-cot/checkpoint_22"
+    assert cfg.out_dir == "YOUR_PATH_TO_SAVE_THE_MODEL/gsm-coconut"
+    assert (cfg.lr, cfg.weight_decay, cfg.num_epochs) == (1e-4, 0.01, 25)
+
+
+@pytest.mark.parametrize(
+    ("flags", "method"),
+    [
+        ("coconut: True\nno_thoughts: True\n", "no_thought"),
+        ("coconut: False\nno_thoughts: True\n", "no_thought"),
+        ("coconut: False\nspecial_token: True\n", "pause_as_thought"),
+        ("cot: True\n", "cot"),
+        ("no_cot: True\n", "no_cot"),
+    ],
+)
+def test_official_method_flags(tmp_path, flags, method):
+    p = tmp_path / "prosqa_x.yaml"
+    p.write_text(flags + "train_path: data/prosqa_train.json\n")
+    cfg = load_config(p)
+    assert cfg.method == method and cfg.task == "prosqa"
+
+
+def test_official_yaml_errors(tmp_path):
+    p = tmp_path / "c.yaml"
     p.write_text("cot: True\nbogus_key: 1\n")
     with pytest.raises(CoconutError, match="unknown key 'bogus_key'"):
         load_config(p)
+    p.write_text("coconut: True\nonly_eval: True\n")
+    with pytest.raises(CoconutError, match="only_eval is set; evaluate a checkpoint with `coconut-lm eval"):
+        load_config(p)
+    p.write_text("coconut: False\n")
+    with pytest.raises(CoconutError, match="sets none of"):
+        load_config(p)
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("log_every=0", "'log_every': must be >= 1"),
+        ("max_steps_per_epoch=0", "'max_steps_per_epoch': must be >= 1"),
+        ("keep_last=0", "'keep_last': must be >= 1"),
+        ("grad_clip=-1", "'grad_clip': must be >= 0"),
+        ("betas=[0.9]", "'betas': expects two numbers"),
+        ("dropout=1.5", "'dropout': must be in"),
+        ("max_train_seconds=0", "'max_train_seconds': must be > 0"),
+        ("eval_use_classifier=true", "needs eot_classifier=true"),
+    ],
+)
+def test_range_checks(override, message):
+    with pytest.raises(CoconutError, match=message):
+        load_config(None, [override])
+
+
+def test_presets_train_and_evaluate_with_the_same_thought_count():
+    """Evaluation uses max_latent_stage*c thoughts; every training example at that stage must get as many."""
+    for path in CONFIGS:
+        cfg = load_config(path)
+        if cfg.method in ("coconut", "no_curriculum", "pause_as_thought"):
+            assert cfg.pad_latent_to_max, path.name
 
 
 def test_describe_fields_documents_every_field():

@@ -87,3 +87,9 @@ def test_eval_position():
     assert eval_position(COCONUT, ScheduleConfig(epochs_per_stage=3), 7) == 2
     assert eval_position(ICOT, ScheduleConfig(icot_delta=8), 1) == 15
     assert eval_position(ICOT, ScheduleConfig(icot_delta=8, icot_max_removed=10), 1) == ALL_TOKENS
+
+
+def test_icot_resets_stop_once_every_chain_is_removed():
+    cfg = ScheduleConfig(icot_delta=8)
+    keys = [optimizer_reset_key(ICOT, cfg, e, 0.0, longest_chain=20) for e in range(6)]
+    assert keys == [0, 8, 16, 20, 20, 20]

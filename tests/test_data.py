@@ -100,3 +100,21 @@ def test_over_long_example_is_reported_with_its_index():
     check_lengths(data[:1], LayoutConfig(), 40, "train.json")
     with pytest.raises(CoconutError, match="train.json: item 1: .* exceeds max_length=40"):
         check_lengths(data, LayoutConfig(), 40, "train.json")
+
+
+def test_step_fraction_follows_the_capped_epoch():
+    data = [TokenizedExample([1, 2], [[10], [11]], [40, 99]) for _ in range(80)]
+    tokens = special_token_ids(build_word_tokenizer(["x"]))
+    ds = EpochBatches(data, get_method("icot"), LayoutConfig(), ScheduleConfig(icot_delta=8, icot_lambda=0), tokens,
+                      BatchPlan(8, 8), seed=0, epoch=0, max_steps=2)
+    assert ds.steps == 2 and [ds.step_frac(s) for s in (0, 1)] == [0.0, 0.5]
+    assert [ds[i].step_frac for i in range(2)] == [0.0, 0.5]
+    assert ds.positions(1)[1].tolist() == [2] * 8  # removal 8 * 0.5 = 4, capped at the 2-token chain
+
+
+def test_thought_slots_are_counted_over_the_global_batch():
+    one = _epoch(1, 0, 4)
+    mbs = [one[0], one[1]]
+    local = [int(((m.batch.input_ids == 3) | (m.batch.input_ids == 5)).logical_and(m.batch.attention_mask.bool()).sum())
+             for m in mbs]
+    assert mbs[0].global_thought_slots == sum(local) > 0

@@ -99,7 +99,8 @@ def _train_cmd(cfg_overrides: list[str], *flags: str) -> list[str]:
 def test_sigkill_mid_epoch_then_resume_gives_identical_weights(tmp_path):
     tp, vp = _data(tmp_path, "prosqa", n=32)
     common = [f"train_path={tp}", f"val_path={vp}", *FAST, "num_epochs=3", "epochs_per_stage=1",
-              "max_latent_stage=2", "uniform_prob=0.3", "save_every_steps=1", "keep_last=2", "model=micro"]
+              "max_latent_stage=2", "uniform_prob=0.3", "save_every_steps=1", "keep_last=2", "model=micro",
+              "dropout=0.1"]  # dropout: the resumed run must also restore the RNG exactly
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     straight = tmp_path / "straight"
     first = _run(_train_cmd([*common, f"out_dir={straight}"]), env)
@@ -157,7 +158,7 @@ def test_two_gloo_ranks_equal_one_process(tmp_path, strategy):
     tp, vp = _data(tmp_path, "prosqa", n=32)
     common = [f"train_path={tp}", f"val_path={vp}", *FAST, "num_epochs=2", "epochs_per_stage=1",
               "max_latent_stage=2", "uniform_prob=0.5", "batch_size=8", "micro_batch_size=4", "eval_every=100",
-              f"distributed={strategy}"]
+              "eot_classifier=true", f"distributed={strategy}"]
     script = tmp_path / "run.py"
     script.write_text(DDP_SCRIPT)
     cfg_path = str(CONFIGS / "prosqa_coconut_tiny.yaml")
@@ -228,3 +229,51 @@ def test_eot_classifier_trains_and_ends_latent_mode_at_eval(tmp_path):
                                     device="cpu", progress=False)
     s = summaries["classifier"]
     assert s.use_classifier and s.n_thoughts is None and 0 <= s.mean_thoughts <= 4
+
+
+def test_existing_run_folder_is_not_overwritten_by_accident(tmp_path):
+    from coconut_lm.errors import CoconutError
+    from coconut_lm.train import train
+
+    cfg = _cfg(tmp_path, "prosqa", "cot", "num_epochs=1", "max_steps_per_epoch=1")
+    train(cfg, progress=False, device="cpu")
+    before = (tmp_path / "run" / "metrics.jsonl").read_text()
+    with pytest.raises(CoconutError, match="already holds a run; continue it with --resume"):
+        train(cfg, progress=False, device="cpu")
+    assert (tmp_path / "run" / "metrics.jsonl").read_text() == before
+    cfg.overwrite = True
+    train(cfg, progress=False, device="cpu")
+    rows = read_metrics(tmp_path / "run")
+    assert [r["type"] for r in rows].count("end") == 1
+
+
+def test_resume_refuses_a_changed_data_order(tmp_path):
+    from coconut_lm.errors import CoconutError
+    from coconut_lm.train import train
+
+    cfg = _cfg(tmp_path, "prosqa", "cot", "num_epochs=1", "max_steps_per_epoch=1")
+    train(cfg, progress=False, device="cpu")
+    cfg.seed, cfg.num_epochs = 7, 2
+    with pytest.raises(CoconutError, match="config 'seed' was 0 there and is 7 now"):
+        train(cfg, resume=True, progress=False, device="cpu")
+
+
+def test_best_checkpoint_comes_from_the_latest_stage_and_records_its_setting(tmp_path, monkeypatch):
+    from coconut_lm import train as train_module
+    from coconut_lm.model import read_meta
+
+    # Validation accuracy falls stage by stage: the best number is stage 0's (plain CoT), but best/
+    # must hold the last stage's model, evaluated with that stage's thoughts.
+    accuracies = iter([0.9, 0.5, 0.2])
+
+    def fake_validate(self):
+        return {"type": "val", "step": self.global_step, "epoch": self.epoch, "stage": self.stage(),
+                "val_accuracy": next(accuracies)}
+
+    monkeypatch.setattr(train_module.Trainer, "validate", fake_validate)
+    cfg = _cfg(tmp_path, "prosqa", "coconut", "num_epochs=3", "epochs_per_stage=1", "max_latent_stage=2",
+               "max_steps_per_epoch=1", "c_thought=2")
+    result = train_module.train(cfg, progress=False, device="cpu")
+    assert (result.best_epoch, result.best_accuracy) == (2, 0.2)
+    meta = read_meta(result.run_dir / "best")
+    assert (meta["stage"], meta["eval_thoughts"]) == (2, 4)

@@ -84,6 +84,7 @@ class TrainConfig:
     max_new_tokens: int = _f(64, "generation budget per example")
     out_dir: str = _f("runs/run", "run folder: checkpoints, metrics.jsonl, config.yaml")
     save_every_steps: int = _f(0, "also checkpoint every N optimizer steps inside an epoch (0: at epoch ends only)")
+    overwrite: bool = _f(False, "allow training into a non-empty out_dir without --resume (its old checkpoints and metrics are deleted)")
     keep_last: int = _f(1, "step checkpoints to keep for --resume (at least 1), besides best/")
     num_workers: int = _f(0, "DataLoader worker processes for batch assembly")
     report_to: str = _f("none", "none | tensorboard | wandb (optional extras)")
@@ -108,12 +109,27 @@ class TrainConfig:
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise CoconutError(f"config '{name}': '{getattr(self, name)}' is not one of {', '.join(allowed)}")
-        for name in ("batch_size", "micro_batch_size", "num_epochs", "eval_every", "eval_batch_size", "max_new_tokens", "max_length"):
-            if getattr(self, name) < 1:
-                raise CoconutError(f"config '{name}': must be >= 1, got {getattr(self, name)}")
-        for name in ("c_thought", "max_latent_stage", "epochs_per_stage", "pause_tokens", "warmup_steps", "start_epoch"):
-            if getattr(self, name) < 0:
-                raise CoconutError(f"config '{name}': must be >= 0, got {getattr(self, name)}")
+        at_least = {
+            1: ("batch_size", "micro_batch_size", "num_epochs", "eval_every", "eval_batch_size", "max_new_tokens",
+                "max_length", "log_every", "keep_last", "max_steps_per_epoch", "n_layer", "n_embd", "n_head",
+                "val_max_examples"),
+            0: ("c_thought", "max_latent_stage", "epochs_per_stage", "pause_tokens", "warmup_steps", "start_epoch",
+                "save_every_steps", "max_thoughts", "num_workers", "grad_clip", "weight_decay", "icot_delta",
+                "icot_lambda", "icot_max_removed", "eot_loss_weight"),
+        }
+        for bound, names in at_least.items():
+            for name in names:
+                value = getattr(self, name)
+                if value is not None and value < bound:
+                    raise CoconutError(f"config '{name}': must be >= {bound}, got {value}")
+        if len(self.betas) != 2 or not all(0.0 <= b < 1.0 for b in self.betas):
+            raise CoconutError(f"config 'betas': expects two numbers in [0, 1), got {list(self.betas)}")
+        if self.dropout is not None and not 0.0 <= self.dropout < 1.0:
+            raise CoconutError(f"config 'dropout': must be in [0, 1), got {self.dropout}")
+        if self.max_train_seconds is not None and self.max_train_seconds <= 0:
+            raise CoconutError(f"config 'max_train_seconds': must be > 0, got {self.max_train_seconds}")
+        if self.eval_use_classifier and not self.eot_classifier:
+            raise CoconutError("config 'eval_use_classifier': needs eot_classifier=true (the classifier must be trained)")
         if not 0.0 <= self.uniform_prob <= 1.0:
             raise CoconutError(f"config 'uniform_prob': must be in [0, 1], got {self.uniform_prob}")
         if self.eval_thoughts is not None and self.eval_thoughts < 0:
@@ -170,23 +186,47 @@ def _coerce(name: str, value: Any, source: str) -> Any:
     raise CoconutError(f"{source}: config '{name}' expects {getattr(base, '__name__', base)}, got {value!r}")
 
 
-# Official Coconut YAML keys -> ours (None: accepted and ignored).
+# Official Coconut YAML keys -> ours (None: read by `from_official` itself, or accepted and ignored).
 OFFICIAL_KEYS: dict[str, str | None] = {
     "c_thought": "c_thought", "epochs_per_stage": "epochs_per_stage", "max_latent_stage": "max_latent_stage",
     "pad_latent_to_max": "pad_latent_to_max", "uniform_prob": "uniform_prob", "model_id": "model",
     "load_model_path": "init_from", "seed": "seed", "resume": "start_epoch", "train_path": "train_path",
     "val_path": "val_path", "num_epochs": "num_epochs", "lr": "lr", "weight_decay": "weight_decay",
-    "save_path": "out_dir", "project": None, "name": None, "only_eval": None, "debug": None,
-    "save_only_improve": None, "bf16": None, "reset_optimizer": None, "batch_size_training": None,
-    "gradient_accumulation_steps": None, "coconut": None, "cot": None, "no_thoughts": None, "no_cot": None,
+    "save_path": None, "project": None, "name": None, "only_eval": None, "debug": None, "local": None,
+    "local_path": None, "save_only_improve": None, "bf16": None, "reset_optimizer": None,
+    "batch_size_training": None, "gradient_accumulation_steps": None, "coconut": None, "cot": None,
+    "no_thoughts": None, "no_cot": None, "special_token": None,
 }
 #: The paper trained on 4 GPUs; the official files give a per-GPU batch, so the global batch assumes 4.
 OFFICIAL_WORLD_SIZE = 4
+METHOD_FLAGS = ("coconut", "cot", "no_thoughts", "no_cot", "special_token")
 
 
 def is_official(raw: dict[str, Any]) -> bool:
-    """True for a file in the official code's format (it has the four method booleans)."""
-    return any(k in raw for k in ("coconut", "cot", "no_thoughts", "no_cot")) and "method" not in raw
+    """True for a file in the official code's format (it has the method booleans)."""
+    return any(k in raw for k in METHOD_FLAGS) and "method" not in raw
+
+
+def _official_method(flags: dict[str, bool], source: str) -> str:
+    # As the official run.py: no_thoughts wins over coconut; special_token puts a token in each thought slot.
+    if flags["cot"]:
+        return "cot"
+    if flags["no_cot"]:
+        return "no_cot"
+    if flags["no_thoughts"]:
+        return "no_thought"
+    if flags["special_token"]:
+        return "pause_as_thought"
+    if flags["coconut"]:
+        return "coconut"
+    raise CoconutError(f"{source}: official config sets none of coconut/cot/no_cot/no_thoughts/special_token")
+
+
+def _official_task(raw: dict[str, Any]) -> str | None:
+    """The task named by the file's run name or data paths (gsm, prontoqa, prosqa), if any."""
+    text = " ".join(str(raw.get(k, "")) for k in ("name", "train_path", "val_path")).lower()
+    return next((task for key, task in (("gsm", "gsm8k"), ("prontoqa", "prontoqa"), ("prosqa", "prosqa"))
+                 if key in text), None)
 
 
 def from_official(raw: dict[str, Any], source: str) -> dict[str, Any]:
@@ -197,22 +237,21 @@ def from_official(raw: dict[str, Any], source: str) -> dict[str, Any]:
             raise CoconutError(f"{source}: unknown key '{key}' in an official-format config")
         if OFFICIAL_KEYS[key] is not None and value is not None:
             out[OFFICIAL_KEYS[key]] = value
-    flags = {k: bool(raw.get(k, False)) for k in ("coconut", "cot", "no_thoughts", "no_cot")}
-    if flags["cot"]:
-        out["method"] = "cot"
-    elif flags["no_cot"]:
-        out["method"] = "no_cot"
-    elif flags["coconut"] and flags["no_thoughts"]:
-        out["method"] = "no_thought"
-    elif flags["coconut"]:
-        out["method"] = "coconut"
-    else:
-        raise CoconutError(f"{source}: official config sets none of coconut/cot/no_cot")
+    if raw.get("only_eval"):
+        raise CoconutError(f"{source}: only_eval is set; evaluate a checkpoint with `coconut-lm eval CKPT --data FILE "
+                           f"--out DIR --latents K` instead of training")
+    out["method"] = _official_method({k: bool(raw.get(k, False)) for k in METHOD_FLAGS}, source)
+    task = _official_task(raw)
+    if task:
+        out["task"] = task
+    if raw.get("local") and raw.get("local_path"):
+        out["model"] = raw["local_path"]
+    if raw.get("save_path"):
+        out["out_dir"] = str(Path(str(raw["save_path"])) / str(raw.get("name", "run")))
     micro = int(raw.get("batch_size_training", 32))
     out["micro_batch_size"] = micro
     out["batch_size"] = micro * int(raw.get("gradient_accumulation_steps", 1)) * OFFICIAL_WORLD_SIZE
-    if raw.get("bf16"):
-        out["precision"] = "bf16"
+    out["precision"] = "bf16" if raw.get("bf16") else "fp32"
     # Official reset_optimizer=True builds a new optimizer every epoch; False keeps one for the run.
     if "reset_optimizer" in raw:
         out["reset_optimizer"] = "epoch" if raw["reset_optimizer"] else "never"

@@ -100,8 +100,13 @@ def example_positions(
     return np.zeros(n, dtype=np.int64)
 
 
-def optimizer_reset_key(method: Method, cfg: ScheduleConfig, epoch: int, step_frac: float) -> int | None:
-    """A value that changes exactly when the optimizer should be reset (None: never reset)."""
+def optimizer_reset_key(method: Method, cfg: ScheduleConfig, epoch: int, step_frac: float,
+                        longest_chain: int | None = None) -> int | None:
+    """A value that changes exactly when the optimizer should be reset (None: never reset).
+
+    For iCoT, `longest_chain` (tokens of the longest training chain) stops the resets once every
+    chain is fully removed: past that point the layouts no longer change.
+    """
     if cfg.reset_optimizer == "never":
         return None
     if cfg.reset_optimizer == "epoch":
@@ -110,7 +115,8 @@ def optimizer_reset_key(method: Method, cfg: ScheduleConfig, epoch: int, step_fr
         # Past the last latent stage the layout no longer changes, so neither does the key.
         return min(coconut_stage(epoch, cfg.epochs_per_stage), cfg.max_latent_stage + 1)
     if method.schedule == "icot":
-        return min(icot_scheduled_removal(epoch, step_frac, cfg.icot_delta), cfg.icot_max_removed)
+        cap = cfg.icot_max_removed if longest_chain is None else min(cfg.icot_max_removed, longest_chain)
+        return min(icot_scheduled_removal(epoch, step_frac, cfg.icot_delta), cap)
     return None
 
 

@@ -102,13 +102,17 @@ class MicroBatch:
 
     `global_label_tokens` counts supervised tokens in the whole global batch (all ranks, all
     micro-batches), so that summing token losses / that count gives the same gradient however
-    the batch is split.
+    the batch is split; `global_thought_slots` counts its `<bot>` and `<latent>` positions, where
+    the `<eot>` classifier's loss lives, for the same reason. `step_frac` is how far through the
+    epoch the step is (the schedule and the optimizer resets both read it).
     """
 
     batch: Batch
     global_label_tokens: int
+    global_thought_slots: int
     step: int
     micro: int
+    step_frac: float
     positions: np.ndarray
 
     def pin_memory(self) -> MicroBatch:
@@ -142,16 +146,20 @@ class EpochBatches(Dataset):
         self.n_chain = np.array([sum(len(s) for s in ex.steps) for ex in data])
         # The layouts of the last global batch built, and their label count: the micro-batches of
         # one step share them, so the batch is laid out once per step, not once per micro-batch.
-        self._step_cache: tuple[int, list[Layout], int] | None = None
+        self._step_cache: tuple[int, list[Layout], np.ndarray, int, int] | None = None
 
     def __len__(self) -> int:
         return self.steps * self.plan.accumulation
+
+    def step_frac(self, step: int) -> float:
+        """How far through the epoch (as trained, i.e. after `max_steps`) global batch `step` is, in [0, 1)."""
+        return step / self.steps
 
     def positions(self, step: int) -> tuple[np.ndarray, np.ndarray]:
         """(example indices, schedule positions) of global batch `step`."""
         idx = self.order[step * self.plan.batch_size:(step + 1) * self.plan.batch_size]
         rng = np.random.default_rng([self.seed, self.epoch, step, 1])
-        ks = example_positions(self.method, self.schedule, self.epoch, step / self.steps_per_epoch,
+        ks = example_positions(self.method, self.schedule, self.epoch, self.step_frac(step),
                                self.n_steps[idx], self.n_chain[idx], rng)
         return idx, ks
 
@@ -159,16 +167,18 @@ class EpochBatches(Dataset):
         if not 0 <= i < len(self):
             raise IndexError(i)
         step, micro = divmod(i, self.plan.accumulation)
-        idx, ks = self.positions(step)
         if self._step_cache is None or self._step_cache[0] != step:
+            idx, ks = self.positions(step)
             layouts = [self.method.train_layout(self.data[j], int(k), self.layout, self.tokens) for j, k in zip(idx, ks)]
-            self._step_cache = (step, layouts, sum(_n_targets(lay.labels) for lay in layouts))
-        _, layouts, total = self._step_cache
+            slots = sum(lay.input_ids.count(self.tokens.bot) + lay.input_ids.count(self.tokens.latent) for lay in layouts)
+            self._step_cache = (step, layouts, ks, sum(_n_targets(lay.labels) for lay in layouts), slots)
+        _, layouts, ks, total, slots = self._step_cache
         per_rank = self.plan.batch_size // self.plan.world_size
         start = self.plan.rank * per_rank + micro * self.plan.micro_batch_size
         sl = slice(start, start + self.plan.micro_batch_size)
         batch = collate(layouts[sl], self.tokens.pad, self.tokens.latent)
-        return MicroBatch(batch=batch, global_label_tokens=total, step=step, micro=micro, positions=ks[sl])
+        return MicroBatch(batch=batch, global_label_tokens=total, global_thought_slots=slots, step=step, micro=micro,
+                          step_frac=self.step_frac(step), positions=ks[sl])
 
 
 def _n_targets(labels: list[int]) -> int:

@@ -33,7 +33,7 @@ TRAIN_SECONDS = 150
 COMMON_OVERRIDES = [
     "model=mini", "num_epochs=16", "max_steps_per_epoch=31", "epochs_per_stage=1", "max_latent_stage=3",
     "batch_size=32", "micro_batch_size=32", "lr=3e-3", "lr_schedule=cosine", "warmup_steps=20",
-    "eval_every=100", "val_max_examples=100", f"max_train_seconds={TRAIN_SECONDS}",
+    "eval_every=100", "val_max_examples=100", f"max_train_seconds={TRAIN_SECONDS}", "overwrite=true",
 ]
 DEMO_SETTINGS = {
     "prontoqa": dict(n_train=2000, n_val=200, overrides=[*COMMON_OVERRIDES, "max_new_tokens=96"]),

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,7 @@ from coconut_lm.batching import collate
 from coconut_lm.config import TrainConfig
 from coconut_lm.curriculum import ScheduleConfig, coconut_stage, eval_position, optimizer_reset_key
 from coconut_lm.data import BatchPlan, EpochBatches, check_lengths, tokenize_examples, vocabulary_texts
+from coconut_lm.errors import CoconutError
 from coconut_lm.evaluate import evaluate
 from coconut_lm.methods import LayoutConfig, Method, get_method
 from coconut_lm.runlog import RunLog
@@ -56,11 +58,27 @@ def final_eval_thoughts(cfg: TrainConfig, method: Method) -> int:
 
 
 def val_thoughts(cfg: TrainConfig, method: Method, epoch: int) -> int:
-    """Thoughts for validation after `epoch`: the current stage's count for curriculum methods."""
-    if method.schedule == "stages" and method.default_eval_thoughts(layout_config(cfg)) > 0:
-        stage = min(coconut_stage(epoch, cfg.epochs_per_stage), cfg.max_latent_stage)
+    """Thoughts (or slots) for validation after `epoch`, and the eval setting its checkpoint records.
+
+    Curriculum methods with slots use the current stage's count, k*c, until the last latent stage;
+    from then on, and for every other method, the final setting (`final_eval_thoughts`).
+    """
+    stage = coconut_stage(epoch, cfg.epochs_per_stage)
+    if method.schedule == "stages" and method.default_eval_thoughts(layout_config(cfg)) > 0 \
+            and stage < cfg.max_latent_stage:
         return stage * cfg.c_thought
     return final_eval_thoughts(cfg, method)
+
+
+def stage_rank(cfg: TrainConfig, method: Method, epoch: int) -> int:
+    """How far through its curriculum a method is after `epoch`; a later stage's checkpoint beats an earlier one's.
+
+    Without it, the best validation accuracy of a Coconut run could come from stage 0, which is
+    plain CoT, and `best/` would not be a Coconut model at all.
+    """
+    if method.schedule != "stages":
+        return 0
+    return min(coconut_stage(epoch, cfg.epochs_per_stage), cfg.max_latent_stage + 1)
 
 
 def checkpoint_meta(cfg: TrainConfig, method: Method, epoch: int) -> dict[str, Any]:
@@ -69,7 +87,7 @@ def checkpoint_meta(cfg: TrainConfig, method: Method, epoch: int) -> dict[str, A
         "method": method.name, "task": cfg.task, "c_thought": cfg.c_thought,
         "max_latent_stage": cfg.max_latent_stage, "pad_latent_to_max": cfg.pad_latent_to_max,
         "pause_tokens": cfg.pause_tokens, "epoch": epoch, "stage": coconut_stage(epoch, cfg.epochs_per_stage),
-        "eval_thoughts": final_eval_thoughts(cfg, method), "eval_use_classifier": cfg.eval_use_classifier,
+        "eval_thoughts": val_thoughts(cfg, method, epoch), "eval_use_classifier": cfg.eval_use_classifier,
         "max_thoughts": cfg.max_thoughts,
     }
 
@@ -146,6 +164,11 @@ class TrainResult:
     seconds: float
 
 
+#: Config keys that decide which data each step sees; --resume refuses a run whose values changed.
+RESUME_KEYS = ("task", "method", "model", "train_path", "seed", "batch_size", "micro_batch_size", "max_steps_per_epoch",
+               "epochs_per_stage", "max_latent_stage", "c_thought", "uniform_prob", "pad_latent_to_max")
+
+
 class Trainer:
     """Owns the model, optimizer, data and counters of one run on one rank."""
 
@@ -166,7 +189,7 @@ class Trainer:
         check_lengths(self.val_data, self.layout, cfg.max_length, cfg.val_path)
         self.plan = BatchPlan(cfg.batch_size, cfg.micro_batch_size, env.world_size, env.rank)
         self.steps_per_epoch = len(self.train_data) // cfg.batch_size
-        if cfg.max_steps_per_epoch:
+        if cfg.max_steps_per_epoch is not None:
             self.steps_per_epoch = min(self.steps_per_epoch, cfg.max_steps_per_epoch)
         self.total_steps = self.steps_per_epoch * (cfg.num_epochs - cfg.start_epoch)
         self.wrapped = dist.wrap_model(self.model, env, cfg.distributed)
@@ -179,8 +202,9 @@ class Trainer:
         # Counters, saved in the trainer state for exact resume.
         self.epoch, self.micro_index, self.global_step = cfg.start_epoch, 0, 0
         self.reset_key: Any = None
-        self.reset_step = 0
-        self.best_accuracy, self.best_epoch = -1.0, -1
+        self.reset_step = 0  # warm-up counts from here
+        self.best_accuracy, self.best_epoch, self.best_rank = -1.0, -1, -1
+        self.longest_chain = max((sum(len(s) for s in ex.steps) for ex in self.train_data), default=0)
         self.log = RunLog(self.run_dir, cfg.report_to, enabled=env.is_main, config=cfg.to_dict())
 
     # ------------------------------------------------------------------ pieces
@@ -198,7 +222,7 @@ class Trainer:
         state = {
             "epoch": self.epoch, "micro_index": self.micro_index, "global_step": self.global_step,
             "reset_key": self.reset_key, "reset_step": self.reset_step, "best_accuracy": self.best_accuracy,
-            "best_epoch": self.best_epoch, "optimizer": optimizer_state,
+            "best_epoch": self.best_epoch, "best_rank": self.best_rank, "optimizer": optimizer_state,
             "torch_rng": torch.get_rng_state(), "config": self.cfg.to_dict(),
         }
         if torch.cuda.is_available():
@@ -228,25 +252,33 @@ class Trainer:
         if found is None:
             return False
         state = ckpt.load_trainer_state(found)
+        saved = state.get("config", {})
+        for key in RESUME_KEYS:
+            if key in saved and saved[key] != getattr(self.cfg, key):
+                raise CoconutError(f"cannot resume {found}: config '{key}' was {saved[key]!r} there and is "
+                                   f"{getattr(self.cfg, key)!r} now; the data order would not match")
         loaded = CoconutLM.from_pretrained(found)
         dist.load_full_state(self.wrapped, self.optimizer, loaded.state_dict(), state["optimizer"], self.env,
                              self.cfg.distributed)
         torch.set_rng_state(state["torch_rng"])
         if "cuda_rng" in state and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["cuda_rng"])
-        for key in ("epoch", "micro_index", "global_step", "reset_key", "reset_step", "best_accuracy", "best_epoch"):
+        for key in ("epoch", "micro_index", "global_step", "reset_key", "reset_step", "best_accuracy", "best_epoch",
+                    "best_rank"):
             setattr(self, key, state[key])
         self.log.truncate_after(self.global_step)
         if self.env.is_main:
             print(f"resumed from {found} (epoch {self.epoch}, step {self.global_step})")
         return True
 
-    def maybe_reset_optimizer(self, step_in_epoch: int) -> None:
-        key = optimizer_reset_key(self.method, self.schedule, self.epoch, step_in_epoch / max(self.steps_per_epoch, 1))
+    def maybe_reset_optimizer(self, step_frac: float) -> None:
+        key = optimizer_reset_key(self.method, self.schedule, self.epoch, step_frac, self.longest_chain)
         if key != self.reset_key:
             if self.reset_key is not None:
                 self.optimizer = self._new_optimizer()
-                self.reset_step = self.global_step
+                # Warm-up restarts with each curriculum stage, not with iCoT's resets at every removed token.
+                if self.method.schedule != "icot":
+                    self.reset_step = self.global_step
                 self.log.write({"type": "reset", "step": self.global_step, "epoch": self.epoch, "key": key})
             self.reset_key = key
 
@@ -256,7 +288,9 @@ class Trainer:
         cfg, env = self.cfg, self.env
         ds = EpochBatches(self.train_data, self.method, self.layout, self.schedule, self.tokens, self.plan,
                           seed=cfg.seed, epoch=self.epoch, max_steps=cfg.max_steps_per_epoch)
+        # Its own generator: an iterator would otherwise draw from the global RNG, which resume restores.
         loader = DataLoader(ds, batch_size=None, sampler=range(self.micro_index, len(ds)),
+                            generator=torch.Generator().manual_seed(cfg.seed * 100_003 + self.epoch),
                             num_workers=cfg.num_workers, pin_memory=env.device.type == "cuda",
                             persistent_workers=False)
         accum = self.plan.accumulation
@@ -269,7 +303,7 @@ class Trainer:
         for mb in loader:
             step_in_epoch = mb.step
             if mb.micro == 0:
-                self.maybe_reset_optimizer(step_in_epoch)
+                self.maybe_reset_optimizer(mb.step_frac)
             batch, split = mb.batch, None
             if self.lockstep:
                 width, split = dist.lockstep_plan(batch.input_ids, self.tokens.latent, env)
@@ -284,8 +318,11 @@ class Trainer:
                 # Token-sum over the global batch; DDP averages over ranks, hence * world_size.
                 scale = n_local / max(mb.global_label_tokens, 1) * env.world_size
                 loss = out.loss * scale
-                if out.eot_loss is not None:
-                    loss = loss + cfg.eot_loss_weight * out.eot_loss * (len(mb.positions) / cfg.batch_size) * env.world_size
+                if out.eot_loss is not None:  # a mean over this micro-batch's slots: reweight to the global batch's
+                    slots = int((((mb.batch.input_ids == self.tokens.bot) | (mb.batch.input_ids == self.tokens.latent))
+                                 & mb.batch.attention_mask.bool()).sum())
+                    share = slots / max(mb.global_thought_slots, 1) * env.world_size
+                    loss = loss + cfg.eot_loss_weight * out.eot_loss * share
                 loss.backward()
             loss_sum += out.loss.detach() * (n_local / max(mb.global_label_tokens, 1))
             seen_tokens += int(mb.batch.attention_mask.sum())
@@ -324,6 +361,19 @@ class Trainer:
         """The curriculum stage of this epoch for logs, capped at max_latent_stage+1 (all steps latent)."""
         return min(coconut_stage(self.epoch, self.cfg.epochs_per_stage), self.cfg.max_latent_stage + 1)
 
+    def claim_run_dir(self) -> None:
+        """Refuse to train over an earlier run's files, or delete them when `overwrite` says so."""
+        produced = [self.run_dir / n for n in ("checkpoints", "best", "metrics.jsonl")]
+        if not any(p.exists() for p in produced):
+            return
+        if not self.cfg.overwrite:
+            raise CoconutError(f"{self.run_dir} already holds a run; continue it with --resume, replace it with "
+                               f"overwrite=true, or choose another out_dir")
+        if self.env.is_main:
+            for p in produced:
+                shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
+        dist.barrier(self.env)
+
     def time_is_up(self) -> bool:
         """True once `max_train_seconds` of this process's training have passed (rank 0 decides for all)."""
         if self.cfg.max_train_seconds is None:
@@ -360,7 +410,9 @@ class Trainer:
         if env.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             atomic_write_text(self.run_dir / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
-        if resume and not self.resume() and env.is_main:
+        if not resume:
+            self.claim_run_dir()
+        elif not self.resume() and env.is_main:
             print(f"no complete checkpoint in {self.run_dir}; starting from scratch")
         final_acc = None
         while self.epoch < cfg.num_epochs:
@@ -378,8 +430,9 @@ class Trainer:
                         stage = f"stage {row['stage']}, " if self.method.schedule == "stages" else ""
                         print(f"epoch {self.epoch + 1}: {stage}val loss {row.get('val_loss', float('nan')):.4f}, "
                               f"val accuracy {acc:.3f}")
-                    if acc > self.best_accuracy:
-                        self.best_accuracy, self.best_epoch = acc, self.epoch
+                    rank = stage_rank(cfg, self.method, self.epoch)
+                    if (rank, acc) > (self.best_rank, self.best_accuracy):
+                        self.best_accuracy, self.best_epoch, self.best_rank = acc, self.epoch, rank
                         self.save(self.run_dir / "best", with_state=False, epoch=self.epoch)
             if self.out_of_time:  # keep the position inside the epoch so --resume continues from here
                 self.save(self.run_dir / "checkpoints" / ckpt.checkpoint_name(self.global_step), with_state=True,
