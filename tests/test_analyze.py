@@ -144,7 +144,12 @@ def test_analyze_a_trained_tiny_checkpoint(tmp_path, data_file):
     args = parse([str(run), "--data", str(data_file), "--out", str(out), "--latents", "0,1,2,3",
                   "--max-examples", "8", "--max-new-tokens", "16", "--device", "cpu", "--no-progress"])
     assert args.func(args) == 0
-    check_outputs(out, data_file, n=8, latents=[0, 1, 2, 3], refs=[], n_thoughts=3)
+    # Thoughts are decoded with the eval setting best/ records: its stage's count, k*c.
+    from coconut_lm.model import read_meta
+
+    meta = read_meta(run / "best")
+    assert meta["eval_thoughts"] == meta["stage"] * meta["c_thought"] > 0
+    check_outputs(out, data_file, n=8, latents=[0, 1, 2, 3], refs=[], n_thoughts=meta["eval_thoughts"])
 
 
 # ------------------------------------------------------------------------------------ bad input
@@ -186,6 +191,11 @@ def test_bad_input_is_a_one_line_error(tmp_path, data_file, checkpoints, case, m
     with pytest.raises(CoconutError, match=message) as e:
         run_analysis(ckpt, data, tmp_path / "out", latents=[1], device="cpu", progress=False, **kw)
     assert "\n" not in str(e.value)
+
+
+def test_search_hops_option():
+    assert parse(["ckpt", "--data", "d.json", "--out", "o"]).search_hops == [1, 2]
+    assert parse(["ckpt", "--data", "d.json", "--out", "o", "--search-hops", "1,3"]).search_hops == [1, 3]
 
 
 @pytest.mark.parametrize("argv", [["--latents", "a,b"], ["--latents", "-1"], ["--batch-size", "0"],

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from coconut_lm.cli import COMMANDS, main
+from coconut_lm.cli import COMMANDS, main, parse_args
+from coconut_lm.model import read_meta
 from coconut_lm.tasks.examples import load_examples
 
 
@@ -81,6 +82,25 @@ def test_data_generators_and_stats(tmp_path, capsys):
     assert "steps mix" in table and "nodes (min / mean / max)" in table
 
 
+def test_train_overrides_may_follow_flags(capsys):
+    args = parse_args(["train", "c.yaml", "a=1", "--no-progress", "b=2", "--resume", "c=3"])
+    assert (args.config, args.overrides, args.no_progress, args.resume) == ("c.yaml", ["a=1", "b=2", "c=3"], True, True)
+    assert parse_args(["train", "a=1", "--no-progress", "b=2"]).overrides == ["b=2"]  # config holds a=1
+    # The override after the flag reaches the config loader, which names the bad key.
+    assert main(["train", "method=cot", "--no-progress", "lrr=1"]) == 2
+    assert "unknown config key 'lrr'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv", [["train", "c.yaml", "--no-progress", "other.yaml"],
+                                  ["eval", "ckpt", "--data", "d", "--out", "o", "lr=1"]])
+def test_leftovers_that_are_not_train_overrides_are_refused(argv, capsys):
+    with pytest.raises(SystemExit) as e:
+        parse_args(argv)
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "unrecognized arguments: " + argv[-1] in err and len(err.strip().splitlines()) == 1
+
+
 def test_console_script_entry_point_runs():
     out = subprocess.run([sys.executable, "-m", "coconut_lm.cli", "--version"], capture_output=True, text=True)
     assert out.returncode == 0 and out.stdout.startswith("coconut-lm ")
@@ -123,7 +143,10 @@ def test_eval_default_thoughts_come_from_the_checkpoint(coconut_checkpoint):
     assert main(["eval", str(coconut_checkpoint / "run" / "best"), "--data", str(coconut_checkpoint / "val.json"),
                  "--out", str(out), "--max-new-tokens", "4", "--no-progress"]) == 0
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["n_thoughts"] == 2 and summary["method"] == "coconut"
+    # best/ records the eval setting of its stage (stage 0 here: 0 thoughts), not the method's final 3*1.
+    meta = read_meta(coconut_checkpoint / "run" / "best")
+    assert summary["n_thoughts"] == meta["eval_thoughts"] == meta["stage"] * meta["c_thought"] != 3
+    assert summary["method"] == "coconut"
 
 
 def test_generate_shows_decoded_thoughts(coconut_checkpoint, capsys):
@@ -138,3 +161,27 @@ def test_eval_classifier_needs_a_classifier(coconut_checkpoint, capsys):
     assert main(["eval", str(coconut_checkpoint / "run" / "best"), "--data", str(coconut_checkpoint / "val.json"),
                  "--out", str(coconut_checkpoint / "x"), "--use-classifier"]) == 2
     assert "has no <eot> classifier" in capsys.readouterr().err
+
+
+def test_eval_accepts_a_run_folder(coconut_checkpoint):
+    out = coconut_checkpoint / "eval_run"
+    assert main(["eval", str(coconut_checkpoint / "run"), "--data", str(coconut_checkpoint / "val.json"),
+                 "--out", str(out), "--max-new-tokens", "4", "--no-progress"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["checkpoint"] == str(coconut_checkpoint / "run" / "best") and summary["n"] == 6
+
+
+def test_eval_of_a_folder_that_is_no_checkpoint_says_so(coconut_checkpoint, tmp_path, capsys):
+    assert main(["eval", str(tmp_path), "--data", str(coconut_checkpoint / "val.json"), "--out", str(tmp_path / "o"),
+                 "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert f"error: checkpoint {tmp_path}: not a checkpoint (no coconut.json) nor a run folder with best/" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="needs a machine without CUDA")
+def test_eval_on_cuda_without_cuda_is_a_one_line_error(coconut_checkpoint, capsys):
+    assert main(["eval", str(coconut_checkpoint / "run"), "--data", str(coconut_checkpoint / "val.json"),
+                 "--out", str(coconut_checkpoint / "cuda"), "--device", "cuda", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: device 'cuda': no CUDA device") and len(err.strip().splitlines()) == 1

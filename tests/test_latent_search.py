@@ -91,7 +91,10 @@ class SplitNameTokenizer:
 
 
 class TableModel(nn.Module):
-    """logits[b, t] = table[number of <latent> slots in row b, input_ids[b, t]]: a bigram per thought count."""
+    """logits[b, t] = table[number of <latent> slots in row b, input_ids[b, t]]: a bigram per thought count.
+
+    It offers what `frontier_values` uses of a CoconutLM: `hidden_states`, `logits` and `tokens`.
+    """
 
     def __init__(self, tokens, vocab: int, max_thoughts: int = 3) -> None:
         super().__init__()
@@ -108,9 +111,13 @@ class TableModel(nn.Module):
         with torch.no_grad():
             self.table[k, after] = row.log()
 
-    def forward(self, input_ids, attention_mask, labels=None, position_ids=None, return_logits=False):
+    def hidden_states(self, input_ids, attention_mask, position_ids=None):
+        """The "hidden state" is the logit row itself; `logits` is then the identity."""
         k = ((input_ids == self.tokens.latent) & attention_mask.bool()).sum(1)  # (B,)
-        return SimpleNamespace(logits=self.table[k[:, None], input_ids], loss=None)
+        return self.table[k[:, None], input_ids]
+
+    def logits(self, hidden):
+        return hidden
 
 
 def tid(tok, piece: str) -> int:

@@ -135,3 +135,39 @@ def test_unknown_method_is_a_clear_error():
 
     with pytest.raises(CoconutError, match="unknown method 'coconutt'"):
         get_method("coconutt")
+
+
+STEPS = ["Tom is a wumpus.", " Every wumpus is a lempus. ", "Every lempus is a zumpus."]
+ALL = [s.strip() for s in STEPS]
+GSM = LayoutConfig(c_thought=2, max_latent_stage=3)  # GSM8k's Coconut: two thoughts per step, three stages
+
+
+@pytest.mark.parametrize(
+    ("name", "n", "cfg", "expected"),
+    [
+        ("cot", 0, CFG, ALL),
+        ("cot", 6, GSM, ALL),
+        ("no_cot", 0, CFG, None),
+        ("icot", 0, CFG, None),
+        ("pause", 3, CFG, None),
+        # Forced k < max_latent_stage: stage k wrote the steps after the k-th.
+        ("coconut", 0, CFG, ALL),
+        ("coconut", 1, CFG, ALL[1:]),
+        ("coconut", 2, GSM, ALL[1:]),
+        ("coconut", 3, GSM, ALL[1:]),  # 3 thoughts at c=2: stage 1
+        ("coconut", 4, GSM, ALL[2:]),
+        # max_latent_stage*c thoughts is the final stage's prompt, which writes no step (GSM8k at eval).
+        ("coconut", 6, GSM, None),
+        ("coconut", 2, CFG, None),
+        ("coconut", 3, LayoutConfig(max_latent_stage=6), None),  # every step already latent
+        ("coconut", 2, LayoutConfig(c_thought=0), None),
+        ("pause_as_thought", 2, GSM, ALL[1:]),
+        ("pause_as_thought", 6, GSM, None),
+        ("no_curriculum", 0, CFG, None),
+        ("no_curriculum", 1, CFG, None),
+        ("no_thought", 0, CFG, None),
+        ("no_thought", 0, GSM, None),
+    ],
+)
+def test_expected_steps_at_eval(name, n, cfg, expected):
+    assert get_method(name).expected_steps(STEPS, n, cfg) == expected

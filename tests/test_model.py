@@ -1,4 +1,4 @@
-"""CoconutLM against the slow reference (tests/reference.py) on tiny random GPT-2 and Llama models.
+"""CoconutLM against the slow reference (coconut_lm.reference) on tiny random GPT-2 and Llama models.
 
 Everything runs in float64 so that "equal" can mean equal to ~1e-9 (Llama: to float32 rounding,
 see TOL): loss, logits, the gradient of every parameter, greedy generations, thoughts and the
@@ -8,21 +8,16 @@ see TOL): loss, logits, the gradient of every parameter, greedy generations, tho
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # `reference` sits beside this file
-
-from reference import reference_forward, reference_generate  # noqa: E402
-
-from coconut_lm import model as model_module  # noqa: E402
-from coconut_lm.backbone import build_backbone, build_tiny_llama  # noqa: E402
-from coconut_lm.errors import CoconutError  # noqa: E402
-from coconut_lm.model import CoconutLM, read_checkpoint_info, read_meta  # noqa: E402
-from coconut_lm.tokenizer import SpecialTokens  # noqa: E402
+from coconut_lm import model as model_module
+from coconut_lm.backbone import build_backbone, build_tiny_llama
+from coconut_lm.errors import CoconutError
+from coconut_lm.model import CoconutLM, read_checkpoint_info, read_meta
+from coconut_lm.reference import reference_forward, reference_generate
+from coconut_lm.tokenizer import SpecialTokens
 
 TK = SpecialTokens(pad=0, eos=1, bot=3, eot=4, latent=5, pause=6)
 VOCAB = 40
@@ -388,6 +383,27 @@ def test_bad_inputs_raise_coconut_error(tmp_path):
     clf = make_model("gpt2", eot_classifier=True)
     with pytest.raises(CoconutError, match="<bot>"):
         clf.generate(torch.tensor([[9, 10]]), torch.ones(1, 2, dtype=torch.long), 3, use_eot_classifier=True)
+
+
+def test_padding_past_n_positions_is_fine_while_every_row_fits():
+    """Only real positions count against n_positions (128), not the padded width (as with FSDP lockstep)."""
+    model = make_model("gpt2")
+    rows, n_prompt = make_rows([100, 60], (2, 3))  # 108 and 69 tokens
+
+    def widen(t: torch.Tensor, value: int, width: int = 140) -> torch.Tensor:
+        return torch.nn.functional.pad(t, (width - t.shape[1], 0), value=value)
+
+    ids, mask, labels = pad_batch(rows, n_prompt, "align")
+    wide = model(widen(ids, TK.pad), widen(mask, 0), widen(labels, -100))
+    assert_close(wide.loss, model(ids, mask, labels).loss)
+
+    prompts = [r[:n] for r, n in zip(rows, n_prompt)]
+    ids, mask, _ = pad_batch(prompts, [len(p) for p in prompts], "left")
+    narrow = model.generate(ids, mask, 8)
+    wide = model.generate(widen(ids, TK.pad), widen(mask, 0), 8)
+    assert torch.equal(wide.sequences, narrow.sequences)
+    with pytest.raises(CoconutError, match="a sequence of 129 positions exceeds the model's n_positions=128"):
+        model.generate(ids, mask, 129 - ids.shape[1])  # the longer row's prompt plus every new token
 
 
 def test_training_mode_with_dropout_and_bf16_autocast_runs():

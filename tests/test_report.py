@@ -14,7 +14,7 @@ from coconut_lm.errors import CoconutError
 
 
 def make_run(root, name: str, method: str, task: str, seed: int, summary: dict | None = None,
-             vals: list[tuple[float, float]] | None = None):
+             vals: list[tuple[float, float]] | None = None, stages: list[int] | None = None):
     run = root / name
     run.mkdir()
     (run / "config.yaml").write_text(yaml.safe_dump({"task": task, "method": method, "seed": seed, "lr": 1e-4}))
@@ -25,7 +25,7 @@ def make_run(root, name: str, method: str, task: str, seed: int, summary: dict |
     rows = [{"type": "train", "step": 1, "loss": 2.0}]
     for epoch, (acc, tok) in enumerate(vals or []):
         rows.append({"type": "val", "step": epoch + 1, "epoch": epoch, "val_accuracy": acc, "val_tokens": tok,
-                     "val_thoughts": epoch})
+                     "val_thoughts": epoch, "stage": (stages or [epoch] * len(vals))[epoch]})
     (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     return run
 
@@ -43,6 +43,14 @@ def test_best_val_row_when_there_is_no_eval(tmp_path):
     r = read_run(run)
     assert (r.accuracy, r.tokens) == (0.8, 45.0)  # the first of two equal bests: the one saved as best/
     assert r.source == "metrics.jsonl best val (epoch 2, 1 thoughts)"
+
+
+def test_best_val_row_of_a_curriculum_run_comes_from_its_latest_stage(tmp_path):
+    # Stage 0 of Coconut is plain CoT; its high accuracy must not stand in for Coconut's.
+    run = make_run(tmp_path, "c", "coconut", "prosqa", 0, vals=[(0.9, 40.0), (0.4, 12.0), (0.6, 14.0), (0.5, 14.0)],
+                   stages=[0, 1, 2, 2])
+    r = read_run(run)
+    assert (r.accuracy, r.tokens) == (0.6, 14.0)
 
 
 def test_table_has_mean_std_over_seeds_beside_the_paper(tmp_path):

@@ -8,6 +8,9 @@ A checkpoint is built in a hidden temporary folder and renamed into place, and i
 `MANIFEST.json` (every file's size and SHA-256) is written last. A folder without a manifest, or
 whose files do not match it, is incomplete or corrupt: `verify_checkpoint` reports it and
 `latest_checkpoint` skips it, so `--resume` never loads half a checkpoint.
+
+    model, tokenizer, meta = load_model("runs/x")     # a run folder means its best/
+    resolve_checkpoint("runs/x/checkpoints/step-00000420")
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from typing import Any
 import torch
 
 from coconut_lm.errors import CoconutError
+from coconut_lm.model import COCONUT_JSON
 
 MANIFEST = "MANIFEST.json"
 TRAINER_STATE = "trainer_state.pt"
@@ -148,17 +152,33 @@ def prune_checkpoints(run_dir: str | os.PathLike, keep: int) -> None:
         shutil.rmtree(p, ignore_errors=True)
 
 
-def load_model(path: str | os.PathLike):
-    """A checkpoint folder as (CoconutLM, tokenizer, meta); a manifest, when present, is verified first.
+def resolve_checkpoint(path: str | os.PathLike, what: str = "checkpoint") -> Path:
+    """A checkpoint folder, or a run folder's `best/`; a one-line CoconutError otherwise.
 
+    `what` names the path in the message (e.g. "--cot"). A folder counts as a checkpoint when it
+    has `coconut.json` or a manifest; `load_model` then checks that it is complete.
+    """
+    p = Path(path)
+    if not p.is_dir():
+        raise CoconutError(f"{what} {p}: no such folder")
+    for folder in (p, p / "best"):
+        if (folder / COCONUT_JSON).is_file() or (folder / MANIFEST).is_file():
+            return folder
+    steps = list_checkpoints(p)
+    hint = f"; its newest step checkpoint is {steps[0]}" if steps else ""
+    raise CoconutError(f"{what} {p}: not a checkpoint (no {COCONUT_JSON}) nor a run folder with best/{hint}")
+
+
+def load_model(path: str | os.PathLike, what: str = "checkpoint"):
+    """A checkpoint (or a run folder's best/) as (CoconutLM, tokenizer, meta).
+
+    The folder is found by `resolve_checkpoint`; a manifest, when present, is verified first.
     Folders written by `CoconutLM.save_pretrained` alone (no manifest) load too.
     """
     from coconut_lm.model import CoconutLM, read_meta
     from coconut_lm.tokenizer import load_tokenizer
 
-    p = Path(path)
-    if not p.is_dir():
-        raise CoconutError(f"checkpoint {p}: no such folder")
-    if (p / MANIFEST).exists() or not (p / "coconut.json").exists():
+    p = resolve_checkpoint(path, what)
+    if (p / MANIFEST).exists() or not (p / COCONUT_JSON).exists():
         verify_checkpoint(p)
     return CoconutLM.from_pretrained(p), load_tokenizer(p), read_meta(p)

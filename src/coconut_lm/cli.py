@@ -191,7 +191,7 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="batched generation eval of a checkpoint: accuracy, tokens, forced k",
                        description="Evaluate a checkpoint with batched KV-cache generation. Writes predictions.jsonl "
                                    "(per example: id, text, parsed answer, correct, tokens, thoughts) and summary.json.")
-    p.add_argument("checkpoint", help="checkpoint folder (e.g. runs/x/best)")
+    p.add_argument("checkpoint", help="checkpoint folder, or a run folder (its best/ is used)")
     p.add_argument("--data", required=True, help="common-format JSON file to evaluate on")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--latents", type=int_list, default=None,
@@ -236,7 +236,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
 def _add_generate(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("generate", help="answer one question with a checkpoint",
                        description="Generate for one question; optionally decode each continuous thought.")
-    p.add_argument("checkpoint", help="checkpoint folder")
+    p.add_argument("checkpoint", help="checkpoint folder, or a run folder (its best/ is used)")
     p.add_argument("--question", required=True, help="the question text")
     p.add_argument("--latents", type=int, default=None, help="thoughts to use (default: the checkpoint's eval_thoughts)")
     p.add_argument("--max-new-tokens", type=positive_int, default=64, help="generation budget (default 64)")
@@ -310,9 +310,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _is_override(arg: str) -> bool:
+    key, sep, _ = arg.partition("=")
+    return bool(sep and key) and not arg.startswith("-")
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Parse a `coconut-lm` command line; `train`'s key=value overrides may also follow its flags.
+
+    argparse fills the `train` positionals from their first run only, so in `train CFG --no-progress
+    k=v` the `k=v` is left over; `parse_intermixed_args` would fix that but refuses subparsers
+    (TypeError). So leftovers of `train` that all look like key=value join its overrides, in order.
+    """
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command == "train" and all(_is_override(a) for a in extra):
+        args.overrides = [*args.overrides, *extra]
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `coconut-lm` console script; returns the exit status."""
-    args = build_parser().parse_args(argv)
+    args = parse_args(argv)
     try:
         return int(args.func(args) or 0)
     except CoconutError as e:

@@ -64,16 +64,6 @@ class EvalResult:
     summary: EvalSummary
 
 
-def expected_chain(method: Method, ex: Example, n_thoughts: int, cfg: LayoutConfig) -> list[str] | None:
-    """The language steps a method should write after `n_thoughts` thoughts (None: it writes none)."""
-    if method.name == "cot":
-        return [s.strip() for s in ex.steps if s.strip()]
-    if method.name in ("coconut", "pause_as_thought") and cfg.c_thought > 0:
-        rest = [s.strip() for s in ex.steps[n_thoughts // cfg.c_thought:] if s.strip()]
-        return rest or None
-    return None
-
-
 @torch.no_grad()
 def evaluate(
     model,
@@ -133,7 +123,8 @@ def evaluate(
         seq, ntok, nth = results[i]
         text = tokenizer.decode(seq, skip_special_tokens=True)
         predicted = extract_answer(task, text)
-        expected = expected_chain(method, ex, n_thoughts, layout_cfg)
+        # With the classifier each row chose its own thought count; the chain continues after those.
+        expected = method.expected_steps(ex.steps, nth if use_classifier else n_thoughts, layout_cfg)
         records.append(EvalRecord(
             index=i, question_id=str(ex.extra.get("id", i)), text=text, predicted=predicted, gold=ex.answer,
             correct=answers_match(task, predicted, ex.answer), tokens=ntok + (nth if method.continuous else 0),
@@ -187,17 +178,20 @@ def evaluate_checkpoint(
     device: str = "auto",
     progress: bool = True,
 ) -> dict[str, EvalSummary]:
-    """Evaluate a checkpoint on a data file, once per thought count in `latents` (forced k).
+    """Evaluate a checkpoint (or a run folder's best/) on a data file, once per thought count in `latents` (forced k).
 
     Writes `<out>/predictions.jsonl` and `<out>/summary.json` for one setting, or `<out>/k<k>/...`
     plus `<out>/forced_k.json` for several. Returns the summaries keyed "k<k>" (or "classifier").
     """
-    from coconut_lm.checkpoint import load_model
+    from coconut_lm.checkpoint import load_model, resolve_checkpoint
+    from coconut_lm.dist import resolve_device
+    from coconut_lm.errors import CoconutError
     from coconut_lm.methods import get_method
     from coconut_lm.tasks.examples import load_examples
 
+    dev = resolve_device(device)
+    checkpoint = resolve_checkpoint(checkpoint)
     model, tokenizer, meta = load_model(checkpoint)
-    dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device))
     model.to(dev)
     method = get_method(meta.get("method", "coconut"))
     layout = layout_from_meta(meta)
@@ -206,8 +200,6 @@ def evaluate_checkpoint(
     if use_classifier is None:
         use_classifier = bool(meta.get("eval_use_classifier", False))
     if use_classifier and model.eot_head is None:
-        from coconut_lm.errors import CoconutError
-
         raise CoconutError(f"checkpoint {checkpoint}: has no <eot> classifier (train with eot_classifier=true)")
     settings: list[int | None] = [None] if use_classifier else list(latents if latents else [int(meta.get("eval_thoughts", 0))])
     summaries: dict[str, EvalSummary] = {}

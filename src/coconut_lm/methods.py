@@ -1,12 +1,13 @@
 """The eight methods of the paper, each one small unit: how it lays out an example at progress k.
 
 A method turns a tokenised example into (a) a training sequence with its label mask and (b) an
-evaluation prompt. `k` is the method's schedule position for that example: the curriculum stage
+evaluation prompt; it also says (c) which language steps it should write at evaluation. `k` is the method's schedule position for that example: the curriculum stage
 for the stage-based methods, the number of removed chain tokens for iCoT, and unused otherwise.
 
     method = METHODS["coconut"]
     layout = method.train_layout(ex, k=2, cfg=cfg, tokens=tokens)
     prompt = method.eval_prompt(ex, n_thoughts=6, cfg=cfg, tokens=tokens)
+    method.expected_steps(example.steps, n_thoughts=6, cfg=cfg)   # the chain it should write, or None
 
 Layouts (Q question, S_i steps, A "### answer<eos>", labels masked on everything in brackets):
 
@@ -93,6 +94,11 @@ def _chain(steps: Sequence[list[int]]) -> list[int]:
     return [t for s in steps for t in s]
 
 
+def _written(steps: Sequence[str]) -> list[str] | None:
+    """Steps as the generation's chain lines read them (stripped, blanks dropped); None if there are none."""
+    return [s.strip() for s in steps if s.strip()] or None
+
+
 def _supervised(prefix: list[int], target: list[int]) -> Layout:
     """`prefix` masked, `target` supervised."""
     return Layout(prefix + target, [IGNORE] * len(prefix) + list(target))
@@ -118,6 +124,14 @@ class Method:
         """Thoughts used at evaluation unless set explicitly: the final stage's count."""
         return 0
 
+    def expected_steps(self, ex_steps: Sequence[str], n_thoughts: int, cfg: LayoutConfig) -> list[str] | None:
+        """The language steps this method was trained to write at eval with `n_thoughts` thought slots.
+
+        None: it writes no chain (evaluation then leaves `cot_match` out). By default a method is
+        evaluated at the end of its schedule, where only cot still writes steps.
+        """
+        return None
+
 
 class CoT(Method):
     """Chain of thought: the full language chain is supervised."""
@@ -126,6 +140,9 @@ class CoT(Method):
 
     def train_layout(self, ex, k, cfg, tokens):
         return _supervised(list(ex.question), _chain(ex.steps) + ex.answer)
+
+    def expected_steps(self, ex_steps, n_thoughts, cfg):
+        return _written(ex_steps)
 
 
 class NoCoT(Method):
@@ -184,6 +201,16 @@ class Coconut(Method):
     def default_eval_thoughts(self, cfg):
         return cfg.max_latent_stage * cfg.c_thought
 
+    def expected_steps(self, ex_steps, n_thoughts, cfg):
+        if cfg.c_thought == 0:  # no slots at any stage, so the thought count does not tell the stage
+            return None
+        k = n_thoughts // cfg.c_thought
+        # max_latent_stage*c thoughts is the final stage's prompt (stage > max_latent_stage), trained
+        # to write no step; fewer is a forced-k stage k, trained to write the steps after the k-th.
+        if k >= cfg.max_latent_stage:
+            return None
+        return _written(ex_steps[k:])
+
 
 class NoCurriculum(Coconut):
     """Coconut without the curriculum: the final-stage layout (all steps latent) from epoch 0."""
@@ -193,6 +220,9 @@ class NoCurriculum(Coconut):
 
     def train_layout(self, ex, k, cfg, tokens):
         return super().train_layout(ex, cfg.max_latent_stage + 1, cfg, tokens)
+
+    def expected_steps(self, ex_steps, n_thoughts, cfg):
+        return None  # only ever trained on the final stage, which writes no step
 
 
 class NoThought(Coconut):
@@ -206,6 +236,9 @@ class NoThought(Coconut):
 
     def default_eval_thoughts(self, cfg):
         return 0
+
+    def expected_steps(self, ex_steps, n_thoughts, cfg):
+        return None  # its prompt has no slots to say the stage; it is evaluated at the final stage
 
 
 class PauseAsThought(Coconut):

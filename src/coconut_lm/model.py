@@ -9,6 +9,7 @@ and gradients flow through all passes. The LM head runs only where a loss or an 
     model = CoconutLM(build_backbone("tiny", len(tok)), special_token_ids(tok))
     out = model(batch.input_ids, batch.attention_mask, labels=batch.labels)   # out.loss, out.n_passes
     gen = model.generate(prompt_ids, prompt_mask, max_new_tokens=64)         # gen.sequences
+    hidden = model.hidden_states(batch.input_ids, batch.attention_mask)      # (B, T, H), no LM head
     model.save_pretrained("runs/x/ckpt", meta={"method": "coconut", "stage": 3, "c": 1})
     model = CoconutLM.from_pretrained("runs/x/ckpt")
 
@@ -34,6 +35,7 @@ from torch.utils.checkpoint import checkpoint
 
 from coconut_lm.errors import CoconutError
 from coconut_lm.kv_cache import new_cache
+from coconut_lm.methods import IGNORE
 from coconut_lm.tokenizer import SpecialTokens
 
 COCONUT_JSON = "coconut.json"
@@ -48,7 +50,7 @@ CE_CHUNK_ELEMENTS = 2**26
 class CoconutOutput:
     """What `CoconutLM.forward` returns.
 
-    loss: mean NLL over labels != -100 (label t predicted at t-1), or None without labels.
+    loss: mean NLL over labels != IGNORE (-100; label t predicted at t-1), or None without labels.
     logits: (B, T, V) when `return_logits`, else None.
     eot_loss: the `<eot>` classifier's mean BCE, or None without a classifier.
     n_passes: backbone passes run (number of distinct latent columns + 1).
@@ -178,11 +180,23 @@ class CoconutLM(nn.Module):
         """A KV cache for up to `capacity` positions (see `kv_cache.new_cache`; `kv_buffer=False`: stock)."""
         return new_cache(self.base.config, capacity, buffered=self.kv_buffer)
 
-    def _plan(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-              split_columns: list[int] | None = None) -> tuple[torch.Tensor, list[int]]:
-        """Latent-slot mask (B, T) and pass boundaries; the one host sync of a forward."""
+    def _plan(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor,
+              split_columns: list[int] | None = None, new_positions: int = 0) -> tuple[torch.Tensor, list[int]]:
+        """Latent-slot mask (B, T) and pass boundaries, after the length check; the one host sync of a forward.
+
+        The length that must fit a learned position table is the largest real position (plus the
+        `new_positions` generation will add), not the padded width: rows padded to a common width
+        may each fit.
+        """
         latent = (input_ids == self.tokens.latent) & attention_mask.bool()
-        cols = latent.any(0).nonzero().flatten().tolist()
+        host = latent.any(0).long()  # (T,)
+        check = self._max_positions is not None and position_ids.numel() > 0
+        if check:  # ride along with the latent columns in the same transfer
+            host = torch.cat([host, position_ids.max().long().view(1) + 1])
+        host = host.tolist()
+        if check:
+            self._check_length(host.pop() + new_positions)
+        cols = [c for c, is_latent in enumerate(host) if is_latent]
         if split_columns:
             cols = sorted(set(cols).union(c for c in split_columns if 0 < c < input_ids.shape[1]))
         if cols and cols[0] == 0:
@@ -201,6 +215,7 @@ class CoconutLM(nn.Module):
             raise CoconutError(f"labels {tuple(labels.shape)} must match input_ids {tuple(input_ids.shape)}")
 
     def _check_length(self, length: int) -> None:
+        """Refuse positions past a learned position table (GPT-2), which fails deep in torch otherwise."""
         if self._max_positions is not None and length > self._max_positions:
             raise CoconutError(f"a sequence of {length} positions exceeds the model's "
                                f"n_positions={self._max_positions}")
@@ -217,28 +232,40 @@ class CoconutLM(nn.Module):
         number of passes in lockstep.
         """
         self._check_inputs(input_ids, attention_mask, labels)
-        self._check_length(input_ids.shape[1])
-        if position_ids is None:
-            position_ids = default_position_ids(attention_mask)
-        latent, bounds = self._plan(input_ids, attention_mask, split_columns)
-        embeds = self.base.get_input_embeddings()(input_ids)  # (B, T, H)
-        hidden = self._multipass(embeds, attention_mask, position_ids, latent, bounds)
-
+        hidden, n_passes = self._hidden(input_ids, attention_mask, position_ids, split_columns)
         logits = self.logits(hidden) if return_logits else None
         loss, n_label = (None, 0) if labels is None else self._lm_loss(hidden, labels, logits)
         eot_loss = None if self.eot_head is None else self._eot_loss(hidden, input_ids, attention_mask)
-        return CoconutOutput(loss=loss, logits=logits, eot_loss=eot_loss, n_passes=len(bounds) - 1,
+        return CoconutOutput(loss=loss, logits=logits, eot_loss=eot_loss, n_passes=n_passes,
                              n_label_tokens=n_label)
+
+    def hidden_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                      position_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """The last hidden states (B, T, H) of `forward`'s passes, before any head.
+
+        For reading a few positions: `self.logits(hidden[rows, cols])` costs (N, V), not (B, T, V).
+        """
+        self._check_inputs(input_ids, attention_mask)
+        return self._hidden(input_ids, attention_mask, position_ids)[0]
+
+    def _hidden(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor | None,
+                split_columns: list[int] | None = None) -> tuple[torch.Tensor, int]:
+        """(last hidden states (B, T, H), number of passes) of the multi-pass forward."""
+        if position_ids is None:
+            position_ids = default_position_ids(attention_mask)
+        latent, bounds = self._plan(input_ids, attention_mask, position_ids, split_columns)
+        embeds = self.base.get_input_embeddings()(input_ids)  # (B, T, H)
+        return self._multipass(embeds, attention_mask, position_ids, latent, bounds), len(bounds) - 1
 
     def _lm_loss(self, hidden: torch.Tensor, labels: torch.Tensor,
                  logits: torch.Tensor | None) -> tuple[torch.Tensor, int]:
         """Mean NLL of labels[:, t+1] given position t, with the head only on supervised positions."""
         target = labels[:, 1:]
-        keep = target != -100  # (B, T-1)
+        keep = target != IGNORE  # (B, T-1)
         y = target[keep]  # (N,)
         n = max(y.numel(), 1)  # an empty batch gives 0 (still in the graph), not NaN
         if logits is not None:
-            return F.cross_entropy(_upcast(logits[:, :-1][keep]), y, reduction="sum") / n, y.numel()
+            return F.cross_entropy(upcast(logits[:, :-1][keep]), y, reduction="sum") / n, y.numel()
         h = hidden[:, :-1][keep]  # (N, H)
         chunk = max(1, CE_CHUNK_ELEMENTS // self.base.get_output_embeddings().weight.shape[0])
         if h.shape[0] <= chunk:
@@ -252,7 +279,7 @@ class CoconutLM(nn.Module):
         return total / n, y.numel()
 
     def _ce_sum(self, h: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(_upcast(self.logits(h)), y, reduction="sum")
+        return F.cross_entropy(upcast(self.logits(h)), y, reduction="sum")
 
     def _eot_loss(self, hidden: torch.Tensor, input_ids: torch.Tensor,
                   attention_mask: torch.Tensor) -> torch.Tensor:
@@ -261,7 +288,7 @@ class CoconutLM(nn.Module):
         at = ((input_ids == t.bot) | (input_ids == t.latent)) & attention_mask.bool()  # (B, T)
         is_eot = F.pad(input_ids[:, 1:] == t.eot, (0, 1), value=False)  # next input is <eot>
         z = self.eot_head(hidden[at]).squeeze(-1)  # (M,)
-        bce = F.binary_cross_entropy_with_logits(_upcast(z), is_eot[at].to(_upcast(z).dtype), reduction="sum")
+        bce = F.binary_cross_entropy_with_logits(upcast(z), is_eot[at].to(upcast(z).dtype), reduction="sum")
         return bce / max(z.numel(), 1)
 
     # ----- generation ----------------------------------------------------------------------------
@@ -286,18 +313,16 @@ class CoconutLM(nn.Module):
         b, t = input_ids.shape
         dev, tk = input_ids.device, self.tokens
         n_steps = max_new_tokens + (max_thoughts + 1 if use_eot_classifier else 0)
-        self._check_length(t)
         rows = torch.arange(b, device=dev)
         # Preallocated mask: every generated position is real, so later columns are ones already.
         mask = torch.cat([attention_mask.long(), attention_mask.new_ones(b, n_steps).long()], 1)
         pos = default_position_ids(attention_mask)
-        latent, bounds = self._plan(input_ids, attention_mask)
+        latent, bounds = self._plan(input_ids, attention_mask, pos, new_positions=n_steps)
         embed = self.base.get_input_embeddings()
         cache = self.new_cache(t + n_steps)
         hidden = self._multipass(embed(input_ids), attention_mask, pos, latent, bounds, cache)
         last = t - 1 - attention_mask.long().flip(1).argmax(1)  # last real position per row
         h_last, next_pos = hidden[rows, last], pos[rows, last] + 1  # (B, H), (B,)
-        self._check_length(int(next_pos.max()) + n_steps)
         if use_eot_classifier and not bool((input_ids[rows, last] == tk.bot).all()):
             raise CoconutError("with use_eot_classifier every prompt must end with <bot>")
 
@@ -447,7 +472,7 @@ def _sub_state(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.T
     return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
 
 
-def _upcast(x: torch.Tensor) -> torch.Tensor:
+def upcast(x: torch.Tensor) -> torch.Tensor:
     """Half-precision logits go to float32 for the loss; float64 stays float64."""
     return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
 

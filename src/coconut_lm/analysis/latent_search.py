@@ -42,12 +42,11 @@ import torch
 from tqdm.auto import tqdm
 
 from coconut_lm.errors import CoconutError
+from coconut_lm.model import upcast
 from coconut_lm.tasks.examples import Example, atomic_write_text
 
 STEP_PREFIX = "Every"  # the first word of every concept-to-concept step
 TOP_KS = (1, 2, 3)
-# Most logits (rows * length * vocabulary) one scoring forward may hold; rows are split to fit.
-LOGIT_BUDGET = 2**27
 
 
 # ------------------------------------------------------------------------------------- records
@@ -148,13 +147,6 @@ def _device(model: torch.nn.Module) -> torch.device:
         return torch.device("cpu")
 
 
-def _vocab_size(model: torch.nn.Module) -> int | None:
-    try:
-        return int(model.base.get_output_embeddings().weight.shape[0])
-    except AttributeError:
-        return None
-
-
 class _NameTokens:
     """Token ids of the template prefix and of each name after it, cached."""
 
@@ -227,17 +219,17 @@ def frontier_values(model, tokenizer, examples: Sequence[Example], hops: Sequenc
     """The value of every frontier node after each hop count in `hops` (see the module docstring).
 
     Args:
-        model: a `CoconutLM` (or anything with its `forward(..., return_logits=True)` and `tokens`).
+        model: a `CoconutLM` (or anything with its `hidden_states`, `logits` and `tokens`).
         tokenizer: the checkpoint's tokenizer.
         examples: ProsQA examples (with the graph keys).
         hops: hop counts h; the prompt holds h * c thoughts.
         method: lays out the prompt (default: coconut).
         layout: c and the other layout settings (default: c = 1).
-        batch_size: rows (one per candidate node) per forward pass; fewer when the logits would
-            exceed LOGIT_BUDGET elements.
+        batch_size: rows (one per candidate node) per forward pass.
 
     Each row is the prompt, the template prefix and one candidate's name, scored by one full
     multi-pass forward; rows are sorted by length and their first thoughts aligned (`collate`).
+    The LM head runs only at the scored positions, so no (rows, length, vocabulary) logits exist.
     """
     from coconut_lm.batching import collate
     from coconut_lm.data import tokenize_examples
@@ -267,17 +259,12 @@ def frontier_values(model, tokenizer, examples: Sequence[Example], hops: Sequenc
                 rows.append(_Row(r, f, j, prompt + pre + name, len(pre), len(name)))
 
     order = sorted(range(len(rows)), key=lambda i: len(rows[i].ids))
-    device, vocab = _device(model), _vocab_size(model)
+    device = _device(model)
     was_training = model.training
     model.eval()
     bar = tqdm(total=len(order), desc="latent search", unit="row", disable=not progress, leave=False)
-    start = 0
-    while start < len(order):
+    for start in range(0, len(order), batch_size):
         chunk = order[start:start + batch_size]
-        if vocab is not None:  # keep (rows, length, vocabulary) logits under the budget
-            width = len(rows[chunk[-1]].ids)
-            chunk = chunk[:max(1, LOGIT_BUDGET // (width * vocab))]
-        start += len(chunk)
         layouts = []
         for i in chunk:
             row = rows[i]
@@ -285,11 +272,11 @@ def frontier_values(model, tokenizer, examples: Sequence[Example], hops: Sequenc
             prompt_len = len(row.ids) - n_scored
             layouts.append(Layout(row.ids, [IGNORE] * prompt_len + row.ids[prompt_len:]))
         batch = collate(layouts, tokens.pad, tokens.latent).to(device)
-        logits = model(batch.input_ids, batch.attention_mask, return_logits=True).logits  # (B, T, V)
+        hidden = model.hidden_states(batch.input_ids, batch.attention_mask)  # (B, T, H)
         target = batch.labels[:, 1:]  # label t is predicted at position t-1
         keep = target != IGNORE  # (B, T-1)
-        sel = logits[:, :-1][keep]  # (N, V): the scored positions, row by row
-        logp = torch.log_softmax(sel.float() if sel.dtype in (torch.float16, torch.bfloat16) else sel, -1)
+        logits = model.logits(hidden[:, :-1][keep])  # (N, V): the scored positions, row by row
+        logp = torch.log_softmax(upcast(logits), -1)
         scored = logp.gather(-1, target[keep][:, None]).squeeze(-1).double().cpu().tolist()
         pos = 0
         for i in chunk:
@@ -446,7 +433,7 @@ def decode_thoughts(model, tokenizer, thoughts: torch.Tensor, k: int = 5) -> lis
         return []
     param = next(model.parameters())
     logits = model.logits(thoughts.to(param.device, param.dtype))  # (n, V)
-    probs = torch.softmax(logits.float() if logits.dtype in (torch.float16, torch.bfloat16) else logits, -1)
+    probs = torch.softmax(upcast(logits), -1)
     top = probs.topk(min(k, probs.shape[-1]), dim=-1)
     return [[(tokenizer.decode([int(i)]), float(p)) for p, i in zip(ps.tolist(), ids.tolist())]
             for ps, ids in zip(top.values, top.indices)]

@@ -25,7 +25,6 @@ The rules, in the order they are applied:
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -33,7 +32,7 @@ from enum import Enum
 
 from coconut_lm.errors import CoconutError
 from coconut_lm.tasks.answers import chain_lines
-from coconut_lm.tasks.prosqa import ProsQAGraph, frontier, parse_fact, shortest_distances
+from coconut_lm.tasks.prosqa import SENTENCE_END, ProsQAGraph, frontier, parse_fact, shortest_distances
 
 
 class PathCategory(Enum):
@@ -60,9 +59,6 @@ class SplitGeneration:
     answer: str
 
 
-_SENTENCE_END = re.compile(r"(?<=[.?!])\s+")
-
-
 def split_generation(text: str) -> SplitGeneration:
     """Split 'step\\nstep\\n### answer' into sentences and the answer.
 
@@ -71,7 +67,7 @@ def split_generation(text: str) -> SplitGeneration:
     """
     _, sep, rest = text.partition("###")
     answer = rest.strip().splitlines()[0].strip() if sep and rest.strip() else ""
-    steps = [s.strip() for line in chain_lines(text) for s in _SENTENCE_END.split(line) if s.strip()]
+    steps = [s.strip() for line in chain_lines(text) for s in SENTENCE_END.split(line) if s.strip()]
     return SplitGeneration(steps=steps, answer=answer)
 
 

@@ -21,8 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from coconut_lm.errors import CoconutError
+from coconut_lm.methods import get_method
+from coconut_lm.tasks.answers import TASKS
 
-TASKS = ("gsm8k", "prontoqa", "prosqa")
 TASK_LABELS = {"gsm8k": "GSM8k", "prontoqa": "ProntoQA", "prosqa": "ProsQA"}
 METHOD_LABELS = {
     "cot": "CoT", "no_cot": "No-CoT", "icot": "iCoT", "pause": "Pause token", "coconut": "Coconut",
@@ -129,7 +130,10 @@ def read_run(run_dir: str | os.PathLike, eval_subdir: str = "eval") -> RunResult
     vals = [r for r in read_metrics(run) if r.get("type") == "val" and isinstance(r.get("val_accuracy"), (int, float))]
     if not vals:
         raise CoconutError(f"run {run}: no {eval_subdir}/summary.json and no val row with val_accuracy in metrics.jsonl")
-    best = max(vals, key=lambda r: r["val_accuracy"])  # the first of equal rows: the one saved as best/
+    # As the trainer picks best/: the latest curriculum stage first (a Coconut run's stage-0 rows are CoT), then
+    # accuracy; the first of equal rows, as the trainer keeps the first.
+    staged = get_method(method).schedule == "stages"
+    best = max(vals, key=lambda r: (int(r.get("stage", 0)) if staged else 0, r["val_accuracy"]))
     thoughts = f", {best['val_thoughts']} thoughts" if best.get("val_thoughts") is not None else ""
     return RunResult(str(run), method, task, seed, float(best["val_accuracy"]), best.get("val_tokens"), None,
                      f"metrics.jsonl best val (epoch {int(best.get('epoch', -1)) + 1}{thoughts})")

@@ -6,7 +6,7 @@
 It runs these steps in order:
 1. Forced-k evaluation: exactly k thoughts, then language.
 2. The path category of every prediction.
-3. Latent-search values at thoughts 1 and 2.
+3. Latent-search values after 1 and 2 hops' worth of thoughts (h*c thoughts for h hops).
 4. The decoded thoughts of a few examples.
 5. Every figure, and `analysis.md` with the numbers behind each figure.
 
@@ -45,18 +45,6 @@ class AnalysisResult:
     accuracy: dict[str, float] = field(default_factory=dict)
 
 
-def resolve_checkpoint(path: str | os.PathLike, what: str = "checkpoint") -> Path:
-    """A checkpoint folder, or a run folder's `best/`; a one-line CoconutError otherwise."""
-    p = Path(path)
-    if not p.is_dir():
-        raise CoconutError(f"{what} {p}: no such folder")
-    if (p / "coconut.json").is_file():
-        return p
-    if (p / "best" / "coconut.json").is_file():
-        return p / "best"
-    raise CoconutError(f"{what} {p}: not a checkpoint (no coconut.json) nor a run folder with best/")
-
-
 def _load_prosqa(data: str | os.PathLike, max_examples: int | None):
     """The examples and their graphs; any item without the ProsQA graph keys is a one-line error."""
     from coconut_lm.tasks.examples import load_examples
@@ -75,16 +63,6 @@ def _has_thought_slots(method, layout, tokens) -> bool:
 
     probe = TokenizedExample(question=[tokens.eos], steps=[[tokens.eos]], answer=[tokens.eos])
     return method.eval_prompt(probe, 0, layout, tokens) != method.eval_prompt(probe, 1, layout, tokens)
-
-
-def _device(name: str):
-    import torch
-
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise CoconutError("--device cuda: no CUDA device is available")
-    return torch.device(name)
 
 
 def _categorise(setting: dict[str, Any], records, graphs, hops: int) -> list[dict]:
@@ -165,14 +143,16 @@ def run_analysis(
         max_examples: analyse only the first N examples.
         batch_size: generation and scoring batch size.
         max_new_tokens: generation budget per example.
-        search_hops: thoughts after which frontier values are read (the paper: 1 and 2).
+        search_hops: hops h after which frontier values are read (the paper: 1 and 2); the prompt
+            holds h*c thoughts.
         decode_examples: examples whose thoughts are decoded through the LM head.
         tree_example: index of the example drawn as a search tree (default: the first that fits).
     """
     from coconut_lm.analysis.latent_search import frontier_values, summarize_search, write_search
     from coconut_lm.analysis.paths import PathCategory
     from coconut_lm.analysis.plots import make_figures
-    from coconut_lm.checkpoint import load_model
+    from coconut_lm.checkpoint import load_model, resolve_checkpoint
+    from coconut_lm.dist import resolve_device
     from coconut_lm.evaluate import layout_from_meta
     from coconut_lm.methods import get_method
     from coconut_lm.tasks.examples import atomic_write_text
@@ -187,7 +167,7 @@ def run_analysis(
         raise CoconutError(f"--tree-example {tree_example}: out of range for {len(examples)} examples")
     out = Path(out)
     args = {"batch_size": batch_size, "max_new_tokens": max_new_tokens, "progress": progress}
-    dev = _device(device)
+    dev = resolve_device(device)
 
     model, tok, meta = load_model(ckpt)
     task = meta.get("task", "prosqa")
@@ -359,7 +339,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     """`coconut-lm analyze`: run the analysis and list what it wrote."""
     result = run_analysis(args.checkpoint, args.data, args.out, latents=args.latents, cot=args.cot,
                           no_cot=args.no_cot, max_examples=args.max_examples, batch_size=args.batch_size,
-                          max_new_tokens=args.max_new_tokens, search_hops=args.search_thoughts,
+                          max_new_tokens=args.max_new_tokens, search_hops=args.search_hops,
                           decode_examples=args.decode_examples, tree_example=args.tree_example,
                           device=args.device, progress=not args.no_progress)
     for name, acc in result.accuracy.items():
@@ -375,7 +355,7 @@ def add_analyze_parser(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("analyze", help="ProsQA analysis of a Coconut checkpoint: forced k, path categories, latent search, figures",
                        description="The paper's section 5 on ProsQA: forced-k evaluation, path categories per k, "
-                                   "frontier-node values after thoughts 1 and 2 (parallelism, value against height), "
+                                   "frontier-node values after 1 and 2 hops of thoughts (parallelism, value against height), "
                                    "decoded thoughts, every figure (PNG) and analysis.md with the numbers behind them.")
     p.add_argument("checkpoint", metavar="CKPT", help="Coconut checkpoint folder, or a run folder (its best/ is used)")
     p.add_argument("--data", required=True, metavar="FILE", help="ProsQA data with graph keys (e.g. prosqa_valid.json)")
@@ -391,8 +371,9 @@ def add_analyze_parser(sub: argparse._SubParsersAction) -> None:
                    help="generation and scoring batch size (default 64)")
     p.add_argument("--max-new-tokens", type=positive_int, default=64, metavar="T",
                    help="generation budget per example (default 64)")
-    p.add_argument("--search-thoughts", type=int_list, default=list(SEARCH_HOPS), metavar="H,H,...",
-                   help="thought counts after which frontier values are read (default 1,2, as in the paper)")
+    p.add_argument("--search-hops", type=int_list, default=list(SEARCH_HOPS), metavar="H,H,...",
+                   help="hops h after which frontier values are read; the prompt holds h*c thoughts "
+                        "(default 1,2, as in the paper)")
     p.add_argument("--decode-examples", type=non_negative_int, default=3, metavar="N",
                    help="examples whose thoughts are decoded through the LM head (default 3; 0: none)")
     p.add_argument("--tree-example", type=non_negative_int, default=None, metavar="I",

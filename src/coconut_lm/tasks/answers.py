@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from coconut_lm.errors import CoconutError
 
-TASKS = ("gsm8k", "prosqa", "prontoqa")
+TASKS = ("gsm8k", "prontoqa", "prosqa")  # in the order of the paper's Table 1
 
 
 def _check_task(task: str) -> str:

@@ -245,7 +245,8 @@ def graph_from_example(example: Example, index: int | None = None, path: str | N
 
 _FACT = re.compile(r"^(?:Every (\w+)|(\w+)) is an? (\w+)\.$")
 _QUERY = re.compile(r"Is (\w+) an? (\w+) or (\w+)\?\s*$")
-_SENTENCE_END = re.compile(r"(?<=[.?])\s+")
+# Where one sentence ends and the next begins; also splits generated steps written on one line.
+SENTENCE_END = re.compile(r"(?<=[.?!])\s+")
 
 
 def sentence(graph_or_names: ProsQAGraph | Sequence[str], parent: int, child: int, entity: bool) -> str:
@@ -271,7 +272,7 @@ def parse_question(question: str) -> ProsQAGraph:
         raise ProsQAFormatError(f"the question does not end with 'Is X a Y or Z?': ...{question[-60:]!r}")
     names: dict[str, int] = {}
     edges: list[tuple[int, int]] = []
-    facts = [s for s in _SENTENCE_END.split(question[: m.start()].strip()) if s]
+    facts = [s for s in SENTENCE_END.split(question[: m.start()].strip()) if s]
     for i, text in enumerate(facts):
         pair = parse_fact(text)
         if pair is None:

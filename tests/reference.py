@@ -1,1 +1,0 @@
-from coconut_lm.reference import RefForward, RefGeneration, reference_forward, reference_generate  # noqa: F401
