@@ -93,8 +93,9 @@ def test_no_curriculum_uses_final_stage_from_the_start():
     assert layout("no_curriculum", 0) == ([1, 2, B, L, L, E, 41, 999], [X, X, X, X, X, X, 41, 999])
 
 
-def test_no_thought_drops_steps_without_slots():
-    assert layout("no_thought", 2) == ([1, 2, B, E, 31, 32, 33, 41, 999], [X, X, X, X, 31, 32, 33, 41, 999])
+def test_no_thought_drops_steps_without_slots_or_markers():
+    assert layout("no_thought", 2) == ([1, 2, 31, 32, 33, 41, 999], [X, X, 31, 32, 33, 41, 999])
+    assert layout("no_thought", 9) == ([1, 2, 41, 999], [X, X, 41, 999])
 
 
 def test_pause_as_thought_fills_slots_with_pauses():
@@ -111,7 +112,7 @@ def test_pause_as_thought_fills_slots_with_pauses():
         ("coconut", 2, [1, 2, B, L, L, E]),
         ("coconut", 0, [1, 2, B, E]),
         ("no_curriculum", 2, [1, 2, B, L, L, E]),
-        ("no_thought", 2, [1, 2, B, E]),
+        ("no_thought", 2, [1, 2]),
         ("pause_as_thought", 2, [1, 2, B, P, P, E]),
     ],
 )

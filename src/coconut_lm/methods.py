@@ -17,7 +17,7 @@ Layouts (Q question, S_i steps, A "### answer<eos>", labels masked on everything
     pause             [Q <pause>*p] A
     coconut           [Q <bot> <latent>*(m*c) <eot>] S_{k+1} .. Sn A   (m = latent steps at stage k)
     no_curriculum     coconut at the final stage, from epoch 0
-    no_thought        [Q <bot> <eot>] S_{k+1} .. Sn A
+    no_thought        [Q] S_{k+1} .. Sn A
     pause_as_thought  [Q <bot> <pause>*(m*c) <eot>] S_{k+1} .. Sn A
 
 Only the remaining steps and the answer are supervised; the question, the markers and every
@@ -190,13 +190,17 @@ class Coconut(Method):
         """The token that fills one thought slot."""
         return [tokens.latent]
 
+    def latent_block(self, tokens: SpecialTokens, n_slots: int) -> list[int]:
+        """`<bot>`, n slots, `<eot>`: what stands between the question and the language steps."""
+        return [tokens.bot] + self.slot(tokens) * n_slots + [tokens.eot]
+
     def train_layout(self, ex, k, cfg, tokens):
         dropped, latent = latent_steps(ex.n_steps, k, cfg)
-        prefix = list(ex.question) + [tokens.bot] + self.slot(tokens) * (latent * cfg.c_thought) + [tokens.eot]
+        prefix = list(ex.question) + self.latent_block(tokens, latent * cfg.c_thought)
         return _supervised(prefix, _chain(ex.steps[dropped:]) + ex.answer)
 
     def eval_prompt(self, ex, n_thoughts, cfg, tokens):
-        return list(ex.question) + [tokens.bot] + self.slot(tokens) * n_thoughts + [tokens.eot]
+        return list(ex.question) + self.latent_block(tokens, n_thoughts)
 
     def default_eval_thoughts(self, cfg):
         return cfg.max_latent_stage * cfg.c_thought
@@ -226,12 +230,12 @@ class NoCurriculum(Coconut):
 
 
 class NoThought(Coconut):
-    """Coconut's curriculum removes the steps, but no thought slots replace them."""
+    """Coconut's curriculum removes the steps, but nothing replaces them (no slots, no markers, as the official code)."""
 
     name = "no_thought"
     continuous = False
 
-    def slot(self, tokens):
+    def latent_block(self, tokens, n_slots):
         return []
 
     def default_eval_thoughts(self, cfg):
