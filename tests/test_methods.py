@@ -172,3 +172,9 @@ GSM = LayoutConfig(c_thought=2, max_latent_stage=3)  # GSM8k's Coconut: two thou
 )
 def test_expected_steps_at_eval(name, n, cfg, expected):
     assert get_method(name).expected_steps(STEPS, n, cfg) == expected
+
+
+def test_layout_config_round_trips_through_checkpoint_meta():
+    cfg = LayoutConfig(c_thought=2, max_latent_stage=3, pad_latent_to_max=True, pause_tokens=4)
+    assert LayoutConfig.from_meta({**cfg.to_meta(), "method": "coconut", "stage": 2}) == cfg
+    assert LayoutConfig.from_meta({}) == LayoutConfig()

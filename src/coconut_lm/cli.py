@@ -198,7 +198,8 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
                    help="thoughts per prompt, or a list for forced-k (e.g. 0,1,2,3,4,5,6); default: the checkpoint's eval_thoughts")
     p.add_argument("--use-classifier", action="store_true", help="let the <eot> classifier end latent mode")
     p.add_argument("--batch-size", type=positive_int, default=64, help="generation batch size (default 64)")
-    p.add_argument("--max-new-tokens", type=positive_int, default=64, help="generation budget per example (default 64)")
+    p.add_argument("--max-new-tokens", type=positive_int, default=None,
+                   help="generation budget per example (default: the training run's max_new_tokens)")
     p.add_argument("--max-examples", type=positive_int, default=None, help="evaluate only the first N examples")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="device (default: cuda if available)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -211,15 +212,14 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     from coconut_lm.batching import left_pad
     from coconut_lm.checkpoint import load_model
     from coconut_lm.data import tokenize_examples
-    from coconut_lm.evaluate import layout_from_meta
-    from coconut_lm.methods import get_method
+    from coconut_lm.methods import LayoutConfig, get_method
     from coconut_lm.tasks.examples import Example
 
     model, tok, meta = load_model(args.checkpoint)
     method = get_method(meta.get("method", "coconut"))
     n = args.latents if args.latents is not None else int(meta.get("eval_thoughts", 0))
     ex = tokenize_examples([Example(args.question, [], "?")], tok)[0]
-    prompt = method.eval_prompt(ex, n, layout_from_meta(meta), model.tokens)
+    prompt = method.eval_prompt(ex, n, LayoutConfig.from_meta(meta), model.tokens)
     ids, mask = left_pad([prompt], model.tokens.pad)
     with torch.no_grad():
         out = model.generate(ids, mask, args.max_new_tokens, return_thoughts=args.show_thoughts)

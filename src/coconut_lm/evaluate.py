@@ -159,20 +159,13 @@ def write_eval(result: EvalResult, out_dir: str | os.PathLike, extra: dict | Non
     return out
 
 
-def layout_from_meta(meta: dict) -> LayoutConfig:
-    """The layout settings a checkpoint was trained with (from its coconut.json meta)."""
-    return LayoutConfig(c_thought=int(meta.get("c_thought", 1)), max_latent_stage=int(meta.get("max_latent_stage", 6)),
-                        pad_latent_to_max=bool(meta.get("pad_latent_to_max", False)),
-                        pause_tokens=int(meta.get("pause_tokens", 6)))
-
-
 def evaluate_checkpoint(
     checkpoint: str | os.PathLike,
     data_path: str | os.PathLike,
     out_dir: str | os.PathLike,
     latents: Sequence[int] | None = None,
     batch_size: int = 64,
-    max_new_tokens: int = 64,
+    max_new_tokens: int | None = None,
     use_classifier: bool | None = None,
     max_examples: int | None = None,
     device: str = "auto",
@@ -194,7 +187,9 @@ def evaluate_checkpoint(
     model, tokenizer, meta = load_model(checkpoint)
     model.to(dev)
     method = get_method(meta.get("method", "coconut"))
-    layout = layout_from_meta(meta)
+    layout = LayoutConfig.from_meta(meta)
+    # The training run's generation budget unless asked otherwise (128 when the checkpoint does not record it).
+    budget = max_new_tokens if max_new_tokens is not None else int(meta.get("max_new_tokens", 128))
     task = meta.get("task", "prosqa")
     examples = load_examples(data_path)[:max_examples]
     if use_classifier is None:
@@ -206,7 +201,7 @@ def evaluate_checkpoint(
     out = Path(out_dir)
     for k in settings:
         name = "classifier" if k is None else f"k{k}"
-        result = evaluate(model, tokenizer, examples, method, layout, task, k or 0, batch_size, max_new_tokens,
+        result = evaluate(model, tokenizer, examples, method, layout, task, k or 0, batch_size, budget,
                           use_classifier=k is None, max_thoughts=int(meta.get("max_thoughts", 16)),
                           progress=progress, desc=f"eval {name}")
         where = out if len(settings) == 1 else out / name

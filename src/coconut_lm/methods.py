@@ -26,6 +26,7 @@ thought or pause slot carry label -100.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -64,6 +65,15 @@ class LayoutConfig:
     def __post_init__(self) -> None:
         if self.c_thought < 0 or self.max_latent_stage < 0 or self.pause_tokens < 0:
             raise ValueError("c_thought, max_latent_stage and pause_tokens must be >= 0")
+
+    def to_meta(self) -> dict[str, int | bool]:
+        """The fields as a checkpoint's coconut.json records them."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_meta(cls, meta: dict) -> LayoutConfig:
+        """The layout a checkpoint was trained with, from its coconut.json meta (defaults where absent)."""
+        return cls(**{f.name: type(f.default)(meta[f.name]) for f in dataclasses.fields(cls) if f.name in meta})
 
 
 @dataclass(frozen=True)

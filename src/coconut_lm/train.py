@@ -84,9 +84,8 @@ def stage_rank(cfg: TrainConfig, method: Method, epoch: int) -> int:
 def checkpoint_meta(cfg: TrainConfig, method: Method, epoch: int) -> dict[str, Any]:
     """What `coconut.json` records besides token ids: method, task, stage, c and the eval setting."""
     return {
-        "method": method.name, "task": cfg.task, "c_thought": cfg.c_thought,
-        "max_latent_stage": cfg.max_latent_stage, "pad_latent_to_max": cfg.pad_latent_to_max,
-        "pause_tokens": cfg.pause_tokens, "epoch": epoch, "stage": coconut_stage(epoch, cfg.epochs_per_stage),
+        "method": method.name, "task": cfg.task, **layout_config(cfg).to_meta(), "max_new_tokens": cfg.max_new_tokens,
+        "epoch": epoch, "stage": coconut_stage(epoch, cfg.epochs_per_stage),
         "eval_thoughts": val_thoughts(cfg, method, epoch), "eval_use_classifier": cfg.eval_use_classifier,
         "max_thoughts": cfg.max_thoughts,
     }

@@ -153,8 +153,7 @@ def run_analysis(
     from coconut_lm.analysis.plots import make_figures
     from coconut_lm.checkpoint import load_model, resolve_checkpoint
     from coconut_lm.dist import resolve_device
-    from coconut_lm.evaluate import layout_from_meta
-    from coconut_lm.methods import get_method
+    from coconut_lm.methods import LayoutConfig, get_method
     from coconut_lm.tasks.examples import atomic_write_text
 
     if not latents:
@@ -173,7 +172,7 @@ def run_analysis(
     task = meta.get("task", "prosqa")
     if task != "prosqa":
         raise CoconutError(f"checkpoint {ckpt}: trained on '{task}'; path categories and latent search need ProsQA")
-    method, layout = get_method(meta.get("method", "coconut")), layout_from_meta(meta)
+    method, layout = get_method(meta.get("method", "coconut")), LayoutConfig.from_meta(meta)
     if not _has_thought_slots(method, layout, model.tokens):
         raise CoconutError(f"checkpoint {ckpt}: method '{method.name}' has no thought slots, so forced k and latent "
                            f"search do not apply; analyse a coconut (or no_curriculum / pause_as_thought) checkpoint")
@@ -200,7 +199,7 @@ def run_analysis(
         if rmethod.name != name:
             print(f"note: --{name.replace('_', '-')} {path} is a '{rmethod.name}' checkpoint; shown as {label}")
         k = int(rmeta.get("eval_thoughts", 0))
-        ev = _evaluate_setting(rmodel.to(dev).eval(), rtok, examples, rmethod, layout_from_meta(rmeta), k,
+        ev = _evaluate_setting(rmodel.to(dev).eval(), rtok, examples, rmethod, LayoutConfig.from_meta(rmeta), k,
                                out / "reference" / name, args, {"checkpoint": str(path), "data": str(data), "label": label})
         setting = {"name": name, "label": label, "kind": "reference", "k": k, "method": rmethod.name,
                    "checkpoint": str(path), "n": ev.summary.n, "accuracy": ev.summary.accuracy,
