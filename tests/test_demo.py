@@ -1,4 +1,4 @@
-"""The demo end to end, shortened: data, three methods, eval, the results table and files."""
+"""The demo end to end, shortened: data, three methods, eval, the results table and results.json."""
 
 from __future__ import annotations
 
@@ -6,26 +6,31 @@ import json
 
 import pytest
 
-from coconut_lm.demo import DEMO_METHODS, format_table, run_demo
+from coconut_lm.demo import DEMO_METHODS, DemoRow, format_table, run_demo
+from coconut_lm.errors import CoconutError
 
 
 @pytest.mark.slow
 def test_demo_runs_and_writes_results(tmp_path, capsys):
-    rows = run_demo("prosqa", tmp_path, extra_overrides=["model=micro", "num_epochs=2", "max_steps_per_epoch=2",
-                                                         "val_max_examples=8", "max_new_tokens=24"], progress=False)
+    out = tmp_path / "demo"
+    rows = run_demo(out, steps=3, extra_overrides=["model=micro", "val_max_examples=8", "eval_every=1"], parallel=2)
     assert [r.method for r in rows] == list(DEMO_METHODS)
-    out = capsys.readouterr().out
-    assert "| method | accuracy | tokens per answer |" in out
-    results = json.loads((tmp_path / "results.json").read_text())
-    assert len(results["rows"]) == 3 and results["task"] == "prosqa"
-    for method in DEMO_METHODS:
-        assert (tmp_path / method / "eval" / "summary.json").is_file()
+    assert "| method | accuracy | tokens per answer |" in capsys.readouterr().out
+    results = json.loads((out / "results.json").read_text())
+    assert set(results["methods"]) == set(DEMO_METHODS)
+    for method, r in results["methods"].items():
+        assert set(r) >= {"accuracy", "tokens", "thoughts", "train_s", "eval_s", "run_dir"}
+        assert (out / method / "eval" / "summary.json").is_file() and r["run_dir"] == str(out / method)
+        assert r["steps"] == 3
+    assert results["methods"]["coconut"]["thoughts"] >= 0 and results["methods"]["cot"]["thoughts"] == 0
+    gen = results["data"]["generate"]
+    assert gen[:3] == ["prosqa", "--format", "symbolic"] and gen[gen.index("--out") + 1] == str(out / "data" / "train.json")
+    with pytest.raises(CoconutError, match="not empty"):
+        run_demo(out, steps=1)
 
 
-def test_table_says_plainly_when_everything_is_at_chance():
-    from coconut_lm.demo import DemoRow
-
-    text = format_table("prontoqa", [DemoRow("cot", 0.52, 70.0, 100, 1), DemoRow("coconut", 0.49, 9.0, 90, 1)], 200)
-    assert "near chance (50%)" in text and "GPU presets" in text
-    text = format_table("prontoqa", [DemoRow("cot", 0.9, 70.0, 100, 1)], 200)
-    assert "near chance" not in text and "Chance is 50%" in text
+def test_table_says_plainly_when_nothing_was_learned():
+    rows = [DemoRow("cot", 0.52, 5.0, 0.0, 100, 1, "r/cot", 10), DemoRow("coconut", 0.49, 6.0, 3.0, 90, 1, "r/c", 10)]
+    assert "near chance" in format_table(rows, 200, 500)
+    rows[0].accuracy = 0.95
+    assert "near chance" not in format_table(rows, 200, 500)

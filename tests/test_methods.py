@@ -178,3 +178,14 @@ def test_layout_config_round_trips_through_checkpoint_meta():
     cfg = LayoutConfig(c_thought=2, max_latent_stage=3, pad_latent_to_max=True, pause_tokens=4)
     assert LayoutConfig.from_meta({**cfg.to_meta(), "method": "coconut", "stage": 2}) == cfg
     assert LayoutConfig.from_meta({}) == LayoutConfig()
+
+
+def test_without_latent_markers_thoughts_follow_the_question():
+    """latent_markers=False (Zhu et al.'s layout): stage 0 is exactly CoT, then slots with no <bot>/<eot>."""
+    cfg = LayoutConfig(c_thought=1, max_latent_stage=2, latent_markers=False, pause_tokens=3)
+    assert layout("coconut", 0, cfg) == layout("cot", 0, cfg)
+    assert layout("coconut", 1, cfg) == ([1, 2, L, 21, 31, 32, 33, 41, 999], [X, X, X, 21, 31, 32, 33, 41, 999])
+    assert layout("coconut", 3, cfg) == ([1, 2, L, L, 41, 999], [X, X, X, X, 41, 999])
+    assert layout("pause_as_thought", 1, cfg)[0] == [1, 2, P, 21, 31, 32, 33, 41, 999]
+    assert get_method("coconut").eval_prompt(EX, 2, cfg, T) == [1, 2, L, L]
+    assert LayoutConfig.from_meta(cfg.to_meta()) == cfg

@@ -27,7 +27,7 @@ FIRST_WORD = 7  # ids below are special
 TOL = {"gpt2": 1e-9, "llama": 1e-5}
 
 
-def make_model(kind: str, eot_classifier: bool = False, seed: int = 0) -> CoconutLM:
+def make_model(kind: str, eot_classifier: bool = False, seed: int = 0, token_shift: int = 0) -> CoconutLM:
     torch.manual_seed(seed)
     if kind == "gpt2":
         # A wide init makes the random model's greedy outputs vary, so generation tests bite.
@@ -35,7 +35,7 @@ def make_model(kind: str, eot_classifier: bool = False, seed: int = 0) -> Coconu
                               vocab_size=VOCAB, n_positions=128, special=TK)
     else:
         base = build_tiny_llama(VOCAB, hidden_size=32, intermediate_size=64, initializer_range=0.2)
-    model = CoconutLM(base, TK, eot_classifier=eot_classifier).double().eval()
+    model = CoconutLM(base, TK, eot_classifier=eot_classifier, token_shift=token_shift).double().eval()
     if eot_classifier:
         with torch.no_grad():  # logits of order 1: rows stop after different counts
             model.eot_head.weight.normal_(0, 0.2)
@@ -91,11 +91,12 @@ THOUGHT_CASES = {
 }
 
 
+@pytest.mark.parametrize("shift", [0, 1, 3], ids=["plain", "shift1", "shift3"])
 @pytest.mark.parametrize("kind", ["gpt2", "llama"])
 @pytest.mark.parametrize("mode", ["left", "right", "align"])
 @pytest.mark.parametrize("case", list(THOUGHT_CASES))
-def test_forward_matches_reference(kind, mode, case):
-    model = make_model(kind, eot_classifier=True)
+def test_forward_matches_reference(kind, mode, case, shift):
+    model = make_model(kind, eot_classifier=True, token_shift=shift)
     ids, mask, labels = pad_batch(*make_rows([5, 2, 7], THOUGHT_CASES[case]), mode)
 
     out = model(ids, mask, labels)
@@ -251,10 +252,11 @@ def test_no_supervised_positions_gives_zero_loss_not_nan():
     out.loss.backward()  # still part of the graph
 
 
+@pytest.mark.parametrize("shift", [0, 1, 3], ids=["plain", "shift1", "shift3"])
 @pytest.mark.parametrize("kind", ["gpt2", "llama"])
 @pytest.mark.parametrize("mode", ["left", "right"])
-def test_generate_matches_row_by_row_reference(kind, mode):
-    model = make_model(kind)
+def test_generate_matches_row_by_row_reference(kind, mode, shift):
+    model = make_model(kind, token_shift=shift)
     rows, n_prompt = make_rows([3, 6, 1, 4], (0, 1, 3, 6))
     prompts = [r[:n] for r, n in zip(rows, n_prompt)]
     # Make some rows stop early: EOS := the first token row 0 generates.
@@ -276,10 +278,11 @@ def test_generate_matches_row_by_row_reference(kind, mode):
     assert lengths[0] == 1 and max(lengths) == 7 and out.sequences.shape[1] == 7
 
 
+@pytest.mark.parametrize("shift", [0, 1, 3], ids=["plain", "shift1", "shift3"])
 @pytest.mark.parametrize("kind", ["gpt2", "llama"])
 @pytest.mark.parametrize("mode", ["left", "right"])
-def test_classifier_generation_matches_row_by_row_reference(kind, mode):
-    model = make_model(kind, eot_classifier=True, seed=3)
+def test_classifier_generation_matches_row_by_row_reference(kind, mode, shift):
+    model = make_model(kind, eot_classifier=True, seed=3, token_shift=shift)
     rows, _ = make_rows([3, 6, 1, 4, 5, 2], (0,) * 6, seed=4)
     prompts = [r[:r.index(TK.bot) + 1] for r in rows]  # question, <bot>
     ids, mask, _ = pad_batch(prompts, [len(p) for p in prompts], mode)
@@ -346,6 +349,23 @@ def test_save_load_round_trip(tmp_path):
     info = read_checkpoint_info(path)
     assert info.meta == {"stage": 3} and not info.eot_classifier
     assert CoconutLM.from_pretrained(path).eot_head is None
+
+
+def test_token_shift_round_trip_and_effect(tmp_path):
+    """The shift's weight is saved beside the HF folder and restored; it changes the function."""
+    model = make_model("gpt2", token_shift=2)
+    ids, mask, labels = pad_batch(*make_rows([4, 6], (2, 3)), "left")
+    before = model(ids, mask, labels, return_logits=True).logits
+    model.save_pretrained(tmp_path / "ckpt")
+    assert (tmp_path / "ckpt" / model_module.TOKEN_SHIFT_FILE).is_file()
+    assert read_checkpoint_info(tmp_path / "ckpt").token_shift == 2
+    loaded = CoconutLM.from_pretrained(tmp_path / "ckpt").double().eval()
+    assert torch.equal(loaded(ids, mask, labels, return_logits=True).logits, before)
+    unshifted = CoconutLM(model.base, TK).eval()
+    assert not torch.allclose(unshifted(ids, mask, labels, return_logits=True).logits, before)
+    (tmp_path / "ckpt" / model_module.TOKEN_SHIFT_FILE).unlink()
+    with pytest.raises(CoconutError, match="token shift"):
+        CoconutLM.from_pretrained(tmp_path / "ckpt")
 
 
 def test_llama_round_trip(tmp_path):

@@ -108,3 +108,25 @@ def test_errors() -> None:
         classify_chain(G, [], OK, k_thoughts=-1)
     with pytest.raises(CoconutError, match="no chains"):
         category_fractions([])
+
+
+# The same graph in the symbolic form: a step names the node it reaches.
+GS = ProsQAGraph(tuple(str(i) for i in range(len(NAMES))), EDGES, root=0, target=7, neg_target=9, options=(7, 9),
+                 symbolic=True)
+
+
+@pytest.mark.parametrize("text, k, expected", [
+    ("2 4 7 ### 7", 0, CP),
+    ("3 5 6 7 ### 7", 0, LP),
+    ("2 7 ### 7", 0, HA),          # no edge 2 -> 7
+    ("4 7 ### 7", 0, HA),          # 4 is not a child of the root
+    ("4 7 ### 7", 1, CP),          # ... but it is reachable after one hidden hop
+    ("5 6 7 ### 7", 1, LP),
+    ("2 4 8 ### 8", 0, WT),
+    ("### 7", 0, CL),
+    ("### 9", 0, IL),
+    ("2 x ### 7", 0, HA),          # unknown symbol
+])
+def test_symbolic_categories(text: str, k: int, expected: PathCategory) -> None:
+    assert classify_chain(GS, text, k_thoughts=k) is expected
+    assert split_generation("2 4\n7 ### 7", symbolic=True).steps == ["2", "4", "7"]

@@ -14,7 +14,9 @@ import torch
 from safetensors.torch import load_file
 
 from coconut_lm import checkpoint as ckpt
+from coconut_lm import dist
 from coconut_lm.config import load_config
+from coconut_lm.errors import CoconutError
 from coconut_lm.methods import METHODS
 from coconut_lm.runlog import read_metrics
 from coconut_lm.tasks.examples import save_examples
@@ -146,6 +148,7 @@ def test_resume_ignores_a_corrupt_latest_checkpoint(tmp_path):
 DDP_SCRIPT = """
 import sys, torch
 from coconut_lm.config import load_config
+from coconut_lm.errors import CoconutError
 from coconut_lm.train import train
 cfg = load_config(sys.argv[1], sys.argv[2:])
 train(cfg, progress=False, device="cpu")
@@ -277,3 +280,34 @@ def test_best_checkpoint_comes_from_the_latest_stage_and_records_its_setting(tmp
     assert (result.best_epoch, result.best_accuracy) == (2, 0.2)
     meta = read_meta(result.run_dir / "best")
     assert (meta["stage"], meta["eval_thoughts"]) == (2, 4)
+
+
+def test_fresh_data_and_relabelling_draw_new_seeded_epochs(tmp_path):
+    """fresh_data draws a new training set per epoch; relabelling renames it; both are pure functions of (seed, epoch)."""
+    from coconut_lm.cli import main
+    from coconut_lm.train import Trainer
+
+    args = ["prosqa", "--format", "symbolic", "--nodes", "8", "--min-hops", "1", "--max-hops", "2"]
+    for name, seed in (("train", 0), ("val", 1)):
+        assert main(["data", *args, "--n", "16", "--seed", str(seed), "--workers", "1",
+                     "--out", str(tmp_path / f"{name}.json")]) == 0
+    over = [f"train_path={tmp_path / 'train.json'}", f"val_path={tmp_path / 'val.json'}", *FAST]
+
+    def epochs(*extra):
+        t = Trainer(load_config(CONFIGS / "prosqa_cot_tiny.yaml", [*over, f"out_dir={tmp_path / 'r'}", *extra]),
+                    dist.init_distributed("cpu"), progress=False)
+        out = []
+        for e in (0, 1):
+            t.epoch = e
+            out.append([ex.question for ex in t.epoch_data()])
+        return t.train_data, out
+
+    plain, (p0, p1) = epochs()
+    assert p0 == p1 == [ex.question for ex in plain]
+    _, (f0, f1) = epochs("fresh_data=" + " ".join(args))
+    assert f0 != f1 and f0 != p0 and len(f0) == len(p0)
+    assert epochs("fresh_data=" + " ".join(args))[1] == [f0, f1]
+    _, (r0, r1) = epochs("relabel_every_epoch=true")
+    assert r0 != r1 and r0 != p0
+    with pytest.raises(CoconutError, match="leave out"):
+        epochs("fresh_data=prosqa --n 5")

@@ -26,8 +26,8 @@ class _Parser(argparse.ArgumentParser):
 # ----------------------------------------------------------------------------------------- data
 
 
-def _cmd_data_prosqa(args: argparse.Namespace) -> int:
-    from coconut_lm.tasks.examples import save_examples
+def prosqa_examples(args: argparse.Namespace) -> list:
+    """The examples `coconut-lm data prosqa ARGS` makes (also what a run's `fresh_data` draws each epoch)."""
     from coconut_lm.tasks.prosqa import generate_prosqa
 
     config = None
@@ -40,9 +40,48 @@ def _cmd_data_prosqa(args: argparse.Namespace) -> int:
         # A custom hop range keeps every question length it can make (the default mix is fitted to 3..6).
         keep = default.hop_keep if (lo, hi) == (default.min_hops, default.max_hops) else (1.0,) * (hi - lo + 1)
         config = ProsQAConfig(n_nodes=args.nodes or default.n_nodes, min_hops=lo, max_hops=hi, hop_keep=keep)
+    if args.relabel and args.format != "symbolic":
+        raise CoconutError("--relabel needs --format symbolic")
     examples = generate_prosqa(args.n, seed=args.seed, workers=args.workers, config=config)
+    if args.format == "symbolic":
+        from coconut_lm.tasks.symbolic import symbolize
+
+        examples = symbolize(examples, seed=args.seed, relabel=args.relabel)
+    return examples
+
+
+def fresh_examples(data_args: str, n: int, seed: int) -> list:
+    """`n` examples from `coconut-lm data <data_args>` with `seed` (a run's `fresh_data`; --n/--seed/--out are set here)."""
+    import shlex
+
+    words = shlex.split(data_args)
+    if any(w in ("--n", "--seed", "--out") for w in words):
+        raise CoconutError(f"fresh_data '{data_args}': leave out --n, --seed and --out (the trainer sets them)")
+    if not words or words[0] != "prosqa":
+        raise CoconutError(f"fresh_data '{data_args}': only 'prosqa ...' generators can draw fresh data")
+    try:
+        args = parse_args(["data", *words, "--n", str(n), "--seed", str(seed), "--out", "-", "--workers", "1"])
+    except SystemExit:
+        raise CoconutError(f"fresh_data '{data_args}': not valid `coconut-lm data` arguments") from None
+    return prosqa_examples(args)
+
+
+def _cmd_data_prosqa(args: argparse.Namespace) -> int:
+    from coconut_lm.tasks.examples import save_examples
+
+    examples = prosqa_examples(args)
     save_examples(examples, args.out)
-    print(f"wrote {len(examples)} ProsQA examples to {args.out}")
+    print(f"wrote {len(examples)} ProsQA examples ({args.format} form) to {args.out}")
+    return 0
+
+
+def _cmd_data_symbolic(args: argparse.Namespace) -> int:
+    from coconut_lm.tasks.examples import load_examples, save_examples
+    from coconut_lm.tasks.symbolic import symbolize
+
+    examples = symbolize(load_examples(args.source), seed=args.seed, relabel=args.relabel)
+    save_examples(examples, args.out)
+    print(f"wrote {len(examples)} symbolic ProsQA examples from {args.source} to {args.out}")
     return 0
 
 
@@ -97,7 +136,7 @@ non_negative_int = int_at_least(0)
 def _add_data(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("data", help="generate ProsQA/ProntoQA, convert GSM8k, print dataset statistics",
                        description="Make and inspect datasets in the common format (question, steps, answer).")
-    dsub = p.add_subparsers(dest="data_cmd", required=True, metavar="{prosqa,prontoqa,gsm8k,stats}")
+    dsub = p.add_subparsers(dest="data_cmd", required=True, metavar="{prosqa,prontoqa,symbolic,gsm8k,stats}")
     for name, fn, what in (
         ("prosqa", _cmd_data_prosqa, "ProsQA: graph reasoning over a random DAG (paper Algorithm 1)"),
         ("prontoqa", _cmd_data_prontoqa, "ProntoQA: 5-hop fictional-ontology true/false questions"),
@@ -115,7 +154,20 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
                            help="shortest root-to-target distance allowed (default 3)")
             g.add_argument("--max-hops", type=positive_int, default=None,
                            help="longest shortest root-to-target distance allowed (default 6)")
+            g.add_argument("--format", choices=("words", "symbolic"), default="words",
+                           help="words: the official sentences (default); symbolic: one token per node, "
+                                "'s t | ... [Q] a b [R] root' (see coconut_lm.tasks.symbolic)")
+            g.add_argument("--relabel", action="store_true",
+                           help="symbolic form: draw each example's node names at random from 0..31")
         g.set_defaults(func=fn)
+    g = dsub.add_parser("symbolic", help="render a word-form ProsQA file (e.g. the official one) symbolically",
+                        description="Render a ProsQA file with graph keys (idx_to_symbol, edges, root, target, "
+                                    "neg_target) in the symbolic form: one token per node.")
+    g.add_argument("source", help="ProsQA JSON file in the official word form")
+    g.add_argument("--out", required=True, help="output JSON file (written atomically)")
+    g.add_argument("--seed", type=int, default=0, help="seed for the edge order and relabelling (default 0)")
+    g.add_argument("--relabel", action="store_true", help="draw each example's node names at random from 0..31")
+    g.set_defaults(func=_cmd_data_symbolic)
     g = dsub.add_parser("gsm8k", help="convert GSM8k from OpenAI jsonl or iCoT text",
                         description="Convert GSM8k (OpenAI .jsonl or iCoT 'q||<<a>> <<b>> #### ans' text) to the common format.")
     g.add_argument("--from", dest="source", required=True, help="input: OpenAI .jsonl, or iCoT .txt")
@@ -250,17 +302,22 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from coconut_lm.demo import run_demo
 
-    run_demo(task=args.task, out=args.out, progress=not args.no_progress)
+    run_demo(out=args.out, steps=args.steps, parallel=args.parallel)
     return 0
 
 
 def _add_demo(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("demo", help="end-to-end demo: generate data, train Coconut/CoT/No-CoT on CPU, compare",
-                       description="Generate a small dataset, train Coconut and the CoT and No-CoT baselines with a tiny "
-                                   "from-scratch model on CPU, evaluate them and print a results table (~10 min, 2 cores).")
-    p.add_argument("--task", default="prontoqa", choices=("prontoqa", "prosqa"), help="task (default prontoqa)")
-    p.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    from coconut_lm.demo import STEPS
+
+    p = sub.add_parser("demo", help="end-to-end demo: Coconut, CoT and No-CoT from scratch on symbolic ProsQA (CPU)",
+                       description="Generate small symbolic ProsQA graphs, train Coconut and the CoT and No-CoT "
+                                   "baselines from scratch on CPU for the same number of steps, score each on a "
+                                   "fresh held-out set, print the table and write results.json (~8 min, 2 cores).")
+    p.add_argument("--out", default=None, help="output folder, which must be new or empty (default: runs/demo-<time>)")
+    p.add_argument("--steps", type=positive_int, default=STEPS,
+                   help=f"optimizer steps of 32 examples per method (default {STEPS})")
+    p.add_argument("--parallel", type=positive_int, default=2,
+                   help="methods trained at once, one thread each (default 2)")
     p.set_defaults(func=_cmd_demo)
 
 

@@ -36,6 +36,8 @@ class TrainConfig:
     train_path: str = _f("", "training data, common-format JSON (coconut-lm data ...)")
     val_path: str = _f("", "validation data, common-format JSON")
     val_max_examples: int | None = _f(None, "use only the first N validation examples (None: all)")
+    fresh_data: str = _f("", "draw a new training set every epoch with these `coconut-lm data` arguments, e.g. 'prosqa --format symbolic --nodes 12' (as many examples as the epoch visits; seed 10**9 + seed*10**6 + epoch, so keep val/test seeds below 10**9); '': train_path every epoch")
+    relabel_every_epoch: bool = _f(False, "symbolic data only: draw new node names and edge order for every training example at every epoch")
     # --- model
     model: str = _f("tiny", "a preset trained from scratch (micro, mini, tiny, small, gpt2-124m) or an HF folder / hub id")
     arch: str = _f("gpt2", "architecture of a from-scratch preset: gpt2 (learned positions) or llama (RoPE, RMSNorm, SwiGLU)")
@@ -45,6 +47,7 @@ class TrainConfig:
     dropout: float | None = _f(None, "override the preset's dropout")
     tokenizer: str | None = _f(None, "HF tokenizer folder/id; None: the pretrained model's own, or a word-level one built from the data for presets")
     init_from: str | None = _f(None, "start from this coconut-lm checkpoint's weights (e.g. a CoT model for GSM8k Coconut)")
+    token_shift: int | None = _f(None, "add W [x_{t-1}; ..; x_{t-K}] to every backbone input x_t, K = this (docs/methods.md); 0: off; None: 1 for from-scratch presets, 0 for HF models")
     max_length: int = _f(512, "longest sequence allowed (position table size for presets); longer examples are an error")
     # --- method
     method: str = _f("coconut", "cot | no_cot | icot | pause | coconut | no_curriculum | no_thought | pause_as_thought")
@@ -54,6 +57,7 @@ class TrainConfig:
     pad_latent_to_max: bool = _f(False, "always use min(stage, max_latent_stage)*c thoughts, even for chains with fewer steps")
     uniform_prob: float = _f(0.0, "stage mixing: probability that an example gets a stage drawn uniformly from 0..n_steps")
     pause_tokens: int = _f(6, "pause tokens for the `pause` method")
+    latent_markers: bool = _f(True, "put <bot>/<eot> around the thoughts (the paper); false: thoughts follow the question directly (Zhu et al. 2025's symbolic layout)")
     icot_delta: float = _f(8.0, "iCoT: chain tokens removed per epoch")
     icot_lambda: float = _f(4.0, "iCoT: removal smoothing, extra removal o with P(o) ∝ exp(-λo); 0 disables")
     icot_max_removed: int = _f(10_000, "iCoT: once this many tokens are scheduled for removal, remove the whole chain")
@@ -115,7 +119,7 @@ class TrainConfig:
                 "val_max_examples"),
             0: ("c_thought", "max_latent_stage", "epochs_per_stage", "pause_tokens", "warmup_steps", "start_epoch",
                 "save_every_steps", "max_thoughts", "num_workers", "grad_clip", "weight_decay", "icot_delta",
-                "icot_lambda", "icot_max_removed", "eot_loss_weight"),
+                "icot_lambda", "icot_max_removed", "eot_loss_weight", "token_shift"),
         }
         for bound, names in at_least.items():
             for name in names:
@@ -128,6 +132,8 @@ class TrainConfig:
             raise CoconutError(f"config 'dropout': must be in [0, 1), got {self.dropout}")
         if self.max_train_seconds is not None and self.max_train_seconds <= 0:
             raise CoconutError(f"config 'max_train_seconds': must be > 0, got {self.max_train_seconds}")
+        if self.eot_classifier and not self.latent_markers:
+            raise CoconutError("config 'eot_classifier': needs latent_markers=true (the classifier decides when to emit <eot>)")
         if self.eval_use_classifier and not self.eot_classifier:
             raise CoconutError("config 'eval_use_classifier': needs eot_classifier=true (the classifier must be trained)")
         if not 0.0 <= self.uniform_prob <= 1.0:

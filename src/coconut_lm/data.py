@@ -38,10 +38,29 @@ def vocabulary_texts(examples: Sequence[Example]) -> list[str]:
     return [t for e in examples for q, steps, a in [segment_texts(e)] for t in (q, *steps, a)]
 
 
+def _symbol_vocab(tokenizer) -> dict[str, int] | None:
+    """The vocabulary of a symbol tokenizer (`build_symbol_tokenizer`: whitespace split, word level), else None."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None or type(backend.pre_tokenizer).__name__ != "WhitespaceSplit" \
+            or type(backend.model).__name__ != "WordLevel" or backend.normalizer is not None:
+        return None
+    return tokenizer.get_vocab()
+
+
 def tokenize_examples(examples: Sequence[Example], tokenizer) -> list[TokenizedExample]:
-    """Tokenise question, steps and answer of every example in three batched calls."""
+    """Tokenise question, steps and answer of every example in three batched calls.
+
+    A symbol tokenizer is applied directly (a dictionary lookup per word, the same ids as the
+    tokenizer's own call, ~10x faster), since runs with fresh or relabelled data tokenise every epoch.
+    """
     if not examples:
         return []
+    vocab = _symbol_vocab(tokenizer)
+    if vocab is not None:
+        unk, eos = tokenizer.unk_token_id, tokenizer.eos_token_id
+        enc = lambda text: [vocab.get(w, unk) for w in text.split()]  # noqa: E731
+        return [TokenizedExample(question=enc(q), steps=[enc(st) for st in steps], answer=enc(a) + [eos])
+                for q, steps, a in map(segment_texts, examples)]
     pieces = [segment_texts(e) for e in examples]
     questions = tokenizer([q for q, _, _ in pieces], add_special_tokens=True)["input_ids"]
     flat_steps = [s for _, steps, _ in pieces for s in steps]
@@ -120,6 +139,11 @@ class MicroBatch:
         return self
 
 
+def epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:
+    """The seeded order in which epoch `epoch` visits `n` training examples (its first steps*batch are used)."""
+    return np.random.default_rng([seed, epoch]).permutation(n)
+
+
 class EpochBatches(Dataset):
     """The micro-batches of one epoch for one rank, built on demand (safe in DataLoader workers)."""
 
@@ -139,7 +163,7 @@ class EpochBatches(Dataset):
             raise CoconutError(f"{len(data)} training examples is fewer than one batch (batch_size={plan.batch_size})")
         self.data, self.method, self.layout, self.schedule = data, method, layout, schedule
         self.tokens, self.plan, self.seed, self.epoch = tokens, plan, seed, epoch
-        self.order = np.random.default_rng([seed, epoch]).permutation(len(data))
+        self.order = epoch_order(seed, epoch, len(data))
         self.steps_per_epoch = len(data) // plan.batch_size
         self.steps = self.steps_per_epoch if max_steps is None else min(max_steps, self.steps_per_epoch)
         self.n_steps = np.array([ex.n_steps for ex in data])

@@ -1,121 +1,200 @@
-"""The main job: generate a small dataset, train Coconut, CoT and No-CoT from scratch, compare.
+"""The main job: Coconut, CoT and No-CoT trained from scratch on symbolic ProsQA, scored on fresh data.
 
-    coconut-lm demo                     # ProntoQA, about 10 minutes on 2 CPU cores
-    coconut-lm demo --task prosqa --out runs/demo_prosqa
+    coconut-lm demo                          # about 8 minutes on 2 CPU cores; writes runs/demo-<time>/
+    coconut-lm demo --out runs/demo --steps 600
 
-Each method trains the same tiny GPT-2-architecture model from scratch with its preset
-(configs/<task>_<method>_tiny.yaml, shortened by the demo's own settings below), then is
-evaluated with batched generation on a held-out generated set. The table at the end gives
-accuracy, tokens per answer (thoughts counted, as in the paper) and time, and says plainly what
-a model this small can and cannot show.
+1. Data, with `coconut-lm data` itself: small ProsQA graphs in the symbolic form (one token per
+   node, names relabelled per example), a training set, a validation set and a held-out test set
+   drawn with other seeds. `results.json` records the argument lists, so anyone can draw another
+   held-out set from the same distribution and score the run folders with `coconut-lm eval`.
+2. Training: the same 2-layer GPT-2 (with the token shift, docs/methods.md) for the same number
+   of optimizer steps for each method; Coconut runs its curriculum inside that budget. Two methods
+   train at a time, one thread each (each run's log is `<method>/train.log`).
+3. Evaluation: greedy generation on the test set; the table gives accuracy, tokens per answer
+   (language tokens plus continuous thoughts, as in the paper) and time.
+
+The recipe and its measured curves are in docs/experiments.md.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import multiprocessing
 import time
-from dataclasses import asdict, dataclass
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from coconut_lm.config import load_config
-from coconut_lm.evaluate import evaluate_checkpoint
-from coconut_lm.tasks.examples import atomic_write_text, save_examples
+from coconut_lm.errors import CoconutError
+from coconut_lm.tasks.examples import atomic_write_text
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
-DEMO_METHODS = ("no_cot", "cot", "coconut")
-CHANCE = {"prosqa": 0.5, "prontoqa": 0.5}
+DEMO_METHODS = ("coconut", "cot", "no_cot")
+CHANCE = 0.5  # two options per question
+PROGRESS_SECONDS = 30  # a status line this often while methods train
 
-# The demo's budget: each method trains for 16 "epochs" of 31 steps of 32 examples (so Coconut's
-# curriculum reaches its last stage, 3 thoughts, by epoch 4) but for at most TRAIN_SECONDS, so the
-# whole demo fits in about 10 minutes on 2 cores whatever the machine. The model is the 3-layer,
-# 128-wide "mini" GPT-2 preset, trained from scratch.
-TRAIN_SECONDS = 150
-COMMON_OVERRIDES = [
-    "model=mini", "num_epochs=16", "max_steps_per_epoch=31", "epochs_per_stage=1", "max_latent_stage=3",
-    "batch_size=32", "micro_batch_size=32", "lr=3e-3", "lr_schedule=cosine", "warmup_steps=20",
-    "eval_every=100", "val_max_examples=100", f"max_train_seconds={TRAIN_SECONDS}", "overwrite=true",
+#: `coconut-lm data` arguments of the demo's distribution (the seed, size and file are added per split):
+#: graphs of up to 10 nodes whose question needs exactly 2 hops, in the symbolic form with new names
+#: per example, where a 2-layer model needs the latent search to do better than CoT.
+DATA_ARGS = ("prosqa", "--format", "symbolic", "--relabel", "--nodes", "10", "--min-hops", "2", "--max-hops", "2")
+SPLITS = {"train": (20_000, 0), "val": (200, 1), "test": (500, 2)}  # examples, seed
+
+#: Optimizer steps per method, in "epochs" of STEPS_PER_EPOCH (docs/experiments.md, "the demo recipe").
+STEPS = 1800
+STEPS_PER_EPOCH = 200
+#: A safety cap per method, so a slow machine still finishes: training stops, validates and saves.
+TRAIN_SECONDS = 330
+COMMON = [
+    "model=mini", "n_layer=2", "n_embd=128", "n_head=4", "token_shift=1", "latent_markers=false",
+    "lr=1e-3", "lr_schedule=cosine", "warmup_steps=50", "batch_size=32", "micro_batch_size=32", "relabel_every_epoch=true",
+    "val_max_examples=200", "max_new_tokens=8", "eval_every=2", "overwrite=true",
+    f"max_train_seconds={TRAIN_SECONDS}", "log_every=20",
 ]
-DEMO_SETTINGS = {
-    "prontoqa": dict(n_train=2000, n_val=200, overrides=[*COMMON_OVERRIDES, "max_new_tokens=96"]),
-    "prosqa": dict(n_train=2000, n_val=200, overrides=[*COMMON_OVERRIDES, "max_new_tokens=64"]),
+METHOD_OVERRIDES = {
+    # Stage 0 (CoT) for 3 epochs, 1 thought for 3, then both steps latent; 10% stage mixing.
+    "coconut": ["epochs_per_stage=3", "max_latent_stage=2", "uniform_prob=0.1", "pad_latent_to_max=true"],
+    "cot": [],
+    "no_cot": [],
 }
 
 
 @dataclass
 class DemoRow:
+    """One method's result on the held-out set."""
+
     method: str
     accuracy: float
     tokens: float
-    train_seconds: float
-    eval_seconds: float
+    thoughts: float
+    train_s: float
+    eval_s: float
+    run_dir: str
+    steps: int
 
 
-def _generate(task: str, n: int, seed: int, path: Path) -> None:
-    if task == "prosqa":
-        from coconut_lm.tasks.prosqa import generate_prosqa
-
-        examples = generate_prosqa(n, seed=seed, workers=1)
-    else:
-        from coconut_lm.tasks.prontoqa import generate_prontoqa
-
-        examples = generate_prontoqa(n, seed=seed)
-    save_examples(examples, path)
+def data_command(split: str, out: Path) -> list[str]:
+    """The `coconut-lm data` argument list that makes `split` of the demo's data into `out`."""
+    n, seed = SPLITS[split]
+    return [*DATA_ARGS, "--n", str(n), "--seed", str(seed), "--workers", "1", "--out", str(out)]
 
 
-def run_demo(task: str = "prontoqa", out: str | Path = "runs/demo", methods: tuple[str, ...] = DEMO_METHODS,
-             extra_overrides: list[str] | None = None, progress: bool = True) -> list[DemoRow]:
-    """Generate data, train and evaluate each method; print and return the results table."""
+def method_overrides(method: str, data: Path, run_dir: Path, steps: int, extra: list[str]) -> list[str]:
+    """The config overrides that train `method` in the demo (on top of configs/prosqa_<method>_tiny.yaml)."""
+    epochs = max(1, steps // STEPS_PER_EPOCH)
+    return [f"train_path={data / 'train.json'}", f"val_path={data / 'val.json'}", f"out_dir={run_dir}",
+            f"num_epochs={epochs}", f"max_steps_per_epoch={min(steps, STEPS_PER_EPOCH)}", *COMMON,
+            *METHOD_OVERRIDES[method], *extra]
+
+
+def _train_and_eval(method: str, overrides: list[str], test_path: str, threads: int) -> dict[str, Any]:
+    """Worker: train one method (its output into its run folder's train.log), then score it on the test set."""
+    import torch
+
+    from coconut_lm.config import load_config
+    from coconut_lm.evaluate import evaluate_checkpoint
     from coconut_lm.train import train
 
-    if task not in DEMO_SETTINGS:
-        from coconut_lm.errors import CoconutError
+    torch.set_num_threads(threads)
+    cfg = load_config(CONFIGS / f"prosqa_{method}_tiny.yaml", overrides)
+    run_dir = Path(cfg.out_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    log = run_dir.parent / f"{method}.train.log"
+    with open(log, "w", encoding="utf-8") as f, contextlib.redirect_stdout(f), contextlib.redirect_stderr(f):
+        result = train(cfg, progress=False, device="cpu")
+        t0 = time.perf_counter()
+        summary = next(iter(evaluate_checkpoint(run_dir / "best", test_path, run_dir / "eval", batch_size=100,
+                                                device="cpu", progress=False).values()))
+    return {"method": method, "accuracy": summary.accuracy, "tokens": summary.mean_tokens,
+            "thoughts": summary.mean_thoughts, "train_s": result.seconds, "eval_s": time.perf_counter() - t0,
+            "run_dir": str(run_dir), "steps": result.global_step}
 
-        raise CoconutError(f"demo task must be one of {', '.join(DEMO_SETTINGS)}, got '{task}'")
-    settings = DEMO_SETTINGS[task]
-    out = Path(out)
-    train_path, val_path, test_path = out / "data" / "train.json", out / "data" / "val.json", out / "data" / "test.json"
+
+def _status(run_dir: Path, steps: int) -> str:
+    """One method's progress from its metrics.jsonl: step, stage and last validation accuracy."""
+    from coconut_lm.runlog import read_metrics
+
+    rows = read_metrics(run_dir) if (run_dir / "metrics.jsonl").is_file() else []
+    train = [r for r in rows if r.get("type") == "train"]
+    val = [r for r in rows if r.get("type") == "val"]
+    if not train:
+        return f"{run_dir.name} starting"
+    text = f"{run_dir.name} step {train[-1]['step']}/{steps}"
+    if val:
+        text += f" (val {100 * val[-1]['val_accuracy']:.0f}%)"
+    return text
+
+
+def default_out() -> Path:
+    """A fresh folder name under runs/: demo-<date>-<time>."""
+    return Path("runs") / time.strftime("demo-%Y%m%d-%H%M%S")
+
+
+def run_demo(out: str | Path | None = None, methods: tuple[str, ...] = DEMO_METHODS, steps: int = STEPS,
+             extra_overrides: list[str] | None = None, parallel: int = 2) -> list[DemoRow]:
+    """Make the data, train and score each method, print the table, write results.json/.md; return the rows."""
+    from coconut_lm.cli import main as cli_main
+
+    unknown = [m for m in methods if m not in METHOD_OVERRIDES]
+    if unknown:
+        raise CoconutError(f"demo: unknown method(s) {', '.join(unknown)}; choose from {', '.join(METHOD_OVERRIDES)}")
+    if steps < 1 or parallel < 1:
+        raise CoconutError("demo: steps and parallel must be >= 1")
+    out = Path(out) if out is not None else default_out()
+    if out.exists() and any(out.iterdir()):
+        raise CoconutError(f"demo: {out} is not empty; choose a new --out folder")
+    data = out / "data"
     t0 = time.perf_counter()
-    print(f"[demo] generating {task}: {settings['n_train']} train, {settings['n_val']} val, {settings['n_val']} test examples")
-    _generate(task, settings["n_train"], 0, train_path)
-    _generate(task, settings["n_val"], 1, val_path)
-    _generate(task, settings["n_val"], 2, test_path)
-    rows = []
-    for method in methods:
-        run_dir = out / method
-        overrides = [f"train_path={train_path}", f"val_path={val_path}", f"out_dir={run_dir}",
-                     *settings["overrides"], *(extra_overrides or [])]
-        cfg = load_config(CONFIGS / f"{task}_{method}_tiny.yaml", overrides)
-        print(f"[demo] training {method} (up to {cfg.num_epochs} epochs or {TRAIN_SECONDS}s, {cfg.model} GPT-2 from scratch) ...")
-        result = train(cfg, progress=progress, device="cpu")
-        t_eval = time.perf_counter()
-        summaries = evaluate_checkpoint(run_dir / "best", test_path, run_dir / "eval", batch_size=100,
-                                        max_new_tokens=cfg.max_new_tokens, device="cpu", progress=progress)
-        s = next(iter(summaries.values()))
-        rows.append(DemoRow(method, s.accuracy, s.mean_tokens, result.seconds, time.perf_counter() - t_eval))
-        print(f"[demo] {method}: test accuracy {s.accuracy:.3f}")
+    commands = {split: data_command(split, data / f"{split}.json") for split in SPLITS}
+    for split, args in commands.items():
+        if cli_main(["data", *args]) != 0:
+            raise CoconutError(f"demo: could not make the {split} data")
+    print(f"[demo] training {', '.join(methods)}: {steps} steps of 32 examples each, {parallel} at a time, "
+          f"one thread each (logs: {out}/<method>.train.log)", flush=True)
+    ctx = multiprocessing.get_context("spawn")
+    rows: list[DemoRow] = []
+    with ProcessPoolExecutor(max_workers=min(parallel, len(methods)), mp_context=ctx) as pool:
+        jobs = {m: pool.submit(_train_and_eval, m, method_overrides(m, data, out / m, steps, extra_overrides or []),
+                               str(data / "test.json"), 1) for m in methods}
+        pending = dict(jobs)
+        while pending:
+            done, _ = wait(list(pending.values()), timeout=PROGRESS_SECONDS, return_when=FIRST_COMPLETED)
+            for m in [m for m, job in pending.items() if job in done]:
+                r = DemoRow(**pending.pop(m).result())
+                rows.append(r)
+                print(f"[demo] {m}: test accuracy {100 * r.accuracy:.1f}% after {r.steps} steps "
+                      f"({r.train_s:.0f} s training)", flush=True)
+            if pending and not done:
+                print(f"[demo] {time.perf_counter() - t0:.0f} s: " + "; ".join(_status(out / m, steps) for m in pending),
+                      flush=True)
+    rows.sort(key=lambda r: methods.index(r.method))
     total = time.perf_counter() - t0
-    table = format_table(task, rows, total)
+    table = format_table(rows, total, SPLITS["test"][0])
     print(table)
+    results = {"methods": {r.method: {k: v for k, v in r.__dict__.items() if k != "method"} for r in rows},
+               "data": {"generate": commands["train"], "val": commands["val"], "test": commands["test"]},
+               "seconds": total}
     atomic_write_text(out / "results.md", table + "\n")
-    atomic_write_text(out / "results.json", json.dumps({"task": task, "seconds": total, "rows": [asdict(r) for r in rows]}, indent=2))
+    atomic_write_text(out / "results.json", json.dumps(results, indent=2) + "\n")
+    print(f"[demo] wrote {out / 'results.json'}; score a run on new data with: coconut-lm data "
+          f"{' '.join(DATA_ARGS)} --n 500 --seed 7 --out new.json && coconut-lm eval {out / methods[0]} "
+          f"--data new.json --out {out / 'eval_new'}")
     return rows
 
 
-def format_table(task: str, rows: list[DemoRow], total_seconds: float) -> str:
-    """The demo's results table and what the numbers mean."""
-    lines = [f"\nResults on a held-out generated {task} test set (a 3-layer model trained from scratch on CPU)", "",
-             "| method | accuracy | tokens per answer | train time (s) | eval time (s) |", "|---|---|---|---|---|"]
+def format_table(rows: list[DemoRow], total_seconds: float, n_test: int) -> str:
+    """The demo's results table and a plain reading of it."""
+    lines = [f"\nHeld-out symbolic ProsQA ({n_test} fresh graphs of up to 10 nodes, 2 hops); "
+             f"2-layer GPT-2 from scratch, CPU", "",
+             "| method | accuracy | tokens per answer | thoughts | train (s) | eval (s) |", "|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r.method} | {100 * r.accuracy:.1f}% | {r.tokens:.1f} | {r.train_seconds:.0f} | {r.eval_seconds:.1f} |")
+        lines.append(f"| {r.method} | {100 * r.accuracy:.1f}% | {r.tokens:.1f} | {r.thoughts:.1f} | "
+                     f"{r.train_s:.0f} | {r.eval_s:.1f} |")
     lines.append("")
-    lines.append(f"Total wall time {total_seconds:.0f}s. Tokens count generated language tokens plus continuous thoughts, as in the paper.")
-    chance = CHANCE.get(task, 0.0)
-    best = max((r.accuracy for r in rows), default=0.0)
-    if best < chance + 0.1:
-        lines.append(f"All methods are near chance ({100 * chance:.0f}%): a model this small, trained for minutes, has not learned "
-                     f"the task. That is expected on CPU; the GPU presets (configs/{task}_*.yaml) train long enough to learn it.")
-    else:
-        lines.append(f"Chance is {100 * chance:.0f}%. These are minutes of CPU training on a tiny model, far from the paper's "
-                     f"pretrained GPT-2 runs: compare methods here by tokens and by learning, not by the paper's accuracy. "
-                     f"The full presets (configs/{task}_*.yaml) are for a GPU.")
+    lines.append(f"Total wall time {total_seconds:.0f} s. Tokens count generated language tokens plus continuous "
+                 f"thoughts, as in the paper. Chance is {100 * CHANCE:.0f}%.")
+    if max((r.accuracy for r in rows), default=0.0) < CHANCE + 0.1:
+        lines.append("Every method is near chance: this run did not learn (see docs/experiments.md for the curves "
+                     "the demo's recipe gives).")
     return "\n".join(lines)

@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 from coconut_lm.batching import left_pad
 from coconut_lm.data import tokenize_examples
 from coconut_lm.methods import LayoutConfig, Method
-from coconut_lm.tasks.answers import answers_match, chain_lines, extract_answer
+from coconut_lm.tasks.answers import answers_match, chain_lines, extract_answer, same_chain
 from coconut_lm.tasks.examples import Example, atomic_write_text
 
 
@@ -128,7 +128,7 @@ def evaluate(
         records.append(EvalRecord(
             index=i, question_id=str(ex.extra.get("id", i)), text=text, predicted=predicted, gold=ex.answer,
             correct=answers_match(task, predicted, ex.answer), tokens=ntok + (nth if method.continuous else 0),
-            language_tokens=ntok, thoughts=nth, cot_match=None if expected is None else chain_lines(text) == expected,
+            language_tokens=ntok, thoughts=nth, cot_match=None if expected is None else same_chain(chain_lines(text), expected),
         ))
     return EvalResult(records, summarize(records, elapsed, None if use_classifier else n_thoughts, use_classifier))
 

@@ -21,7 +21,9 @@ Layouts (Q question, S_i steps, A "### answer<eos>", labels masked on everything
     pause_as_thought  [Q <bot> <pause>*(m*c) <eot>] S_{k+1} .. Sn A
 
 Only the remaining steps and the answer are supervised; the question, the markers and every
-thought or pause slot carry label -100.
+thought or pause slot carry label -100. With `latent_markers=False` the `<bot>`/`<eot>` pair is
+left out, so the thoughts follow the question directly (the from-scratch symbolic ProsQA layout of
+Zhu et al. 2025); the first thought is then the hidden state that, at stage 0, predicted step 1.
 """
 
 from __future__ import annotations
@@ -61,6 +63,7 @@ class LayoutConfig:
     max_latent_stage: int = 6
     pad_latent_to_max: bool = False
     pause_tokens: int = 6
+    latent_markers: bool = True
 
     def __post_init__(self) -> None:
         if self.c_thought < 0 or self.max_latent_stage < 0 or self.pause_tokens < 0:
@@ -200,17 +203,18 @@ class Coconut(Method):
         """The token that fills one thought slot."""
         return [tokens.latent]
 
-    def latent_block(self, tokens: SpecialTokens, n_slots: int) -> list[int]:
-        """`<bot>`, n slots, `<eot>`: what stands between the question and the language steps."""
-        return [tokens.bot] + self.slot(tokens) * n_slots + [tokens.eot]
+    def latent_block(self, tokens: SpecialTokens, n_slots: int, cfg: LayoutConfig) -> list[int]:
+        """`<bot>`, n slots, `<eot>` (just the slots without `latent_markers`): what stands between question and steps."""
+        slots = self.slot(tokens) * n_slots
+        return [tokens.bot, *slots, tokens.eot] if cfg.latent_markers else slots
 
     def train_layout(self, ex, k, cfg, tokens):
         dropped, latent = latent_steps(ex.n_steps, k, cfg)
-        prefix = list(ex.question) + self.latent_block(tokens, latent * cfg.c_thought)
+        prefix = list(ex.question) + self.latent_block(tokens, latent * cfg.c_thought, cfg)
         return _supervised(prefix, _chain(ex.steps[dropped:]) + ex.answer)
 
     def eval_prompt(self, ex, n_thoughts, cfg, tokens):
-        return list(ex.question) + self.latent_block(tokens, n_thoughts)
+        return list(ex.question) + self.latent_block(tokens, n_thoughts, cfg)
 
     def default_eval_thoughts(self, cfg):
         return cfg.max_latent_stage * cfg.c_thought
@@ -245,7 +249,7 @@ class NoThought(Coconut):
     name = "no_thought"
     continuous = False
 
-    def latent_block(self, tokens, n_slots):
+    def latent_block(self, tokens, n_slots, cfg):
         return []
 
     def default_eval_thoughts(self, cfg):

@@ -39,6 +39,11 @@ def _full_pass(model: CoconutLM, vectors: list[list[torch.Tensor]], attention_ma
                position_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Recompute every position from scratch; returns (logits, last hidden states)."""
     embeds = torch.stack([torch.stack(row) for row in vectors])  # (B, T, H)
+    if model.token_shift is not None:  # x_t + W [x_{t-1}; ...; x_{t-K}], padded and missing ones are zero
+        real = embeds * attention_mask[..., None].to(embeds.dtype)
+        t = real.shape[1]
+        prev = [F.pad(real, (0, 0, j, 0))[:, :t] for j in range(1, model.shift_width + 1)]
+        embeds = embeds + model.token_shift(torch.cat(prev, -1))
     out = model.base(inputs_embeds=embeds, attention_mask=attention_mask, position_ids=position_ids,
                      output_hidden_states=True, use_cache=False)
     return out.logits, out.hidden_states[-1]

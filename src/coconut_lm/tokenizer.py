@@ -5,6 +5,7 @@ Both kinds carry Coconut's special tokens: `<bot>` and `<eot>` open and close la
 pad and an end-of-sequence token.
 
     tok = build_word_tokenizer(texts)          # synthetic tasks, trained from scratch
+    tok = build_symbol_tokenizer(texts)        # symbolic tasks: every space-separated symbol is a token
     tok = load_tokenizer("gpt2")                # any HF folder or hub id (special tokens added)
     ids = special_token_ids(tok)                # SpecialTokens(bot=..., eot=..., ...)
 
@@ -93,6 +94,30 @@ def build_word_tokenizer(texts: Iterable[str], min_freq: int = 1):
         extra_special_tokens=list(COCONUT_TOKENS),
     )
     return tok
+
+
+def build_symbol_tokenizer(texts: Iterable[str]):
+    """A `PreTrainedTokenizerFast` for symbolic data: each whitespace-separated piece is one token.
+
+    Unlike the word-level tokenizer, a symbol is the same token wherever it stands (first in a text
+    or not), punctuation such as `|` never splits off a space token, and line breaks are not tokens:
+    the answer marker follows the last symbol directly, so a token shift hands it that symbol.
+    Decoding joins tokens with single spaces (text comes back equal up to whitespace).
+    """
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    pre = pre_tokenizers.WhitespaceSplit()
+    pieces: set[str] = set()
+    for text in texts:
+        pieces.update(piece for piece, _ in pre.pre_tokenize_str(text))
+    vocab = {tok: i for i, tok in enumerate([PAD, EOS, UNK, *COCONUT_TOKENS])}
+    for piece in sorted(pieces):
+        vocab.setdefault(piece, len(vocab))
+    model = Tokenizer(models.WordLevel(vocab=vocab, unk_token=UNK))
+    model.pre_tokenizer = pre
+    return PreTrainedTokenizerFast(tokenizer_object=model, pad_token=PAD, eos_token=EOS, unk_token=UNK,
+                                   extra_special_tokens=list(COCONUT_TOKENS))
 
 
 def add_coconut_tokens(tok) -> int:

@@ -31,7 +31,7 @@ from coconut_lm import dist
 from coconut_lm.batching import collate
 from coconut_lm.config import TrainConfig
 from coconut_lm.curriculum import ScheduleConfig, coconut_stage, eval_position, optimizer_reset_key
-from coconut_lm.data import BatchPlan, EpochBatches, check_lengths, tokenize_examples, vocabulary_texts
+from coconut_lm.data import BatchPlan, EpochBatches, check_lengths, epoch_order, tokenize_examples, vocabulary_texts
 from coconut_lm.errors import CoconutError
 from coconut_lm.evaluate import evaluate
 from coconut_lm.methods import LayoutConfig, Method, get_method
@@ -42,7 +42,8 @@ from coconut_lm.tasks.examples import atomic_write_text, load_examples
 def layout_config(cfg: TrainConfig) -> LayoutConfig:
     """The layout fields of a config."""
     return LayoutConfig(c_thought=cfg.c_thought, max_latent_stage=cfg.max_latent_stage,
-                        pad_latent_to_max=cfg.pad_latent_to_max, pause_tokens=cfg.pause_tokens)
+                        pad_latent_to_max=cfg.pad_latent_to_max, pause_tokens=cfg.pause_tokens,
+                        latent_markers=cfg.latent_markers)
 
 
 def schedule_config(cfg: TrainConfig) -> ScheduleConfig:
@@ -91,23 +92,35 @@ def checkpoint_meta(cfg: TrainConfig, method: Method, epoch: int) -> dict[str, A
     }
 
 
-def build_model(cfg: TrainConfig, train_texts: list[str]):
-    """The tokenizer and a fresh `CoconutLM` for this config (from a preset, an HF model, or init_from)."""
+def build_model(cfg: TrainConfig, train_texts: list[str], symbolic: bool = False):
+    """The tokenizer and a fresh `CoconutLM` for this config (from a preset, an HF model, or init_from).
+
+    `symbolic`: the training data is in the symbolic form, so a from-scratch preset gets the
+    one-token-per-symbol tokenizer instead of the word-level one.
+    """
     from coconut_lm.backbone import PRESETS, build_from_scratch, load_backbone, resize_for_new_tokens
     from coconut_lm.model import CoconutLM
-    from coconut_lm.tokenizer import add_coconut_tokens, build_word_tokenizer, load_base_tokenizer, special_token_ids
+    from coconut_lm.tokenizer import (
+        add_coconut_tokens,
+        build_symbol_tokenizer,
+        build_word_tokenizer,
+        load_base_tokenizer,
+        special_token_ids,
+    )
 
     if cfg.init_from:
         model, tok, _ = ckpt.load_model(cfg.init_from)
         if cfg.eot_classifier and model.eot_head is None:
-            model = CoconutLM(model.base, model.tokens, eot_classifier=True)
+            grown = CoconutLM(model.base, model.tokens, eot_classifier=True)
+            grown.token_shift, grown.shift_width = model.token_shift, model.shift_width
+            model = grown
         return model, tok
     if cfg.model in PRESETS:
         if cfg.tokenizer:
             tok = load_base_tokenizer(cfg.tokenizer)
             add_coconut_tokens(tok)
         else:
-            tok = build_word_tokenizer(train_texts)
+            tok = (build_symbol_tokenizer if symbolic else build_word_tokenizer)(train_texts)
         base = build_from_scratch(cfg.model, len(tok), cfg.max_length, special_token_ids(tok), arch=cfg.arch,
                                   n_layer=cfg.n_layer, n_embd=cfg.n_embd, n_head=cfg.n_head, dropout=cfg.dropout)
     else:
@@ -115,7 +128,8 @@ def build_model(cfg: TrainConfig, train_texts: list[str]):
         n_new = add_coconut_tokens(tok)
         base = load_backbone(cfg.model)
         resize_for_new_tokens(base, tok, n_new=n_new)
-    return CoconutLM(base, special_token_ids(tok), eot_classifier=cfg.eot_classifier), tok
+    shift = cfg.token_shift if cfg.token_shift is not None else (DEFAULT_TOKEN_SHIFT if cfg.model in PRESETS else 0)
+    return CoconutLM(base, special_token_ids(tok), eot_classifier=cfg.eot_classifier, token_shift=shift), tok
 
 
 def lr_at(cfg: TrainConfig, global_step: int, reset_step: int, total_steps: int) -> float:
@@ -163,9 +177,17 @@ class TrainResult:
     seconds: float
 
 
+#: Previous inputs a from-scratch preset's token shift mixes in. One was best for recall and for symbolic
+#: ProsQA without latent markers; wider shifts bridge markers but learn slower (docs/experiments.md).
+DEFAULT_TOKEN_SHIFT = 1
+
+#: Fresh training data of epoch e is drawn with seed FRESH_SEED + seed * 10**6 + e (far from any val/test seed).
+FRESH_SEED = 10**9
+
 #: Config keys that decide which data each step sees; --resume refuses a run whose values changed.
 RESUME_KEYS = ("task", "method", "model", "train_path", "seed", "batch_size", "micro_batch_size", "max_steps_per_epoch",
-               "epochs_per_stage", "max_latent_stage", "c_thought", "uniform_prob", "pad_latent_to_max")
+               "epochs_per_stage", "max_latent_stage", "c_thought", "uniform_prob", "pad_latent_to_max",
+               "relabel_every_epoch", "token_shift", "fresh_data", "latent_markers")
 
 
 class Trainer:
@@ -179,7 +201,13 @@ class Trainer:
         self.train_examples = load_examples(cfg.train_path)
         self.val_examples = load_examples(cfg.val_path)[: cfg.val_max_examples] if cfg.val_path else []
         torch.manual_seed(cfg.seed)
-        model, self.tokenizer = build_model(cfg, vocabulary_texts(self.train_examples))
+        from coconut_lm.tasks.symbolic import alphabet, is_symbolic
+
+        self.symbolic = bool(self.train_examples) and all(is_symbolic(e) for e in self.train_examples)
+        if cfg.relabel_every_epoch and not self.symbolic:
+            raise CoconutError(f"{cfg.train_path}: relabel_every_epoch needs symbolic data (coconut-lm data symbolic)")
+        texts = vocabulary_texts(self.train_examples) + ([alphabet()] if self.symbolic else [])
+        model, self.tokenizer = build_model(cfg, texts, symbolic=self.symbolic)
         self.model = model.to(env.device)
         self.tokens = model.tokens
         self.train_data = tokenize_examples(self.train_examples, self.tokenizer)
@@ -283,9 +311,42 @@ class Trainer:
 
     # ------------------------------------------------------------------ loop
 
+    def epoch_data(self) -> list:
+        """This epoch's tokenised training data: the file's, freshly drawn (`fresh_data`), or relabelled.
+
+        Only the examples the epoch will visit are drawn or relabelled (an epoch capped by
+        `max_steps_per_epoch` visits a prefix of its seeded order); the others keep the file's.
+        """
+        cfg = self.cfg
+        if not cfg.fresh_data and not cfg.relabel_every_epoch:
+            return self.train_data
+        import random
+
+        used = epoch_order(cfg.seed, self.epoch, len(self.train_data))[: self.steps_per_epoch * cfg.batch_size]
+        examples = [self.train_examples[i] for i in used]
+        if cfg.fresh_data:
+            from coconut_lm.cli import fresh_examples
+
+            examples = fresh_examples(cfg.fresh_data, len(used), FRESH_SEED + cfg.seed * 10**6 + self.epoch)
+        if cfg.relabel_every_epoch:
+            from coconut_lm.tasks.symbolic import relabel
+
+            rng = random.Random(f"coconut-lm/relabel/{cfg.seed}/{self.epoch}")
+            examples = [relabel(e, rng) for e in examples]
+        fresh = tokenize_examples(examples, self.tokenizer)
+        unknown = sum(t == self.tokenizer.unk_token_id for ex in fresh for t in ex.question)
+        if unknown:
+            raise CoconutError(f"fresh_data '{cfg.fresh_data}': epoch {self.epoch} has {unknown} question tokens "
+                               f"the tokenizer built from {cfg.train_path} does not know")
+        check_lengths(fresh, self.layout, cfg.max_length, f"fresh data of epoch {self.epoch}")
+        data = list(self.train_data)
+        for i, ex in zip(used, fresh):
+            data[i] = ex
+        return data
+
     def train_epoch(self) -> None:
         cfg, env = self.cfg, self.env
-        ds = EpochBatches(self.train_data, self.method, self.layout, self.schedule, self.tokens, self.plan,
+        ds = EpochBatches(self.epoch_data(), self.method, self.layout, self.schedule, self.tokens, self.plan,
                           seed=cfg.seed, epoch=self.epoch, max_steps=cfg.max_steps_per_epoch)
         # Its own generator: an iterator would otherwise draw from the global RNG, which resume restores.
         loader = DataLoader(ds, batch_size=None, sampler=range(self.micro_index, len(ds)),

@@ -21,6 +21,10 @@ through one tokenizer call. Steps are tokenised alone, so "Every" has no leading
 word-level tokenizer gives "Every", "▁lempus" and GPT-2 BPE gives "Every", " lem", "pus". The name's
 tokens are whatever follows the prefix's own tokens.
 
+In the symbolic form (`tasks.symbolic`) a step is the name of the node it reaches, with no template:
+the hop-h node is the first thing written after (h-1)*c thoughts, so frontier h is scored there,
+with an empty prefix.
+
 The frontier after h hops is every node at the end of some h-edge path from the root
 (`tasks.prosqa.frontier`): the root's children after 1 thought and its grandchildren after 2.
 This is the same "k hidden hops" reading that the path categories use. A node is *correct* when
@@ -173,6 +177,10 @@ class _NameTokens:
 
 def _gold_path(ex: Example) -> list[str]:
     from coconut_lm.tasks.prosqa import parse_fact
+    from coconut_lm.tasks.symbolic import is_symbolic
+
+    if is_symbolic(ex):  # the steps are the nodes after the root
+        return [ex.extra["idx_to_symbol"][ex.extra["root"]], *ex.steps]
 
     path: list[str] = []
     for step in ex.steps:
@@ -208,7 +216,9 @@ def _new_record(i: int, ex: Example, hops: Sequence[int], n_per_hop: int) -> Sea
                            height_shortest=heights[n].shortest, height_longest=heights[n].longest,
                            parents=sorted(p for p in graph.parents[n] if p in previous), n_tokens=0)
                  for n in sorted(frontier(graph, graph.root, h))]
-        rec.frontiers.append(Frontier(hops=h, n_thoughts=h * n_per_hop, prefix=STEP_PREFIX if h > 0 else "",
+        # A symbolic step names only the node it reaches: the hop-h node is written after h-1 hops of thoughts.
+        n_thoughts = (max(h - 1, 0) if graph.symbolic else h) * n_per_hop
+        rec.frontiers.append(Frontier(hops=h, n_thoughts=n_thoughts, prefix=STEP_PREFIX if h > 0 and not graph.symbolic else "",
                                       prefix_prob=1.0, nodes=nodes))
     return rec
 

@@ -59,25 +59,40 @@ class SplitGeneration:
     answer: str
 
 
-def split_generation(text: str) -> SplitGeneration:
+def split_generation(text: str, symbolic: bool = False) -> SplitGeneration:
     """Split 'step\\nstep\\n### answer' into sentences and the answer.
 
     Lines are split further into sentences, so steps written on one line are read the same way; the
-    answer is the rest of the line after the first '###'.
+    answer is the rest of the line after the first '###'. `symbolic`: every word is a step (a node).
     """
     _, sep, rest = text.partition("###")
     answer = rest.strip().splitlines()[0].strip() if sep and rest.strip() else ""
-    steps = [s.strip() for line in chain_lines(text) for s in SENTENCE_END.split(line) if s.strip()]
+    split = str.split if symbolic else SENTENCE_END.split
+    steps = [s.strip() for line in chain_lines(text) for s in split(line) if s.strip()]
     return SplitGeneration(steps=steps, answer=answer)
 
 
 def _answer_is_correct(graph: ProsQAGraph, target: int, answer: str) -> bool:
-    fact = parse_fact(answer.strip().removeprefix("###").strip())
-    return fact == (graph.names[graph.root], graph.names[target])
+    answer = answer.strip().removeprefix("###").strip()
+    if graph.symbolic:
+        return answer.split()[:1] == [graph.names[target]]
+    return parse_fact(answer) == (graph.names[graph.root], graph.names[target])
 
 
-def _written_path(graph: ProsQAGraph, steps: Sequence[str]) -> list[int] | None:
-    """The node sequence the steps walk through, or None if any step is not a graph edge in sequence."""
+def _written_path(graph: ProsQAGraph, steps: Sequence[str], k_thoughts: int) -> list[int] | None:
+    """The node sequence the steps walk through, or None if any step is not a graph edge in sequence.
+
+    A symbolic step names only the node it reaches, so the first one's parent is hidden in the k
+    thoughts: any node k hops from the root with an edge to it (the root itself when k = 0).
+    """
+    if graph.symbolic:
+        if any(s not in graph.node_of for s in steps):
+            return None
+        nodes = [graph.node_of[s] for s in steps]
+        parents = [p for p in graph.parents[nodes[0]] if p in frontier(graph, graph.root, k_thoughts)]
+        if not parents or any(not graph.has_edge(a, b) for a, b in zip(nodes, nodes[1:])):
+            return None
+        return [parents[0], *nodes]
     path: list[int] = []
     for text in steps:
         fact = parse_fact(text)
@@ -103,7 +118,7 @@ def classify_chain(graph: ProsQAGraph, steps: Sequence[str] | str, answer_text: 
     if k_thoughts < 0:
         raise CoconutError(f"classify_chain: k_thoughts must be >= 0, got {k_thoughts}")
     if isinstance(steps, str):
-        split = split_generation(steps)
+        split = split_generation(steps, graph.symbolic)
         steps = split.steps
         if answer_text is None:
             answer_text = split.answer
@@ -113,7 +128,7 @@ def classify_chain(graph: ProsQAGraph, steps: Sequence[str] | str, answer_text: 
     if not steps:
         correct = _answer_is_correct(graph, target, answer_text)
         return PathCategory.CORRECT_LABEL if correct else PathCategory.INCORRECT_LABEL
-    path = _written_path(graph, steps)
+    path = _written_path(graph, steps, k_thoughts)
     if path is None or path[0] not in frontier(graph, graph.root, k_thoughts):
         return PathCategory.HALLUCINATION
     if path[-1] != target:

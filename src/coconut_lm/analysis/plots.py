@@ -233,7 +233,7 @@ def search_tree_figure(record: dict[str, Any]):
     ax.set_ylim(2.0 - max(levels, default=0) - 0.6, 2.4)
     ax.axis("off")
     ax.set_title(f"Latent search tree, example {record['index']}: root {record['root_name']}, target "
-                 f"{record['target_name']} ({record['target_hops']} hops)\nnode value = P(name | thoughts, \"Every\"); "
+                 f"{record['target_name']} ({record['target_hops']} hops)\nnode value = P(name | thoughts, template prefix); "
                  f"h = shortest/longest distance to a leaf", fontsize=FONT["label"])
     ax.legend(handles=[Patch(fc="white", ec=CORRECT_COLOR, lw=2, label="target reachable"),
                        Patch(fc="white", ec=INCORRECT_COLOR, lw=2, label="target not reachable"),

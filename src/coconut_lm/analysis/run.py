@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from coconut_lm.errors import CoconutError
+from coconut_lm.tasks.symbolic import is_symbolic
 
 DEFAULT_LATENTS = (0, 1, 2, 3, 4, 5, 6)
 SEARCH_HOPS = (1, 2)
@@ -221,7 +222,7 @@ def run_analysis(
     tree = tree_example if tree_example is not None else _pick_tree_example(records)
     write_search(records, summarize_search(records), out,
                  extra={"checkpoint": str(ckpt), "data": str(data), "tree_example": tree,
-                        "value_definition": "P(name tokens | question <bot> <latent>*k <eot> 'Every')"})
+                        "value_definition": VALUE_DEFINITION["symbolic" if is_symbolic(examples[0]) else "words"]})
 
     # 4. decoded thoughts (continuous thoughts only)
     decoded = []
@@ -255,6 +256,13 @@ def _num(x: float | None, digits: int = 3) -> str:
     return "-" if x is None else f"{x:.{digits}f}"
 
 
+#: How a frontier node's value is read, per form of the data (see analysis.latent_search).
+VALUE_DEFINITION = {
+    "words": "P(name | question <bot> <latent>*(h*c) <eot> 'Every') after h hops of thoughts",
+    "symbolic": "P(name | question <bot> <latent>*((h-1)*c) <eot>): a symbolic step is the node it reaches",
+}
+
+
 def write_markdown(out_dir: str | os.PathLike) -> Path:
     """Write `analysis.md` from the records in `out_dir`: one table per figure, with links to the figures."""
     from coconut_lm.tasks.examples import atomic_write_text
@@ -276,9 +284,9 @@ def write_markdown(out_dir: str | os.PathLike) -> Path:
     md += [_table(["setting", "method", "n", "accuracy %", "tokens", *(c["label"] + " %" for c in cats)], rows), ""]
 
     md += ["## Latent search: frontier values", "",
-           "Value of a frontier node = the model's probability of its name as the subject of the next step, "
-           "P(name | question `<bot>` `<latent>`×k `<eot>` \"Every\"), product over the name's tokens. "
-           "Frontier after thought h = nodes h hops from the root; *correct* = the target is reachable from it.", "",
+           "Value of a frontier node = the model's probability of its name where the next step names it, "
+           f"{search.get('value_definition', VALUE_DEFINITION['words'])}, product over the name's tokens. "
+           "Frontier h = nodes h hops from the root; *correct* = the target is reachable from it.", "",
            "![parallelism](figures/parallelism.png)", ""]
     rows = []
     curves = {(c["hops"], c["k"]): c for c in search["parallelism"]}
@@ -289,7 +297,7 @@ def write_markdown(out_dir: str | os.PathLike) -> Path:
                      _num(f["mean_correct_value"]), _num(f["mean_incorrect_value"]), _pct(f["top_node_correct"]),
                      _num(f["mean_prefix_prob"])])
     md += [_table(["thought", "examples", "nodes", "total value", "top-1", "top-2", "top-3", "correct node",
-                   "incorrect node", "top node correct %", "P(\"Every\")"], rows), ""]
+                   "incorrect node", "top node correct %", "P(template prefix)"], rows), ""]
 
     md += ["## Value against height", "",
            "Height = distance to a leaf (shortest and longest). Mean value ± standard error, n nodes.", "",

@@ -42,6 +42,15 @@ def chain_lines(generated_text: str) -> list[str]:
     return [line.strip() for line in body.splitlines() if line.strip()]
 
 
+def same_chain(written: list[str], expected: list[str]) -> bool:
+    """Whether a written chain says the expected steps, word for word (line breaks and spacing aside).
+
+    Symbolic data is decoded on one line ("3 5 ### 5"), word-form data one step per line; both
+    compare the same way.
+    """
+    return " ".join(written).split() == " ".join(expected).split()
+
+
 def extract_answer(task: str, generated_text: str) -> str:
     """The answer part of a model's output "step\\n...\\n### answer", not yet normalised."""
     _check_task(task)

@@ -92,7 +92,8 @@ class ProsQAGraph:
     """A ProsQA graph: node names, (parent, child) edges, the question's entity and its two options.
 
     `target`/`neg_target` are None when unknown (a graph parsed from question text alone); `options` are
-    the two answer options in the order the question lists them.
+    the two answer options in the order the question lists them; `symbolic` says that the example's
+    text is in the symbolic form (`tasks.symbolic`: a step is one node's name, not a sentence).
     """
 
     names: tuple[str, ...]
@@ -101,6 +102,7 @@ class ProsQAGraph:
     target: int | None = None
     neg_target: int | None = None
     options: tuple[int, int] | None = None
+    symbolic: bool = False
     children: tuple[tuple[int, ...], ...] = field(init=False, repr=False, compare=False)
     parents: tuple[tuple[int, ...], ...] = field(init=False, repr=False, compare=False)
     node_of: dict[str, int] = field(init=False, repr=False, compare=False)
@@ -232,11 +234,12 @@ def graph_from_example(example: Example, index: int | None = None, path: str | N
             raise ExampleFormatError(f"{where}: field '{key}': expected a node index below {len(names)}")
     target, neg = extra["target"], extra["neg_target"]
     options = (target, neg)
-    m = _QUERY.search(example.question)
+    m = _QUERY.search(example.question) or _SYMBOLIC_QUERY.search(example.question)
     if m and {m.group(2), m.group(3)} == {names[target], names[neg]}:
         options = (names.index(m.group(2)), names.index(m.group(3)))
     try:
-        return ProsQAGraph(tuple(names), tuple((a, b) for a, b in edges), extra["root"], target, neg, options)
+        return ProsQAGraph(tuple(names), tuple((a, b) for a, b in edges), extra["root"], target, neg, options,
+                           symbolic=extra.get("format") == "symbolic")
     except ProsQAFormatError as e:
         raise ExampleFormatError(f"{where}: field 'edges': {e}") from None
 
@@ -245,6 +248,7 @@ def graph_from_example(example: Example, index: int | None = None, path: str | N
 
 _FACT = re.compile(r"^(?:Every (\w+)|(\w+)) is an? (\w+)\.$")
 _QUERY = re.compile(r"Is (\w+) an? (\w+) or (\w+)\?\s*$")
+_SYMBOLIC_QUERY = re.compile(r"\[Q\] (\S+) (\S+) \[R\] (\S+)\s*$")
 # Where one sentence ends and the next begins; also splits generated steps written on one line.
 SENTENCE_END = re.compile(r"(?<=[.?!])\s+")
 
