@@ -115,7 +115,7 @@ def _status(run_dir: Path, steps: int) -> str:
     """One method's progress from its metrics.jsonl: step, stage and last validation accuracy."""
     from coconut_lm.runlog import read_metrics
 
-    rows = read_metrics(run_dir) if (run_dir / "metrics.jsonl").is_file() else []
+    rows = read_metrics(run_dir)  # [] until the run writes its first row
     train = [r for r in rows if r.get("type") == "train"]
     val = [r for r in rows if r.get("type") == "val"]
     if not train:
@@ -155,9 +155,8 @@ def run_demo(out: str | Path | None = None, methods: tuple[str, ...] = DEMO_METH
     ctx = multiprocessing.get_context("spawn")
     rows: list[DemoRow] = []
     with ProcessPoolExecutor(max_workers=min(parallel, len(methods)), mp_context=ctx) as pool:
-        jobs = {m: pool.submit(_train_and_eval, m, method_overrides(m, data, out / m, steps, extra_overrides or []),
-                               str(data / "test.json"), 1) for m in methods}
-        pending = dict(jobs)
+        pending = {m: pool.submit(_train_and_eval, m, method_overrides(m, data, out / m, steps, extra_overrides or []),
+                                  str(data / "test.json"), 1) for m in methods}
         while pending:
             done, _ = wait(list(pending.values()), timeout=PROGRESS_SECONDS, return_when=FIRST_COMPLETED)
             for m in [m for m, job in pending.items() if job in done]:

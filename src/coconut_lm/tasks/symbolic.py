@@ -42,6 +42,12 @@ def is_symbolic(example: Example) -> bool:
     return example.extra.get("format") == SYMBOLIC
 
 
+def _question(names: Sequence[str], edges: Sequence[Sequence[int]], options: Sequence[int], root: int) -> str:
+    """The symbolic question: edges `s t` joined by `|`, then `[Q] a b [R] root` (module docstring)."""
+    text = f" {EDGE_SEP} ".join(f"{names[a]} {names[b]}" for a, b in edges)
+    return text + f" {QUERY} {names[options[0]]} {names[options[1]]} {ROOT} {names[root]}"
+
+
 def _path_nodes(example: Example, names: Sequence[str], index: int | None) -> list[int]:
     """The chain's nodes after the root, read from the word-form steps ("X is a Y." -> Y)."""
     from coconut_lm.tasks.prosqa import parse_fact
@@ -77,9 +83,7 @@ def to_symbolic(example: Example, relabel: random.Random | None = None, n_symbol
     sym = [str(s) for s in labels]
     edges = list(graph.edges)
     (shuffle or random.Random(example.question)).shuffle(edges)
-    options = graph.options or (graph.target, graph.neg_target)
-    question = f" {EDGE_SEP} ".join(f"{sym[a]} {sym[b]}" for a, b in edges)
-    question += f" {QUERY} {sym[options[0]]} {sym[options[1]]} {ROOT} {sym[graph.root]}"
+    question = _question(sym, edges, graph.options or (graph.target, graph.neg_target), graph.root)
     path = _path_nodes(example, graph.names, index)
     return Example(question=question, steps=[sym[v] for v in path], answer=sym[graph.target],
                    extra={"idx_to_symbol": sym, "edges": [list(e) for e in graph.edges], "root": graph.root,
@@ -109,8 +113,7 @@ def relabel(example: Example, rng: random.Random, n_symbols: int = DEFAULT_SYMBO
     rename = dict(zip(old, new))
     edges = [tuple(e) for e in example.extra["edges"]]
     rng.shuffle(edges)
-    tail = example.question.split(f" {QUERY} ", 1)[1].split()  # "a b [R] root"
-    question = f" {EDGE_SEP} ".join(f"{new[a]} {new[b]}" for a, b in edges)
-    question += f" {QUERY} " + " ".join(rename.get(t, t) for t in tail)
+    a, b, _, root = example.question.split(f" {QUERY} ", 1)[1].split()  # "a b [R] root": the options' order
+    question = _question(new, edges, [old.index(a), old.index(b)], old.index(root))
     return Example(question=question, steps=[rename[s] for s in example.steps], answer=rename[example.answer],
                    extra={**example.extra, "idx_to_symbol": new})
