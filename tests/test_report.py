@@ -53,6 +53,17 @@ def test_best_val_row_of_a_curriculum_run_comes_from_its_latest_stage(tmp_path):
     assert (r.accuracy, r.tokens) == (0.6, 14.0)
 
 
+def test_best_val_row_follows_the_logged_rank(tmp_path):
+    # An iCoT run's early rows still write part of the chain (rank = epoch); only rows whose chain is
+    # fully removed (the top rank) may give its number, as for best/.
+    run = make_run(tmp_path, "i", "icot", "prosqa", 0, vals=[(0.9, 40.0), (0.7, 20.0), (0.5, 9.0), (0.6, 9.0)])
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    for row, rank in zip(rows[1:], (0, 1, 1 << 30, 1 << 30)):
+        row["rank"] = rank
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert (read_run(run).accuracy, read_run(run).tokens) == (0.6, 9.0)
+
+
 def test_table_has_mean_std_over_seeds_beside_the_paper(tmp_path):
     runs = [make_run(tmp_path, f"coconut_s{s}", "coconut", "prosqa", s, summary={"accuracy": a, "mean_tokens": t})
             for s, a, t in ((0, 0.90, 14.0), (1, 0.95, 15.0), (2, 0.97, 13.0))]

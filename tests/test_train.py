@@ -282,6 +282,29 @@ def test_best_checkpoint_comes_from_the_latest_stage_and_records_its_setting(tmp
     assert (meta["stage"], meta["eval_thoughts"]) == (2, 4)
 
 
+def test_icot_best_checkpoint_comes_only_from_epochs_with_the_chain_removed(tmp_path, monkeypatch):
+    from coconut_lm import train as train_module
+    from coconut_lm.model import read_meta
+
+    # One chain token removed per epoch, the whole chain once 3 are scheduled: epochs 0 and 1 still
+    # write part of it. Their high accuracy must not win; among epochs 2 and 3 the better one does.
+    accuracies = iter([0.9, 0.5, 0.2, 0.3, 0.25])
+    seen: list[int] = []
+
+    def fake_validate(self):
+        seen.append(self.best_epoch)
+        return {"type": "val", "step": self.global_step, "epoch": self.epoch, "stage": self.stage(),
+                "val_accuracy": next(accuracies)}
+
+    monkeypatch.setattr(train_module.Trainer, "validate", fake_validate)
+    cfg = _cfg(tmp_path, "prosqa", "icot", "num_epochs=5", "icot_delta=1", "icot_max_removed=3",
+               "max_steps_per_epoch=1")
+    result = train_module.train(cfg, progress=False, device="cpu")
+    assert seen[1:3] == [0, 1]  # before the chain is removed best/ follows the latest epoch
+    assert (result.best_epoch, result.best_accuracy) == (3, 0.3)
+    assert read_meta(result.run_dir / "best")["epoch"] == 3
+
+
 def test_fresh_data_and_relabelling_draw_new_seeded_epochs(tmp_path):
     """fresh_data draws a new training set per epoch; relabelling renames it; both are pure functions of (seed, epoch)."""
     from coconut_lm.cli import main

@@ -30,7 +30,13 @@ from coconut_lm import checkpoint as ckpt
 from coconut_lm import dist
 from coconut_lm.batching import collate
 from coconut_lm.config import TrainConfig
-from coconut_lm.curriculum import ScheduleConfig, coconut_stage, eval_position, optimizer_reset_key
+from coconut_lm.curriculum import (
+    ScheduleConfig,
+    coconut_stage,
+    eval_position,
+    icot_scheduled_removal,
+    optimizer_reset_key,
+)
 from coconut_lm.data import BatchPlan, EpochBatches, check_lengths, epoch_order, tokenize_examples, vocabulary_texts
 from coconut_lm.errors import CoconutError
 from coconut_lm.evaluate import evaluate
@@ -71,15 +77,26 @@ def val_thoughts(cfg: TrainConfig, method: Method, epoch: int) -> int:
     return final_eval_thoughts(cfg, method)
 
 
-def stage_rank(cfg: TrainConfig, method: Method, epoch: int) -> int:
-    """How far through its curriculum a method is after `epoch`; a later stage's checkpoint beats an earlier one's.
+def stage_rank(cfg: TrainConfig, method: Method, epoch: int, longest_chain: int | None = None) -> int:
+    """How far through its curriculum a method is after `epoch`; a higher rank's checkpoint beats a lower one's.
 
     Without it, the best validation accuracy of a Coconut run could come from stage 0, which is
-    plain CoT, and `best/` would not be a Coconut model at all.
+    plain CoT, and `best/` would not be a Coconut model at all. For iCoT only epochs whose schedule
+    has removed every chain token (`longest_chain`, or past `icot_max_removed`) compete on accuracy;
+    before that each epoch outranks the previous one, so `best/` is the latest model until then.
     """
-    if method.schedule != "stages":
-        return 0
-    return min(coconut_stage(epoch, cfg.epochs_per_stage), cfg.max_latent_stage + 1)
+    if method.schedule == "stages":
+        return min(coconut_stage(epoch, cfg.epochs_per_stage), cfg.max_latent_stage + 1)
+    if method.schedule == "icot":
+        removed = icot_scheduled_removal(epoch, 1.0 - 1e-9, cfg.icot_delta)
+        if removed >= cfg.icot_max_removed or (longest_chain is not None and removed >= longest_chain):
+            return CHAIN_REMOVED_RANK
+        return epoch
+    return 0
+
+
+#: iCoT's rank once the whole chain is removed: above the rank of every epoch before.
+CHAIN_REMOVED_RANK = 1 << 30
 
 
 def checkpoint_meta(cfg: TrainConfig, method: Method, epoch: int) -> dict[str, Any]:
@@ -446,7 +463,8 @@ class Trainer:
     def validate(self) -> dict[str, Any]:
         """Teacher-forced loss and generation accuracy on the validation set (rank 0; all ranks under FSDP)."""
         cfg, env = self.cfg, self.env
-        row: dict[str, Any] = {"type": "val", "step": self.global_step, "epoch": self.epoch, "stage": self.stage()}
+        row: dict[str, Any] = {"type": "val", "step": self.global_step, "epoch": self.epoch, "stage": self.stage(),
+                               "rank": stage_rank(self.cfg, self.method, self.epoch, self.longest_chain)}
         if self.val_data and (env.is_main or self.lockstep):
             model = dist.unwrap(self.wrapped)
             position = eval_position(self.method, self.schedule, self.epoch)
@@ -490,7 +508,7 @@ class Trainer:
                         stage = f"stage {row['stage']}, " if self.method.schedule == "stages" else ""
                         print(f"epoch {self.epoch + 1}: {stage}val loss {row.get('val_loss', float('nan')):.4f}, "
                               f"val accuracy {acc:.3f}")
-                    rank = stage_rank(cfg, self.method, self.epoch)
+                    rank = stage_rank(cfg, self.method, self.epoch, self.longest_chain)
                     if (rank, acc) > (self.best_rank, self.best_accuracy):
                         self.best_accuracy, self.best_epoch, self.best_rank = acc, self.epoch, rank
                         self.save(self.run_dir / "best", with_state=False, epoch=self.epoch)

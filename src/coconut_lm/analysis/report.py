@@ -130,10 +130,12 @@ def read_run(run_dir: str | os.PathLike, eval_subdir: str = "eval") -> RunResult
     vals = [r for r in read_metrics(run) if r.get("type") == "val" and isinstance(r.get("val_accuracy"), (int, float))]
     if not vals:
         raise CoconutError(f"run {run}: no {eval_subdir}/summary.json and no val row with val_accuracy in metrics.jsonl")
-    # As the trainer picks best/: the latest curriculum stage first (a Coconut run's stage-0 rows are CoT), then
-    # accuracy; the first of equal rows, as the trainer keeps the first.
+    # As the trainer picks best/: the highest curriculum rank first (a Coconut run's stage-0 rows are CoT; an iCoT
+    # run's rows before its chain is fully removed still write part of it), then accuracy; the first of equal rows,
+    # as the trainer keeps the first. Rows written before the rank was logged rank by their stage.
     staged = get_method(method).schedule == "stages"
-    best = max(vals, key=lambda r: (int(r.get("stage", 0)) if staged else 0, r["val_accuracy"]))
+    best = max(vals, key=lambda r: (int(r["rank"]) if isinstance(r.get("rank"), int) else
+                                    int(r.get("stage", 0)) if staged else 0, r["val_accuracy"]))
     thoughts = f", {best['val_thoughts']} thoughts" if best.get("val_thoughts") is not None else ""
     return RunResult(str(run), method, task, seed, float(best["val_accuracy"]), best.get("val_tokens"), None,
                      f"metrics.jsonl best val (epoch {int(best.get('epoch', -1)) + 1}{thoughts})")
