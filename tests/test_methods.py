@@ -77,16 +77,21 @@ def test_coconut_c2_doubles_thoughts_per_step():
     assert layout("coconut", 1, cfg) == ([1, 2, B, L, L, E, 21, 31, 32, 33, 41, 999], [X] * 6 + [21, 31, 32, 33, 41, 999])
 
 
-def test_pad_latent_to_max_only_matters_for_short_chains():
+def test_pad_latent_to_max_only_matters_for_short_chains_past_the_last_stage():
+    # The official rule: at a stage k <= max_latent_stage an example always gets k thoughts (a chain
+    # shorter than k loses all its steps); only past the last stage is the count capped at its steps.
     short = TokenizedExample(question=[1], steps=[[11]], answer=[41, T.eos])
     free = LayoutConfig(max_latent_stage=3, pad_latent_to_max=False)
     padded = LayoutConfig(max_latent_stage=3, pad_latent_to_max=True)
     coconut = get_method("coconut")
-    assert coconut.train_layout(short, 3, free, T).input_ids == [1, B, L, E, 41, 999]
-    assert coconut.train_layout(short, 3, padded, T).input_ids == [1, B, L, L, L, E, 41, 999]
-    assert latent_steps(1, 3, free) == (1, 1)
-    assert latent_steps(1, 3, padded) == (1, 3)
-    assert latent_steps(5, 7, padded) == (5, 3)
+    for cfg in (free, padded):
+        assert coconut.train_layout(short, 3, cfg, T).input_ids == [1, B, L, L, L, E, 41, 999]
+        assert latent_steps(1, 2, cfg) == (1, 2)
+    assert coconut.train_layout(short, 4, free, T).input_ids == [1, B, L, E, 41, 999]
+    assert coconut.train_layout(short, 4, padded, T).input_ids == [1, B, L, L, L, E, 41, 999]
+    assert latent_steps(1, 4, free) == (1, 1)
+    assert latent_steps(1, 4, padded) == (1, 3)
+    assert latent_steps(5, 7, free) == latent_steps(5, 7, padded) == (5, 3)
 
 
 def test_no_curriculum_uses_final_stage_from_the_start():

@@ -54,7 +54,7 @@ class TrainConfig:
     c_thought: int = _f(1, "continuous thoughts per reasoning step (c)")
     max_latent_stage: int = _f(6, "last curriculum stage that adds thoughts; later stages drop all language steps")
     epochs_per_stage: int = _f(5, "epochs per curriculum stage")
-    pad_latent_to_max: bool = _f(False, "always use min(stage, max_latent_stage)*c thoughts, even for chains with fewer steps")
+    pad_latent_to_max: bool = _f(False, "past the last stage, max_latent_stage*c thoughts even for a chain with fewer steps; false: capped at its step count (stages up to max_latent_stage always get k*c, as the official code)")
     uniform_prob: float = _f(0.0, "stage mixing: probability that an example gets a stage drawn uniformly from 0..n_steps")
     pause_tokens: int = _f(6, "pause tokens for the `pause` method")
     latent_markers: bool = _f(True, "put <bot>/<eot> around the thoughts (the paper); false: thoughts follow the question directly (Zhu et al. 2025's symbolic layout)")

@@ -88,19 +88,16 @@ class Layout:
 
 
 def latent_steps(n_steps: int, k: int, cfg: LayoutConfig) -> tuple[int, int]:
-    """(language steps dropped, latent steps inserted) at stage k, as in the paper.
+    """(language steps dropped, latent steps inserted) at stage k, as the official Coconut code counts them.
 
-    Past `max_latent_stage` every language step is dropped and the latent count stays at the
-    maximum. Without `pad_latent_to_max` a chain shorter than k gets only as many latent steps
-    as it has steps.
+    At a stage k <= `max_latent_stage` the first k steps are dropped and k latent steps inserted,
+    even for a chain with fewer than k steps (it loses all of them). Past `max_latent_stage` every
+    step is dropped and the latent count is `max_latent_stage`, or, without `pad_latent_to_max`,
+    the chain's own step count when that is smaller.
     """
-    if k > cfg.max_latent_stage:
-        dropped, latent = n_steps, cfg.max_latent_stage
-    else:
-        dropped, latent = min(k, n_steps), k
-    if not cfg.pad_latent_to_max:
-        latent = min(latent, n_steps)
-    return dropped, latent
+    if k <= cfg.max_latent_stage:
+        return min(k, n_steps), k
+    return n_steps, cfg.max_latent_stage if cfg.pad_latent_to_max else min(n_steps, cfg.max_latent_stage)
 
 
 def _chain(steps: Sequence[list[int]]) -> list[int]:
