@@ -34,3 +34,17 @@ def test_table_says_plainly_when_nothing_was_learned():
     assert "near chance" in format_table(rows, 200, 500)
     rows[0].accuracy = 0.95
     assert "near chance" not in format_table(rows, 200, 500)
+
+
+def test_demo_methods_option_takes_a_list_or_all():
+    from coconut_lm.cli import build_parser
+    from coconut_lm.demo import METHOD_OVERRIDES
+    from coconut_lm.methods import METHODS
+
+    assert set(METHOD_OVERRIDES) == set(METHODS)  # every method of Table 1 has the demo's recipe
+    parse = build_parser().parse_args
+    assert parse(["demo"]).methods == DEMO_METHODS
+    assert parse(["demo", "--methods", "icot,pause"]).methods == ("icot", "pause")
+    assert set(parse(["demo", "--methods", "all", "--seed", "1"]).methods) == set(METHODS)
+    with pytest.raises(SystemExit):
+        parse(["demo", "--methods", "coconut,bogus"])

@@ -1,15 +1,16 @@
-"""Tokenizers: word-level round trips on the three tasks' valid files, special tokens, HF folders."""
+"""Tokenizers: word-level and BPE round trips on the valid files, unknown tokens, special tokens, HF folders."""
 
 from __future__ import annotations
 
 import pytest
 
-from coconut_lm.data import segment_texts, tokenize_examples, vocabulary_texts
+from coconut_lm.data import segment_texts, tokenize_examples, unknown_tokens, vocabulary_texts
 from coconut_lm.errors import CoconutError
 from coconut_lm.tasks.examples import load_examples
 from coconut_lm.tokenizer import (
     COCONUT_TOKENS,
     add_coconut_tokens,
+    build_bpe_tokenizer,
     build_word_tokenizer,
     load_tokenizer,
     special_token_ids,
@@ -73,3 +74,26 @@ def test_hf_tokenizer_without_coconut_tokens_gets_them(tmp_path):
 def test_missing_tokenizer_is_a_clear_error(tmp_path):
     with pytest.raises(CoconutError, match="cannot load a tokenizer from"):
         load_tokenizer(tmp_path / "nothing_here")
+
+
+def test_gsm8k_words_unseen_in_training_are_counted_by_the_word_tokenizer_and_never_unknown_with_bpe(gsm_valid):
+    # The word-level vocabulary of 200 questions misses words of the other 300; byte-level BPE trained
+    # on the same 200 encodes all 500 and decodes them back exactly, segment by segment.
+    examples = load_examples(gsm_valid)
+    train, held_out = examples[:200], examples[200:]
+    word = build_word_tokenizer(vocabulary_texts(train))
+    unknown = unknown_tokens(held_out, tokenize_examples(held_out, word), word)
+    assert unknown is not None and unknown.count >= unknown.items > 0
+    first = held_out[unknown.first_item]
+    assert unknown.first_field == "question" and unknown.first_word in first.question
+    assert unknown.first_word not in {w.strip("▁") for w in word.get_vocab()}
+    assert "unknown tokens (<unk>)" in unknown.message("gsm_valid.json")
+
+    bpe = build_bpe_tokenizer(vocabulary_texts(train), vocab_size=1000)
+    assert len(bpe) <= 1000 and special_token_ids(bpe) == special_token_ids(word)
+    data = tokenize_examples(held_out, bpe)
+    assert unknown_tokens(held_out, data, bpe) is None
+    for ex, d in zip(held_out, data):
+        q, steps, a = segment_texts(ex)
+        assert (bpe.decode(d.question), [bpe.decode(s) for s in d.steps]) == (q, steps)
+        assert bpe.decode(d.answer, skip_special_tokens=True) == a

@@ -334,3 +334,31 @@ def test_fresh_data_and_relabelling_draw_new_seeded_epochs(tmp_path):
     assert r0 != r1 and r0 != p0
     with pytest.raises(CoconutError, match="leave out"):
         epochs("fresh_data=prosqa --n 5")
+
+
+@pytest.mark.parametrize("tokenizer", [None, "word"])
+def test_gsm8k_from_scratch_gets_bpe_and_unknown_validation_words_are_reported(tmp_path, capsys, tokenizer):
+    import json
+    import shutil
+
+    from coconut_lm.evaluate import evaluate_checkpoint
+    from coconut_lm.tasks.examples import Example
+    from coconut_lm.train import train
+
+    cfg = _cfg(tmp_path, "gsm8k", "cot", "num_epochs=1", "max_steps_per_epoch=1", "max_new_tokens=4",
+               *([f"tokenizer={tokenizer}"] if tokenizer else []))
+    val = tmp_path / "unseen.json"  # words the training questions never use
+    save_examples([Example("Ann bakes 3 pies and sells 2 cakes. How many remain?", ["<<3-2=1>>"], "1")], val)
+    cfg.val_path = str(val)
+    result = train(cfg, progress=False, device="cpu")
+    err = capsys.readouterr().err
+    out = tmp_path / "eval"
+    evaluate_checkpoint(result.run_dir, val, out, device="cpu", progress=False)
+    unknown = json.loads((out / "summary.json").read_text())["unknown_tokens"]
+    backend = json.loads((result.run_dir / "best" / "tokenizer.json").read_text())["model"]["type"]
+    if tokenizer is None:  # the default for GSM8k: byte-level BPE, nothing unknown
+        assert backend == "BPE" and unknown == 0 and "unknown tokens" not in err
+    else:
+        assert backend == "WordLevel" and unknown > 0
+        assert f"warning: {val}: {unknown} unknown tokens (<unk>) in 1 items; the first is 'Ann'" in err
+    shutil.rmtree(out)

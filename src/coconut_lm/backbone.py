@@ -32,6 +32,12 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
+#: GPT2Config fields every from-scratch GPT-2 gets. "gelu_pytorch_tanh" is GPT-2's own tanh-approximated
+#: GELU ("gelu_new") as one fused kernel: the same function (within 3e-7), about 2.7x cheaper forward
+#: and backward on CPU, where the unfused one cost about 10% of a small model's training step.
+FROM_SCRATCH_GPT2: dict[str, Any] = {"activation_function": "gelu_pytorch_tanh"}
+
+
 def gpt2_config(preset_or_config: str | dict[str, Any], vocab_size: int, n_positions: int = 1024,
                 special: SpecialTokens | None = None):
     """A `GPT2Config` from a preset name or a dict (a preset under key "preset", plus overrides).
@@ -61,7 +67,7 @@ def gpt2_config(preset_or_config: str | dict[str, Any], vocab_size: int, n_posit
         ids = {"bos_token_id": None, "eos_token_id": None}
     try:
         return GPT2Config(vocab_size=vocab_size, n_positions=n_positions, resid_pdrop=dropout,
-                          embd_pdrop=dropout, attn_pdrop=dropout, **ids, **fields)
+                          embd_pdrop=dropout, attn_pdrop=dropout, **{**FROM_SCRATCH_GPT2, **ids, **fields})
     except (TypeError, ValueError) as e:
         raise CoconutError(f"bad GPT-2 config {fields}: {e}") from None
 

@@ -302,12 +302,20 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from coconut_lm.demo import run_demo
 
-    run_demo(out=args.out, steps=args.steps, parallel=args.parallel)
+    run_demo(out=args.out, methods=args.methods, steps=args.steps, parallel=args.parallel, seed=args.seed)
     return 0
 
 
 def _add_demo(sub: argparse._SubParsersAction) -> None:
-    from coconut_lm.demo import STEPS
+    from coconut_lm.demo import DEMO_METHODS, METHOD_OVERRIDES, PARALLEL, STEPS
+
+    def method_list(text: str) -> tuple[str, ...]:
+        names = tuple(METHOD_OVERRIDES) if text == "all" else tuple(m.strip() for m in text.split(",") if m.strip())
+        unknown = [m for m in names if m not in METHOD_OVERRIDES]
+        if unknown or not names:
+            raise argparse.ArgumentTypeError(f"unknown method(s) {', '.join(unknown) or text!r}; choose from "
+                                             f"{', '.join(METHOD_OVERRIDES)} or 'all'")
+        return names
 
     p = sub.add_parser("demo", help="end-to-end demo: Coconut, CoT and No-CoT from scratch on symbolic ProsQA (CPU)",
                        description="Generate small symbolic ProsQA graphs, train Coconut and the CoT and No-CoT "
@@ -316,8 +324,12 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default=None, help="output folder, which must be new or empty (default: runs/demo-<time>)")
     p.add_argument("--steps", type=positive_int, default=STEPS,
                    help=f"optimizer steps of 32 examples per method (default {STEPS})")
-    p.add_argument("--parallel", type=positive_int, default=2,
-                   help="methods trained at once, one thread each (default 2)")
+    p.add_argument("--methods", type=method_list, default=DEMO_METHODS,
+                   help=f"comma-separated methods, or 'all' for the eight of Table 1 (default {','.join(DEMO_METHODS)})")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of every model's initialisation and data order; the data stays the same (default 0)")
+    p.add_argument("--parallel", type=positive_int, default=PARALLEL,
+                   help=f"methods trained at once, one thread each (default {PARALLEL})")
     p.set_defaults(func=_cmd_demo)
 
 

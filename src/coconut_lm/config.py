@@ -45,7 +45,8 @@ class TrainConfig:
     n_embd: int | None = _f(None, "override the preset's width")
     n_head: int | None = _f(None, "override the preset's attention heads")
     dropout: float | None = _f(None, "override the preset's dropout")
-    tokenizer: str | None = _f(None, "HF tokenizer folder/id; None: the pretrained model's own, or a word-level one built from the data for presets")
+    tokenizer: str | None = _f(None, "HF tokenizer folder/id, or one built from the training data for presets: word | symbol | bpe; None: the pretrained model's own, else symbol for symbolic data, bpe (byte-level BPE) for gsm8k, word otherwise")
+    bpe_vocab_size: int = _f(4096, "vocabulary size of a byte-level BPE tokenizer built from the training data (tokenizer=bpe)")
     init_from: str | None = _f(None, "start from this coconut-lm checkpoint's weights (e.g. a CoT model for GSM8k Coconut)")
     token_shift: int | None = _f(None, "add W [x_{t-1}; ..; x_{t-K}] to every backbone input x_t, K = this (docs/methods.md); 0: off; None: 1 for from-scratch presets, 0 for HF models")
     max_length: int = _f(512, "longest sequence allowed (position table size for presets); longer examples are an error")
@@ -121,6 +122,9 @@ class TrainConfig:
                 "save_every_steps", "max_thoughts", "num_workers", "grad_clip", "weight_decay", "icot_delta",
                 "icot_lambda", "icot_max_removed", "eot_loss_weight", "token_shift"),
         }
+        if self.bpe_vocab_size < 263:
+            raise CoconutError(f"config 'bpe_vocab_size': must be >= 263 (256 bytes and 7 special tokens), "
+                               f"got {self.bpe_vocab_size}")
         for bound, names in at_least.items():
             for name in names:
                 value = getattr(self, name)

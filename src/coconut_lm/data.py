@@ -75,6 +75,55 @@ def tokenize_examples(examples: Sequence[Example], tokenizer) -> list[TokenizedE
     return out
 
 
+@dataclass(frozen=True)
+class UnknownTokens:
+    """Where a tokenizer fell back to its unknown token in a data set: how often, and the first case."""
+
+    count: int
+    items: int
+    first_item: int
+    first_field: str
+    first_word: str
+
+    def message(self, source: str) -> str:
+        """One warning line naming the file, the count and the first offending word."""
+        return (f"warning: {source}: {self.count} unknown tokens (<unk>) in {self.items} items; the first is "
+                f"'{self.first_word}' in item {self.first_item}, field '{self.first_field}'")
+
+
+def _unknown_word(text: str, tokenizer, unk: int) -> str:
+    """The first piece of `text` (as the tokenizer's pre-tokenizer splits it) that encodes to `unk`."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    pre = getattr(backend, "pre_tokenizer", None)
+    pieces = [p for p, _ in pre.pre_tokenize_str(text)] if pre is not None else text.split()
+    for piece in pieces:
+        if unk in tokenizer(piece, add_special_tokens=False)["input_ids"]:
+            return piece.replace("▁", " ").strip() or piece
+    return text.strip()[:40]
+
+
+def unknown_tokens(examples: Sequence[Example], data: Sequence[TokenizedExample], tokenizer) -> UnknownTokens | None:
+    """Count unknown tokens in tokenised `data` (from `examples`); None when there are none or no unknown token."""
+    unk = tokenizer.unk_token_id
+    if unk is None:
+        return None
+    count = items = 0
+    first: tuple[int, str, str] | None = None
+    for i, (ex, tex) in enumerate(zip(examples, data)):
+        q, steps, a = segment_texts(ex)
+        fields = [("question", q, tex.question), *((f"steps[{j}]", st, ids) for j, (st, ids) in
+                                                   enumerate(zip(steps, tex.steps))), ("answer", a, tex.answer)]
+        in_item = 0
+        for name, text, ids in fields:
+            n = ids.count(unk)
+            if n and first is None:
+                first = (i, name, _unknown_word(text, tokenizer, unk))
+            in_item += n
+        count += in_item
+        items += in_item > 0
+    return None if first is None else UnknownTokens(count, items, *first)
+
+
 def max_layout_length(ex: TokenizedExample, layout: LayoutConfig) -> int:
     """An upper bound on any method's sequence length for `ex` (CoT chain plus markers and slots)."""
     slots = max(layout.max_latent_stage * layout.c_thought, layout.pause_tokens)

@@ -8,8 +8,8 @@
    drawn with other seeds. `results.json` records the argument lists, so anyone can draw another
    held-out set from the same distribution and score the run folders with `coconut-lm eval`.
 2. Training: the same 2-layer GPT-2 (with the token shift, docs/methods.md) for the same number
-   of optimizer steps for each method; Coconut runs its curriculum inside that budget. Two methods
-   train at a time, one thread each (each run's log is `<method>/train.log`).
+   of optimizer steps for each method; Coconut runs its curriculum inside that budget. The three
+   methods train at once, one thread each (each run's log is `<method>.train.log`).
 3. Evaluation: greedy generation on the test set; the table gives accuracy, tokens per answer
    (language tokens plus continuous thoughts, as in the paper) and time.
 
@@ -36,27 +36,40 @@ CHANCE = 0.5  # two options per question
 PROGRESS_SECONDS = 30  # a status line this often while methods train
 
 #: `coconut-lm data` arguments of the demo's distribution (the seed, size and file are added per split):
-#: graphs of up to 10 nodes whose question needs exactly 2 hops, in the symbolic form with new names
-#: per example, where a 2-layer model needs the latent search to do better than CoT.
-DATA_ARGS = ("prosqa", "--format", "symbolic", "--relabel", "--nodes", "10", "--min-hops", "2", "--max-hops", "2")
+#: graphs of up to 10 nodes whose question needs exactly 3 hops, in the symbolic form with new names
+#: per example: a 2-layer CoT model must pick the first step of a 3-hop path in one pass, while
+#: Coconut's thoughts keep the search open (docs/experiments.md, "the demo recipe").
+NODES, HOPS = 10, 3
+DATA_ARGS = ("prosqa", "--format", "symbolic", "--relabel", "--nodes", str(NODES), "--min-hops", str(HOPS),
+             "--max-hops", str(HOPS))
 SPLITS = {"train": (20_000, 0), "val": (200, 1), "test": (500, 2)}  # examples, seed
 
 #: Optimizer steps per method, in "epochs" of STEPS_PER_EPOCH (docs/experiments.md, "the demo recipe").
-STEPS = 1800
+STEPS = 2800
 STEPS_PER_EPOCH = 200
+#: Methods trained at once, one thread each (three on two cores finish sooner than two then one).
+PARALLEL = 3
 #: A safety cap per method, so a slow machine still finishes: training stops, validates and saves.
-TRAIN_SECONDS = 330
+TRAIN_SECONDS = 480
 COMMON = [
     "model=mini", "n_layer=2", "n_embd=128", "n_head=4", "token_shift=1", "latent_markers=false",
     "lr=1e-3", "lr_schedule=cosine", "warmup_steps=50", "batch_size=32", "micro_batch_size=32", "relabel_every_epoch=true",
-    "val_max_examples=200", "max_new_tokens=8", "eval_every=2", "overwrite=true",
+    "val_max_examples=200", "max_new_tokens=10", "eval_every=2", "overwrite=true",
     f"max_train_seconds={TRAIN_SECONDS}", "log_every=20",
 ]
+#: Coconut's curriculum, shared by the variants that follow it: stage 0 (CoT) for 2 epochs (400 steps),
+#: then 1, 2 and 3 thoughts for 2 epochs each, then all three steps latent for the rest; 10% stage mixing.
+CURRICULUM = ["epochs_per_stage=2", f"max_latent_stage={HOPS}", "uniform_prob=0.1"]
 METHOD_OVERRIDES = {
-    # Stage 0 (CoT) for 3 epochs, 1 thought for 3, then both steps latent; 10% stage mixing.
-    "coconut": ["epochs_per_stage=3", "max_latent_stage=2", "uniform_prob=0.1", "pad_latent_to_max=true"],
+    "coconut": [*CURRICULUM, "pad_latent_to_max=true"],
     "cot": [],
     "no_cot": [],
+    # The other five methods of Table 1 on the same budget (`--methods`):
+    "icot": ["icot_delta=0.5"],  # one chain token every 2 epochs, so the 3-token chain is gone when Coconut's is
+    "pause": [f"pause_tokens={HOPS}"],  # as many pauses as Coconut has thoughts
+    "no_curriculum": [f"max_latent_stage={HOPS}", "pad_latent_to_max=true"],
+    "no_thought": CURRICULUM,
+    "pause_as_thought": [*CURRICULUM, "pad_latent_to_max=true"],
 }
 
 
@@ -132,8 +145,11 @@ def default_out() -> Path:
 
 
 def run_demo(out: str | Path | None = None, methods: tuple[str, ...] = DEMO_METHODS, steps: int = STEPS,
-             extra_overrides: list[str] | None = None, parallel: int = 2) -> list[DemoRow]:
-    """Make the data, train and score each method, print the table, write results.json/.md; return the rows."""
+             extra_overrides: list[str] | None = None, parallel: int = PARALLEL, seed: int = 0) -> list[DemoRow]:
+    """Make the data, train and score each method, print the table, write results.json/.md; return the rows.
+
+    `seed` seeds each model's initialisation and data order; the data (and so the test set) stays the same.
+    """
     from coconut_lm.cli import main as cli_main
 
     unknown = [m for m in methods if m not in METHOD_OVERRIDES]
@@ -155,7 +171,8 @@ def run_demo(out: str | Path | None = None, methods: tuple[str, ...] = DEMO_METH
     ctx = multiprocessing.get_context("spawn")
     rows: list[DemoRow] = []
     with ProcessPoolExecutor(max_workers=min(parallel, len(methods)), mp_context=ctx) as pool:
-        pending = {m: pool.submit(_train_and_eval, m, method_overrides(m, data, out / m, steps, extra_overrides or []),
+        extra = [f"seed={seed}", *(extra_overrides or [])]
+        pending = {m: pool.submit(_train_and_eval, m, method_overrides(m, data, out / m, steps, extra),
                                   str(data / "test.json"), 1) for m in methods}
         while pending:
             done, _ = wait(list(pending.values()), timeout=PROGRESS_SECONDS, return_when=FIRST_COMPLETED)
@@ -173,7 +190,7 @@ def run_demo(out: str | Path | None = None, methods: tuple[str, ...] = DEMO_METH
     print(table)
     results = {"methods": {r.method: {k: v for k, v in r.__dict__.items() if k != "method"} for r in rows},
                "data": {"generate": commands["train"], "val": commands["val"], "test": commands["test"]},
-               "seconds": total}
+               "seed": seed, "seconds": total}
     atomic_write_text(out / "results.md", table + "\n")
     atomic_write_text(out / "results.json", json.dumps(results, indent=2) + "\n")
     print(f"[demo] wrote {out / 'results.json'}; score a run on new data with: coconut-lm data "
@@ -184,7 +201,7 @@ def run_demo(out: str | Path | None = None, methods: tuple[str, ...] = DEMO_METH
 
 def format_table(rows: list[DemoRow], total_seconds: float, n_test: int) -> str:
     """The demo's results table and a plain reading of it."""
-    lines = [f"\nHeld-out symbolic ProsQA ({n_test} fresh graphs of up to 10 nodes, 2 hops); "
+    lines = [f"\nHeld-out symbolic ProsQA ({n_test} fresh graphs of up to {NODES} nodes, {HOPS} hops); "
              f"2-layer GPT-2 from scratch, CPU", "",
              "| method | accuracy | tokens per answer | thoughts | train (s) | eval (s) |", "|---|---|---|---|---|---|"]
     for r in rows:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -21,7 +22,7 @@ import torch
 from tqdm.auto import tqdm
 
 from coconut_lm.batching import left_pad
-from coconut_lm.data import tokenize_examples
+from coconut_lm.data import tokenize_examples, unknown_tokens
 from coconut_lm.methods import LayoutConfig, Method
 from coconut_lm.tasks.answers import answers_match, chain_lines, extract_answer, same_chain
 from coconut_lm.tasks.examples import Example, atomic_write_text
@@ -197,6 +198,9 @@ def evaluate_checkpoint(
     if use_classifier and model.eot_head is None:
         raise CoconutError(f"checkpoint {checkpoint}: has no <eot> classifier (train with eot_classifier=true)")
     settings: list[int | None] = [None] if use_classifier else list(latents if latents else [int(meta.get("eval_thoughts", 0))])
+    unknown = unknown_tokens(examples, tokenize_examples(examples, tokenizer), tokenizer)
+    if unknown is not None:
+        print(unknown.message(str(data_path)), file=sys.stderr, flush=True)
     summaries: dict[str, EvalSummary] = {}
     out = Path(out_dir)
     for k in settings:
@@ -206,7 +210,7 @@ def evaluate_checkpoint(
                           progress=progress, desc=f"eval {name}")
         where = out if len(settings) == 1 else out / name
         write_eval(result, where, extra={"checkpoint": str(checkpoint), "data": str(data_path), "method": method.name,
-                                          "task": task})
+                                          "task": task, "unknown_tokens": unknown.count if unknown else 0})
         summaries[name] = result.summary
     if len(settings) > 1:
         atomic_write_text(out / "forced_k.json", json.dumps({k: asdict(s) for k, s in summaries.items()}, indent=2) + "\n")

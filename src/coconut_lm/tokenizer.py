@@ -1,4 +1,4 @@
-"""Tokenizers: any HF tokenizer, or a word-level one built from a synthetic task's vocabulary.
+"""Tokenizers: any HF tokenizer, or one built from the training data (word-level, symbols or byte-level BPE).
 
 Both kinds carry Coconut's special tokens: `<bot>` and `<eot>` open and close latent mode,
 `<latent>` marks a continuous-thought slot, `<pause>` is the pause-token baseline's filler, plus a
@@ -6,6 +6,7 @@ pad and an end-of-sequence token.
 
     tok = build_word_tokenizer(texts)          # synthetic tasks, trained from scratch
     tok = build_symbol_tokenizer(texts)        # symbolic tasks: every space-separated symbol is a token
+    tok = build_bpe_tokenizer(texts, 4096)     # natural language (GSM8k): byte-level BPE, nothing is unknown
     tok = load_tokenizer("gpt2")                # any HF folder or hub id (special tokens added)
     ids = special_token_ids(tok)                # SpecialTokens(bot=..., eot=..., ...)
 
@@ -118,6 +119,31 @@ def build_symbol_tokenizer(texts: Iterable[str]):
     model.pre_tokenizer = pre
     return PreTrainedTokenizerFast(tokenizer_object=model, pad_token=PAD, eos_token=EOS, unk_token=UNK,
                                    extra_special_tokens=list(COCONUT_TOKENS))
+
+
+def build_bpe_tokenizer(texts: Iterable[str], vocab_size: int = 4096):
+    """A byte-level BPE `PreTrainedTokenizerFast` trained on `texts`, for natural-language data from scratch.
+
+    Byte-level (as GPT-2's): every string encodes, so no word of a validation or test file is ever
+    `<unk>`, and `decode(encode(s)) == s`, also for segments encoded one at a time. The special
+    tokens come first, with the word-level tokenizer's ids 0..6; `vocab_size` counts them.
+    """
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    specials = [PAD, EOS, UNK, *COCONUT_TOKENS]
+    model = Tokenizer(models.BPE())
+    model.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    model.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials, show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    model.train_from_iterator(texts, trainer=trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=model, pad_token=PAD, eos_token=EOS, unk_token=UNK,
+                                   extra_special_tokens=list(COCONUT_TOKENS))
+
+
+#: What `tokenizer:` may name besides an HF folder or id: a tokenizer built from the training data.
+BUILT_TOKENIZERS = ("word", "symbol", "bpe")
 
 
 def add_coconut_tokens(tok) -> int:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import math
 import shutil
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +38,15 @@ from coconut_lm.curriculum import (
     icot_scheduled_removal,
     optimizer_reset_key,
 )
-from coconut_lm.data import BatchPlan, EpochBatches, check_lengths, epoch_order, tokenize_examples, vocabulary_texts
+from coconut_lm.data import (
+    BatchPlan,
+    EpochBatches,
+    check_lengths,
+    epoch_order,
+    tokenize_examples,
+    unknown_tokens,
+    vocabulary_texts,
+)
 from coconut_lm.errors import CoconutError
 from coconut_lm.evaluate import evaluate
 from coconut_lm.methods import LayoutConfig, Method, get_method
@@ -112,13 +121,16 @@ def checkpoint_meta(cfg: TrainConfig, method: Method, epoch: int) -> dict[str, A
 def build_model(cfg: TrainConfig, train_texts: list[str], symbolic: bool = False):
     """The tokenizer and a fresh `CoconutLM` for this config (from a preset, an HF model, or init_from).
 
-    `symbolic`: the training data is in the symbolic form, so a from-scratch preset gets the
-    one-token-per-symbol tokenizer instead of the word-level one.
+    A from-scratch preset builds its tokenizer from `train_texts` unless `tokenizer` names an HF one:
+    one token per symbol when `symbolic` (the training data is in the symbolic form), byte-level BPE
+    for GSM8k (open vocabulary), word-level for ProsQA and ProntoQA (closed vocabularies).
     """
     from coconut_lm.backbone import PRESETS, build_from_scratch, load_backbone, resize_for_new_tokens
     from coconut_lm.model import CoconutLM
     from coconut_lm.tokenizer import (
+        BUILT_TOKENIZERS,
         add_coconut_tokens,
+        build_bpe_tokenizer,
         build_symbol_tokenizer,
         build_word_tokenizer,
         load_base_tokenizer,
@@ -133,14 +145,20 @@ def build_model(cfg: TrainConfig, train_texts: list[str], symbolic: bool = False
             model = grown
         return model, tok
     if cfg.model in PRESETS:
-        if cfg.tokenizer:
+        kind = cfg.tokenizer or ("symbol" if symbolic else "bpe" if cfg.task == "gsm8k" else "word")
+        if kind == "bpe":  # natural language: subwords, so validation words are never unknown
+            tok = build_bpe_tokenizer(train_texts, cfg.bpe_vocab_size)
+        elif kind in BUILT_TOKENIZERS:
+            tok = (build_symbol_tokenizer if kind == "symbol" else build_word_tokenizer)(train_texts)
+        else:
             tok = load_base_tokenizer(cfg.tokenizer)
             add_coconut_tokens(tok)
-        else:
-            tok = (build_symbol_tokenizer if symbolic else build_word_tokenizer)(train_texts)
         base = build_from_scratch(cfg.model, len(tok), cfg.max_length, special_token_ids(tok), arch=cfg.arch,
                                   n_layer=cfg.n_layer, n_embd=cfg.n_embd, n_head=cfg.n_head, dropout=cfg.dropout)
     else:
+        if cfg.tokenizer in BUILT_TOKENIZERS:
+            raise CoconutError(f"config 'tokenizer': '{cfg.tokenizer}' builds a tokenizer for a from-scratch preset; "
+                               f"model={cfg.model} brings its own (leave tokenizer unset, or name an HF tokenizer)")
         tok = load_base_tokenizer(cfg.tokenizer or cfg.model)
         n_new = add_coconut_tokens(tok)
         base = load_backbone(cfg.model)
@@ -231,6 +249,11 @@ class Trainer:
         self.val_data = tokenize_examples(self.val_examples, self.tokenizer)
         check_lengths(self.train_data, self.layout, cfg.max_length, cfg.train_path)
         check_lengths(self.val_data, self.layout, cfg.max_length, cfg.val_path)
+        for examples, data, path in ((self.train_examples, self.train_data, cfg.train_path),
+                                     (self.val_examples, self.val_data, cfg.val_path)):
+            unknown = unknown_tokens(examples, data, self.tokenizer)
+            if unknown is not None and env.is_main:
+                print(unknown.message(str(path)), file=sys.stderr, flush=True)
         self.plan = BatchPlan(cfg.batch_size, cfg.micro_batch_size, env.world_size, env.rank)
         self.steps_per_epoch = len(self.train_data) // cfg.batch_size
         if cfg.max_steps_per_epoch is not None:

@@ -436,7 +436,7 @@ def generate_prosqa(n: int, seed: int = 0, workers: int | None = None,
 
     The output is a function of (seed, config) alone: never of `workers`, and the first m examples are
     the same for every n >= m. `workers=None` uses one process per CPU core, `workers=1` runs in this
-    process. A progress bar goes to stderr from 20,000 examples on.
+    process. A progress bar goes to stderr from 20,000 examples on, when stderr is a terminal.
     """
     if n < 1:
         raise CoconutError(f"ProsQA: the number of examples must be >= 1, got {n}")
@@ -447,7 +447,7 @@ def generate_prosqa(n: int, seed: int = 0, workers: int | None = None,
     jobs = [(seed, c, min(_CHUNK, n - c * _CHUNK), cfg) for c in range(math.ceil(n / _CHUNK))]
     workers = min(workers or os.cpu_count() or 1, len(jobs))
     out: list[Example] = []
-    with tqdm(total=n, desc="ProsQA", unit="ex", file=sys.stderr, disable=n < 20_000) as bar, \
+    with tqdm(total=n, desc="ProsQA", unit="ex", file=sys.stderr, disable=n < 20_000 or not sys.stderr.isatty()) as bar, \
             (Pool(workers) if workers > 1 else contextlib.nullcontext()) as pool:
         chunks = pool.imap(_generate_chunk, jobs) if pool else map(_generate_chunk, jobs)
         for chunk in chunks:
