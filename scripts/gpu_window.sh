@@ -3,6 +3,8 @@
 # separate processes on one GPU, then the report. Results go to $OUT (at most 8 files).
 #
 #   device run:  bash scripts/gpu_window.sh prosqa          (carry: data/ holding <task>_valid.json)
+#                bash scripts/gpu_window.sh prosqa_symbolic (carry: data/prosqa_valid.json; the symbolic form,
+#                2 layers x 768 from scratch, the CPU recipe of docs/experiments.md scaled up)
 #   CPU dry run: PYTHON=.venv/bin/python OUT=/tmp/out bash scripts/gpu_window.sh prosqa model=micro max_train_seconds=20 num_epochs=2
 set -euo pipefail
 task=${1:-prosqa}
@@ -12,12 +14,17 @@ PY=${PYTHON:-python}
 OUT=${OUT:-runs/gpu_window_out}
 mkdir -p data "$OUT"
 case "$task" in
-  prosqa) n=17886 ;;
-  prontoqa) n=9000 ;;
-  *) echo "task must be prosqa or prontoqa" >&2; exit 2 ;;
+  prosqa) gen=(prosqa --n 17886) ;;
+  prontoqa) gen=(prontoqa --n 9000) ;;
+  prosqa_symbolic) gen=(prosqa --format symbolic --relabel --n 100000) ;;
+  *) echo "task must be prosqa, prontoqa or prosqa_symbolic" >&2; exit 2 ;;
 esac
-test -f "data/${task}_valid.json" || { echo "data/${task}_valid.json is missing (copy it from shared/data)" >&2; exit 2; }
-"$PY" -m coconut_lm.cli data "$task" --n "$n" --seed 0 --out "data/${task}_train.json"
+source_task=${task%_symbolic}
+test -f "data/${source_task}_valid.json" || { echo "data/${source_task}_valid.json is missing (copy it from shared/data)" >&2; exit 2; }
+if [ "$task" = prosqa_symbolic ]; then  # the official validation file, rendered one token per node
+  "$PY" -m coconut_lm.cli data symbolic "data/prosqa_valid.json" --out "data/${task}_valid.json"
+fi
+"$PY" -m coconut_lm.cli data "${gen[@]}" --seed 0 --out "data/${task}_train.json"
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader > "$OUT/device.txt" 2>/dev/null || echo "no GPU" > "$OUT/device.txt"
 "$PY" scripts/sweep.py "sweeps/gpu_table1_${task}.yaml" --extra "$@" | tail -n 20
 run_root=$("$PY" -c "import yaml,sys; print(yaml.safe_load(open('sweeps/gpu_table1_${task}.yaml'))['out'])")
@@ -26,5 +33,8 @@ for run in "$run_root"/*/; do  # final numbers with each method's own eval setti
     --no-progress | tail -n 2 || echo "eval of $run failed"
 done
 "$PY" -m coconut_lm.cli report "$run_root"/*/ --out "$OUT/table1_${task}.md"
+for run in "$run_root"/*/; do  # accuracy per hop count (the literature reports the 3-4-hop part)
+  echo "$(basename "$run") $("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1])).get("accuracy_by_steps"))' "$run/eval/summary.json" 2>/dev/null)"
+done > "$OUT/by_hops_${task}.txt"
 cp "$run_root/summary.md" "$OUT/sweep_${task}.md"
 tar czf "$OUT/metrics_${task}.tgz" "$run_root"/*/metrics.jsonl "$run_root"/*/config.yaml "$run_root"/*.log

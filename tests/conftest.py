@@ -1,4 +1,4 @@
-"""Shared fixtures: the public validation files in ../shared/data (skipped when absent)."""
+"""Shared fixtures: the public validation files in ../shared/data (skipped when absent), a tiny checkpoint."""
 
 from __future__ import annotations
 
@@ -53,3 +53,21 @@ def icot_valid() -> Path:
 @pytest.fixture
 def openai_train() -> Path:
     return shared_file("gsm8k/openai_train.jsonl")
+
+
+@pytest.fixture(scope="session")
+def coconut_checkpoint(tmp_path_factory):
+    """A micro Coconut model trained for two steps on generated ProsQA (weights are near random)."""
+    from coconut_lm.config import load_config
+    from coconut_lm.tasks.examples import save_examples
+    from coconut_lm.tasks.prosqa import generate_prosqa
+    from coconut_lm.train import train
+
+    root = tmp_path_factory.mktemp("ckpt")
+    save_examples(generate_prosqa(16, seed=0, workers=1), root / "train.json")
+    save_examples(generate_prosqa(6, seed=1, workers=1), root / "val.json")
+    cfg = load_config(Path(__file__).resolve().parents[1] / "configs" / "prosqa_coconut_tiny.yaml", [
+        f"train_path={root / 'train.json'}", f"val_path={root / 'val.json'}", f"out_dir={root / 'run'}", "model=micro",
+        "batch_size=8", "micro_batch_size=8", "num_epochs=1", "max_new_tokens=8", "eval_thoughts=2"])
+    train(cfg, progress=False, device="cpu")
+    return root

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -104,24 +103,6 @@ def test_leftovers_that_are_not_train_overrides_are_refused(argv, capsys):
 def test_console_script_entry_point_runs():
     out = subprocess.run([sys.executable, "-m", "coconut_lm.cli", "--version"], capture_output=True, text=True)
     assert out.returncode == 0 and out.stdout.startswith("coconut-lm ")
-
-
-@pytest.fixture(scope="module")
-def coconut_checkpoint(tmp_path_factory):
-    """A micro Coconut model trained for two steps on generated ProsQA (weights are near random)."""
-    from coconut_lm.config import load_config
-    from coconut_lm.tasks.examples import save_examples
-    from coconut_lm.tasks.prosqa import generate_prosqa
-    from coconut_lm.train import train
-
-    root = tmp_path_factory.mktemp("ckpt")
-    save_examples(generate_prosqa(16, seed=0, workers=1), root / "train.json")
-    save_examples(generate_prosqa(6, seed=1, workers=1), root / "val.json")
-    cfg = load_config(Path(__file__).resolve().parents[1] / "configs" / "prosqa_coconut_tiny.yaml", [
-        f"train_path={root / 'train.json'}", f"val_path={root / 'val.json'}", f"out_dir={root / 'run'}", "model=micro",
-        "batch_size=8", "micro_batch_size=8", "num_epochs=1", "max_new_tokens=8", "eval_thoughts=2"])
-    train(cfg, progress=False, device="cpu")
-    return root
 
 
 def test_eval_forced_k_writes_records_per_k(coconut_checkpoint, capsys):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from coconut_lm.errors import CoconutError
 
@@ -133,6 +134,13 @@ positive_int = int_at_least(1)
 non_negative_int = int_at_least(0)
 
 
+def non_blank(text: str) -> str:
+    """An argparse type: text with something other than whitespace in it."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("expected a question, got an empty string")
+    return text
+
+
 def _add_data(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("data", help="generate ProsQA/ProntoQA, convert GSM8k, print dataset statistics",
                        description="Make and inspect datasets in the common format (question, steps, answer).")
@@ -227,15 +235,30 @@ def int_list(text: str) -> list[int]:
     return values
 
 
+def _check_out_dir(out: str, overwrite: bool, command: str) -> None:
+    """Refuse an output folder that is a file, or that already holds results, unless `overwrite`."""
+    path = Path(out)
+    if path.exists() and not path.is_dir():
+        raise CoconutError(f"{command}: --out {out} is a file, not a folder")
+    if path.is_dir() and any(path.iterdir()) and not overwrite:
+        raise CoconutError(f"{command}: --out {out} is not empty (earlier results?); choose a new folder or "
+                           f"pass --overwrite")
+
+
 def _cmd_eval(args: argparse.Namespace) -> int:
     from coconut_lm.evaluate import evaluate_checkpoint, format_summaries
 
+    _check_out_dir(args.out, args.overwrite, "eval")
     summaries = evaluate_checkpoint(args.checkpoint, args.data, args.out, latents=args.latents,
                                     batch_size=args.batch_size, max_new_tokens=args.max_new_tokens,
                                     use_classifier=True if args.use_classifier else None,
                                     max_examples=args.max_examples, device=args.device, progress=not args.no_progress)
     print(format_summaries(summaries))
-    print(f"wrote predictions.jsonl and summary.json under {args.out}")
+    if len(summaries) > 1:
+        print(f"wrote {args.out}/forced_k.json and predictions.jsonl, summary.json in each of "
+              + ", ".join(f"{args.out}/{name}" for name in summaries))
+    else:
+        print(f"wrote {args.out}/predictions.jsonl and {args.out}/summary.json")
     return 0
 
 
@@ -249,6 +272,7 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--latents", type=int_list, default=None,
                    help="thoughts per prompt, or a list for forced-k (e.g. 0,1,2,3,4,5,6); default: the checkpoint's eval_thoughts")
     p.add_argument("--use-classifier", action="store_true", help="let the <eot> classifier end latent mode")
+    p.add_argument("--overwrite", action="store_true", help="replace earlier results in a non-empty --out")
     p.add_argument("--batch-size", type=positive_int, default=64, help="generation batch size (default 64)")
     p.add_argument("--max-new-tokens", type=positive_int, default=None,
                    help="generation budget per example (default: the training run's max_new_tokens)")
@@ -289,8 +313,9 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("generate", help="answer one question with a checkpoint",
                        description="Generate for one question; optionally decode each continuous thought.")
     p.add_argument("checkpoint", help="checkpoint folder, or a run folder (its best/ is used)")
-    p.add_argument("--question", required=True, help="the question text")
-    p.add_argument("--latents", type=int, default=None, help="thoughts to use (default: the checkpoint's eval_thoughts)")
+    p.add_argument("--question", type=non_blank, required=True, help="the question text")
+    p.add_argument("--latents", type=non_negative_int, default=None,
+                   help="thoughts to use (default: the checkpoint's eval_thoughts)")
     p.add_argument("--max-new-tokens", type=positive_int, default=64, help="generation budget (default 64)")
     p.add_argument("--show-thoughts", action="store_true", help="print the top tokens of each thought through the LM head")
     p.set_defaults(func=_cmd_generate)
@@ -320,7 +345,7 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="end-to-end demo: Coconut, CoT and No-CoT from scratch on symbolic ProsQA (CPU)",
                        description="Generate small symbolic ProsQA graphs, train Coconut and the CoT and No-CoT "
                                    "baselines from scratch on CPU for the same number of steps, score each on a "
-                                   "fresh held-out set, print the table and write results.json (~8 min, 2 cores).")
+                                   "fresh held-out set, print the table and write results.json (~7 min, 2 cores).")
     p.add_argument("--out", default=None, help="output folder, which must be new or empty (default: runs/demo-<time>)")
     p.add_argument("--steps", type=positive_int, default=STEPS,
                    help=f"optimizer steps of 32 examples per method (default {STEPS})")

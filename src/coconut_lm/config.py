@@ -142,6 +142,15 @@ class TrainConfig:
             raise CoconutError("config 'eval_use_classifier': needs eot_classifier=true (the classifier must be trained)")
         if not 0.0 <= self.uniform_prob <= 1.0:
             raise CoconutError(f"config 'uniform_prob': must be in [0, 1], got {self.uniform_prob}")
+        slots = {"coconut": "thoughts", "no_curriculum": "thoughts", "pause_as_thought": "pause slots"}
+        needed = {"pause": ("pause_tokens",), **{m: ("c_thought", "max_latent_stage") for m in slots}}
+        for name in needed.get(self.method, ()):
+            if getattr(self, name) == 0:
+                what = slots.get(self.method, "pause tokens")
+                raise CoconutError(f"config '{name}': 0 leaves method={self.method} with no {what}; use >= 1")
+        if self.start_epoch >= self.num_epochs:
+            raise CoconutError(f"config 'start_epoch': {self.start_epoch} is not below num_epochs={self.num_epochs}, "
+                               f"so no epoch would train (raise num_epochs or lower start_epoch)")
         if self.eval_thoughts is not None and self.eval_thoughts < 0:
             raise CoconutError(f"config 'eval_thoughts': must be >= 0, got {self.eval_thoughts}")
         if self.lr <= 0:

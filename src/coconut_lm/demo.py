@@ -1,6 +1,6 @@
 """The main job: Coconut, CoT and No-CoT trained from scratch on symbolic ProsQA, scored on fresh data.
 
-    coconut-lm demo                          # about 8 minutes on 2 CPU cores; writes runs/demo-<time>/
+    coconut-lm demo                          # about 7 minutes on 2 CPU cores; writes runs/demo-<time>/
     coconut-lm demo --out runs/demo --steps 600
 
 1. Data, with `coconut-lm data` itself: small ProsQA graphs in the symbolic form (one token per

@@ -160,6 +160,14 @@ def write_eval(result: EvalResult, out_dir: str | os.PathLike, extra: dict | Non
     return out
 
 
+def accuracy_by_steps(examples: Sequence[Example], records: Sequence[EvalRecord]) -> dict[str, dict[str, float]]:
+    """Accuracy per gold chain length (for ProsQA, the hop count), e.g. {"3": {"n": 124, "accuracy": 0.97}}."""
+    groups: dict[int, list[bool]] = {}
+    for ex, rec in zip(examples, records):
+        groups.setdefault(len(ex.steps), []).append(rec.correct)
+    return {str(k): {"n": len(v), "accuracy": sum(v) / len(v)} for k, v in sorted(groups.items())}
+
+
 def evaluate_checkpoint(
     checkpoint: str | os.PathLike,
     data_path: str | os.PathLike,
@@ -210,7 +218,8 @@ def evaluate_checkpoint(
                           progress=progress, desc=f"eval {name}")
         where = out if len(settings) == 1 else out / name
         write_eval(result, where, extra={"checkpoint": str(checkpoint), "data": str(data_path), "method": method.name,
-                                          "task": task, "unknown_tokens": unknown.count if unknown else 0})
+                                          "task": task, "unknown_tokens": unknown.count if unknown else 0,
+                                          "accuracy_by_steps": accuracy_by_steps(examples, result.records)})
         summaries[name] = result.summary
     if len(settings) > 1:
         atomic_write_text(out / "forced_k.json", json.dumps({k: asdict(s) for k, s in summaries.items()}, indent=2) + "\n")
