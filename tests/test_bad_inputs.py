@@ -6,6 +6,8 @@ tests/test_bad_inputs.py --collect-only -q`).
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from coconut_lm.config import load_config
@@ -85,3 +87,79 @@ def test_generate_refuses_an_empty_question_and_negative_latents(coconut_checkpo
     assert e.value.code == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_control_token_text_in_data_is_refused_in_train_eval_and_generate(coconut_checkpoint, tmp_path, capsys):
+    from coconut_lm.cli import main
+    from coconut_lm.tasks.examples import load_examples, save_examples
+    from coconut_lm.train import train
+
+    examples = load_examples(coconut_checkpoint / "val.json")
+    bad = tmp_path / "bad.json"
+    save_examples([examples[0], dataclasses.replace(examples[1], question=examples[1].question + " <latent>")], bad)
+    cfg = load_config(None, [f"train_path={coconut_checkpoint / 'train.json'}", f"val_path={bad}", "model=micro",
+                             f"out_dir={tmp_path / 'run'}", "num_epochs=1", "batch_size=8", "micro_batch_size=8"])
+    with pytest.raises(CoconutError, match=rf"{bad}: item 1: field 'question' contains the control token '<latent>'"):
+        train(cfg, progress=False, device="cpu")
+    assert main(["eval", str(coconut_checkpoint / "run" / "best"), "--data", str(bad), "--out", str(tmp_path / "e")]) == 2
+    assert "item 1: field 'question' contains the control token '<latent>'" in capsys.readouterr().err
+    assert main(["generate", str(coconut_checkpoint / "run" / "best"), "--question", "Is Tom a <eos> wumpus?"]) == 2
+    assert "--question: item 0: field 'question' contains the control token '<eos>'" in capsys.readouterr().err
+
+
+def test_eval_refuses_another_tasks_data_and_records_what_it_scored(coconut_checkpoint, tmp_path, capsys):
+    import json
+
+    from coconut_lm.cli import main
+    from coconut_lm.tasks.examples import Example, save_examples
+
+    gsm = tmp_path / "gsm.json"  # a ProsQA model asked to score GSM8k-like data
+    save_examples([Example("Tom has 3 apples and buys 4 more. How many now?", ["<<3+4=7>>"], "7")], gsm)
+    assert main(["eval", str(coconut_checkpoint / "run" / "best"), "--data", str(gsm), "--out", str(tmp_path / "e"),
+                 "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert f"eval: {gsm} looks like gsm8k data but checkpoint" in err and "trained on prosqa" in err
+    assert main(["eval", str(coconut_checkpoint / "run" / "best"), "--data", str(gsm), "--out", str(tmp_path / "e"),
+                 "--no-progress", "--any-task", "--max-new-tokens", "4"]) == 0
+    summary = json.loads((tmp_path / "e" / "summary.json").read_text())
+    assert (summary["task"], summary["data_task"]) == ("prosqa", "gsm8k") and summary["unknown_tokens"] > 0
+    assert "unknown tokens (<unk>)" in capsys.readouterr().err
+
+
+def test_every_checkpoint_file_gets_the_same_mode(coconut_checkpoint):
+    import os
+
+    umask = os.umask(0)
+    os.umask(umask)
+    for folder in (coconut_checkpoint / "run" / "best", *sorted((coconut_checkpoint / "run" / "checkpoints").iterdir())):
+        modes = {f.name: f.stat().st_mode & 0o777 for f in folder.iterdir() if f.is_file()}
+        assert set(modes.values()) == {0o666 & ~umask}, modes
+
+
+@pytest.mark.parametrize("argv", [["data", "stats", "{d}"], ["data", "gsm8k", "--from", "{d}", "--out", "{d}/x.json"],
+                                  ["train", "method=cot", "train_path={d}"]])
+def test_a_directory_where_a_file_is_expected_is_named_as_such(tmp_path, capsys, argv):
+    from coconut_lm.cli import main
+
+    assert main([a.format(d=tmp_path) for a in argv]) == 2
+    assert f"error: {tmp_path}: is a directory, not a file" in capsys.readouterr().err
+
+
+def test_data_out_that_is_a_directory_is_a_one_line_error(tmp_path, capsys):
+    from coconut_lm.cli import main
+
+    assert main(["data", "prosqa", "--n", "2", "--workers", "1", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert f"error: {tmp_path}: is a directory; give a file name to write" in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_mistyped_preset_is_named_with_the_presets_and_a_suggestion(coconut_checkpoint, tmp_path):
+    from coconut_lm.train import train
+
+    over = [f"train_path={coconut_checkpoint / 'train.json'}", f"val_path={coconut_checkpoint / 'val.json'}",
+            f"out_dir={tmp_path / 'r'}"]
+    with pytest.raises(CoconutError, match=r"'mikro' is neither a preset \(micro, .*\) nor a local folder; did you mean "
+                                           r"'micro'\?"):
+        train(load_config(None, [*over, "model=mikro"]), progress=False, device="cpu")
+    with pytest.raises(CoconutError, match=r"'no-org/no-model' is neither a preset .* loading it as a hub id failed"):
+        train(load_config(None, [*over, "model=no-org/no-model"]), progress=False, device="cpu")

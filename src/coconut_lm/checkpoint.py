@@ -76,6 +76,15 @@ def verify_checkpoint(folder: str | os.PathLike) -> Path:
     return p
 
 
+def _usual_permissions(folder: Path) -> None:
+    """Give every file in `folder` the mode a plain write gets (0666 less the umask): some writers use 0600."""
+    umask = os.umask(0)
+    os.umask(umask)
+    for f in folder.iterdir():
+        if f.is_file():
+            os.chmod(f, 0o666 & ~umask)
+
+
 def save_checkpoint(
     folder: str | os.PathLike,
     write_model: Callable[[Path], None],
@@ -98,6 +107,7 @@ def save_checkpoint(
         if trainer_state is not None:
             torch.save(trainer_state, tmp / TRAINER_STATE)
         write_manifest(tmp)
+        _usual_permissions(tmp)
         if final.exists():
             old = final.parent / f".old-{final.name}-{os.getpid()}"
             os.replace(final, old)

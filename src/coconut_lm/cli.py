@@ -252,7 +252,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     summaries = evaluate_checkpoint(args.checkpoint, args.data, args.out, latents=args.latents,
                                     batch_size=args.batch_size, max_new_tokens=args.max_new_tokens,
                                     use_classifier=True if args.use_classifier else None,
-                                    max_examples=args.max_examples, device=args.device, progress=not args.no_progress)
+                                    max_examples=args.max_examples, device=args.device, progress=not args.no_progress,
+                                    any_task=args.any_task)
     print(format_summaries(summaries))
     if len(summaries) > 1:
         print(f"wrote {args.out}/forced_k.json and predictions.jsonl, summary.json in each of "
@@ -273,6 +274,8 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
                    help="thoughts per prompt, or a list for forced-k (e.g. 0,1,2,3,4,5,6); default: the checkpoint's eval_thoughts")
     p.add_argument("--use-classifier", action="store_true", help="let the <eot> classifier end latent mode")
     p.add_argument("--overwrite", action="store_true", help="replace earlier results in a non-empty --out")
+    p.add_argument("--any-task", action="store_true",
+                   help="score data that looks like another task's than the checkpoint's (refused otherwise)")
     p.add_argument("--batch-size", type=positive_int, default=64, help="generation batch size (default 64)")
     p.add_argument("--max-new-tokens", type=positive_int, default=None,
                    help="generation budget per example (default: the training run's max_new_tokens)")
@@ -287,13 +290,14 @@ def _cmd_generate(args: argparse.Namespace) -> int:
 
     from coconut_lm.batching import left_pad
     from coconut_lm.checkpoint import load_model
-    from coconut_lm.data import tokenize_examples
+    from coconut_lm.data import check_control_tokens, tokenize_examples
     from coconut_lm.methods import LayoutConfig, get_method
     from coconut_lm.tasks.examples import Example
 
     model, tok, meta = load_model(args.checkpoint)
     method = get_method(meta.get("method", "coconut"))
     n = args.latents if args.latents is not None else int(meta.get("eval_thoughts", 0))
+    check_control_tokens([Example(args.question, [], "?")], tok, "--question")
     ex = tokenize_examples([Example(args.question, [], "?")], tok)[0]
     prompt = method.eval_prompt(ex, n, LayoutConfig.from_meta(meta), model.tokens)
     ids, mask = left_pad([prompt], model.tokens.pad)

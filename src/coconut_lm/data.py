@@ -75,6 +75,22 @@ def tokenize_examples(examples: Sequence[Example], tokenizer) -> list[TokenizedE
     return out
 
 
+def check_control_tokens(examples: Sequence[Example], tokenizer, source: str) -> None:
+    """Refuse data whose text holds a control token's string (`<latent>`, `<eos>`, ...), naming file, item and field.
+
+    The tokenizer would turn such text into the control token itself: a plain-text `<latent>` in a
+    question would become a continuous-thought slot.
+    """
+    specials = sorted({t for t in tokenizer.all_special_tokens if t}, key=len, reverse=True)
+    for i, ex in enumerate(examples):
+        fields = [("question", ex.question), *((f"steps[{j}]", st) for j, st in enumerate(ex.steps)), ("answer", ex.answer)]
+        for name, text in fields:
+            hit = next((t for t in specials if t in text), None)
+            if hit is not None:
+                raise CoconutError(f"{source}: item {i}: field '{name}' contains the control token '{hit}' as text; "
+                                   f"data text may not hold control tokens (remove or rename it)")
+
+
 @dataclass(frozen=True)
 class UnknownTokens:
     """Where a tokenizer fell back to its unknown token in a data set: how often, and the first case."""

@@ -22,9 +22,9 @@ import torch
 from tqdm.auto import tqdm
 
 from coconut_lm.batching import left_pad
-from coconut_lm.data import tokenize_examples, unknown_tokens
+from coconut_lm.data import check_control_tokens, tokenize_examples, unknown_tokens
 from coconut_lm.methods import LayoutConfig, Method
-from coconut_lm.tasks.answers import answers_match, chain_lines, extract_answer, same_chain
+from coconut_lm.tasks.answers import answers_match, chain_lines, data_task, extract_answer, same_chain
 from coconut_lm.tasks.examples import Example, atomic_write_text
 
 
@@ -179,8 +179,11 @@ def evaluate_checkpoint(
     max_examples: int | None = None,
     device: str = "auto",
     progress: bool = True,
+    any_task: bool = False,
 ) -> dict[str, EvalSummary]:
     """Evaluate a checkpoint (or a run folder's best/) on a data file, once per thought count in `latents` (forced k).
+
+    A data file that looks like another task's than the checkpoint's is refused unless `any_task`.
 
     Writes `<out>/predictions.jsonl` and `<out>/summary.json` for one setting, or `<out>/k<k>/...`
     plus `<out>/forced_k.json` for several. Returns the summaries keyed "k<k>" (or "classifier").
@@ -206,6 +209,11 @@ def evaluate_checkpoint(
     if use_classifier and model.eot_head is None:
         raise CoconutError(f"checkpoint {checkpoint}: has no <eot> classifier (train with eot_classifier=true)")
     settings: list[int | None] = [None] if use_classifier else list(latents if latents else [int(meta.get("eval_thoughts", 0))])
+    looks_like = data_task(examples)
+    if looks_like is not None and looks_like != task and not any_task:
+        raise CoconutError(f"eval: {data_path} looks like {looks_like} data but checkpoint {checkpoint} was trained on "
+                           f"{task}; pass --any-task to score it anyway")
+    check_control_tokens(examples, tokenizer, str(data_path))
     unknown = unknown_tokens(examples, tokenize_examples(examples, tokenizer), tokenizer)
     if unknown is not None:
         print(unknown.message(str(data_path)), file=sys.stderr, flush=True)
@@ -218,7 +226,8 @@ def evaluate_checkpoint(
                           progress=progress, desc=f"eval {name}")
         where = out if len(settings) == 1 else out / name
         write_eval(result, where, extra={"checkpoint": str(checkpoint), "data": str(data_path), "method": method.name,
-                                          "task": task, "unknown_tokens": unknown.count if unknown else 0,
+                                          "task": task, "data_task": looks_like,
+                                          "unknown_tokens": unknown.count if unknown else 0,
                                           "accuracy_by_steps": accuracy_by_steps(examples, result.records)})
         summaries[name] = result.summary
     if len(settings) > 1:

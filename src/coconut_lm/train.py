@@ -14,6 +14,7 @@ accuracy) and a checkpoint; the best one by validation accuracy is kept in `best
 from __future__ import annotations
 
 import contextlib
+import difflib
 import math
 import shutil
 import sys
@@ -41,6 +42,7 @@ from coconut_lm.curriculum import (
 from coconut_lm.data import (
     BatchPlan,
     EpochBatches,
+    check_control_tokens,
     check_lengths,
     epoch_order,
     tokenize_examples,
@@ -159,9 +161,20 @@ def build_model(cfg: TrainConfig, train_texts: list[str], symbolic: bool = False
         if cfg.tokenizer in BUILT_TOKENIZERS:
             raise CoconutError(f"config 'tokenizer': '{cfg.tokenizer}' builds a tokenizer for a from-scratch preset; "
                                f"model={cfg.model} brings its own (leave tokenizer unset, or name an HF tokenizer)")
-        tok = load_base_tokenizer(cfg.tokenizer or cfg.model)
+        local = Path(cfg.model).exists()
+        near = [] if local else difflib.get_close_matches(cfg.model, PRESETS, n=1, cutoff=0.75)
+        if near:
+            raise CoconutError(f"config 'model': '{cfg.model}' is neither a preset ({', '.join(PRESETS)}) nor a local "
+                               f"folder; did you mean '{near[0]}'?")
+        try:
+            tok = load_base_tokenizer(cfg.tokenizer or cfg.model)
+            base = load_backbone(cfg.model)
+        except CoconutError as e:
+            if local:
+                raise
+            raise CoconutError(f"config 'model': '{cfg.model}' is neither a preset ({', '.join(PRESETS)}) nor a local "
+                               f"folder, and loading it as a hub id failed: {e}") from None
         n_new = add_coconut_tokens(tok)
-        base = load_backbone(cfg.model)
         resize_for_new_tokens(base, tok, n_new=n_new)
     shift = cfg.token_shift if cfg.token_shift is not None else (DEFAULT_TOKEN_SHIFT if cfg.model in PRESETS else 0)
     return CoconutLM(base, special_token_ids(tok), eot_classifier=cfg.eot_classifier, token_shift=shift), tok
@@ -245,6 +258,8 @@ class Trainer:
         model, self.tokenizer = build_model(cfg, texts, symbolic=self.symbolic)
         self.model = model.to(env.device)
         self.tokens = model.tokens
+        check_control_tokens(self.train_examples, self.tokenizer, str(cfg.train_path))
+        check_control_tokens(self.val_examples, self.tokenizer, str(cfg.val_path))
         self.train_data = tokenize_examples(self.train_examples, self.tokenizer)
         self.val_data = tokenize_examples(self.val_examples, self.tokenizer)
         check_lengths(self.train_data, self.layout, cfg.max_length, cfg.train_path)

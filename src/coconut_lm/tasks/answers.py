@@ -73,3 +73,23 @@ def normalize_answer(task: str, text: str) -> str:
 def answers_match(task: str, predicted: str, gold: str) -> bool:
     """Whether a predicted answer (raw model output or extracted answer) equals the gold answer."""
     return normalize_answer(task, extract_answer(task, predicted)) == normalize_answer(task, gold)
+
+
+def data_task(examples) -> str | None:
+    """The task a data set looks like, from its items, or None when it is not recognisably one.
+
+    ProsQA items carry their graph (`edges`, `root`; word or symbolic form), ProntoQA answers are
+    truth values, GSM8k answers are numbers. Eval compares this with the checkpoint's task.
+    """
+    if not examples:
+        return None
+    if all("edges" in ex.extra and "root" in ex.extra for ex in examples):
+        return "prosqa"
+    if all(ex.answer.strip().rstrip(".").lower() in ("true", "false") for ex in examples):
+        return "prontoqa"
+    try:
+        for ex in examples:
+            float(strip_thousands_separators(ex.answer.strip()))
+    except ValueError:
+        return None
+    return "gsm8k"

@@ -78,11 +78,21 @@ def example_from_dict(obj: Any, index: int | None = None, path: str | os.PathLik
     return Example(question=question, steps=list(steps), answer=answer, extra=extra)
 
 
-def read_json(path: str | os.PathLike) -> Any:
-    """Parse a JSON file; a missing file, bad encoding or bad JSON is one ExampleFormatError naming it."""
+def require_file(path: str | os.PathLike) -> Path:
+    """`path` as a Path if it is a readable file; otherwise one ExampleFormatError saying what it is instead."""
     p = Path(path)
+    if p.is_dir():
+        raise ExampleFormatError(f"{p}: is a directory, not a file")
     if not p.is_file():
         raise ExampleFormatError(f"{p}: no such file")
+    if not os.access(p, os.R_OK):
+        raise ExampleFormatError(f"{p}: not readable (permission denied)")
+    return p
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    """Parse a JSON file; a missing file, bad encoding or bad JSON is one ExampleFormatError naming it."""
+    p = require_file(path)
     try:
         return json.loads(p.read_text(encoding="utf-8"))
     except UnicodeDecodeError as e:
@@ -110,6 +120,8 @@ def dumps_examples(examples: Iterable[Example]) -> str:
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     """Write `text` to `path` through a temporary file and a rename, so a crash never leaves half a file."""
     p = Path(path)
+    if p.is_dir():
+        raise CoconutError(f"{p}: is a directory; give a file name to write")
     p.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
     umask = os.umask(0)

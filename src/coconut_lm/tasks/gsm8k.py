@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
 
-from coconut_lm.tasks.examples import Example, ExampleFormatError, load_examples
+from coconut_lm.tasks.examples import Example, ExampleFormatError, load_examples, require_file
 
 FORMATS = ("openai", "icot", "common")
 _NOTE = re.compile(r"<<[^\n]*?>>")  # a calculator note never spans lines
@@ -123,9 +123,7 @@ def read_icot_text(path: str | os.PathLike) -> list[Example]:
 
 def detect_format(path: str | os.PathLike) -> str:
     """The format name ("openai", "icot" or "common"): by extension, else by the first line."""
-    p = Path(path)
-    if not p.is_file():
-        raise ExampleFormatError(f"{p}: no such file")
+    p = require_file(path)
     if p.suffix.lower() in _SUFFIX_FORMAT:
         return _SUFFIX_FORMAT[p.suffix.lower()]
     first = next((line.strip() for _, line in _lines(p)), "")
