@@ -6,6 +6,7 @@
 #                bash scripts/gpu_window.sh prosqa_symbolic (carry: data/prosqa_valid.json; the symbolic form,
 #                2 layers x 768 from scratch, the CPU recipe of docs/experiments.md scaled up)
 #   CPU dry run: PYTHON=.venv/bin/python OUT=/tmp/out bash scripts/gpu_window.sh prosqa model=micro max_train_seconds=20 num_epochs=2
+#                PYTHON=.venv/bin/python OUT=/tmp/out N=2000 bash scripts/gpu_window.sh prosqa_symbolic n_embd=64 n_head=2 batch_size=32 micro_batch_size=32 max_train_seconds=20 num_epochs=2
 set -euo pipefail
 task=${1:-prosqa}
 shift || true
@@ -13,10 +14,10 @@ export PYTHONPATH=src
 PY=${PYTHON:-python}
 OUT=${OUT:-runs/gpu_window_out}
 mkdir -p data "$OUT"
-case "$task" in
-  prosqa) gen=(prosqa --n 17886) ;;
-  prontoqa) gen=(prontoqa --n 9000) ;;
-  prosqa_symbolic) gen=(prosqa --format symbolic --relabel --n 100000) ;;
+case "$task" in  # N=... overrides the training-set size (e.g. for a CPU dry run)
+  prosqa) gen=(prosqa --n "${N:-17886}") ;;
+  prontoqa) gen=(prontoqa --n "${N:-9000}") ;;
+  prosqa_symbolic) gen=(prosqa --format symbolic --relabel --n "${N:-100000}") ;;
   *) echo "task must be prosqa, prontoqa or prosqa_symbolic" >&2; exit 2 ;;
 esac
 source_task=${task%_symbolic}

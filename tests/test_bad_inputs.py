@@ -163,3 +163,40 @@ def test_a_mistyped_preset_is_named_with_the_presets_and_a_suggestion(coconut_ch
         train(load_config(None, [*over, "model=mikro"]), progress=False, device="cpu")
     with pytest.raises(CoconutError, match=r"'no-org/no-model' is neither a preset .* loading it as a hub id failed"):
         train(load_config(None, [*over, "model=no-org/no-model"]), progress=False, device="cpu")
+
+
+def test_train_out_dir_that_is_a_file_is_a_one_line_error(coconut_checkpoint, tmp_path):
+    from coconut_lm.train import train
+
+    (tmp_path / "f").write_text("x")
+    cfg = load_config(None, [f"train_path={coconut_checkpoint / 'train.json'}", f"val_path={coconut_checkpoint / 'val.json'}",
+                             "model=micro", f"out_dir={tmp_path / 'f'}"])
+    with pytest.raises(CoconutError, match=rf"config 'out_dir': {tmp_path / 'f'} is a file, not a folder"):
+        train(cfg, progress=False, device="cpu")
+    assert (tmp_path / "f").read_text() == "x"
+
+
+def test_eval_names_the_file_and_item_of_an_over_long_question(coconut_checkpoint, tmp_path, capsys):
+    from coconut_lm.cli import main
+    from coconut_lm.tasks.examples import load_examples, save_examples
+
+    examples = load_examples(coconut_checkpoint / "val.json")[:3]
+    long = tmp_path / "long.json"
+    save_examples([examples[0], dataclasses.replace(examples[1], question=" ".join(["Tom is a wumpus."] * 150))], long)
+    assert main(["eval", str(coconut_checkpoint / "run" / "best"), "--data", str(long), "--out", str(tmp_path / "e"),
+                 "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert f"error: {long}: item 1: its prompt (" in err and "more than the model's 512" in err
+
+
+def test_progress_in_a_log_file_is_one_plain_line_per_epoch(coconut_checkpoint, tmp_path, capsys):
+    from coconut_lm.train import train
+
+    cfg = load_config(None, [f"train_path={coconut_checkpoint / 'train.json'}", f"val_path={coconut_checkpoint / 'val.json'}",
+                             "model=micro", f"out_dir={tmp_path / 'r'}", "num_epochs=2", "batch_size=4",
+                             "micro_batch_size=4", "max_new_tokens=4"])
+    train(cfg, progress=True, device="cpu")  # pytest's captured stderr is not a terminal, as a log file is not
+    err = capsys.readouterr().err
+    assert "\r" not in err
+    lines = [line for line in err.splitlines() if line.startswith("epoch ") and "train loss" in line]
+    assert [line.split(":")[0] for line in lines] == ["epoch 1/2", "epoch 2/2"]

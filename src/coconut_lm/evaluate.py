@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 from coconut_lm.batching import left_pad
 from coconut_lm.data import check_control_tokens, tokenize_examples, unknown_tokens
 from coconut_lm.methods import LayoutConfig, Method
+from coconut_lm.runlog import live_bars
 from coconut_lm.tasks.answers import answers_match, chain_lines, data_task, extract_answer, same_chain
 from coconut_lm.tasks.examples import Example, atomic_write_text
 
@@ -105,7 +106,7 @@ def evaluate(
     model.eval()
     results: dict[int, tuple[list[int], int, int]] = {}
     start = time.perf_counter()
-    bar = tqdm(total=len(order), desc=desc, disable=not progress, leave=False, unit="ex")
+    bar = tqdm(total=len(order), desc=desc, disable=not live_bars(progress), leave=False, unit="ex")
     for b in range(0, len(order), batch_size):
         idx = order[b:b + batch_size]
         ids, mask = left_pad([prompts[i] for i in idx], tokens.pad)
@@ -214,9 +215,18 @@ def evaluate_checkpoint(
         raise CoconutError(f"eval: {data_path} looks like {looks_like} data but checkpoint {checkpoint} was trained on "
                            f"{task}; pass --any-task to score it anyway")
     check_control_tokens(examples, tokenizer, str(data_path))
-    unknown = unknown_tokens(examples, tokenize_examples(examples, tokenizer), tokenizer)
+    data = tokenize_examples(examples, tokenizer)
+    unknown = unknown_tokens(examples, data, tokenizer)
     if unknown is not None:
         print(unknown.message(str(data_path)), file=sys.stderr, flush=True)
+    limit = getattr(model, "_max_positions", None)
+    most = max((int(meta.get("max_thoughts", 16)) if k is None else k) for k in settings)
+    for i, ex in enumerate(data):  # a prompt that leaves no room for one new token cannot be answered at all
+        need = len(method.eval_prompt(ex, most, layout, model.tokens)) + (2 if settings == [None] else 1)
+        if limit is not None and need > limit:
+            raise CoconutError(f"{data_path}: item {i}: its prompt ({len(ex.question)} question tokens, {most} thoughts) "
+                               f"and one new token need {need} positions, more than the model's {limit} "
+                               f"(shorten the question)")
     summaries: dict[str, EvalSummary] = {}
     out = Path(out_dir)
     for k in settings:

@@ -52,7 +52,7 @@ from coconut_lm.data import (
 from coconut_lm.errors import CoconutError
 from coconut_lm.evaluate import evaluate
 from coconut_lm.methods import LayoutConfig, Method, get_method
-from coconut_lm.runlog import RunLog
+from coconut_lm.runlog import RunLog, live_bars
 from coconut_lm.tasks.examples import atomic_write_text, load_examples
 
 
@@ -243,7 +243,10 @@ class Trainer:
 
     def __init__(self, cfg: TrainConfig, env: dist.DistEnv, progress: bool = True) -> None:
         self.cfg, self.env, self.progress = cfg, env, progress and env.is_main
+        self.tty = live_bars(True)
         self.run_dir = Path(cfg.out_dir)
+        if self.run_dir.exists() and not self.run_dir.is_dir():
+            raise CoconutError(f"config 'out_dir': {self.run_dir} is a file, not a folder; choose another out_dir")
         self.method = get_method(cfg.method)
         self.layout, self.schedule = layout_config(cfg), schedule_config(cfg)
         self.train_examples = load_examples(cfg.train_path)
@@ -410,8 +413,10 @@ class Trainer:
                             persistent_workers=False)
         accum = self.plan.accumulation
         stage = self.stage()
-        bar = tqdm(total=len(ds) // accum, initial=self.micro_index // accum, disable=not self.progress,
+        # A live bar on a terminal; in a log file (stderr not a TTY) one plain line per epoch instead.
+        bar = tqdm(total=len(ds) // accum, initial=self.micro_index // accum, disable=not (self.progress and self.tty),
                    desc=f"epoch {self.epoch + 1}/{cfg.num_epochs}", unit="step", leave=False)
+        last_row: dict[str, Any] = {}
         self.wrapped.train()
         loss_sum = torch.zeros((), device=env.device)
         seen_tokens, steps_since_log, t0 = 0, 0, time.perf_counter()
@@ -462,6 +467,7 @@ class Trainer:
                        "loss": loss_val, "lr": lr, "tokens_per_s": seen_tokens * env.world_size / elapsed,
                        "examples_per_s": steps_since_log * cfg.batch_size / elapsed}
                 self.log.write(row)
+                last_row = row
                 bar.set_postfix(loss=f"{loss_val:.3f}", stage=stage)
                 loss_sum.zero_()
                 seen_tokens, steps_since_log, t0 = 0, 0, time.perf_counter()
@@ -471,6 +477,10 @@ class Trainer:
                 self.save(self.run_dir / "checkpoints" / ckpt.checkpoint_name(self.global_step), with_state=True,
                           epoch=self.epoch)
         bar.close()
+        if self.progress and not self.tty and last_row:
+            stage_text = f"stage {stage}, " if self.method.schedule == "stages" else ""
+            print(f"epoch {self.epoch + 1}/{cfg.num_epochs}: {stage_text}step {self.global_step}, train loss "
+                  f"{last_row['loss']:.4f}, {last_row['examples_per_s']:.0f} examples/s", file=sys.stderr, flush=True)
 
     def stage(self) -> int:
         """The curriculum stage of this epoch for logs, capped at max_latent_stage+1 (all steps latent)."""

@@ -47,6 +47,7 @@ from tqdm.auto import tqdm
 
 from coconut_lm.errors import CoconutError
 from coconut_lm.model import upcast
+from coconut_lm.runlog import live_bars
 from coconut_lm.tasks.examples import Example, atomic_write_text
 
 STEP_PREFIX = "Every"  # the first word of every concept-to-concept step
@@ -272,7 +273,7 @@ def frontier_values(model, tokenizer, examples: Sequence[Example], hops: Sequenc
     device = _device(model)
     was_training = model.training
     model.eval()
-    bar = tqdm(total=len(order), desc="latent search", unit="row", disable=not progress, leave=False)
+    bar = tqdm(total=len(order), desc="latent search", unit="row", disable=not live_bars(progress), leave=False)
     for start in range(0, len(order), batch_size):
         chunk = order[start:start + batch_size]
         layouts = []
