@@ -200,3 +200,33 @@ def test_progress_in_a_log_file_is_one_plain_line_per_epoch(coconut_checkpoint, 
     assert "\r" not in err
     lines = [line for line in err.splitlines() if line.startswith("epoch ") and "train loss" in line]
     assert [line.split(":")[0] for line in lines] == ["epoch 1/2", "epoch 2/2"]
+
+
+def test_damaged_weights_without_a_manifest_are_a_one_line_error(coconut_checkpoint, tmp_path, capsys):
+    import shutil
+
+    from coconut_lm.cli import main
+
+    ckpt = tmp_path / "ckpt"
+    shutil.copytree(coconut_checkpoint / "run" / "best", ckpt)
+    (ckpt / "MANIFEST.json").unlink()
+    weights = ckpt / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    assert main(["eval", str(ckpt), "--data", str(coconut_checkpoint / "val.json"), "--out", str(tmp_path / "e")]) == 2
+    err = capsys.readouterr().err
+    assert f"error: checkpoint {ckpt}: its weights cannot be read (SafetensorError" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.skipif(not __import__("os").path.isdir("/proc/self"), reason="needs /proc, where nothing can be created")
+def test_paths_that_cannot_be_written_are_one_line_errors(coconut_checkpoint, capsys):
+    from coconut_lm.cli import main
+
+    assert main(["data", "prosqa", "--n", "2", "--workers", "1", "--out", "/proc/coconut_x.json"]) == 2
+    assert "error: /proc/coconut_x.json: cannot write here (" in capsys.readouterr().err
+    assert main(["train", "method=cot", "model=micro", f"train_path={coconut_checkpoint / 'train.json'}",
+                 f"val_path={coconut_checkpoint / 'val.json'}", "out_dir=/proc/coconut_run", "num_epochs=1",
+                 "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "error: /proc/coconut_run: " in err and "Traceback" not in err
+    assert len([line for line in err.splitlines() if line.startswith("error:")]) == 1

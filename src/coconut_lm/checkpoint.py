@@ -191,4 +191,12 @@ def load_model(path: str | os.PathLike, what: str = "checkpoint"):
     p = resolve_checkpoint(path, what)
     if (p / MANIFEST).exists() or not (p / COCONUT_JSON).exists():
         verify_checkpoint(p)
-    return CoconutLM.from_pretrained(p), load_tokenizer(p), read_meta(p)
+    try:
+        model = CoconutLM.from_pretrained(p)
+    except CoconutError:
+        raise
+    except Exception as e:  # noqa: BLE001 - safetensors, torch and transformers each raise their own kind
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise CoconutError(f"{what} {p}: its weights cannot be read ({type(e).__name__}: {first}); the files may be "
+                           f"damaged or truncated (a folder with MANIFEST.json says which)") from None
+    return model, load_tokenizer(p), read_meta(p)

@@ -437,6 +437,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CoconutError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # a path that cannot be read or written: name it and the cause, in one line
+        if e.filename is None:
+            raise
+        print(f"error: {e.filename}: {e.strerror or type(e).__name__} (cannot read or write it)", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -122,8 +122,11 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     p = Path(path)
     if p.is_dir():
         raise CoconutError(f"{p}: is a directory; give a file name to write")
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+    try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+    except OSError as e:
+        raise CoconutError(f"{p}: cannot write here ({e.strerror or type(e).__name__})") from None
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a data file should get the usual permissions
