@@ -230,3 +230,32 @@ def test_paths_that_cannot_be_written_are_one_line_errors(coconut_checkpoint, ca
     err = capsys.readouterr().err
     assert "error: /proc/coconut_run: " in err and "Traceback" not in err
     assert len([line for line in err.splitlines() if line.startswith("error:")]) == 1
+
+
+@pytest.mark.parametrize("damage", ["missing", "truncated"])
+def test_resume_without_a_complete_checkpoint_refuses_and_changes_nothing(coconut_checkpoint, tmp_path, damage):
+    import hashlib
+
+    from coconut_lm.train import train
+
+    cfg = load_config(None, [f"train_path={coconut_checkpoint / 'train.json'}", f"val_path={coconut_checkpoint / 'val.json'}",
+                             "model=micro", f"out_dir={tmp_path / 'r'}", "num_epochs=1", "batch_size=4",
+                             "micro_batch_size=4", "max_new_tokens=4"])
+    train(cfg, progress=False, device="cpu")
+    (step,) = (tmp_path / "r" / "checkpoints").iterdir()
+    state = step / "trainer_state.pt"
+    if damage == "missing":
+        state.unlink()
+    else:
+        state.write_bytes(state.read_bytes()[:100])
+
+    def snapshot():
+        return {str(f.relative_to(tmp_path)): hashlib.sha256(f.read_bytes()).hexdigest()
+                for f in sorted((tmp_path / "r").rglob("*")) if f.is_file()}
+
+    before = snapshot()
+    cfg.num_epochs = 2
+    with pytest.raises(CoconutError, match=r"cannot resume .*: no complete checkpoint to continue from \(checkpoint "
+                                           r".*step-\d+: file trainer_state.pt .*\); nothing was changed"):
+        train(cfg, resume=True, progress=False, device="cpu")
+    assert snapshot() == before  # the intact weights and metrics.jsonl are untouched

@@ -333,9 +333,20 @@ class Trainer:
         """Load the latest complete checkpoint of this run; False when there is none."""
         from coconut_lm.model import CoconutLM
 
-        found = ckpt.latest_checkpoint(self.run_dir, warn=lambda m: print(m) if self.env.is_main else None)
+        problems: list[str] = []
+        found = ckpt.latest_checkpoint(self.run_dir, warn=problems.append)
         if found is None:
+            earlier = ckpt.list_checkpoints(self.run_dir)
+            if earlier or (self.run_dir / "metrics.jsonl").exists():
+                # Starting over here would delete checkpoints this run did not write and mix two runs' rows.
+                why = problems[0].removeprefix("warning: skipping ") if problems else "no step checkpoint"
+                raise CoconutError(f"cannot resume {self.run_dir}: no complete checkpoint to continue from ({why}); "
+                                   f"nothing was changed. Restore the missing file, or start over with overwrite=true "
+                                   f"and without --resume")
             return False
+        for message in problems:
+            if self.env.is_main:
+                print(message)
         state = ckpt.load_trainer_state(found)
         saved = state.get("config", {})
         for key in RESUME_KEYS:
@@ -535,11 +546,12 @@ class Trainer:
         self.out_of_time = False
         if env.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(self.run_dir / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
         if not resume:
             self.claim_run_dir()
         elif not self.resume() and env.is_main:
-            print(f"no complete checkpoint in {self.run_dir}; starting from scratch")
+            print(f"no checkpoint in {self.run_dir}; starting from scratch")
+        if env.is_main:  # only once the run may go on: a refused resume leaves the folder as it was
+            atomic_write_text(self.run_dir / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
         final_acc = None
         while self.epoch < cfg.num_epochs:
             self.train_epoch()
