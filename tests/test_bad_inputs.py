@@ -7,6 +7,7 @@ tests/test_bad_inputs.py --collect-only -q`).
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import pytest
 
@@ -259,3 +260,44 @@ def test_resume_without_a_complete_checkpoint_refuses_and_changes_nothing(coconu
                                            r".*step-\d+: file trainer_state.pt .*\); nothing was changed"):
         train(cfg, resume=True, progress=False, device="cpu")
     assert snapshot() == before  # the intact weights and metrics.jsonl are untouched
+
+
+def test_resume_refuses_a_training_file_that_changed(coconut_checkpoint, tmp_path):
+    import shutil
+
+    from coconut_lm.tasks.examples import load_examples, save_examples
+    from coconut_lm.train import train
+
+    data = tmp_path / "train.json"
+    shutil.copy(coconut_checkpoint / "train.json", data)
+    cfg = load_config(None, [f"train_path={data}", f"val_path={coconut_checkpoint / 'val.json'}", "model=micro",
+                             f"out_dir={tmp_path / 'r'}", "num_epochs=1", "batch_size=4", "micro_batch_size=4",
+                             "max_new_tokens=4"])
+    train(cfg, progress=False, device="cpu")
+    examples = load_examples(data)  # a new word: the tokenizer rebuilt from the file would differ too
+    save_examples([dataclasses.replace(examples[0], question=examples[0].question + " Zorblax."), *examples[1:]], data)
+    cfg.num_epochs = 2
+    with pytest.raises(CoconutError, match=rf"cannot resume .*: train_path {data} changed since the run started"):
+        train(cfg, resume=True, progress=False, device="cpu")
+
+
+def test_a_bare_key_after_an_override_is_blamed_itself(capsys):
+    from coconut_lm.cli import main
+
+    config = Path(__file__).resolve().parents[1] / "configs" / "prosqa_cot_tiny.yaml"
+    assert main(["train", str(config), "out_dir=x", "lr"]) == 2
+    err = capsys.readouterr().err
+    assert "override 'lr' is not key=value" in err and "out_dir" not in err
+
+
+def test_an_unreadable_file_is_named_as_such(tmp_path, monkeypatch, capsys):
+    import os
+
+    from coconut_lm.cli import main
+
+    data = tmp_path / "d.json"
+    data.write_text("[]")
+    real = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode: False if str(p) == str(data) else real(p, mode))
+    assert main(["data", "stats", str(data)]) == 2  # root reads anything, so the permission is simulated
+    assert f"error: {data}: not readable (permission denied)" in capsys.readouterr().err

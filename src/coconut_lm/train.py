@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import hashlib
+import json
 import math
 import shutil
 import sys
@@ -118,6 +120,14 @@ def checkpoint_meta(cfg: TrainConfig, method: Method, epoch: int) -> dict[str, A
         "eval_thoughts": val_thoughts(cfg, method, epoch), "eval_use_classifier": cfg.eval_use_classifier,
         "max_thoughts": cfg.max_thoughts,
     }
+
+
+def _sha256_file(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def build_model(cfg: TrainConfig, train_texts: list[str], symbolic: bool = False):
@@ -303,12 +313,19 @@ class Trainer:
             return torch.autocast(self.env.device.type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
+    def fingerprints(self) -> dict[str, str]:
+        """sha256 of the data files and of the tokenizer's vocabulary: what a resume must find unchanged."""
+        out = {key: _sha256_file(getattr(self.cfg, key)) for key in ("train_path", "val_path") if getattr(self.cfg, key)}
+        vocab = json.dumps(sorted(self.tokenizer.get_vocab().items()), ensure_ascii=False)
+        out["tokenizer"] = hashlib.sha256(vocab.encode("utf-8")).hexdigest()
+        return out
+
     def trainer_state(self, optimizer_state: dict) -> dict[str, Any]:
         state = {
             "epoch": self.epoch, "micro_index": self.micro_index, "global_step": self.global_step,
             "reset_key": self.reset_key, "reset_step": self.reset_step, "best_accuracy": self.best_accuracy,
             "best_epoch": self.best_epoch, "best_rank": self.best_rank, "optimizer": optimizer_state,
-            "torch_rng": torch.get_rng_state(), "config": self.cfg.to_dict(),
+            "torch_rng": torch.get_rng_state(), "config": self.cfg.to_dict(), "fingerprints": self.fingerprints(),
         }
         if torch.cuda.is_available():
             state["cuda_rng"] = torch.cuda.get_rng_state_all()
@@ -349,6 +366,12 @@ class Trainer:
                 print(message)
         state = ckpt.load_trainer_state(found)
         saved = state.get("config", {})
+        for key, digest in self.fingerprints().items():  # runs saved before fingerprints were recorded skip this
+            if key in state.get("fingerprints", {}) and state["fingerprints"][key] != digest:
+                what = "the tokenizer built from the data" if key == "tokenizer" else f"{key} {getattr(self.cfg, key)}"
+                raise CoconutError(f"cannot resume {found}: {what} changed since the run started (its sha256 "
+                                   f"differs), so the restored weights would not match it; restore it, or start "
+                                   f"a new run")
         for key in RESUME_KEYS:
             if key in saved and saved[key] != getattr(self.cfg, key):
                 raise CoconutError(f"cannot resume {found}: config '{key}' was {saved[key]!r} there and is "
