@@ -301,3 +301,23 @@ def test_an_unreadable_file_is_named_as_such(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(os, "access", lambda p, mode: False if str(p) == str(data) else real(p, mode))
     assert main(["data", "stats", str(data)]) == 2  # root reads anything, so the permission is simulated
     assert f"error: {data}: not readable (permission denied)" in capsys.readouterr().err
+
+
+def test_a_resumed_run_logs_its_total_time_and_how_many_steps_each_loss_averages(coconut_checkpoint, tmp_path):
+    from coconut_lm.runlog import read_metrics
+    from coconut_lm.train import train
+
+    cfg = load_config(None, [f"train_path={coconut_checkpoint / 'train.json'}", f"val_path={coconut_checkpoint / 'val.json'}",
+                             "model=micro", f"out_dir={tmp_path / 'r'}", "num_epochs=1", "batch_size=4",
+                             "micro_batch_size=4", "max_new_tokens=4", "log_every=3"])
+    first = train(cfg, progress=False, device="cpu")
+    cfg.num_epochs = 2
+    second = train(cfg, resume=True, progress=False, device="cpu")
+    assert second.total_seconds > second.seconds and second.total_seconds >= first.seconds
+    rows = read_metrics(tmp_path / "r")
+    ends = [r for r in rows if r["type"] == "end"]
+    assert ends[-1]["total_seconds"] == pytest.approx(second.total_seconds)
+    train_rows = [r for r in rows if r["type"] == "train"]
+    assert all(1 <= r["steps"] <= 3 for r in train_rows)
+    resumed = next(r for r in train_rows if r["step"] > first.global_step)
+    assert resumed["steps"] == min(3, resumed["step"] - first.global_step)  # only the steps since the resume

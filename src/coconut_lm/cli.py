@@ -207,7 +207,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
         config, overrides = None, [config, *overrides]
     cfg = load_config(config, overrides)
     result = train(cfg, resume=args.resume, progress=not args.no_progress, device=args.device)
-    print(f"done in {result.seconds:.0f}s: {result.global_step} steps, best val accuracy "
+    total = result.total_seconds or result.seconds
+    sessions = f" ({total:.0f}s over every session)" if total > result.seconds + 0.5 else ""
+    print(f"done in {result.seconds:.0f}s{sessions}: {result.global_step} steps, best val accuracy "
           f"{result.best_accuracy:.3f} (epoch {result.best_epoch + 1}); run folder {result.run_dir}")
     return 0
 

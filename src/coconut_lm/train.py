@@ -232,7 +232,8 @@ class TrainResult:
     best_epoch: int
     final_accuracy: float | None
     global_step: int
-    seconds: float
+    seconds: float  # this session
+    total_seconds: float | None = None  # every session of the run, resumed ones included
 
 
 #: Previous inputs a from-scratch preset's token shift mixes in. One was best for recall and for symbolic
@@ -299,6 +300,8 @@ class Trainer:
         self.reset_key: Any = None
         self.reset_step = 0  # warm-up counts from here
         self.best_accuracy, self.best_epoch, self.best_rank = -1.0, -1, -1
+        self.earlier_seconds = 0.0  # training time of the sessions before a --resume
+        self.started = time.perf_counter()
         self.longest_chain = max((sum(len(s) for s in ex.steps) for ex in self.train_data), default=0)
         self.log = RunLog(self.run_dir, cfg.report_to, enabled=env.is_main, config=cfg.to_dict())
 
@@ -326,6 +329,7 @@ class Trainer:
             "reset_key": self.reset_key, "reset_step": self.reset_step, "best_accuracy": self.best_accuracy,
             "best_epoch": self.best_epoch, "best_rank": self.best_rank, "optimizer": optimizer_state,
             "torch_rng": torch.get_rng_state(), "config": self.cfg.to_dict(), "fingerprints": self.fingerprints(),
+            "train_seconds": self.earlier_seconds + time.perf_counter() - self.started,
         }
         if torch.cuda.is_available():
             state["cuda_rng"] = torch.cuda.get_rng_state_all()
@@ -385,6 +389,7 @@ class Trainer:
         for key in ("epoch", "micro_index", "global_step", "reset_key", "reset_step", "best_accuracy", "best_epoch",
                     "best_rank"):
             setattr(self, key, state[key])
+        self.earlier_seconds = float(state.get("train_seconds", 0.0))
         self.log.truncate_after(self.global_step)
         if self.env.is_main:
             print(f"resumed from {found} (epoch {self.epoch}, step {self.global_step})")
@@ -497,8 +502,9 @@ class Trainer:
                 # loss_sum holds this rank's share of each step's token-mean loss; the sum over ranks is the whole.
                 loss_val = dist.all_reduce_sum(float(loss_sum), env) / steps_since_log
                 elapsed = max(time.perf_counter() - t0, 1e-9)
+                # `steps`: how many steps the loss averages (fewer in the first row after a resume).
                 row = {"type": "train", "step": self.global_step, "epoch": self.epoch, "stage": stage,
-                       "loss": loss_val, "lr": lr, "tokens_per_s": seen_tokens * env.world_size / elapsed,
+                       "loss": loss_val, "steps": steps_since_log, "lr": lr, "tokens_per_s": seen_tokens * env.world_size / elapsed,
                        "examples_per_s": steps_since_log * cfg.batch_size / elapsed}
                 self.log.write(row)
                 last_row = row
@@ -604,10 +610,13 @@ class Trainer:
             self.save(self.run_dir / "checkpoints" / ckpt.checkpoint_name(self.global_step), with_state=True,
                       epoch=self.epoch - 1)
         seconds = time.perf_counter() - start
+        total = self.earlier_seconds + seconds
         self.log.write({"type": "end", "step": self.global_step, "best_accuracy": self.best_accuracy,
-                        "best_epoch": self.best_epoch, "seconds": seconds, "stopped_early": self.out_of_time})
+                        "best_epoch": self.best_epoch, "seconds": seconds, "total_seconds": total,
+                        "stopped_early": self.out_of_time})
         self.log.close()
-        return TrainResult(self.run_dir, self.best_accuracy, self.best_epoch, final_acc, self.global_step, seconds)
+        return TrainResult(self.run_dir, self.best_accuracy, self.best_epoch, final_acc, self.global_step, seconds,
+                           total)
 
 
 def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, device: str = "auto") -> TrainResult:
