@@ -55,6 +55,9 @@ def test_bench_command_prints_the_table_and_writes_the_record(tmp_path):
         assert goal["value"] > 0 and isinstance(goal["met"], bool)
     assert {"coconut", "plain", "reference"} <= set(record["step"]) and record["step"]["coconut"]["median_s"] > 0
     assert "slow reference (recompute per thought)" in proc.stdout
+    util = record["step"]["utilisation"]  # counted FLOPs per second over a large matmul's, same run and threads
+    assert util["matmul_flops_per_s"] > 0 and util["flops"]["coconut"] > 0 and util["flops"]["plain"] > 0
+    assert util["plain"] > 0 and util["coconut"] > 0 and "utilisation: FLOP/s" in proc.stdout
     assert record["memory"]["kind"] == "rss" and record["memory"]["coconut"]["saved_MB"] > 0
     assert record["eval"]["batch"] == 2 and record["eval"]["reference_examples_per_s"] > 0
     assert record["loop"]["examples"] == 2 and record["loop"]["data_only_examples_per_s"] > 0

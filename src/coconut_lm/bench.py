@@ -68,6 +68,7 @@ class BenchConfig:
 
     device: str = "cpu"  # cpu | cuda
     preset: str = "tiny"  # backbone of (a)-(c)
+    n_layer: int | None = None  # layers of that backbone (None: the preset's)
     batch_size: int = 16  # rows in the train-step batch
     latents: int = 6  # continuous thoughts per row
     question: int = 190  # mean question length (+-10, so rows need padding)
@@ -222,6 +223,33 @@ def train_steps(model: CoconutLM, b: BenchBatch, precision: str, hf_yardstick: b
 
         losses["reference"] = lambda: reference_forward(model, b.ids, b.mask, b.labels).loss
     return {name: TrainStep(model, opt, fn, precision) for name, fn in losses.items()}
+
+
+def step_flops(step: TrainStep) -> int:
+    """FLOPs of one call of `step` (forward, backward and optimizer), as torch's FlopCounterMode counts them:
+    the matmuls and attention of the actual shapes."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        step()
+    return int(counter.get_total_flops())
+
+
+def matmul_flops_per_s(device: torch.device, repeats: int = 5) -> float:
+    """FLOP/s of a large square fp32 matmul on this device and these threads: the yardstick of utilisation."""
+    import torch
+
+    n = 4096 if device.type == "cuda" else 1024
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+    times = []
+    for i in range(repeats + 1):
+        _sync(device)
+        t0 = time.perf_counter()
+        a @ b
+        _sync(device)
+        if i:  # the first call warms up
+            times.append(time.perf_counter() - t0)
+    return 2 * n**3 / statistics.median(times)
 
 
 def count_host_syncs(fn: Callable[[], object], device: torch.device) -> int | None:
@@ -418,7 +446,8 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
     result: dict[str, Any] = {**environment(device), "config": asdict(cfg)}
     goals = GOALS[device.type]
     torch.manual_seed(0)
-    base = build_backbone(cfg.preset, vocab_size=cfg.vocab, n_positions=1024)
+    shape = {"preset": cfg.preset, **({"n_layer": cfg.n_layer} if cfg.n_layer else {})}
+    base = build_backbone(shape, vocab_size=cfg.vocab, n_positions=1024)
     model = CoconutLM(base, bench_tokens(cfg.vocab)).to(device).train()
     if {"step", "memory"} - set(cfg.skip):
         b = bench_batch(cfg.batch_size, cfg.question, cfg.latents, cfg.answer, cfg.vocab).to(device)
@@ -430,6 +459,13 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
             result["step"] = {name: asdict(x) for name, x in t.items()}
             result["step"]["ratio"] = t["coconut"].ratio
             result["step"]["host_syncs"] = {name: count_host_syncs(fn, device) for name, fn in steps.items()}
+            # Utilisation: the step's counted FLOPs per second over a large fp32 matmul's, same threads, same run.
+            peak = matmul_flops_per_s(device)
+            flops = {name: step_flops(steps[name]) for name in ("coconut", "plain")}
+            result["step"]["utilisation"] = {
+                "matmul_flops_per_s": peak, "flops": flops,
+                **{name: flops[name] / t[name].median_s / peak for name in flops},
+            }
     if "eval" not in cfg.skip:
         _say(f"(c) eval: batch {cfg.eval_batch_size}, {cfg.gen_tokens} new tokens")
         eb = bench_batch(cfg.eval_batch_size, cfg.question, cfg.latents, cfg.answer, cfg.vocab, seed=1).to(device)
@@ -466,6 +502,10 @@ def format_table(r: dict[str, Any]) -> str:
         s = r["step"]
         row("(a) train step, ms (vs the same tokens, 1 pass)", 1e3 * s["coconut"]["median_s"],
             1e3 * s["plain"]["median_s"], s["ratio"], goal("step"))
+        if "utilisation" in s:
+            u = s["utilisation"]
+            row("    utilisation: FLOP/s / a large fp32 matmul's, %", 100 * u["coconut"], 100 * u["plain"], None,
+                f"(matmul {u['matmul_flops_per_s'] / 1e9:.0f} GFLOP/s)")
         if "plain_hf" in s:
             row("    yardstick: HF forward+loss, all logits, ms", 1e3 * s["plain_hf"]["median_s"], None,
                 s["plain_hf"]["ratio"], "(its time / plain step)")
@@ -542,6 +582,7 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="device (default cpu)")
     p.add_argument("--preset", default=d.preset,
                    help=f"backbone preset for (a)-(c), random weights: tiny, gpt2-124m, ... (default {d.preset})")
+    p.add_argument("--n-layer", type=positive_int, default=None, help="layers of that backbone (default: the preset's)")
     p.add_argument("--batch-size", type=positive_int, default=d.batch_size, help=f"train-step batch (default {d.batch_size})")
     p.add_argument("--latents", type=positive_int, default=d.latents, help=f"continuous thoughts per row (default {d.latents})")
     p.add_argument("--question", type=positive_int, default=d.question, help=f"mean question tokens (default {d.question})")
