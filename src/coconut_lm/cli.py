@@ -288,29 +288,24 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_generate(args: argparse.Namespace) -> int:
-    import torch
-
-    from coconut_lm.batching import left_pad
     from coconut_lm.checkpoint import load_model
     from coconut_lm.data import check_control_tokens, tokenize_examples
+    from coconut_lm.evaluate import generate_prompts
     from coconut_lm.methods import LayoutConfig, get_method
     from coconut_lm.tasks.examples import Example
 
     model, tok, meta = load_model(args.checkpoint)
     method = get_method(meta.get("method", "coconut"))
     n = args.latents if args.latents is not None else int(meta.get("eval_thoughts", 0))
-    check_control_tokens([Example(args.question, [], "?")], tok, "--question")
-    ex = tokenize_examples([Example(args.question, [], "?")], tok)[0]
-    prompt = method.eval_prompt(ex, n, LayoutConfig.from_meta(meta), model.tokens)
-    ids, mask = left_pad([prompt], model.tokens.pad)
-    with torch.no_grad():
-        out = model.generate(ids, mask, args.max_new_tokens, return_thoughts=args.show_thoughts)
-    text = tok.decode(out.sequences[0, : int(out.num_tokens[0])].tolist(), skip_special_tokens=True)
-    print(text)
-    if args.show_thoughts and out.thoughts is not None and len(out.thoughts):
+    question = [Example(args.question, [], "?")]
+    check_control_tokens(question, tok, "--question")
+    prompt = method.eval_prompt(tokenize_examples(question, tok)[0], n, LayoutConfig.from_meta(meta), model.tokens)
+    (out,) = generate_prompts(model, tok, [prompt], args.max_new_tokens, return_thoughts=args.show_thoughts)
+    print(out.text)
+    if args.show_thoughts and out.thought_states is not None and len(out.thought_states):
         from coconut_lm.analysis.latent_search import decode_thoughts
 
-        for i, top in enumerate(decode_thoughts(model, tok, out.thoughts[0], k=5)):
+        for i, top in enumerate(decode_thoughts(model, tok, out.thought_states, k=5)):
             print(f"thought {i + 1}: " + ", ".join(f"{t} {p:.2f}" for t, p in top))
     return 0
 

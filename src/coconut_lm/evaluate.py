@@ -66,6 +66,38 @@ class EvalResult:
     summary: EvalSummary
 
 
+@dataclass
+class Generated:
+    """One prompt's generation: the decoded text, its token and thought counts, and the thoughts if asked."""
+
+    ids: list[int]
+    text: str
+    language_tokens: int
+    thoughts: int
+    thought_states: torch.Tensor | None = None
+
+
+@torch.no_grad()
+def generate_prompts(model, tokenizer, prompts: Sequence[list[int]], max_new_tokens: int, *,
+                     use_classifier: bool = False, max_thoughts: int = 16,
+                     return_thoughts: bool = False) -> list[Generated]:
+    """Left-pad `prompts` into one batch, generate on the model's device, decode each row.
+
+    The one generation path of `eval`, `generate` and `analyze`.
+    """
+    device = next(model.parameters()).device
+    ids, mask = left_pad(list(prompts), model.tokens.pad)
+    out = model.generate(ids.to(device), mask.to(device), max_new_tokens, use_eot_classifier=use_classifier,
+                         max_thoughts=max_thoughts, return_thoughts=return_thoughts)
+    seqs, ntok, nth = out.sequences.cpu(), out.num_tokens.cpu(), out.num_thoughts.cpu()
+    rows = []
+    for r in range(len(prompts)):
+        seq = seqs[r, :int(ntok[r])].tolist()
+        rows.append(Generated(seq, tokenizer.decode(seq, skip_special_tokens=True), int(ntok[r]), int(nth[r]),
+                              out.thoughts[r] if out.thoughts is not None else None))
+    return rows
+
+
 @torch.no_grad()
 def evaluate(
     model,
@@ -101,20 +133,16 @@ def evaluate(
     else:
         prompts = [method.eval_prompt(ex, n_thoughts, layout_cfg, tokens) for ex in data]
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
-    device = next(model.parameters()).device
     was_training = model.training
     model.eval()
-    results: dict[int, tuple[list[int], int, int]] = {}
+    results: dict[int, Generated] = {}
     start = time.perf_counter()
     bar = tqdm(total=len(order), desc=desc, disable=not live_bars(progress), leave=False, unit="ex")
     for b in range(0, len(order), batch_size):
         idx = order[b:b + batch_size]
-        ids, mask = left_pad([prompts[i] for i in idx], tokens.pad)
-        out = model.generate(ids.to(device), mask.to(device), max_new_tokens,
-                             use_eot_classifier=use_classifier, max_thoughts=max_thoughts)
-        seqs, ntok, nth = out.sequences.cpu(), out.num_tokens.cpu(), out.num_thoughts.cpu()
-        for r, i in enumerate(idx):
-            results[i] = (seqs[r, :int(ntok[r])].tolist(), int(ntok[r]), int(nth[r]))
+        gen = generate_prompts(model, tokenizer, [prompts[i] for i in idx], max_new_tokens,
+                               use_classifier=use_classifier, max_thoughts=max_thoughts)
+        results.update(zip(idx, gen))
         bar.update(len(idx))
     bar.close()
     elapsed = time.perf_counter() - start
@@ -122,8 +150,8 @@ def evaluate(
 
     records = []
     for i, ex in enumerate(examples):
-        seq, ntok, nth = results[i]
-        text = tokenizer.decode(seq, skip_special_tokens=True)
+        g = results[i]
+        text, ntok, nth = g.text, g.language_tokens, g.thoughts
         predicted = extract_answer(task, text)
         # With the classifier each row chose its own thought count; the chain continues after those.
         expected = method.expected_steps(ex.steps, nth if use_classifier else n_thoughts, layout_cfg)

@@ -96,23 +96,17 @@ def _pick_tree_example(records) -> int:
     return records[0].index
 
 
-def _decode_examples(model, tok, examples, records, method, layout, k: int, max_new_tokens: int, dev) -> list[dict]:
+def _decode_examples(model, tok, examples, records, method, layout, k: int, max_new_tokens: int) -> list[dict]:
     """Generate with k thoughts for `examples` and decode each thought's top tokens."""
-    import torch
-
     from coconut_lm.analysis.latent_search import decode_thoughts
-    from coconut_lm.batching import left_pad
     from coconut_lm.data import tokenize_examples
+    from coconut_lm.evaluate import generate_prompts
 
     prompts = [method.eval_prompt(t, k, layout, model.tokens) for t in tokenize_examples(examples, tok)]
-    ids, mask = left_pad(prompts, model.tokens.pad)
-    with torch.no_grad():
-        gen = model.generate(ids.to(dev), mask.to(dev), max_new_tokens, return_thoughts=True)
     out = []
-    for i in range(len(examples)):
-        text = tok.decode(gen.sequences[i, : int(gen.num_tokens[i])].tolist(), skip_special_tokens=True)
-        top = decode_thoughts(model, tok, gen.thoughts[i], k=5) if gen.thoughts is not None else []
-        out.append({"index": i, "n_thoughts": k, "gold_path": records[i].gold_path, "text": text,
+    for i, g in enumerate(generate_prompts(model, tok, prompts, max_new_tokens, return_thoughts=True)):
+        top = decode_thoughts(model, tok, g.thought_states, k=5) if g.thought_states is not None else []
+        out.append({"index": i, "n_thoughts": k, "gold_path": records[i].gold_path, "text": g.text,
                     "thoughts": [[{"token": t, "prob": p} for t, p in row] for row in top]})
     return out
 
@@ -229,7 +223,7 @@ def run_analysis(
     if method.continuous and decode_examples > 0:
         k = int(meta.get("eval_thoughts", 0)) or max(latents)
         decoded = _decode_examples(model, tok, examples[:decode_examples], records, method, layout, k,
-                                   max_new_tokens, dev)
+                                   max_new_tokens)
     atomic_write_text(out / "thoughts.json", json.dumps({"checkpoint": str(ckpt), "examples": decoded}, indent=2) + "\n")
 
     # 5. figures and markdown, from the records alone
