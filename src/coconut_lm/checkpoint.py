@@ -33,7 +33,8 @@ TRAINER_STATE = "trainer_state.pt"
 CKPT_PREFIX = "step-"
 
 
-def _sha256(path: Path) -> str:
+def sha256_file(path: str | os.PathLike) -> str:
+    """The hex sha256 of a file's bytes (manifests, and the data fingerprints a resume checks)."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -44,7 +45,7 @@ def _sha256(path: Path) -> str:
 def write_manifest(folder: Path) -> None:
     """Record every file's size and hash; written last, it marks the folder complete."""
     files = {
-        p.relative_to(folder).as_posix(): {"size": p.stat().st_size, "sha256": _sha256(p)}
+        p.relative_to(folder).as_posix(): {"size": p.stat().st_size, "sha256": sha256_file(p)}
         for p in sorted(folder.rglob("*"))
         if p.is_file() and p.name != MANIFEST
     }
@@ -71,7 +72,7 @@ def verify_checkpoint(folder: str | os.PathLike) -> Path:
             raise CoconutError(f"checkpoint {p}: file {name} is missing")
         if f.stat().st_size != meta["size"]:
             raise CoconutError(f"checkpoint {p}: file {name} has {f.stat().st_size} bytes, expected {meta['size']}")
-        if _sha256(f) != meta["sha256"]:
+        if sha256_file(f) != meta["sha256"]:
             raise CoconutError(f"checkpoint {p}: file {name} is corrupt (checksum mismatch)")
     return p
 

@@ -122,14 +122,6 @@ def checkpoint_meta(cfg: TrainConfig, method: Method, epoch: int) -> dict[str, A
     }
 
 
-def _sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def build_model(cfg: TrainConfig, train_texts: list[str], symbolic: bool = False):
     """The tokenizer and a fresh `CoconutLM` for this config (from a preset, an HF model, or init_from).
 
@@ -318,7 +310,7 @@ class Trainer:
 
     def fingerprints(self) -> dict[str, str]:
         """sha256 of the data files and of the tokenizer's vocabulary: what a resume must find unchanged."""
-        out = {key: _sha256_file(getattr(self.cfg, key)) for key in ("train_path", "val_path") if getattr(self.cfg, key)}
+        out = {key: ckpt.sha256_file(getattr(self.cfg, key)) for key in ("train_path", "val_path") if getattr(self.cfg, key)}
         vocab = json.dumps(sorted(self.tokenizer.get_vocab().items()), ensure_ascii=False)
         out["tokenizer"] = hashlib.sha256(vocab.encode("utf-8")).hexdigest()
         return out
