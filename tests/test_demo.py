@@ -48,3 +48,15 @@ def test_demo_methods_option_takes_a_list_or_all():
     assert set(parse(["demo", "--methods", "all", "--seed", "1"]).methods) == set(METHODS)
     with pytest.raises(SystemExit):
         parse(["demo", "--methods", "coconut,bogus"])
+
+
+def test_the_time_cap_grows_with_the_steps_asked_for(tmp_path):
+    from coconut_lm.demo import STEPS, TRAIN_SECONDS, method_overrides
+
+    def cap(steps):
+        (value,) = [o.split("=")[1] for o in method_overrides("coconut", tmp_path, tmp_path / "r", steps, [])
+                    if o.startswith("max_train_seconds=")]
+        return float(value)
+
+    assert cap(STEPS) == cap(10) == TRAIN_SECONDS
+    assert cap(2 * STEPS) == 2 * TRAIN_SECONDS

@@ -49,13 +49,14 @@ STEPS = 2800
 STEPS_PER_EPOCH = 200
 #: Methods trained at once, one thread each (three on two cores finish sooner than two then one).
 PARALLEL = 3
-#: A safety cap per method, so a slow machine still finishes: training stops, validates and saves.
+#: A safety cap per method for the default STEPS, so a slow machine still finishes: training stops,
+#: validates and saves. It grows in proportion when --steps asks for more.
 TRAIN_SECONDS = 480
 COMMON = [
     "model=mini", "n_layer=2", "n_embd=128", "n_head=4", "token_shift=1", "latent_markers=false",
     "lr=1e-3", "lr_schedule=cosine", "warmup_steps=50", "batch_size=32", "micro_batch_size=32", "relabel_every_epoch=true",
     "val_max_examples=200", "max_new_tokens=10", "eval_every=2", "overwrite=true",
-    f"max_train_seconds={TRAIN_SECONDS}", "log_every=20",
+    "log_every=20",
 ]
 #: Coconut's curriculum, shared by the variants that follow it: stage 0 (CoT) for 2 epochs (400 steps),
 #: then 1, 2 and 3 thoughts for 2 epochs each, then all three steps latent for the rest; 10% stage mixing.
@@ -96,9 +97,10 @@ def data_command(split: str, out: Path) -> list[str]:
 def method_overrides(method: str, data: Path, run_dir: Path, steps: int, extra: list[str]) -> list[str]:
     """The config overrides that train `method` in the demo (on top of configs/prosqa_<method>_tiny.yaml)."""
     epochs = max(1, steps // STEPS_PER_EPOCH)
+    cap = TRAIN_SECONDS * max(1.0, steps / STEPS)
     return [f"train_path={data / 'train.json'}", f"val_path={data / 'val.json'}", f"out_dir={run_dir}",
             f"num_epochs={epochs}", f"max_steps_per_epoch={min(steps, STEPS_PER_EPOCH)}", *COMMON,
-            *METHOD_OVERRIDES[method], *extra]
+            f"max_train_seconds={cap:g}", *METHOD_OVERRIDES[method], *extra]
 
 
 def _train_and_eval(method: str, overrides: list[str], test_path: str, threads: int) -> dict[str, Any]:
