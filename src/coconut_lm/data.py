@@ -14,6 +14,7 @@ ranks or workers, and two ranks with B/2 see exactly what one rank with B sees.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -138,6 +139,18 @@ def unknown_tokens(examples: Sequence[Example], data: Sequence[TokenizedExample]
         count += in_item
         items += in_item > 0
     return None if first is None else UnknownTokens(count, items, *first)
+
+
+def tokenize_checked(examples: Sequence[Example], tokenizer, source: str,
+                     warn: bool = True) -> tuple[list[TokenizedExample], UnknownTokens | None]:
+    """Tokenise data read from `source` as every command does: control-token text is refused, and unknown
+    tokens are counted (and, with `warn`, reported on stderr in one line)."""
+    check_control_tokens(examples, tokenizer, source)
+    data = tokenize_examples(examples, tokenizer)
+    unknown = unknown_tokens(examples, data, tokenizer)
+    if unknown is not None and warn:
+        print(unknown.message(source), file=sys.stderr, flush=True)
+    return data, unknown
 
 
 def max_layout_length(ex: TokenizedExample, layout: LayoutConfig) -> int:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -22,8 +21,8 @@ import torch
 from tqdm.auto import tqdm
 
 from coconut_lm.batching import left_pad
-from coconut_lm.data import check_control_tokens, tokenize_examples, unknown_tokens
-from coconut_lm.methods import LayoutConfig, Method
+from coconut_lm.data import tokenize_checked, tokenize_examples
+from coconut_lm.methods import LayoutConfig, Method, TokenizedExample
 from coconut_lm.runlog import live_bars
 from coconut_lm.tasks.answers import answers_match, chain_lines, data_task, extract_answer, same_chain
 from coconut_lm.tasks.examples import Example, atomic_write_text
@@ -113,6 +112,7 @@ def evaluate(
     max_thoughts: int = 16,
     progress: bool = True,
     desc: str = "eval",
+    data: Sequence[TokenizedExample] | None = None,
 ) -> EvalResult:
     """Generate for every example and score it.
 
@@ -125,9 +125,11 @@ def evaluate(
         task: prosqa | prontoqa | gsm8k (answer parsing).
         n_thoughts: thought (or pause) slots in each prompt; ignored by methods without slots.
         use_classifier: let the model's <eot> classifier end latent mode (prompt ends at <bot>).
+        data: `examples` already tokenised (e.g. once for several forced-k settings); else done here.
     """
     tokens = model.tokens
-    data = tokenize_examples(examples, tokenizer)
+    if data is None:
+        data = tokenize_examples(examples, tokenizer)
     if use_classifier:
         prompts = [list(ex.question) + [tokens.bot] for ex in data]
     else:
@@ -242,11 +244,7 @@ def evaluate_checkpoint(
     if looks_like is not None and looks_like != task and not any_task:
         raise CoconutError(f"eval: {data_path} looks like {looks_like} data but checkpoint {checkpoint} was trained on "
                            f"{task}; pass --any-task to score it anyway")
-    check_control_tokens(examples, tokenizer, str(data_path))
-    data = tokenize_examples(examples, tokenizer)
-    unknown = unknown_tokens(examples, data, tokenizer)
-    if unknown is not None:
-        print(unknown.message(str(data_path)), file=sys.stderr, flush=True)
+    data, unknown = tokenize_checked(examples, tokenizer, str(data_path))
     limit = getattr(model, "_max_positions", None)
     most = max((int(meta.get("max_thoughts", 16)) if k is None else k) for k in settings)
     for i, ex in enumerate(data):  # a prompt that leaves no room for one new token cannot be answered at all
@@ -261,7 +259,7 @@ def evaluate_checkpoint(
         name = "classifier" if k is None else f"k{k}"
         result = evaluate(model, tokenizer, examples, method, layout, task, k or 0, batch_size, budget,
                           use_classifier=k is None, max_thoughts=int(meta.get("max_thoughts", 16)),
-                          progress=progress, desc=f"eval {name}")
+                          progress=progress, desc=f"eval {name}", data=data)
         where = out if len(settings) == 1 else out / name
         write_eval(result, where, extra={"checkpoint": str(checkpoint), "data": str(data_path), "method": method.name,
                                           "task": task, "data_task": looks_like,

@@ -44,11 +44,10 @@ from coconut_lm.curriculum import (
 from coconut_lm.data import (
     BatchPlan,
     EpochBatches,
-    check_control_tokens,
     check_lengths,
     epoch_order,
+    tokenize_checked,
     tokenize_examples,
-    unknown_tokens,
     vocabulary_texts,
 )
 from coconut_lm.errors import CoconutError
@@ -264,17 +263,10 @@ class Trainer:
         model, self.tokenizer = build_model(cfg, texts, symbolic=self.symbolic)
         self.model = model.to(env.device)
         self.tokens = model.tokens
-        check_control_tokens(self.train_examples, self.tokenizer, str(cfg.train_path))
-        check_control_tokens(self.val_examples, self.tokenizer, str(cfg.val_path))
-        self.train_data = tokenize_examples(self.train_examples, self.tokenizer)
-        self.val_data = tokenize_examples(self.val_examples, self.tokenizer)
+        self.train_data, _ = tokenize_checked(self.train_examples, self.tokenizer, str(cfg.train_path), env.is_main)
+        self.val_data, _ = tokenize_checked(self.val_examples, self.tokenizer, str(cfg.val_path), env.is_main)
         check_lengths(self.train_data, self.layout, cfg.max_length, cfg.train_path)
         check_lengths(self.val_data, self.layout, cfg.max_length, cfg.val_path)
-        for examples, data, path in ((self.train_examples, self.train_data, cfg.train_path),
-                                     (self.val_examples, self.val_data, cfg.val_path)):
-            unknown = unknown_tokens(examples, data, self.tokenizer)
-            if unknown is not None and env.is_main:
-                print(unknown.message(str(path)), file=sys.stderr, flush=True)
         self.plan = BatchPlan(cfg.batch_size, cfg.micro_batch_size, env.world_size, env.rank)
         self.steps_per_epoch = len(self.train_data) // cfg.batch_size
         if cfg.max_steps_per_epoch is not None:
@@ -295,6 +287,11 @@ class Trainer:
         self.earlier_seconds = 0.0  # training time of the sessions before a --resume
         self.started = time.perf_counter()
         self.longest_chain = max((sum(len(s) for s in ex.steps) for ex in self.train_data), default=0)
+        # sha256 of the data files as read here and of the tokenizer's vocabulary: what a resume must find unchanged.
+        self.fingerprints = {key: ckpt.sha256_file(getattr(cfg, key)) for key in ("train_path", "val_path")
+                             if getattr(cfg, key)}
+        vocab = json.dumps(sorted(self.tokenizer.get_vocab().items()), ensure_ascii=False)
+        self.fingerprints["tokenizer"] = hashlib.sha256(vocab.encode("utf-8")).hexdigest()
         self.log = RunLog(self.run_dir, cfg.report_to, enabled=env.is_main, config=cfg.to_dict())
 
     # ------------------------------------------------------------------ pieces
@@ -308,19 +305,12 @@ class Trainer:
             return torch.autocast(self.env.device.type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
-    def fingerprints(self) -> dict[str, str]:
-        """sha256 of the data files and of the tokenizer's vocabulary: what a resume must find unchanged."""
-        out = {key: ckpt.sha256_file(getattr(self.cfg, key)) for key in ("train_path", "val_path") if getattr(self.cfg, key)}
-        vocab = json.dumps(sorted(self.tokenizer.get_vocab().items()), ensure_ascii=False)
-        out["tokenizer"] = hashlib.sha256(vocab.encode("utf-8")).hexdigest()
-        return out
-
     def trainer_state(self, optimizer_state: dict) -> dict[str, Any]:
         state = {
             "epoch": self.epoch, "micro_index": self.micro_index, "global_step": self.global_step,
             "reset_key": self.reset_key, "reset_step": self.reset_step, "best_accuracy": self.best_accuracy,
             "best_epoch": self.best_epoch, "best_rank": self.best_rank, "optimizer": optimizer_state,
-            "torch_rng": torch.get_rng_state(), "config": self.cfg.to_dict(), "fingerprints": self.fingerprints(),
+            "torch_rng": torch.get_rng_state(), "config": self.cfg.to_dict(), "fingerprints": self.fingerprints,
             "train_seconds": self.earlier_seconds + time.perf_counter() - self.started,
         }
         if torch.cuda.is_available():
@@ -362,7 +352,7 @@ class Trainer:
                 print(message)
         state = ckpt.load_trainer_state(found)
         saved = state.get("config", {})
-        for key, digest in self.fingerprints().items():  # runs saved before fingerprints were recorded skip this
+        for key, digest in self.fingerprints.items():  # runs saved before fingerprints were recorded skip this
             if key in state.get("fingerprints", {}) and state["fingerprints"][key] != digest:
                 what = "the tokenizer built from the data" if key == "tokenizer" else f"{key} {getattr(self.cfg, key)}"
                 raise CoconutError(f"cannot resume {found}: {what} changed since the run started (its sha256 "
