@@ -32,7 +32,7 @@ class TrainConfig:
     """Everything a training run needs. The resolved config is saved in every run folder."""
 
     # --- data
-    task: str = _f("prosqa", "prosqa | prontoqa | gsm8k: picks how answers are parsed and compared")
+    task: str = _f("prosqa", "prosqa | prontoqa | gsm8k (or a registered task): picks how answers are parsed and compared")
     train_path: str = _f("", "training data, common-format JSON (coconut-lm data ...)")
     val_path: str = _f("", "validation data, common-format JSON")
     val_max_examples: int | None = _f(None, "use only the first N validation examples (None: all)")
@@ -100,9 +100,10 @@ class TrainConfig:
     def validate(self) -> None:
         """Check values that types alone cannot; raise CoconutError naming the field."""
         from coconut_lm.methods import METHODS
+        from coconut_lm.tasks.registry import TASKS
 
         choices = {
-            "task": ("prosqa", "prontoqa", "gsm8k"),
+            "task": tuple(TASKS),
             "method": tuple(METHODS),
             "lr_schedule": ("constant", "cosine"),
             "reset_optimizer": ("stage", "epoch", "never"),
@@ -242,10 +243,11 @@ def _official_method(flags: dict[str, bool], source: str) -> str:
 
 
 def _official_task(raw: dict[str, Any]) -> str | None:
-    """The task named by the file's run name or data paths (gsm, prontoqa, prosqa), if any."""
+    """The task named by the file's run name or data paths (each task's `official_key`: gsm, prontoqa, ...), if any."""
+    from coconut_lm.tasks.registry import TASKS
+
     text = " ".join(str(raw.get(k, "")) for k in ("name", "train_path", "val_path")).lower()
-    return next((task for key, task in (("gsm", "gsm8k"), ("prontoqa", "prontoqa"), ("prosqa", "prosqa"))
-                 if key in text), None)
+    return next((task.name for task in TASKS.values() if task.official_key and task.official_key in text), None)
 
 
 def from_official(raw: dict[str, Any], source: str) -> dict[str, Any]:

@@ -1,25 +1,32 @@
-"""The training schedules as pure functions: Coconut's stages, stage mixing, and iCoT's token removal.
+"""The training schedules: Coconut's stages with stage mixing, iCoT's token removal, and the fixed one.
 
-Every function maps (epoch, step, example, seed) to a schedule position `k` for `methods.py`:
-a stage for the stage-based methods, a number of removed chain tokens for iCoT.
+Each method holds one schedule object (`Method.schedule`); the trainer, the data pipeline and the
+report ask it everything schedule-shaped and never branch on its kind:
 
-    stage = coconut_stage(epoch, epochs_per_stage=5)                    # 0,0,0,0,0,1,...
-    ks = example_positions(method, cfg, epoch, step_frac, n_steps, rng)   # one k per example
-    reset = optimizer_reset_key(method, cfg, epoch, step_frac)            # changes => reset AdamW
+    sched = METHODS["coconut"].schedule                                  # a Stages
+    ks = sched.positions(cfg, epoch, step_frac, n_steps, n_chain_tokens, rng)   # one k per example
+    sched.stage(cfg, epoch)                    # the stage logs and checkpoints record
+    sched.reset_key(cfg, epoch, step_frac)     # changes value => the optimizer is reset
+    sched.eval_position(cfg, epoch)            # the position validation loss uses
+    sched.val_thoughts(cfg, epoch, c, final)   # thought slots validation generates with
+    sched.progress(cfg, epoch)                 # how far through its curriculum: what best/ compares first
+    sched.finished(cfg, epoch)                 # past the last position the layouts change at
 
-The optimizer is reset whenever `optimizer_reset_key` changes value: at each Coconut stage change
-(or every epoch, as the official code does), and at each new iCoT removal count.
+A position `k` is a stage for the stage-based methods and a number of removed chain tokens for
+iCoT. The module-level functions below (`example_positions`, `optimizer_reset_key`, ...) are the
+same answers for a method, with the `reset_optimizer` policy applied.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
-from coconut_lm.methods import Method
+if TYPE_CHECKING:
+    from coconut_lm.methods import Method
 
 ResetPolicy = Literal["stage", "epoch", "never"]
 
@@ -42,6 +49,11 @@ def coconut_stage(epoch: int, epochs_per_stage: int) -> int:
     return epoch // max(epochs_per_stage, 1)
 
 
+def capped_stage(cfg: ScheduleConfig, epoch: int) -> int:
+    """The stage of `epoch`, capped at max_latent_stage+1 (every step latent): past it nothing changes."""
+    return min(coconut_stage(epoch, cfg.epochs_per_stage), cfg.max_latent_stage + 1)
+
+
 def icot_scheduled_removal(epoch: int, step_frac: float, delta: float) -> int:
     """Tokens iCoT removes at this point: ⌊Δ·(epoch + t/T)⌋, i.e. Δ per epoch spread over its steps."""
     return int(math.floor(delta * (epoch + step_frac) + 1e-9))
@@ -61,74 +73,164 @@ def sample_removal_offsets(rng: np.random.Generator, n: int, lam: float) -> np.n
     return rng.geometric(1.0 - math.exp(-lam), size=n).astype(np.int64) - 1
 
 
-def example_positions(
-    method: Method,
-    cfg: ScheduleConfig,
-    epoch: int,
-    step_frac: float,
-    n_steps: np.ndarray,
-    n_chain_tokens: np.ndarray,
-    rng: np.random.Generator,
-) -> np.ndarray:
-    """One schedule position k per example in a batch.
+#: An iCoT position that removes every chain token.
+ALL_TOKENS = 1 << 30
+#: iCoT's progress once the whole chain is removed: above the progress of every epoch before.
+CHAIN_REMOVED_RANK = 1 << 30
 
-    Args:
-        method: the method being trained (its `schedule` picks the rule).
-        cfg: schedule settings.
-        epoch: the current epoch (0-based).
-        step_frac: how far through the epoch this batch is, in [0, 1).
-        n_steps: (B,) language steps of each example.
-        n_chain_tokens: (B,) chain tokens of each example (iCoT).
-        rng: the batch's generator (seeded from run seed, epoch and batch index).
+
+class Schedule:
+    """The fixed schedule: every example at position 0 for the whole run (cot, no_cot, pause, ...).
+
+    Subclasses override what differs. Every answer is a pure function of the settings and the
+    point in training, so a resumed run asks the same questions and gets the same answers.
     """
-    n = len(n_steps)
-    if method.schedule == "stages":
-        ks = np.full(n, coconut_stage(epoch, cfg.epochs_per_stage), dtype=np.int64)
+
+    kind: str = "fixed"
+    #: True when logs and reports should name a curriculum stage.
+    staged: bool = False
+    #: True when the learning-rate warm-up restarts at each optimizer reset.
+    rewarm: bool = True
+
+    def positions(self, cfg: ScheduleConfig, epoch: int, step_frac: float, n_steps: np.ndarray,
+                  n_chain_tokens: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """One schedule position k per example of a batch.
+
+        Args:
+            cfg: schedule settings.
+            epoch: the current epoch (0-based).
+            step_frac: how far through the epoch this batch is, in [0, 1).
+            n_steps: (B,) language steps of each example.
+            n_chain_tokens: (B,) chain tokens of each example (iCoT).
+            rng: the batch's generator (seeded from run seed, epoch and batch index).
+        """
+        return np.zeros(len(n_steps), dtype=np.int64)
+
+    def stage(self, cfg: ScheduleConfig, epoch: int) -> int:
+        """The curriculum stage logs and checkpoints record for `epoch` (Coconut's, capped; 0.. for every method)."""
+        return capped_stage(cfg, epoch)
+
+    def reset_key(self, cfg: ScheduleConfig, epoch: int, step_frac: float, longest_chain: int | None = None) -> int | None:
+        """A value that changes exactly when the layouts change (None: they never do)."""
+        return None
+
+    def eval_position(self, cfg: ScheduleConfig, epoch: int) -> int:
+        """The schedule position whose layout validation loss uses at the end of `epoch`."""
+        return 0
+
+    def val_thoughts(self, cfg: ScheduleConfig, epoch: int, slots_per_stage: int, final: int) -> int:
+        """Thought slots validation generates with after `epoch`; `final` is the run's final setting.
+
+        `slots_per_stage` is the method's slots per stage (c), or 0 for a method without slots.
+        """
+        return final
+
+    def progress(self, cfg: ScheduleConfig, epoch: int, longest_chain: int | None = None) -> int:
+        """How far through its curriculum the run is after `epoch`: a higher value's checkpoint beats a lower one's."""
+        return 0
+
+    def finished(self, cfg: ScheduleConfig, epoch: int, longest_chain: int | None = None) -> bool:
+        """True once the layouts no longer change: the method is trained in its final form."""
+        return True
+
+
+class Stages(Schedule):
+    """Coconut's curriculum: stage k = epoch // epochs_per_stage, with optional stage mixing.
+
+    Stage mixing (`uniform_prob` p): each example, with probability p, gets a stage drawn from
+    0..its step count. Past max_latent_stage every step is latent and nothing changes any more.
+    """
+
+    kind = "stages"
+    staged = True
+
+    def positions(self, cfg, epoch, step_frac, n_steps, n_chain_tokens, rng):
+        ks = np.full(len(n_steps), coconut_stage(epoch, cfg.epochs_per_stage), dtype=np.int64)
         if cfg.uniform_prob > 0:
-            # Stage mixing: each example, with probability p, gets a stage drawn from 0..n_steps.
-            mix = rng.random(n) < cfg.uniform_prob
+            mix = rng.random(len(n_steps)) < cfg.uniform_prob
             drawn = rng.integers(0, np.asarray(n_steps) + 1)
             ks = np.where(mix, drawn, ks)
         return ks
-    if method.schedule == "icot":
+
+    def reset_key(self, cfg, epoch, step_frac, longest_chain=None):
+        return capped_stage(cfg, epoch)
+
+    def eval_position(self, cfg, epoch):
+        return coconut_stage(epoch, cfg.epochs_per_stage)
+
+    def val_thoughts(self, cfg, epoch, slots_per_stage, final):
+        # A method with slots validates at the current stage's k*c until the last latent stage.
+        stage = coconut_stage(epoch, cfg.epochs_per_stage)
+        return stage * slots_per_stage if slots_per_stage > 0 and stage < cfg.max_latent_stage else final
+
+    def progress(self, cfg, epoch, longest_chain=None):
+        # Without it a Coconut run's best accuracy could come from stage 0, which is plain CoT.
+        return capped_stage(cfg, epoch)
+
+    def finished(self, cfg, epoch, longest_chain=None):
+        return coconut_stage(epoch, cfg.epochs_per_stage) > cfg.max_latent_stage
+
+
+class TokenRemoval(Schedule):
+    """iCoT: ⌊Δ·(epoch + t/T)⌋ chain tokens removed, plus a smoothing offset per example.
+
+    The optimizer is reset at every new removal count, without restarting the warm-up. Until the
+    whole chain is removed each epoch outranks the previous one, so `best/` is the latest model.
+    """
+
+    kind = "icot"
+    rewarm = False
+
+    def positions(self, cfg, epoch, step_frac, n_steps, n_chain_tokens, rng):
         scheduled = icot_scheduled_removal(epoch, step_frac, cfg.icot_delta)
-        extra = sample_removal_offsets(rng, n, cfg.icot_lambda)
+        extra = sample_removal_offsets(rng, len(n_steps), cfg.icot_lambda)
         return np.array(
             [icot_removal(scheduled, int(t), int(o), cfg.icot_max_removed) for t, o in zip(n_chain_tokens, extra)],
             dtype=np.int64,
         )
-    return np.zeros(n, dtype=np.int64)
+
+    def reset_key(self, cfg, epoch, step_frac, longest_chain=None):
+        # `longest_chain` stops the resets once every chain is fully removed.
+        cap = cfg.icot_max_removed if longest_chain is None else min(cfg.icot_max_removed, longest_chain)
+        return min(icot_scheduled_removal(epoch, step_frac, cfg.icot_delta), cap)
+
+    def eval_position(self, cfg, epoch):
+        scheduled = icot_scheduled_removal(epoch, 1.0 - 1e-9, cfg.icot_delta)
+        return scheduled if scheduled < cfg.icot_max_removed else ALL_TOKENS
+
+    def progress(self, cfg, epoch, longest_chain=None):
+        return CHAIN_REMOVED_RANK if self.finished(cfg, epoch, longest_chain) else epoch
+
+    def finished(self, cfg, epoch, longest_chain=None):
+        removed = icot_scheduled_removal(epoch, 1.0 - 1e-9, cfg.icot_delta)
+        return removed >= cfg.icot_max_removed or (longest_chain is not None and removed >= longest_chain)
+
+
+FIXED, STAGES, TOKEN_REMOVAL = Schedule(), Stages(), TokenRemoval()
+
+
+# ---------------------------------------------------------------- a method's schedule, with the reset policy
+
+def example_positions(method: Method, cfg: ScheduleConfig, epoch: int, step_frac: float, n_steps: np.ndarray,
+                      n_chain_tokens: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One schedule position k per example in a batch (`Schedule.positions` of the method's schedule)."""
+    return method.schedule.positions(cfg, epoch, step_frac, n_steps, n_chain_tokens, rng)
 
 
 def optimizer_reset_key(method: Method, cfg: ScheduleConfig, epoch: int, step_frac: float,
                         longest_chain: int | None = None) -> int | None:
     """A value that changes exactly when the optimizer should be reset (None: never reset).
 
-    For iCoT, `longest_chain` (tokens of the longest training chain) stops the resets once every
-    chain is fully removed: past that point the layouts no longer change.
+    `reset_optimizer` picks the policy: at each change of the method's layouts (`stage`), every
+    epoch (`epoch`, as the official code does), or `never`.
     """
     if cfg.reset_optimizer == "never":
         return None
     if cfg.reset_optimizer == "epoch":
         return epoch
-    if method.schedule == "stages":
-        # Past the last latent stage the layout no longer changes, so neither does the key.
-        return min(coconut_stage(epoch, cfg.epochs_per_stage), cfg.max_latent_stage + 1)
-    if method.schedule == "icot":
-        cap = cfg.icot_max_removed if longest_chain is None else min(cfg.icot_max_removed, longest_chain)
-        return min(icot_scheduled_removal(epoch, step_frac, cfg.icot_delta), cap)
-    return None
+    return method.schedule.reset_key(cfg, epoch, step_frac, longest_chain)
 
 
 def eval_position(method: Method, cfg: ScheduleConfig, epoch: int) -> int:
     """The schedule position whose layout validation loss uses at the end of `epoch`."""
-    if method.schedule == "stages":
-        return coconut_stage(epoch, cfg.epochs_per_stage)
-    if method.schedule == "icot":
-        scheduled = icot_scheduled_removal(epoch, 1.0 - 1e-9, cfg.icot_delta)
-        return scheduled if scheduled < cfg.icot_max_removed else ALL_TOKENS
-    return 0
-
-
-#: An iCoT position that removes every chain token.
-ALL_TOKENS = 1 << 30
+    return method.schedule.eval_position(cfg, epoch)

@@ -31,12 +31,11 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
 
+from coconut_lm.curriculum import FIXED, STAGES, TOKEN_REMOVAL, Schedule
 from coconut_lm.tokenizer import SpecialTokens
 
 IGNORE = -100
-Schedule = Literal["none", "stages", "icot"]
 
 
 @dataclass(frozen=True)
@@ -115,10 +114,13 @@ def _supervised(prefix: list[int], target: list[int]) -> Layout:
 
 
 class Method:
-    """Base class: a name, a schedule kind, and the two layouts. Subclasses override only what differs."""
+    """Base class: a name, a schedule, and the two layouts. Subclasses override only what differs."""
 
     name: str = ""
-    schedule: Schedule = "none"
+    #: The name tables print (the paper's Table 1 row).
+    label: str = ""
+    #: What moves the layouts through training (`curriculum.Schedule`); fixed unless overridden.
+    schedule: Schedule = FIXED
     #: True when the layout holds `<latent>` slots, i.e. training needs the multi-pass forward.
     continuous: bool = False
 
@@ -147,6 +149,7 @@ class CoT(Method):
     """Chain of thought: the full language chain is supervised."""
 
     name = "cot"
+    label = "CoT"
 
     def train_layout(self, ex, k, cfg, tokens):
         return _supervised(list(ex.question), _chain(ex.steps) + ex.answer)
@@ -159,6 +162,7 @@ class NoCoT(Method):
     """No chain: the question, then the answer."""
 
     name = "no_cot"
+    label = "No-CoT"
 
     def train_layout(self, ex, k, cfg, tokens):
         return _supervised(list(ex.question), list(ex.answer))
@@ -168,7 +172,8 @@ class ICoT(Method):
     """Implicit CoT (stepwise internalisation): the first k chain tokens are removed."""
 
     name = "icot"
-    schedule = "icot"
+    label = "iCoT"
+    schedule = TOKEN_REMOVAL
 
     def train_layout(self, ex, k, cfg, tokens):
         return _supervised(list(ex.question), _chain(ex.steps)[max(k, 0):] + ex.answer)
@@ -178,6 +183,7 @@ class Pause(Method):
     """Pause-token baseline: `pause_tokens` `<pause>` tokens between question and answer."""
 
     name = "pause"
+    label = "Pause token"
 
     def train_layout(self, ex, k, cfg, tokens):
         return _supervised(list(ex.question) + [tokens.pause] * cfg.pause_tokens, list(ex.answer))
@@ -193,7 +199,8 @@ class Coconut(Method):
     """Coconut: the first k steps become k*c continuous thoughts between `<bot>` and `<eot>`."""
 
     name = "coconut"
-    schedule = "stages"
+    label = "Coconut"
+    schedule = STAGES
     continuous = True
 
     def slot(self, tokens: SpecialTokens) -> list[int]:
@@ -231,7 +238,8 @@ class NoCurriculum(Coconut):
     """Coconut without the curriculum: the final-stage layout (all steps latent) from epoch 0."""
 
     name = "no_curriculum"
-    schedule = "none"
+    label = "w/o curriculum"
+    schedule = FIXED
 
     def train_layout(self, ex, k, cfg, tokens):
         return super().train_layout(ex, cfg.max_latent_stage + 1, cfg, tokens)
@@ -244,6 +252,7 @@ class NoThought(Coconut):
     """Coconut's curriculum removes the steps, but nothing replaces them (no slots, no markers, as the official code)."""
 
     name = "no_thought"
+    label = "w/o thought"
     continuous = False
 
     def latent_block(self, tokens, n_slots, cfg):
@@ -260,6 +269,7 @@ class PauseAsThought(Coconut):
     """Coconut's curriculum with `<pause>` tokens in the thought slots (one ordinary forward pass)."""
 
     name = "pause_as_thought"
+    label = "pause as thought"
     continuous = False
 
     def slot(self, tokens):
@@ -269,6 +279,17 @@ class PauseAsThought(Coconut):
 METHODS: dict[str, Method] = {
     m.name: m for m in (CoT(), NoCoT(), ICoT(), Pause(), Coconut(), NoCurriculum(), NoThought(), PauseAsThought())
 }
+
+
+def register_method(method: Method) -> Method:
+    """Add `method` to `METHODS` (a name already there is an error) and return it: the config, the
+    trainer, eval and the report then know it."""
+    from coconut_lm.errors import CoconutError
+
+    if method.name in METHODS:
+        raise CoconutError(f"method '{method.name}' is already registered")
+    METHODS[method.name] = method
+    return method
 
 
 def get_method(name: str) -> Method:

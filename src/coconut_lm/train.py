@@ -34,13 +34,7 @@ from coconut_lm import checkpoint as ckpt
 from coconut_lm import dist
 from coconut_lm.batching import collate
 from coconut_lm.config import TrainConfig
-from coconut_lm.curriculum import (
-    ScheduleConfig,
-    coconut_stage,
-    eval_position,
-    icot_scheduled_removal,
-    optimizer_reset_key,
-)
+from coconut_lm.curriculum import ScheduleConfig, optimizer_reset_key
 from coconut_lm.data import (
     BatchPlan,
     EpochBatches,
@@ -55,6 +49,7 @@ from coconut_lm.evaluate import evaluate
 from coconut_lm.methods import LayoutConfig, Method, get_method
 from coconut_lm.runlog import RunLog, live_bars
 from coconut_lm.tasks.examples import atomic_write_text, load_examples
+from coconut_lm.tasks.registry import get_task
 
 
 def layout_config(cfg: TrainConfig) -> LayoutConfig:
@@ -79,43 +74,31 @@ def final_eval_thoughts(cfg: TrainConfig, method: Method) -> int:
 def val_thoughts(cfg: TrainConfig, method: Method, epoch: int) -> int:
     """Thoughts (or slots) for validation after `epoch`, and the eval setting its checkpoint records.
 
-    Curriculum methods with slots use the current stage's count, k*c, until the last latent stage;
-    from then on, and for every other method, the final setting (`final_eval_thoughts`).
+    The method's schedule decides (`Schedule.val_thoughts`): Coconut's stages use the current
+    stage's count, k*c, until the last latent stage; from then on, and for every other method, the
+    final setting (`final_eval_thoughts`).
     """
-    stage = coconut_stage(epoch, cfg.epochs_per_stage)
-    if method.schedule == "stages" and method.default_eval_thoughts(layout_config(cfg)) > 0 \
-            and stage < cfg.max_latent_stage:
-        return stage * cfg.c_thought
-    return final_eval_thoughts(cfg, method)
+    layout = layout_config(cfg)
+    slots = layout.c_thought if method.default_eval_thoughts(layout) > 0 else 0
+    return method.schedule.val_thoughts(schedule_config(cfg), epoch, slots, final_eval_thoughts(cfg, method))
 
 
 def stage_rank(cfg: TrainConfig, method: Method, epoch: int, longest_chain: int | None = None) -> int:
-    """How far through its curriculum a method is after `epoch`; a higher rank's checkpoint beats a lower one's.
+    """How far through its curriculum a method is after `epoch` (`Schedule.progress`): `best/` compares it first.
 
     Without it, the best validation accuracy of a Coconut run could come from stage 0, which is
     plain CoT, and `best/` would not be a Coconut model at all. For iCoT only epochs whose schedule
     has removed every chain token (`longest_chain`, or past `icot_max_removed`) compete on accuracy;
     before that each epoch outranks the previous one, so `best/` is the latest model until then.
     """
-    if method.schedule == "stages":
-        return min(coconut_stage(epoch, cfg.epochs_per_stage), cfg.max_latent_stage + 1)
-    if method.schedule == "icot":
-        removed = icot_scheduled_removal(epoch, 1.0 - 1e-9, cfg.icot_delta)
-        if removed >= cfg.icot_max_removed or (longest_chain is not None and removed >= longest_chain):
-            return CHAIN_REMOVED_RANK
-        return epoch
-    return 0
-
-
-#: iCoT's rank once the whole chain is removed: above the rank of every epoch before.
-CHAIN_REMOVED_RANK = 1 << 30
+    return method.schedule.progress(schedule_config(cfg), epoch, longest_chain)
 
 
 def checkpoint_meta(cfg: TrainConfig, method: Method, epoch: int) -> dict[str, Any]:
     """What `coconut.json` records besides token ids: method, task, stage, c and the eval setting."""
     return {
         "method": method.name, "task": cfg.task, **layout_config(cfg).to_meta(), "max_new_tokens": cfg.max_new_tokens,
-        "epoch": epoch, "stage": coconut_stage(epoch, cfg.epochs_per_stage),
+        "epoch": epoch, "stage": method.schedule.stage(schedule_config(cfg), epoch),
         "eval_thoughts": val_thoughts(cfg, method, epoch), "eval_use_classifier": cfg.eval_use_classifier,
         "max_thoughts": cfg.max_thoughts,
     }
@@ -148,7 +131,7 @@ def build_model(cfg: TrainConfig, train_texts: list[str], symbolic: bool = False
             model = grown
         return model, tok
     if cfg.model in PRESETS:
-        kind = cfg.tokenizer or ("symbol" if symbolic else "bpe" if cfg.task == "gsm8k" else "word")
+        kind = cfg.tokenizer or ("symbol" if symbolic else get_task(cfg.task).tokenizer)
         if kind == "bpe":  # natural language: subwords, so validation words are never unknown
             tok = build_bpe_tokenizer(train_texts, cfg.bpe_vocab_size)
         elif kind in BUILT_TOKENIZERS:
@@ -383,7 +366,7 @@ class Trainer:
             if self.reset_key is not None:
                 self.optimizer = self._new_optimizer()
                 # Warm-up restarts with each curriculum stage, not with iCoT's resets at every removed token.
-                if self.method.schedule != "icot":
+                if self.method.schedule.rewarm:
                     self.reset_step = self.global_step
                 self.log.write({"type": "reset", "step": self.global_step, "epoch": self.epoch, "key": key})
             self.reset_key = key
@@ -500,13 +483,13 @@ class Trainer:
                           epoch=self.epoch)
         bar.close()
         if self.progress and not self.tty and last_row:
-            stage_text = f"stage {stage}, " if self.method.schedule == "stages" else ""
+            stage_text = f"stage {stage}, " if self.method.schedule.staged else ""
             print(f"epoch {self.epoch + 1}/{cfg.num_epochs}: {stage_text}step {self.global_step}, train loss "
                   f"{last_row['loss']:.4f}, {last_row['examples_per_s']:.0f} examples/s", file=sys.stderr, flush=True)
 
     def stage(self) -> int:
-        """The curriculum stage of this epoch for logs, capped at max_latent_stage+1 (all steps latent)."""
-        return min(coconut_stage(self.epoch, self.cfg.epochs_per_stage), self.cfg.max_latent_stage + 1)
+        """The curriculum stage of this epoch for logs (`Schedule.stage`: capped at max_latent_stage+1, all steps latent)."""
+        return self.method.schedule.stage(self.schedule, self.epoch)
 
     def claim_run_dir(self) -> None:
         """Refuse to train over an earlier run's files, or delete them when `overwrite` says so."""
@@ -537,7 +520,7 @@ class Trainer:
                                "rank": stage_rank(self.cfg, self.method, self.epoch, self.longest_chain)}
         if self.val_data and (env.is_main or self.lockstep):
             model = dist.unwrap(self.wrapped)
-            position = eval_position(self.method, self.schedule, self.epoch)
+            position = self.method.schedule.eval_position(self.schedule, self.epoch)
             row["val_loss"] = validation_loss(model, self.val_data, self.method, self.layout, position,
                                               cfg.eval_batch_size, env.device, self.autocast)
             n_thoughts = val_thoughts(cfg, self.method, self.epoch)
@@ -576,7 +559,7 @@ class Trainer:
                 if acc is not None:
                     final_acc = acc
                     if env.is_main:
-                        stage = f"stage {row['stage']}, " if self.method.schedule == "stages" else ""
+                        stage = f"stage {row['stage']}, " if self.method.schedule.staged else ""
                         print(f"epoch {self.epoch + 1}: {stage}val loss {row.get('val_loss', float('nan')):.4f}, "
                               f"val accuracy {acc:.3f}")
                     rank = stage_rank(cfg, self.method, self.epoch, self.longest_chain)

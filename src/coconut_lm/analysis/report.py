@@ -21,25 +21,26 @@ from pathlib import Path
 from typing import Any
 
 from coconut_lm.errors import CoconutError
-from coconut_lm.methods import get_method
-from coconut_lm.tasks.answers import TASKS
+from coconut_lm.methods import METHODS, get_method
+from coconut_lm.tasks.registry import TASKS
 
-TASK_LABELS = {"gsm8k": "GSM8k", "prontoqa": "ProntoQA", "prosqa": "ProsQA"}
-METHOD_LABELS = {
-    "cot": "CoT", "no_cot": "No-CoT", "icot": "iCoT", "pause": "Pause token", "coconut": "Coconut",
-    "no_curriculum": "w/o curriculum", "no_thought": "w/o thought", "pause_as_thought": "pause as thought",
-}
-# Hao et al. 2024, Table 1 (GPT-2 124M, pretrained): method -> task -> (accuracy %, tokens or None).
-PAPER: dict[str, dict[str, tuple[float, float | None]]] = {
-    "cot": {"gsm8k": (42.9, 25.0), "prontoqa": (98.8, 92.5), "prosqa": (77.5, 49.4)},
-    "no_cot": {"gsm8k": (16.5, 2.2), "prontoqa": (93.8, 3.0), "prosqa": (76.7, 8.2)},
-    "icot": {"gsm8k": (30.0, 2.2), "prontoqa": (99.8, 3.0), "prosqa": (98.2, 8.2)},
-    "pause": {"gsm8k": (16.4, 2.2), "prontoqa": (77.7, 3.0), "prosqa": (75.9, 8.2)},
-    "coconut": {"gsm8k": (34.1, 8.2), "prontoqa": (99.8, 9.0), "prosqa": (97.0, 14.2)},
-    "no_curriculum": {"gsm8k": (14.4, None), "prontoqa": (52.4, None), "prosqa": (76.1, None)},
-    "no_thought": {"gsm8k": (21.6, None), "prontoqa": (99.9, None), "prosqa": (95.5, None)},
-    "pause_as_thought": {"gsm8k": (24.1, None), "prontoqa": (100.0, None), "prosqa": (96.6, None)},
-}
+
+def method_labels() -> dict[str, str]:
+    """Every registered method's table label, in the paper's row order."""
+    return {m.name: m.label or m.name for m in METHODS.values()}
+
+
+def paper_numbers() -> dict[str, dict[str, tuple[float, float | None]]]:
+    """Hao et al. 2024, Table 1 (GPT-2 124M, pretrained), from the task registry: method -> task -> (accuracy %, tokens)."""
+    out: dict[str, dict[str, tuple[float, float | None]]] = {}
+    for task in TASKS.values():
+        for method, numbers in task.paper.items():
+            out.setdefault(method, {})[task.name] = numbers
+    return out
+
+
+#: The paper's numbers for the built-in tasks (`paper_numbers()` also sees tasks registered later).
+PAPER = paper_numbers()
 
 
 @dataclass
@@ -110,7 +111,7 @@ def read_run(run_dir: str | os.PathLike, eval_subdir: str = "eval") -> RunResult
         if not isinstance(cfg.get(key), str):
             raise CoconutError(f"{cfg_path}: field '{key}' is missing")
     method, task, seed = cfg["method"], cfg["task"], cfg.get("seed", 0)
-    if method not in METHOD_LABELS:
+    if method not in method_labels():
         raise CoconutError(f"{cfg_path}: field 'method': unknown method '{method}'")
     if not isinstance(seed, int):
         raise CoconutError(f"{cfg_path}: field 'seed': expected an integer, got {seed!r}")
@@ -133,7 +134,7 @@ def read_run(run_dir: str | os.PathLike, eval_subdir: str = "eval") -> RunResult
     # As the trainer picks best/: the highest curriculum rank first (a Coconut run's stage-0 rows are CoT; an iCoT
     # run's rows before its chain is fully removed still write part of it), then accuracy; the first of equal rows,
     # as the trainer keeps the first. Rows written before the rank was logged rank by their stage.
-    staged = get_method(method).schedule == "stages"
+    staged = get_method(method).schedule.staged
     best = max(vals, key=lambda r: (int(r["rank"]) if isinstance(r.get("rank"), int) else
                                     int(r.get("stage", 0)) if staged else 0, r["val_accuracy"]))
     thoughts = f", {best['val_thoughts']} thoughts" if best.get("val_thoughts") is not None else ""
@@ -153,7 +154,7 @@ def aggregate(runs: Sequence[RunResult]) -> tuple[list[Cell], list[str]]:
     for r in runs:
         groups[(r.method, r.task)].append(r)
     cells, warnings = [], []
-    for method in METHOD_LABELS:
+    for method in method_labels():
         for task in TASKS:
             rs = sorted(groups.get((method, task), []), key=lambda r: r.seed)
             seeds = [r.seed for r in rs]
@@ -162,7 +163,7 @@ def aggregate(runs: Sequence[RunResult]) -> tuple[list[Cell], list[str]]:
             acc_m, acc_s = _mean_std([100 * r.accuracy for r in rs])
             tok = [r.tokens for r in rs if r.tokens is not None]
             tok_m, tok_s = _mean_std(tok) if len(tok) == len(rs) else (None, None)
-            paper = PAPER.get(method, {}).get(task)
+            paper = TASKS[task].paper.get(method)
             cells.append(Cell(method, task, seeds, acc_m, acc_s, tok_m, tok_s, paper[0] if paper else None,
                               paper[1] if paper else None, [r.source for r in rs]))
     extra = sorted({r.task for r in runs} - set(TASKS))
@@ -191,16 +192,16 @@ def _paper(c: Cell) -> str:
 def format_markdown(cells: Sequence[Cell], runs: Sequence[RunResult], warnings: Sequence[str] = ()) -> str:
     """Table 1 (ours beside the paper's) and a per-run table naming each number's source."""
     by = {(c.method, c.task): c for c in cells}
-    head = ["method"] + [f"{TASK_LABELS[t]} {who}" for t in TASKS for who in ("ours", "paper")]
+    head = ["method"] + [f"{TASKS[t].label} {who}" for t in TASKS for who in ("ours", "paper")]
     lines = ["# Results: Table 1 of Hao et al. 2024 (Coconut), ours beside the paper's", "",
              "Accuracy in %, (tokens generated per answer, continuous thoughts included). Ours: mean ± sample "
              "std over the seeds listed; paper: pretrained GPT-2 124M.", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for method, label in METHOD_LABELS.items():
+    for method, label in method_labels().items():
         cols = [x for t in TASKS for x in (_ours(by[(method, t)]), _paper(by[(method, t)]))]
         lines.append("| " + " | ".join([label, *cols]) + " |")
     lines += ["", "## Runs", "", "| run | method | task | seed | accuracy % | tokens | source |", "|---|---|---|---|---|---|---|"]
-    for r in sorted(runs, key=lambda r: (r.task, list(METHOD_LABELS).index(r.method), r.seed, r.run_dir)):
+    for r in sorted(runs, key=lambda r: (r.task, list(method_labels()).index(r.method), r.seed, r.run_dir)):
         tok = "–" if r.tokens is None else f"{r.tokens:.1f}"
         lines.append(f"| `{r.run_dir}` | {r.method} | {r.task} | {r.seed} | {100 * r.accuracy:.1f} | {tok} | {r.source} |")
     lines += ["", "Source of each number: see the last column. † in the table: at least one run of that cell has no eval "
@@ -231,7 +232,7 @@ def write_report(run_dirs: Sequence[str | os.PathLike], out: str | os.PathLike, 
     atomic_write_text(md_path, format_markdown(cells, runs, warnings))
     atomic_write_text(json_path, json.dumps(
         {"cells": [asdict(c) for c in cells], "runs": [asdict(r) for r in runs], "warnings": warnings,
-         "paper": {m: {t: {"accuracy": a, "tokens": tk} for t, (a, tk) in v.items()} for m, v in PAPER.items()}},
+         "paper": {m: {t: {"accuracy": a, "tokens": tk} for t, (a, tk) in v.items()} for m, v in paper_numbers().items()}},
         indent=2) + "\n")
     return Report(md_path, json_path, cells, runs, warnings)
 

@@ -10,26 +10,18 @@ The rules:
   (the official Coconut rule; text with no '#' is taken whole).
 - gsm8k: that text with its commas removed ("1,000" == "1000"), as the official evaluation does;
   nothing else is forgiven ("72." != "72", "$72" != "72").
-- prosqa: the answer sentence ("Tom is a lempus."), whitespace collapsed; otherwise exact.
+- prosqa: the answer sentence ("Tom is a lempus.") or node symbol, whitespace collapsed; otherwise exact.
+
+Each task's rule is its `Task.normalize` in `tasks/registry.py`.
 - prontoqa: a truth value: "True"/"False" in any case, with or without a final period.
 """
 
 from __future__ import annotations
 
-from coconut_lm.errors import CoconutError
+from coconut_lm.tasks.registry import TASKS, get_task, strip_thousands_separators
 
-TASKS = ("gsm8k", "prontoqa", "prosqa")  # in the order of the paper's Table 1
-
-
-def _check_task(task: str) -> str:
-    if task not in TASKS:
-        raise CoconutError(f"unknown task '{task}': expected one of {', '.join(TASKS)}")
-    return task
-
-
-def strip_thousands_separators(text: str) -> str:
-    """Remove the commas of a number ("5,000" -> "5000"); the only place commas are stripped."""
-    return text.replace(",", "")
+__all__ = ["TASKS", "answers_match", "chain_lines", "data_task", "extract_answer", "normalize_answer",
+           "same_chain", "strip_thousands_separators"]
 
 
 def _after_last_hash(text: str) -> str:
@@ -53,21 +45,13 @@ def same_chain(written: list[str], expected: list[str]) -> bool:
 
 def extract_answer(task: str, generated_text: str) -> str:
     """The answer part of a model's output "step\\n...\\n### answer", not yet normalised."""
-    _check_task(task)
+    get_task(task)
     return _after_last_hash(generated_text)
 
 
 def normalize_answer(task: str, text: str) -> str:
-    """The canonical form of an answer (gold or extracted) under the task's rule (module doc)."""
-    _check_task(task)
-    if task == "gsm8k":
-        return strip_thousands_separators(text.rsplit("#", 1)[-1]).strip()
-    collapsed = " ".join(text.split())
-    if task == "prontoqa":
-        word = collapsed.removesuffix(".").strip().casefold()
-        if word in ("true", "false"):
-            return word.capitalize()
-    return collapsed
+    """The canonical form of an answer (gold or extracted) under the task's rule (`Task.normalize`)."""
+    return get_task(task).normalize(text)
 
 
 def answers_match(task: str, predicted: str, gold: str) -> bool:
@@ -76,20 +60,11 @@ def answers_match(task: str, predicted: str, gold: str) -> bool:
 
 
 def data_task(examples) -> str | None:
-    """The task a data set looks like, from its items, or None when it is not recognisably one.
+    """The task a data set looks like, from its items (`Task.looks_like`), or None when it is not recognisably one.
 
     ProsQA items carry their graph (`edges`, `root`; word or symbolic form), ProntoQA answers are
     truth values, GSM8k answers are numbers. Eval compares this with the checkpoint's task.
     """
     if not examples:
         return None
-    if all("edges" in ex.extra and "root" in ex.extra for ex in examples):
-        return "prosqa"
-    if all(ex.answer.strip().rstrip(".").lower() in ("true", "false") for ex in examples):
-        return "prontoqa"
-    try:
-        for ex in examples:
-            float(strip_thousands_separators(ex.answer.strip()))
-    except ValueError:
-        return None
-    return "gsm8k"
+    return next((task.name for task in TASKS.values() if task.looks_like(examples)), None)
