@@ -60,3 +60,18 @@ def test_the_time_cap_grows_with_the_steps_asked_for(tmp_path):
 
     assert cap(STEPS) == cap(10) == TRAIN_SECONDS
     assert cap(2 * STEPS) == 2 * TRAIN_SECONDS
+
+
+def test_demo_configs_need_no_file_and_match_the_tiny_presets(tmp_path):
+    """The demo builds its configs in code (it runs from an installed wheel); they equal configs/*_tiny.yaml + its keys."""
+    from pathlib import Path
+
+    from coconut_lm.config import load_config
+    from coconut_lm.demo import METHOD_OVERRIDES, method_overrides
+
+    configs = Path(__file__).resolve().parents[1] / "configs"
+    for method in METHOD_OVERRIDES:
+        keys = method_overrides(method, tmp_path / "data", tmp_path / method, 2800, ["seed=1"])
+        in_code = load_config(None, keys).to_dict()
+        assert in_code == load_config(configs / f"prosqa_{method}_tiny.yaml", keys).to_dict(), method
+        assert (in_code["method"], in_code["seed"]) == (method, 1)

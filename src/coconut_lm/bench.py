@@ -571,7 +571,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 def add_bench_parser(sub: argparse._SubParsersAction) -> None:
     """Add the `bench` subcommand to the `coconut-lm` parser (sets `func`)."""
-    from coconut_lm.cli import positive_int
+    from coconut_lm.argtypes import positive_int
 
     d = BenchConfig()
     p = sub.add_parser("bench", help="time Coconut's train step, memory, eval and training loop against baselines",

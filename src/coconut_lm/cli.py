@@ -14,57 +14,11 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from coconut_lm.argtypes import Parser, int_list, non_blank, non_negative_int, positive_int
 from coconut_lm.errors import CoconutError
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse, but a bad argument is one line on stderr and exit status 2."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
-
+from coconut_lm.tasks.generate import add_prosqa_arguments, prosqa_examples
 
 # ----------------------------------------------------------------------------------------- data
-
-
-def prosqa_examples(args: argparse.Namespace) -> list:
-    """The examples `coconut-lm data prosqa ARGS` makes (also what a run's `fresh_data` draws each epoch)."""
-    from coconut_lm.tasks.prosqa import generate_prosqa
-
-    config = None
-    if args.nodes is not None or args.min_hops is not None or args.max_hops is not None:
-        from coconut_lm.tasks.prosqa import ProsQAConfig
-
-        default = ProsQAConfig()
-        lo = args.min_hops if args.min_hops is not None else default.min_hops
-        hi = args.max_hops if args.max_hops is not None else default.max_hops
-        # A custom hop range keeps every question length it can make (the default mix is fitted to 3..6).
-        keep = default.hop_keep if (lo, hi) == (default.min_hops, default.max_hops) else (1.0,) * (hi - lo + 1)
-        config = ProsQAConfig(n_nodes=args.nodes or default.n_nodes, min_hops=lo, max_hops=hi, hop_keep=keep)
-    if args.relabel and args.format != "symbolic":
-        raise CoconutError("--relabel needs --format symbolic")
-    examples = generate_prosqa(args.n, seed=args.seed, workers=args.workers, config=config)
-    if args.format == "symbolic":
-        from coconut_lm.tasks.symbolic import symbolize
-
-        examples = symbolize(examples, seed=args.seed, relabel=args.relabel)
-    return examples
-
-
-def fresh_examples(data_args: str, n: int, seed: int) -> list:
-    """`n` examples from `coconut-lm data <data_args>` with `seed` (a run's `fresh_data`; --n/--seed/--out are set here)."""
-    import shlex
-
-    words = shlex.split(data_args)
-    if any(w in ("--n", "--seed", "--out") for w in words):
-        raise CoconutError(f"fresh_data '{data_args}': leave out --n, --seed and --out (the trainer sets them)")
-    if not words or words[0] != "prosqa":
-        raise CoconutError(f"fresh_data '{data_args}': only 'prosqa ...' generators can draw fresh data")
-    try:
-        args = parse_args(["data", *words, "--n", str(n), "--seed", str(seed), "--out", "-", "--workers", "1"])
-    except SystemExit:
-        raise CoconutError(f"fresh_data '{data_args}': not valid `coconut-lm data` arguments") from None
-    return prosqa_examples(args)
 
 
 def _cmd_data_prosqa(args: argparse.Namespace) -> int:
@@ -115,32 +69,6 @@ def _cmd_data_stats(args: argparse.Namespace) -> int:
     return 0
 
 
-def int_at_least(minimum: int) -> Callable[[str], int]:
-    """An argparse type: a whole number >= `minimum`, with a one-line message otherwise."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a whole number, got '{text}'") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"expected a number >= {minimum}, got {value}")
-        return value
-
-    return parse
-
-
-positive_int = int_at_least(1)
-non_negative_int = int_at_least(0)
-
-
-def non_blank(text: str) -> str:
-    """An argparse type: text with something other than whitespace in it."""
-    if not text.strip():
-        raise argparse.ArgumentTypeError("expected a question, got an empty string")
-    return text
-
-
 def _add_data(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("data", help="generate ProsQA/ProntoQA, convert GSM8k, print dataset statistics",
                        description="Make and inspect datasets in the common format (question, steps, answer).")
@@ -154,19 +82,7 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
         g.add_argument("--seed", type=int, default=0, help="random seed; the output is a pure function of it (default 0)")
         g.add_argument("--out", required=True, help="output JSON file (written atomically)")
         if name == "prosqa":
-            g.add_argument("--workers", type=int, default=None,
-                           help="worker processes (default: one per CPU core; 1 = in-process)")
-            g.add_argument("--nodes", type=positive_int, default=None,
-                           help="nodes drawn per graph (default 28, which matches the official statistics)")
-            g.add_argument("--min-hops", type=positive_int, default=None,
-                           help="shortest root-to-target distance allowed (default 3)")
-            g.add_argument("--max-hops", type=positive_int, default=None,
-                           help="longest shortest root-to-target distance allowed (default 6)")
-            g.add_argument("--format", choices=("words", "symbolic"), default="words",
-                           help="words: the official sentences (default); symbolic: one token per node, "
-                                "'s t | ... [Q] a b [R] root' (see coconut_lm.tasks.symbolic)")
-            g.add_argument("--relabel", action="store_true",
-                           help="symbolic form: draw each example's node names at random from 0..31")
+            add_prosqa_arguments(g)
         g.set_defaults(func=fn)
     g = dsub.add_parser("symbolic", help="render a word-form ProsQA file (e.g. the official one) symbolically",
                         description="Render a ProsQA file with graph keys (idx_to_symbol, edges, root, target, "
@@ -225,16 +141,6 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--help-config", action="store_true", help="list every config key with its default and meaning")
     p.set_defaults(func=_cmd_train)
-
-
-def int_list(text: str) -> list[int]:
-    try:
-        values = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated whole numbers, got '{text}'") from None
-    if not values or min(values) < 0:
-        raise argparse.ArgumentTypeError(f"expected numbers >= 0, got '{text}'")
-    return values
 
 
 def _check_out_dir(out: str, overwrite: bool, command: str) -> None:
@@ -396,10 +302,10 @@ def build_parser() -> argparse.ArgumentParser:
     """The full `coconut-lm` argument parser."""
     from coconut_lm import __version__
 
-    parser = _Parser(prog="coconut-lm", description="Coconut: train and study LMs that reason in a continuous latent space.")
+    parser = Parser(prog="coconut-lm", description="Coconut: train and study LMs that reason in a continuous latent space.")
     parser.add_argument("--version", action="version", version=f"coconut-lm {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="{" + ",".join(COMMANDS) + "}",
-                                parser_class=_Parser)
+                                parser_class=Parser)
     for add in COMMANDS.values():
         add(sub)
     return parser

@@ -21,12 +21,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import Literal, Protocol
 
 import numpy as np
-
-if TYPE_CHECKING:
-    from coconut_lm.methods import Method
 
 ResetPolicy = Literal["stage", "epoch", "never"]
 
@@ -210,6 +207,12 @@ FIXED, STAGES, TOKEN_REMOVAL = Schedule(), Stages(), TokenRemoval()
 
 
 # ---------------------------------------------------------------- a method's schedule, with the reset policy
+
+class Method(Protocol):
+    """Anything with a schedule: a `methods.Method` (not imported here, so methods can import this module)."""
+
+    schedule: Schedule
+
 
 def example_positions(method: Method, cfg: ScheduleConfig, epoch: int, step_frac: float, n_steps: np.ndarray,
                       n_chain_tokens: np.ndarray, rng: np.random.Generator) -> np.ndarray:

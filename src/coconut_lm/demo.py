@@ -30,7 +30,6 @@ from typing import Any
 from coconut_lm.errors import CoconutError
 from coconut_lm.tasks.examples import atomic_write_text
 
-CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 DEMO_METHODS = ("coconut", "cot", "no_cot")
 CHANCE = 0.5  # two options per question
 PROGRESS_SECONDS = 30  # a status line this often while methods train
@@ -52,7 +51,11 @@ PARALLEL = 3
 #: A safety cap per method for the default STEPS, so a slow machine still finishes: training stops,
 #: validates and saves. It grows in proportion when --steps asks for more.
 TRAIN_SECONDS = 480
+#: What the demo's runs share. The first line is what `configs/prosqa_<method>_tiny.yaml` sets beyond the
+#: defaults (a test checks they agree), so the demo needs no file of the checkout and runs from a wheel.
 COMMON = [
+    "task=prosqa", "max_latent_stage=3", "epochs_per_stage=1", "pad_latent_to_max=true", "pause_tokens=3",
+    "eval_batch_size=100",
     "model=mini", "n_layer=2", "n_embd=128", "n_head=4", "token_shift=1", "latent_markers=false",
     "lr=1e-3", "lr_schedule=cosine", "warmup_steps=50", "batch_size=32", "micro_batch_size=32", "relabel_every_epoch=true",
     "val_max_examples=200", "max_new_tokens=10", "eval_every=2", "overwrite=true",
@@ -95,10 +98,10 @@ def data_command(split: str, out: Path) -> list[str]:
 
 
 def method_overrides(method: str, data: Path, run_dir: Path, steps: int, extra: list[str]) -> list[str]:
-    """The config overrides that train `method` in the demo (on top of configs/prosqa_<method>_tiny.yaml)."""
+    """The config keys that train `method` in the demo (over the defaults; the same as over its tiny preset)."""
     epochs = max(1, steps // STEPS_PER_EPOCH)
     cap = TRAIN_SECONDS * max(1.0, steps / STEPS)
-    return [f"train_path={data / 'train.json'}", f"val_path={data / 'val.json'}", f"out_dir={run_dir}",
+    return [f"method={method}", f"train_path={data / 'train.json'}", f"val_path={data / 'val.json'}", f"out_dir={run_dir}",
             f"num_epochs={epochs}", f"max_steps_per_epoch={min(steps, STEPS_PER_EPOCH)}", *COMMON,
             f"max_train_seconds={cap:g}", *METHOD_OVERRIDES[method], *extra]
 
@@ -112,7 +115,7 @@ def _train_and_eval(method: str, overrides: list[str], test_path: str, threads: 
     from coconut_lm.train import train
 
     torch.set_num_threads(threads)
-    cfg = load_config(CONFIGS / f"prosqa_{method}_tiny.yaml", overrides)
+    cfg = load_config(None, overrides)
     run_dir = Path(cfg.out_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     log = run_dir.parent / f"{method}.train.log"
@@ -152,7 +155,8 @@ def run_demo(out: str | Path | None = None, methods: tuple[str, ...] = DEMO_METH
 
     `seed` seeds each model's initialisation and data order; the data (and so the test set) stays the same.
     """
-    from coconut_lm.cli import main as cli_main
+    from coconut_lm.tasks.examples import save_examples
+    from coconut_lm.tasks.generate import parse_prosqa_args, prosqa_examples
 
     unknown = [m for m in methods if m not in METHOD_OVERRIDES]
     if unknown:
@@ -165,9 +169,10 @@ def run_demo(out: str | Path | None = None, methods: tuple[str, ...] = DEMO_METH
     data = out / "data"
     t0 = time.perf_counter()
     commands = {split: data_command(split, data / f"{split}.json") for split in SPLITS}
-    for split, args in commands.items():
-        if cli_main(["data", *args]) != 0:
-            raise CoconutError(f"demo: could not make the {split} data")
+    for split, words in commands.items():  # what `coconut-lm data WORDS` would do
+        args = parse_prosqa_args(words[1:], f"demo {split} data")
+        save_examples(prosqa_examples(args), args.out)
+        print(f"wrote {args.n} ProsQA examples ({args.format} form) to {args.out}")
     print(f"[demo] training {', '.join(methods)}: {steps} steps of 32 examples each, {parallel} at a time, "
           f"one thread each (logs: {out}/<method>.train.log)", flush=True)
     ctx = multiprocessing.get_context("spawn")

@@ -387,7 +387,7 @@ class Trainer:
         used = epoch_order(cfg.seed, self.epoch, len(self.train_data))[: self.steps_per_epoch * cfg.batch_size]
         examples = [self.train_examples[i] for i in used]
         if cfg.fresh_data:
-            from coconut_lm.cli import fresh_examples
+            from coconut_lm.tasks.generate import fresh_examples
 
             examples = fresh_examples(cfg.fresh_data, len(used), FRESH_SEED + cfg.seed * 10**6 + self.epoch)
         if cfg.relabel_every_epoch:

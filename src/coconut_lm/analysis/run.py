@@ -352,7 +352,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
 def add_analyze_parser(sub: argparse._SubParsersAction) -> None:
     """Add the `analyze` subcommand to the `coconut-lm` parser (sets `func`)."""
-    from coconut_lm.cli import int_list, non_negative_int, positive_int
+    from coconut_lm.argtypes import int_list, non_negative_int, positive_int
 
     p = sub.add_parser("analyze", help="ProsQA analysis of a Coconut checkpoint: forced k, path categories, latent search, figures",
                        description="The paper's section 5 on ProsQA: forced-k evaluation, path categories per k, "

@@ -1,0 +1,81 @@
+"""The ProsQA generator's command-line arguments, shared by `coconut-lm data prosqa` and a run's `fresh_data`.
+
+    examples = fresh_examples("prosqa --format symbolic --relabel", n=6400, seed=7)
+
+`fresh_data` names the same arguments the data command takes, so a run draws new examples from
+exactly the distribution a `coconut-lm data` call would write to a file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+
+from coconut_lm.argtypes import Parser, positive_int
+from coconut_lm.errors import CoconutError
+
+
+def add_prosqa_arguments(g: argparse.ArgumentParser) -> None:
+    """The generator options of `coconut-lm data prosqa` (besides --n, --seed and --out)."""
+    g.add_argument("--workers", type=int, default=None,
+                   help="worker processes (default: one per CPU core; 1 = in-process)")
+    g.add_argument("--nodes", type=positive_int, default=None,
+                   help="nodes drawn per graph (default 28, which matches the official statistics)")
+    g.add_argument("--min-hops", type=positive_int, default=None,
+                   help="shortest root-to-target distance allowed (default 3)")
+    g.add_argument("--max-hops", type=positive_int, default=None,
+                   help="longest shortest root-to-target distance allowed (default 6)")
+    g.add_argument("--format", choices=("words", "symbolic"), default="words",
+                   help="words: the official sentences (default); symbolic: one token per node, "
+                        "'s t | ... [Q] a b [R] root' (see coconut_lm.tasks.symbolic)")
+    g.add_argument("--relabel", action="store_true",
+                   help="symbolic form: draw each example's node names at random from 0..31")
+
+
+def prosqa_examples(args: argparse.Namespace) -> list:
+    """The examples `coconut-lm data prosqa ARGS` makes (also what a run's `fresh_data` draws each epoch)."""
+    from coconut_lm.tasks.prosqa import generate_prosqa
+
+    config = None
+    if args.nodes is not None or args.min_hops is not None or args.max_hops is not None:
+        from coconut_lm.tasks.prosqa import ProsQAConfig
+
+        default = ProsQAConfig()
+        lo = args.min_hops if args.min_hops is not None else default.min_hops
+        hi = args.max_hops if args.max_hops is not None else default.max_hops
+        # A custom hop range keeps every question length it can make (the default mix is fitted to 3..6).
+        keep = default.hop_keep if (lo, hi) == (default.min_hops, default.max_hops) else (1.0,) * (hi - lo + 1)
+        config = ProsQAConfig(n_nodes=args.nodes or default.n_nodes, min_hops=lo, max_hops=hi, hop_keep=keep)
+    if args.relabel and args.format != "symbolic":
+        raise CoconutError("--relabel needs --format symbolic")
+    examples = generate_prosqa(args.n, seed=args.seed, workers=args.workers, config=config)
+    if args.format == "symbolic":
+        from coconut_lm.tasks.symbolic import symbolize
+
+        examples = symbolize(examples, seed=args.seed, relabel=args.relabel)
+    return examples
+
+
+def parse_prosqa_args(words: list[str], what: str) -> argparse.Namespace:
+    """`coconut-lm data prosqa` arguments (without the leading 'prosqa'); a bad one is a CoconutError naming `what`."""
+    parser = Parser(prog=what, add_help=False)
+    parser.add_argument("--n", type=positive_int, default=1)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default="-")
+    add_prosqa_arguments(parser)
+    try:
+        return parser.parse_args(words)
+    except SystemExit:
+        raise CoconutError(f"{what}: not valid `coconut-lm data prosqa` arguments") from None
+
+
+def fresh_examples(data_args: str, n: int, seed: int) -> list:
+    """`n` examples from `coconut-lm data <data_args>` with `seed` (a run's `fresh_data`; --n/--seed/--out are set here)."""
+    words = shlex.split(data_args)
+    if any(w in ("--n", "--seed", "--out") for w in words):
+        raise CoconutError(f"fresh_data '{data_args}': leave out --n, --seed and --out (the trainer sets them)")
+    if not words or words[0] != "prosqa":
+        raise CoconutError(f"fresh_data '{data_args}': only 'prosqa ...' generators can draw fresh data")
+    args = parse_prosqa_args(words[1:], f"fresh_data '{data_args}'")
+    args.n, args.seed, args.workers = n, seed, 1
+    return prosqa_examples(args)
