@@ -88,3 +88,22 @@ def test_trainer_state_loads_with_weights_only(tmp_path):
     state = {"optimizer": {"state": {}, "param_groups": []}, "torch_rng": torch.get_rng_state(), "reset_key": None}
     p = ckpt.save_checkpoint(tmp_path / "c", _write_model, TOK, state)
     assert torch.equal(ckpt.load_trainer_state(p)["torch_rng"], state["torch_rng"])
+
+
+def test_run_meta_round_trips_and_fills_in_what_old_checkpoints_lack():
+    from coconut_lm.checkpoint import RunMeta
+    from coconut_lm.errors import CoconutError
+    from coconut_lm.methods import LayoutConfig
+
+    meta = RunMeta(method="pause", task="gsm8k", layout=LayoutConfig(c_thought=2, pause_tokens=4), epoch=3, stage=1,
+                   eval_thoughts=4, max_new_tokens=64)
+    flat = meta.to_json()
+    assert flat["version"] == RunMeta.VERSION and flat["c_thought"] == 2 and "layout" not in flat
+    assert RunMeta.from_json(flat) == meta
+    old = RunMeta.from_json({"method": "cot", "stage": 2})  # a checkpoint from before most fields existed
+    assert (old.method, old.task, old.eval_thoughts, old.max_thoughts, old.layout) == ("cot", "prosqa", 0, 16,
+                                                                                     LayoutConfig())
+    with pytest.raises(CoconutError, match="newer"):
+        RunMeta.from_json({**flat, "version": RunMeta.VERSION + 1})
+    with pytest.raises(CoconutError, match="'eval_thoughts' must be int"):
+        RunMeta.from_json({**flat, "eval_thoughts": "many"}, "x/coconut.json")

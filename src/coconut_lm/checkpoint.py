@@ -9,8 +9,12 @@ A checkpoint is built in a hidden temporary folder and renamed into place, and i
 whose files do not match it, is incomplete or corrupt: `verify_checkpoint` reports it and
 `latest_checkpoint` skips it, so `--resume` never loads half a checkpoint.
 
-    model, tokenizer, meta = load_model("runs/x")     # a run folder means its best/
+    model, tokenizer, meta = load_model("runs/x")     # a run folder means its best/; meta is a RunMeta
     resolve_checkpoint("runs/x/checkpoints/step-00000420")
+
+`RunMeta` is the schema of what the trainer records about a checkpoint (method, task, layout,
+evaluation settings) in `coconut.json`; it is the one place that knows the defaults of fields older
+checkpoints lack, so no reader guesses them.
 """
 
 from __future__ import annotations
@@ -20,17 +24,67 @@ import json
 import os
 import shutil
 from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from coconut_lm.errors import CoconutError
+from coconut_lm.methods import LayoutConfig
 from coconut_lm.model import COCONUT_JSON
 
 MANIFEST = "MANIFEST.json"
 TRAINER_STATE = "trainer_state.pt"
 CKPT_PREFIX = "step-"
+
+
+@dataclass(frozen=True)
+class RunMeta:
+    """What a checkpoint records about its training and how to evaluate it (`coconut.json`'s `meta`).
+
+    Written flat, with `version`, so a checkpoint stays readable as plain JSON. The defaults are
+    those of checkpoints written before a field existed (`from_json` fills them in).
+    """
+
+    method: str = "coconut"
+    task: str = "prosqa"
+    layout: LayoutConfig = field(default_factory=LayoutConfig)
+    #: generation budget per example at evaluation
+    max_new_tokens: int = 128
+    #: the epoch (0-based) and curriculum stage the weights come from
+    epoch: int = -1
+    stage: int = 0
+    #: thoughts (or pause slots) evaluation uses unless told otherwise
+    eval_thoughts: int = 0
+    #: end latent mode with the learned <eot> classifier instead of a fixed count
+    eval_use_classifier: bool = False
+    #: the classifier's cap on thoughts
+    max_thoughts: int = 16
+
+    VERSION = 1
+
+    def to_json(self) -> dict[str, Any]:
+        """The flat dict `coconut.json` stores: every field, the layout's fields inlined, and `version`."""
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "layout"}
+        return {"version": self.VERSION, **out, **asdict(self.layout)}
+
+    @classmethod
+    def from_json(cls, meta: dict[str, Any], source: str | os.PathLike = "checkpoint") -> RunMeta:
+        """Read a `meta` dict (any version so far); a field of the wrong type is a CoconutError naming it."""
+        if int(meta.get("version", 1)) > cls.VERSION:
+            raise CoconutError(f"{source}: checkpoint meta version {meta['version']} is newer than this coconut-lm "
+                               f"reads ({cls.VERSION}); upgrade coconut-lm")
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            if f.name == "layout" or f.name not in meta:
+                continue
+            kind = type(getattr(cls(), f.name))
+            try:
+                values[f.name] = kind(meta[f.name])
+            except (TypeError, ValueError):
+                raise CoconutError(f"{source}: meta field '{f.name}' must be {kind.__name__}, got {meta[f.name]!r}") from None
+        return cls(layout=LayoutConfig.from_meta(meta), **values)
 
 
 def sha256_file(path: str | os.PathLike) -> str:
@@ -181,7 +235,7 @@ def resolve_checkpoint(path: str | os.PathLike, what: str = "checkpoint") -> Pat
 
 
 def load_model(path: str | os.PathLike, what: str = "checkpoint"):
-    """A checkpoint (or a run folder's best/) as (CoconutLM, tokenizer, meta).
+    """A checkpoint (or a run folder's best/) as (CoconutLM, tokenizer, RunMeta).
 
     The folder is found by `resolve_checkpoint`; a manifest, when present, is verified first.
     Folders written by `CoconutLM.save_pretrained` alone (no manifest) load too.
@@ -200,4 +254,4 @@ def load_model(path: str | os.PathLike, what: str = "checkpoint"):
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
         raise CoconutError(f"{what} {p}: its weights cannot be read ({type(e).__name__}: {first}); the files may be "
                            f"damaged or truncated (a folder with MANIFEST.json says which)") from None
-    return model, load_tokenizer(p), read_meta(p)
+    return model, load_tokenizer(p), RunMeta.from_json(read_meta(p), p / COCONUT_JSON)

@@ -197,15 +197,15 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     from coconut_lm.checkpoint import load_model
     from coconut_lm.data import check_control_tokens, tokenize_examples
     from coconut_lm.evaluate import generate_prompts
-    from coconut_lm.methods import LayoutConfig, get_method
+    from coconut_lm.methods import get_method
     from coconut_lm.tasks.examples import Example
 
     model, tok, meta = load_model(args.checkpoint)
-    method = get_method(meta.get("method", "coconut"))
-    n = args.latents if args.latents is not None else int(meta.get("eval_thoughts", 0))
+    method = get_method(meta.method)
+    n = args.latents if args.latents is not None else meta.eval_thoughts
     question = [Example(args.question, [], "?")]
     check_control_tokens(question, tok, "--question")
-    prompt = method.eval_prompt(tokenize_examples(question, tok)[0], n, LayoutConfig.from_meta(meta), model.tokens)
+    prompt = method.eval_prompt(tokenize_examples(question, tok)[0], n, meta.layout, model.tokens)
     (out,) = generate_prompts(model, tok, [prompt], args.max_new_tokens, return_thoughts=args.show_thoughts)
     print(out.text)
     if args.show_thoughts and out.thought_states is not None and len(out.thought_states):

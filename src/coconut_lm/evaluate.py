@@ -229,24 +229,24 @@ def evaluate_checkpoint(
     checkpoint = resolve_checkpoint(checkpoint)
     model, tokenizer, meta = load_model(checkpoint)
     model.to(dev)
-    method = get_method(meta.get("method", "coconut"))
-    layout = LayoutConfig.from_meta(meta)
+    method = get_method(meta.method)
+    layout = meta.layout
     # The training run's generation budget unless asked otherwise (128 when the checkpoint does not record it).
-    budget = max_new_tokens if max_new_tokens is not None else int(meta.get("max_new_tokens", 128))
-    task = meta.get("task", "prosqa")
+    budget = max_new_tokens if max_new_tokens is not None else meta.max_new_tokens
+    task = meta.task
     examples = load_examples(data_path)[:max_examples]
     if use_classifier is None:
-        use_classifier = bool(meta.get("eval_use_classifier", False))
+        use_classifier = meta.eval_use_classifier
     if use_classifier and model.eot_head is None:
         raise CoconutError(f"checkpoint {checkpoint}: has no <eot> classifier (train with eot_classifier=true)")
-    settings: list[int | None] = [None] if use_classifier else list(latents if latents else [int(meta.get("eval_thoughts", 0))])
+    settings: list[int | None] = [None] if use_classifier else list(latents if latents else [meta.eval_thoughts])
     looks_like = data_task(examples)
     if looks_like is not None and looks_like != task and not any_task:
         raise CoconutError(f"eval: {data_path} looks like {looks_like} data but checkpoint {checkpoint} was trained on "
                            f"{task}; pass --any-task to score it anyway")
     data, unknown = tokenize_checked(examples, tokenizer, str(data_path))
     limit = getattr(model, "_max_positions", None)
-    most = max((int(meta.get("max_thoughts", 16)) if k is None else k) for k in settings)
+    most = max((meta.max_thoughts if k is None else k) for k in settings)
     for i, ex in enumerate(data):  # a prompt that leaves no room for one new token cannot be answered at all
         need = len(method.eval_prompt(ex, most, layout, model.tokens)) + (2 if settings == [None] else 1)
         if limit is not None and need > limit:
@@ -258,7 +258,7 @@ def evaluate_checkpoint(
     for k in settings:
         name = "classifier" if k is None else f"k{k}"
         result = evaluate(model, tokenizer, examples, method, layout, task, k or 0, batch_size, budget,
-                          use_classifier=k is None, max_thoughts=int(meta.get("max_thoughts", 16)),
+                          use_classifier=k is None, max_thoughts=meta.max_thoughts,
                           progress=progress, desc=f"eval {name}", data=data)
         where = out if len(settings) == 1 else out / name
         write_eval(result, where, extra={"checkpoint": str(checkpoint), "data": str(data_path), "method": method.name,

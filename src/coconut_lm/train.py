@@ -95,13 +95,12 @@ def stage_rank(cfg: TrainConfig, method: Method, epoch: int, longest_chain: int 
 
 
 def checkpoint_meta(cfg: TrainConfig, method: Method, epoch: int) -> dict[str, Any]:
-    """What `coconut.json` records besides token ids: method, task, stage, c and the eval setting."""
-    return {
-        "method": method.name, "task": cfg.task, **layout_config(cfg).to_meta(), "max_new_tokens": cfg.max_new_tokens,
-        "epoch": epoch, "stage": method.schedule.stage(schedule_config(cfg), epoch),
-        "eval_thoughts": val_thoughts(cfg, method, epoch), "eval_use_classifier": cfg.eval_use_classifier,
-        "max_thoughts": cfg.max_thoughts,
-    }
+    """What `coconut.json` records besides token ids (`checkpoint.RunMeta`): method, task, stage, layout, eval setting."""
+    return ckpt.RunMeta(
+        method=method.name, task=cfg.task, layout=layout_config(cfg), max_new_tokens=cfg.max_new_tokens, epoch=epoch,
+        stage=method.schedule.stage(schedule_config(cfg), epoch), eval_thoughts=val_thoughts(cfg, method, epoch),
+        eval_use_classifier=cfg.eval_use_classifier, max_thoughts=cfg.max_thoughts,
+    ).to_json()
 
 
 def build_model(cfg: TrainConfig, train_texts: list[str], symbolic: bool = False):

@@ -148,7 +148,7 @@ def run_analysis(
     from coconut_lm.analysis.plots import make_figures
     from coconut_lm.checkpoint import load_model, resolve_checkpoint
     from coconut_lm.dist import resolve_device
-    from coconut_lm.methods import LayoutConfig, get_method
+    from coconut_lm.methods import get_method
     from coconut_lm.tasks.examples import atomic_write_text
 
     if not latents:
@@ -164,15 +164,15 @@ def run_analysis(
     dev = resolve_device(device)
 
     model, tok, meta = load_model(ckpt)
-    task = meta.get("task", "prosqa")
+    task = meta.task
     if task != "prosqa":
         raise CoconutError(f"checkpoint {ckpt}: trained on '{task}'; path categories and latent search need ProsQA")
-    method, layout = get_method(meta.get("method", "coconut")), LayoutConfig.from_meta(meta)
+    method, layout = get_method(meta.method), meta.layout
     if not _has_thought_slots(method, layout, model.tokens):
         raise CoconutError(f"checkpoint {ckpt}: method '{method.name}' has no thought slots, so forced k and latent "
                            f"search do not apply; analyse a coconut (or no_curriculum / pause_as_thought) checkpoint")
     model.to(dev).eval()
-    hops_per_thought = max(layout.c_thought, 1)
+    thoughts_per_hop = max(layout.c_thought, 1)
     result = AnalysisResult(out)
 
     # 1-2. forced k, then the references, each prediction with its path category
@@ -185,16 +185,16 @@ def run_analysis(
         setting = {"name": name, "label": f"k={k}", "kind": "forced_k", "k": k, "method": method.name,
                    "checkpoint": str(ckpt), "n": ev.summary.n, "accuracy": ev.summary.accuracy,
                    "mean_tokens": ev.summary.mean_tokens}
-        cat_rows += _categorise(setting, ev.records, graphs, k // hops_per_thought)
+        cat_rows += _categorise(setting, ev.records, graphs, k // thoughts_per_hop)
         settings.append(setting)
     atomic_write_text(out / "forced_k" / "forced_k.json", json.dumps(forced, indent=2) + "\n")
     for name, label, path in refs:
         rmodel, rtok, rmeta = load_model(path)
-        rmethod = get_method(rmeta.get("method", name))
+        rmethod = get_method(rmeta.method)
         if rmethod.name != name:
             print(f"note: --{name.replace('_', '-')} {path} is a '{rmethod.name}' checkpoint; shown as {label}")
-        k = int(rmeta.get("eval_thoughts", 0))
-        ev = _evaluate_setting(rmodel.to(dev).eval(), rtok, examples, rmethod, LayoutConfig.from_meta(rmeta), k,
+        k = rmeta.eval_thoughts
+        ev = _evaluate_setting(rmodel.to(dev).eval(), rtok, examples, rmethod, rmeta.layout, k,
                                out / "reference" / name, args, {"checkpoint": str(path), "data": str(data), "label": label})
         setting = {"name": name, "label": label, "kind": "reference", "k": k, "method": rmethod.name,
                    "checkpoint": str(path), "n": ev.summary.n, "accuracy": ev.summary.accuracy,
@@ -221,7 +221,7 @@ def run_analysis(
     # 4. decoded thoughts (continuous thoughts only)
     decoded = []
     if method.continuous and decode_examples > 0:
-        k = int(meta.get("eval_thoughts", 0)) or max(latents)
+        k = meta.eval_thoughts or max(latents)
         decoded = _decode_examples(model, tok, examples[:decode_examples], records, method, layout, k,
                                    max_new_tokens)
     atomic_write_text(out / "thoughts.json", json.dumps({"checkpoint": str(ckpt), "examples": decoded}, indent=2) + "\n")
