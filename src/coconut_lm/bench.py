@@ -341,7 +341,6 @@ def bench_eval(model: CoconutLM, b: BenchBatch, cfg: BenchConfig, device: torch.
 
 def bench_loop(cfg: BenchConfig, device: torch.device) -> dict[str, Any]:
     """The real Trainer's epoch (data included) vs its model steps alone on prebuilt batches."""
-    import torch
     from torch.utils.data import DataLoader
 
     from coconut_lm.config import TrainConfig
@@ -374,16 +373,11 @@ def bench_loop(cfg: BenchConfig, device: torch.device) -> dict[str, Any]:
             trainer.micro_index = 0
             trainer.train_epoch()
 
-        def model_only() -> None:  # the step of Trainer.train_epoch, minus data and bookkeeping
-            for mb in prebuilt:
-                batch = mb.batch.to(device, non_blocking=True)
-                with trainer.autocast():
-                    out = trainer.wrapped(batch.input_ids, batch.attention_mask, labels=batch.labels)
-                (out.loss * (mb.batch.n_label_tokens / max(mb.global_label_tokens, 1))).backward()
-                if mb.micro == accum - 1:
-                    torch.nn.utils.clip_grad_norm_(trainer.wrapped.parameters(), tc.grad_clip)
-                    trainer.optimizer.step()
-                    trainer.optimizer.zero_grad(set_to_none=True)
+        steps = [prebuilt[i:i + accum] for i in range(0, len(prebuilt), accum)]
+
+        def model_only() -> None:  # Trainer.train_step on prebuilt micro-batches: the epoch minus data and logging
+            for micro_batches in steps:
+                trainer.train_step(micro_batches)
 
         def data_only() -> None:
             for _ in DataLoader(ds, batch_size=None, num_workers=tc.num_workers, pin_memory=device.type == "cuda"):

@@ -21,6 +21,7 @@ import math
 import shutil
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,7 @@ from coconut_lm.curriculum import ScheduleConfig, optimizer_reset_key
 from coconut_lm.data import (
     BatchPlan,
     EpochBatches,
+    MicroBatch,
     check_lengths,
     epoch_order,
     tokenize_checked,
@@ -194,6 +196,15 @@ def validation_loss(model, data, method: Method, layout: LayoutConfig, position:
         count += n
     model.train(was_training)
     return float(total) / max(count, 1)
+
+
+@dataclass
+class StepStats:
+    """What one optimizer step reports: this rank's share of the step's token-mean loss, its tokens, the lr."""
+
+    loss: torch.Tensor  # 0-dim, detached, on the device (read once per log row, not per step)
+    tokens: int  # non-padding tokens this rank computed
+    lr: float
 
 
 @dataclass
@@ -405,6 +416,51 @@ class Trainer:
             data[i] = ex
         return data
 
+    def train_step(self, micro_batches: Sequence[MicroBatch]) -> StepStats:
+        """One optimizer step on this rank's micro-batches of one global batch; `bench` times this same step.
+
+        The optimizer is reset first if the schedule says so; each micro-batch's token losses are
+        summed and divided by the global batch's token count (any split gives the same gradient);
+        then the learning rate is set, the gradient clipped, and AdamW steps.
+        """
+        cfg, env = self.cfg, self.env
+        self.maybe_reset_optimizer(micro_batches[0].step_frac)
+        loss_share = torch.zeros((), device=env.device)
+        tokens = 0
+        for i, mb in enumerate(micro_batches):
+            batch, split = mb.batch, None
+            if self.lockstep:
+                width, split = dist.lockstep_plan(batch.input_ids, self.tokens.latent, env)
+                batch = batch.pad_to(width, self.tokens.pad)
+            batch = batch.to(env.device, non_blocking=True)
+            n_local = mb.batch.n_label_tokens
+            last = i == len(micro_batches) - 1
+            sync = contextlib.nullcontext() if last or not hasattr(self.wrapped, "no_sync") else self.wrapped.no_sync()
+            with sync:
+                with self.autocast():
+                    out = self.wrapped(batch.input_ids, batch.attention_mask, labels=batch.labels, split_columns=split)
+                # Token-sum over the global batch; DDP averages over ranks, hence * world_size.
+                scale = n_local / max(mb.global_label_tokens, 1) * env.world_size
+                loss = out.loss * scale
+                if out.eot_loss is not None:  # a mean over this micro-batch's slots: reweight to the global batch's
+                    slots = int((((mb.batch.input_ids == self.tokens.bot) | (mb.batch.input_ids == self.tokens.latent))
+                                 & mb.batch.attention_mask.bool()).sum())
+                    share = slots / max(mb.global_thought_slots, 1) * env.world_size
+                    loss = loss + cfg.eot_loss_weight * out.eot_loss * share
+                loss.backward()
+            loss_share += out.loss.detach() * (n_local / max(mb.global_label_tokens, 1))
+            tokens += int(mb.batch.attention_mask.sum())
+            self.micro_index += 1
+        lr = lr_at(cfg, self.global_step, self.reset_step, self.total_steps)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        if cfg.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.wrapped.parameters(), cfg.grad_clip)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.global_step += 1
+        return StepStats(loss_share, tokens, lr)
+
     def train_epoch(self) -> None:
         cfg, env = self.cfg, self.env
         ds = EpochBatches(self.epoch_data(), self.method, self.layout, self.schedule, self.tokens, self.plan,
@@ -423,43 +479,17 @@ class Trainer:
         self.wrapped.train()
         loss_sum = torch.zeros((), device=env.device)
         seen_tokens, steps_since_log, t0 = 0, 0, time.perf_counter()
+        pending: list[MicroBatch] = []
         for mb in loader:
-            step_in_epoch = mb.step
-            if mb.micro == 0:
-                self.maybe_reset_optimizer(mb.step_frac)
-            batch, split = mb.batch, None
-            if self.lockstep:
-                width, split = dist.lockstep_plan(batch.input_ids, self.tokens.latent, env)
-                batch = batch.pad_to(width, self.tokens.pad)
-            batch = batch.to(env.device, non_blocking=True)
-            n_local = mb.batch.n_label_tokens
-            last = mb.micro == accum - 1
-            sync = contextlib.nullcontext() if last or not hasattr(self.wrapped, "no_sync") else self.wrapped.no_sync()
-            with sync:
-                with self.autocast():
-                    out = self.wrapped(batch.input_ids, batch.attention_mask, labels=batch.labels, split_columns=split)
-                # Token-sum over the global batch; DDP averages over ranks, hence * world_size.
-                scale = n_local / max(mb.global_label_tokens, 1) * env.world_size
-                loss = out.loss * scale
-                if out.eot_loss is not None:  # a mean over this micro-batch's slots: reweight to the global batch's
-                    slots = int((((mb.batch.input_ids == self.tokens.bot) | (mb.batch.input_ids == self.tokens.latent))
-                                 & mb.batch.attention_mask.bool()).sum())
-                    share = slots / max(mb.global_thought_slots, 1) * env.world_size
-                    loss = loss + cfg.eot_loss_weight * out.eot_loss * share
-                loss.backward()
-            loss_sum += out.loss.detach() * (n_local / max(mb.global_label_tokens, 1))
-            seen_tokens += int(mb.batch.attention_mask.sum())
-            self.micro_index += 1
-            if not last:
+            pending.append(mb)
+            if mb.micro < accum - 1:
                 continue
-            lr = lr_at(cfg, self.global_step, self.reset_step, self.total_steps)
-            for group in self.optimizer.param_groups:
-                group["lr"] = lr
-            if cfg.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(self.wrapped.parameters(), cfg.grad_clip)
-            self.optimizer.step()
-            self.optimizer.zero_grad(set_to_none=True)
-            self.global_step += 1
+            step_in_epoch = mb.step
+            stats = self.train_step(pending)
+            pending = []
+            loss_sum += stats.loss
+            seen_tokens += stats.tokens
+            lr = stats.lr
             bar.update(1)
             steps_since_log += 1
             if self.global_step % cfg.log_every == 0 or step_in_epoch == ds.steps - 1:
