@@ -20,26 +20,38 @@ from typing import Any
 
 import yaml
 
+from coconut_lm.curriculum import ScheduleConfig
 from coconut_lm.errors import CoconutError
+from coconut_lm.methods import LayoutConfig
 
 
-def _f(default: Any, help: str, **kw: Any) -> Any:
-    return field(default=default, metadata={"help": help}, **kw)
+def _f(default: Any, help: str, resume: bool = False, **kw: Any) -> Any:
+    """A documented field; `resume`: a resumed run must have the same value (it shapes the data order or layout)."""
+    return field(default=default, metadata={"help": help, "resume": resume}, **kw)
+
+
+def section(cfg: TrainConfig, cls: type) -> Any:
+    """The sub-config `cls` (e.g. `LayoutConfig`) with its fields' values from the flat config."""
+    return cls(**{f.name: getattr(cfg, f.name) for f in fields(cls)})
 
 
 @dataclass
 class TrainConfig:
-    """Everything a training run needs. The resolved config is saved in every run folder."""
+    """Everything a training run needs. The resolved config is saved in every run folder.
+
+    The layout and schedule fields take their defaults from `LayoutConfig` and `ScheduleConfig`,
+    which `section` builds from this flat config: each value is defined once.
+    """
 
     # --- data
-    task: str = _f("prosqa", "prosqa | prontoqa | gsm8k (or a registered task): picks how answers are parsed and compared")
-    train_path: str = _f("", "training data, common-format JSON (coconut-lm data ...)")
+    task: str = _f("prosqa", "prosqa | prontoqa | gsm8k (or a registered task): picks how answers are parsed and compared", resume=True)
+    train_path: str = _f("", "training data, common-format JSON (coconut-lm data ...)", resume=True)
     val_path: str = _f("", "validation data, common-format JSON")
     val_max_examples: int | None = _f(None, "use only the first N validation examples (None: all)")
-    fresh_data: str = _f("", "draw a new training set every epoch with these `coconut-lm data` arguments, e.g. 'prosqa --format symbolic --nodes 12' (as many examples as the epoch visits; seed 10**9 + seed*10**6 + epoch, so keep val/test seeds below 10**9); '': train_path every epoch")
-    relabel_every_epoch: bool = _f(False, "symbolic data only: draw new node names and edge order for every training example at every epoch")
+    fresh_data: str = _f("", "draw a new training set every epoch with these `coconut-lm data` arguments, e.g. 'prosqa --format symbolic --nodes 12' (as many examples as the epoch visits; seed 10**9 + seed*10**6 + epoch, so keep val/test seeds below 10**9); '': train_path every epoch", resume=True)
+    relabel_every_epoch: bool = _f(False, "symbolic data only: draw new node names and edge order for every training example at every epoch", resume=True)
     # --- model
-    model: str = _f("tiny", "a preset trained from scratch (micro, mini, tiny, small, gpt2-124m) or an HF folder / hub id")
+    model: str = _f("tiny", "a preset trained from scratch (micro, mini, tiny, small, gpt2-124m) or an HF folder / hub id", resume=True)
     arch: str = _f("gpt2", "architecture of a from-scratch preset: gpt2 (learned positions) or llama (RoPE, RMSNorm, SwiGLU)")
     n_layer: int | None = _f(None, "override the preset's number of layers")
     n_embd: int | None = _f(None, "override the preset's width")
@@ -48,20 +60,20 @@ class TrainConfig:
     tokenizer: str | None = _f(None, "HF tokenizer folder/id, or one built from the training data for presets: word | symbol | bpe; None: the pretrained model's own, else symbol for symbolic data, bpe (byte-level BPE) for gsm8k, word otherwise")
     bpe_vocab_size: int = _f(4096, "vocabulary size of a byte-level BPE tokenizer built from the training data (tokenizer=bpe)")
     init_from: str | None = _f(None, "start from this coconut-lm checkpoint's weights (e.g. a CoT model for GSM8k Coconut)")
-    token_shift: int | None = _f(None, "add W [x_{t-1}; ..; x_{t-K}] to every backbone input x_t, K = this (docs/methods.md); 0: off; None: 1 for from-scratch presets, 0 for HF models")
+    token_shift: int | None = _f(None, "add W [x_{t-1}; ..; x_{t-K}] to every backbone input x_t, K = this (docs/methods.md); 0: off; None: 1 for from-scratch presets, 0 for HF models", resume=True)
     max_length: int = _f(512, "longest sequence allowed (position table size for presets); longer examples are an error")
     # --- method
-    method: str = _f("coconut", "cot | no_cot | icot | pause | coconut | no_curriculum | no_thought | pause_as_thought")
-    c_thought: int = _f(1, "continuous thoughts per reasoning step (c)")
-    max_latent_stage: int = _f(6, "last curriculum stage that adds thoughts; later stages drop all language steps")
-    epochs_per_stage: int = _f(5, "epochs per curriculum stage")
-    pad_latent_to_max: bool = _f(False, "past the last stage, max_latent_stage*c thoughts even for a chain with fewer steps; false: capped at its step count (stages up to max_latent_stage always get k*c, as the official code)")
-    uniform_prob: float = _f(0.0, "stage mixing: probability that an example gets a stage drawn uniformly from 0..n_steps")
-    pause_tokens: int = _f(6, "pause tokens for the `pause` method")
-    latent_markers: bool = _f(True, "put <bot>/<eot> around the thoughts (the paper); false: thoughts follow the question directly (Zhu et al. 2025's symbolic layout)")
-    icot_delta: float = _f(8.0, "iCoT: chain tokens removed per epoch")
-    icot_lambda: float = _f(4.0, "iCoT: removal smoothing, extra removal o with P(o) ∝ exp(-λo); 0 disables")
-    icot_max_removed: int = _f(10_000, "iCoT: once this many tokens are scheduled for removal, remove the whole chain")
+    method: str = _f("coconut", "cot | no_cot | icot | pause | coconut | no_curriculum | no_thought | pause_as_thought", resume=True)
+    c_thought: int = _f(LayoutConfig.c_thought, "continuous thoughts per reasoning step (c)", resume=True)
+    max_latent_stage: int = _f(LayoutConfig.max_latent_stage, "last curriculum stage that adds thoughts; later stages drop all language steps", resume=True)
+    epochs_per_stage: int = _f(ScheduleConfig.epochs_per_stage, "epochs per curriculum stage", resume=True)
+    pad_latent_to_max: bool = _f(LayoutConfig.pad_latent_to_max, "past the last stage, max_latent_stage*c thoughts even for a chain with fewer steps; false: capped at its step count (stages up to max_latent_stage always get k*c, as the official code)", resume=True)
+    uniform_prob: float = _f(ScheduleConfig.uniform_prob, "stage mixing: probability that an example gets a stage drawn uniformly from 0..n_steps", resume=True)
+    pause_tokens: int = _f(LayoutConfig.pause_tokens, "pause tokens for the `pause` method")
+    latent_markers: bool = _f(LayoutConfig.latent_markers, "put <bot>/<eot> around the thoughts (the paper); false: thoughts follow the question directly (Zhu et al. 2025's symbolic layout)", resume=True)
+    icot_delta: float = _f(ScheduleConfig.icot_delta, "iCoT: chain tokens removed per epoch")
+    icot_lambda: float = _f(ScheduleConfig.icot_lambda, "iCoT: removal smoothing, extra removal o with P(o) ∝ exp(-λo); 0 disables")
+    icot_max_removed: int = _f(ScheduleConfig.icot_max_removed, "iCoT: once this many tokens are scheduled for removal, remove the whole chain")
     eot_classifier: bool = _f(False, "train a binary head on the latent state that decides when to emit <eot>")
     eot_loss_weight: float = _f(1.0, "weight of the <eot> classifier's loss")
     eval_thoughts: int | None = _f(None, "thoughts (or pauses) used at evaluation; None: the final stage's count, max_latent_stage*c")
@@ -70,18 +82,18 @@ class TrainConfig:
     # --- optimisation
     num_epochs: int = _f(50, "training epochs")
     start_epoch: int = _f(0, "epoch to start at (e.g. begin the curriculum at stage 1 from a CoT checkpoint)")
-    batch_size: int = _f(128, "global (effective) batch size per optimizer step, over all ranks and accumulation")
-    micro_batch_size: int = _f(32, "examples per forward pass on one device; accumulation = batch_size / (world * micro)")
+    batch_size: int = _f(128, "global (effective) batch size per optimizer step, over all ranks and accumulation", resume=True)
+    micro_batch_size: int = _f(32, "examples per forward pass on one device; accumulation = batch_size / (world * micro)", resume=True)
     lr: float = _f(1e-4, "peak learning rate (AdamW)")
     weight_decay: float = _f(0.01, "AdamW weight decay")
     betas: tuple[float, float] = _f((0.9, 0.999), "AdamW betas")
     warmup_steps: int = _f(0, "linear warm-up steps after every optimizer reset")
     lr_schedule: str = _f("constant", "constant | cosine (cosine decays over the whole run to 10% of lr)")
     grad_clip: float = _f(1.0, "clip the global gradient norm to this value; 0 disables")
-    reset_optimizer: str = _f("stage", "stage: reset AdamW at each curriculum stage or iCoT removal; epoch: every epoch (official code); never")
+    reset_optimizer: str = _f(ScheduleConfig.reset_optimizer, "stage: reset AdamW at each curriculum stage or iCoT removal; epoch: every epoch (official code); never")
     precision: str = _f("auto", "auto (bf16 autocast on GPU, fp32 on CPU) | fp32 | bf16")
-    seed: int = _f(0, "seed for weights, data order, stage mixing and iCoT smoothing")
-    max_steps_per_epoch: int | None = _f(None, "cap optimizer steps per epoch (quick experiments)")
+    seed: int = _f(0, "seed for weights, data order, stage mixing and iCoT smoothing", resume=True)
+    max_steps_per_epoch: int | None = _f(None, "cap optimizer steps per epoch (quick experiments)", resume=True)
     max_train_seconds: float | None = _f(None, "stop after this much training time (then validate and checkpoint; --resume continues)")
     # --- evaluation, checkpoints, logging
     eval_every: int = _f(1, "validate every N epochs (and after the last)")

@@ -14,6 +14,7 @@ accuracy) and a checkpoint; the best one by validation accuracy is kept in `best
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import difflib
 import hashlib
 import json
@@ -34,7 +35,7 @@ from tqdm.auto import tqdm
 from coconut_lm import checkpoint as ckpt
 from coconut_lm import dist
 from coconut_lm.batching import collate
-from coconut_lm.config import TrainConfig
+from coconut_lm.config import TrainConfig, section
 from coconut_lm.curriculum import ScheduleConfig, optimizer_reset_key
 from coconut_lm.data import (
     BatchPlan,
@@ -56,16 +57,12 @@ from coconut_lm.tasks.registry import get_task
 
 def layout_config(cfg: TrainConfig) -> LayoutConfig:
     """The layout fields of a config."""
-    return LayoutConfig(c_thought=cfg.c_thought, max_latent_stage=cfg.max_latent_stage,
-                        pad_latent_to_max=cfg.pad_latent_to_max, pause_tokens=cfg.pause_tokens,
-                        latent_markers=cfg.latent_markers)
+    return section(cfg, LayoutConfig)
 
 
 def schedule_config(cfg: TrainConfig) -> ScheduleConfig:
     """The schedule fields of a config."""
-    return ScheduleConfig(epochs_per_stage=cfg.epochs_per_stage, max_latent_stage=cfg.max_latent_stage,
-                          uniform_prob=cfg.uniform_prob, reset_optimizer=cfg.reset_optimizer,  # type: ignore[arg-type]
-                          icot_delta=cfg.icot_delta, icot_lambda=cfg.icot_lambda, icot_max_removed=cfg.icot_max_removed)
+    return section(cfg, ScheduleConfig)
 
 
 def final_eval_thoughts(cfg: TrainConfig, method: Method) -> int:
@@ -227,10 +224,8 @@ DEFAULT_TOKEN_SHIFT = 1
 #: Fresh training data of epoch e is drawn with seed FRESH_SEED + seed * 10**6 + e (far from any val/test seed).
 FRESH_SEED = 10**9
 
-#: Config keys that decide which data each step sees; --resume refuses a run whose values changed.
-RESUME_KEYS = ("task", "method", "model", "train_path", "seed", "batch_size", "micro_batch_size", "max_steps_per_epoch",
-               "epochs_per_stage", "max_latent_stage", "c_thought", "uniform_prob", "pad_latent_to_max",
-               "relabel_every_epoch", "token_shift", "fresh_data", "latent_markers")
+#: Config keys a resumed run must keep (they shape the data order or the layouts): the fields marked `resume`.
+RESUME_KEYS = tuple(f.name for f in dataclasses.fields(TrainConfig) if f.metadata.get("resume"))
 
 
 class Trainer:
