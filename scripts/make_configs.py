@@ -2,7 +2,7 @@
 
     python scripts/make_configs.py          # rewrites configs/*.yaml
 
-The full presets follow the paper's settings (DESIGN.md §1); the *_tiny presets train a tiny
+The full presets follow the paper's settings (its section 4 and appendix, and the official args/*.yaml); the *_tiny presets train a tiny
 from-scratch model on CPU in a few minutes. Edit this file, not the YAMLs, to change a preset.
 """
 

@@ -52,7 +52,7 @@ if TYPE_CHECKING:  # torch is imported where it is used, so that `coconut-lm --h
     from coconut_lm.model import CoconutLM
 
 SECTIONS = ("step", "memory", "eval", "loop")
-# The bar (DESIGN.md section 4) per device: step and memory ratios at most, eval and loop at least.
+# The bar per device (docs/performance.md, "What it measures"): step and memory ratios at most, eval and loop at least.
 GOALS = {
     "cpu": {"step": 1.15, "memory": 1.2, "eval": 10.0, "loop": 0.9},
     "cuda": {"step": 1.25, "memory": 1.2, "eval": 50.0, "loop": 0.9},

@@ -82,7 +82,7 @@ def val_thoughts(cfg: TrainConfig, method: Method, epoch: int) -> int:
     return method.schedule.val_thoughts(schedule_config(cfg), epoch, slots, final_eval_thoughts(cfg, method))
 
 
-def stage_rank(cfg: TrainConfig, method: Method, epoch: int, longest_chain: int | None = None) -> int:
+def curriculum_progress(cfg: TrainConfig, method: Method, epoch: int, longest_chain: int | None = None) -> int:
     """How far through its curriculum a method is after `epoch` (`Schedule.progress`): `best/` compares it first.
 
     Without it, the best validation accuracy of a Coconut run could come from stage 0, which is
@@ -271,7 +271,7 @@ class Trainer:
         self.epoch, self.micro_index, self.global_step = cfg.start_epoch, 0, 0
         self.reset_key: Any = None
         self.reset_step = 0  # warm-up counts from here
-        self.best_accuracy, self.best_epoch, self.best_rank = -1.0, -1, -1
+        self.best_accuracy, self.best_epoch, self.best_progress = -1.0, -1, -1
         self.earlier_seconds = 0.0  # training time of the sessions before a --resume
         self.started = time.perf_counter()
         self.longest_chain = max((sum(len(s) for s in ex.steps) for ex in self.train_data), default=0)
@@ -297,7 +297,7 @@ class Trainer:
         state = {
             "epoch": self.epoch, "micro_index": self.micro_index, "global_step": self.global_step,
             "reset_key": self.reset_key, "reset_step": self.reset_step, "best_accuracy": self.best_accuracy,
-            "best_epoch": self.best_epoch, "best_rank": self.best_rank, "optimizer": optimizer_state,
+            "best_epoch": self.best_epoch, "best_progress": self.best_progress, "optimizer": optimizer_state,
             "torch_rng": torch.get_rng_state(), "config": self.cfg.to_dict(), "fingerprints": self.fingerprints,
             "train_seconds": self.earlier_seconds + time.perf_counter() - self.started,
         }
@@ -356,9 +356,9 @@ class Trainer:
         torch.set_rng_state(state["torch_rng"])
         if "cuda_rng" in state and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["cuda_rng"])
-        for key in ("epoch", "micro_index", "global_step", "reset_key", "reset_step", "best_accuracy", "best_epoch",
-                    "best_rank"):
+        for key in ("epoch", "micro_index", "global_step", "reset_key", "reset_step", "best_accuracy", "best_epoch"):
             setattr(self, key, state[key])
+        self.best_progress = state["best_progress"] if "best_progress" in state else state["best_rank"]  # older name
         self.earlier_seconds = float(state.get("train_seconds", 0.0))
         self.log.truncate_after(self.global_step)
         if self.env.is_main:
@@ -541,7 +541,7 @@ class Trainer:
         """Teacher-forced loss and generation accuracy on the validation set (rank 0; all ranks under FSDP)."""
         cfg, env = self.cfg, self.env
         row: dict[str, Any] = {"type": "val", "step": self.global_step, "epoch": self.epoch, "stage": self.stage(),
-                               "rank": stage_rank(self.cfg, self.method, self.epoch, self.longest_chain)}
+                               "progress": curriculum_progress(self.cfg, self.method, self.epoch, self.longest_chain)}
         if self.val_data and (env.is_main or self.lockstep):
             model = dist.unwrap(self.wrapped)
             position = self.method.schedule.eval_position(self.schedule, self.epoch)
@@ -586,9 +586,9 @@ class Trainer:
                         stage = f"stage {row['stage']}, " if self.method.schedule.staged else ""
                         print(f"epoch {self.epoch + 1}: {stage}val loss {row.get('val_loss', float('nan')):.4f}, "
                               f"val accuracy {acc:.3f}")
-                    rank = stage_rank(cfg, self.method, self.epoch, self.longest_chain)
-                    if (rank, acc) > (self.best_rank, self.best_accuracy):
-                        self.best_accuracy, self.best_epoch, self.best_rank = acc, self.epoch, rank
+                    progress = curriculum_progress(cfg, self.method, self.epoch, self.longest_chain)
+                    if (progress, acc) > (self.best_progress, self.best_accuracy):
+                        self.best_accuracy, self.best_epoch, self.best_progress = acc, self.epoch, progress
                         self.save(self.run_dir / "best", with_state=False, epoch=self.epoch)
             if self.out_of_time:  # keep the position inside the epoch so --resume continues from here
                 self.save(self.run_dir / "checkpoints" / ckpt.checkpoint_name(self.global_step), with_state=True,

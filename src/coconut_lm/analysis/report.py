@@ -131,12 +131,18 @@ def read_run(run_dir: str | os.PathLike, eval_subdir: str = "eval") -> RunResult
     vals = [r for r in read_metrics(run) if r.get("type") == "val" and isinstance(r.get("val_accuracy"), (int, float))]
     if not vals:
         raise CoconutError(f"run {run}: no {eval_subdir}/summary.json and no val row with val_accuracy in metrics.jsonl")
-    # As the trainer picks best/: the highest curriculum rank first (a Coconut run's stage-0 rows are CoT; an iCoT
-    # run's rows before its chain is fully removed still write part of it), then accuracy; the first of equal rows,
-    # as the trainer keeps the first. Rows written before the rank was logged rank by their stage.
+    # As the trainer picks best/: the furthest curriculum progress first (a Coconut run's stage-0 rows are CoT; an
+    # iCoT run's rows before its chain is fully removed still write part of it), then accuracy; the first of equal
+    # rows, as the trainer keeps the first. Rows written before progress was logged go by their stage.
     staged = get_method(method).schedule.staged
-    best = max(vals, key=lambda r: (int(r["rank"]) if isinstance(r.get("rank"), int) else
-                                    int(r.get("stage", 0)) if staged else 0, r["val_accuracy"]))
+
+    def progress(r: dict[str, Any]) -> int:
+        for key in ("progress", "rank"):  # "rank": the same number, under its older name
+            if isinstance(r.get(key), int):
+                return int(r[key])
+        return int(r.get("stage", 0)) if staged else 0
+
+    best = max(vals, key=lambda r: (progress(r), r["val_accuracy"]))
     thoughts = f", {best['val_thoughts']} thoughts" if best.get("val_thoughts") is not None else ""
     return RunResult(str(run), method, task, seed, float(best["val_accuracy"]), best.get("val_tokens"), None,
                      f"metrics.jsonl best val (epoch {int(best.get('epoch', -1)) + 1}{thoughts})")

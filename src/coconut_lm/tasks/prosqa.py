@@ -5,7 +5,7 @@
     all_shortest_paths(graph, graph.root, graph.target)   # [(1, 3, 14, 16), ...]
     parse_question(examples[0].question)                  # the same graph, rebuilt from the text alone
 
-Generation follows DESIGN.md §2b. The free parameters are fixed in `ProsQAConfig`, chosen so that the
+Generation follows the paper's Algorithm 1 (Hao et al. 2024, appendix). The free parameters are fixed in `ProsQAConfig`, chosen so that the
 statistics match the official data (tests/test_prosqa.py checks this against prosqa_valid.json):
 - 28 nodes are drawn and the isolated ones dropped; that alone reproduces the official node-count
   histogram (14-28, mean 22.8);
