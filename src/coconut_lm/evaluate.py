@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from coconut_lm.batching import left_pad
+from coconut_lm.batching import collate, left_pad
 from coconut_lm.data import tokenize_checked, tokenize_examples
 from coconut_lm.methods import LayoutConfig, Method, TokenizedExample
 from coconut_lm.runlog import live_bars
@@ -278,3 +278,26 @@ def format_summaries(summaries: dict[str, EvalSummary]) -> str:
         cot = "-" if s.cot_match is None else f"{s.cot_match:.3f}"
         rows.append(f"{name:<12}{s.n:>6}{s.accuracy:>10.3f}{s.mean_tokens:>9.1f}{s.mean_thoughts:>10.1f}{cot:>11}{s.examples_per_s:>9.1f}")
     return "\n".join(rows)
+
+
+@torch.no_grad()
+def validation_loss(model, data, method: Method, layout: LayoutConfig, position: int, batch_size: int,
+                    device: torch.device, autocast) -> float:
+    """Teacher-forced NLL per supervised token of the validation set at schedule position `position`."""
+    tokens = model.tokens
+    total, count = torch.zeros((), device=device, dtype=torch.float64), 0
+    was_training = model.training
+    model.eval()
+    for b in range(0, len(data), batch_size):
+        layouts = [method.train_layout(ex, position, layout, tokens) for ex in data[b:b + batch_size]]
+        batch = collate(layouts, tokens.pad, tokens.latent)
+        n = batch.n_label_tokens
+        if n == 0:
+            continue
+        batch = batch.to(device)
+        with autocast():
+            out = model(batch.input_ids, batch.attention_mask, labels=batch.labels)
+        total += out.loss.double() * n
+        count += n
+    model.train(was_training)
+    return float(total) / max(count, 1)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import difflib
 import hashlib
 import json
 import math
@@ -34,7 +33,7 @@ from tqdm.auto import tqdm
 
 from coconut_lm import checkpoint as ckpt
 from coconut_lm import dist
-from coconut_lm.batching import collate
+from coconut_lm.build import build_model
 from coconut_lm.config import TrainConfig, section
 from coconut_lm.curriculum import ScheduleConfig, optimizer_reset_key
 from coconut_lm.data import (
@@ -48,11 +47,10 @@ from coconut_lm.data import (
     vocabulary_texts,
 )
 from coconut_lm.errors import CoconutError
-from coconut_lm.evaluate import evaluate
+from coconut_lm.evaluate import evaluate, validation_loss
 from coconut_lm.methods import LayoutConfig, Method, get_method
 from coconut_lm.runlog import RunLog, live_bars
 from coconut_lm.tasks.examples import atomic_write_text, load_examples
-from coconut_lm.tasks.registry import get_task
 
 
 def layout_config(cfg: TrainConfig) -> LayoutConfig:
@@ -102,66 +100,6 @@ def checkpoint_meta(cfg: TrainConfig, method: Method, epoch: int) -> dict[str, A
     ).to_json()
 
 
-def build_model(cfg: TrainConfig, train_texts: list[str], symbolic: bool = False):
-    """The tokenizer and a fresh `CoconutLM` for this config (from a preset, an HF model, or init_from).
-
-    A from-scratch preset builds its tokenizer from `train_texts` unless `tokenizer` names an HF one:
-    one token per symbol when `symbolic` (the training data is in the symbolic form), byte-level BPE
-    for GSM8k (open vocabulary), word-level for ProsQA and ProntoQA (closed vocabularies).
-    """
-    from coconut_lm.backbone import PRESETS, build_from_scratch, load_backbone, resize_for_new_tokens
-    from coconut_lm.model import CoconutLM
-    from coconut_lm.tokenizer import (
-        BUILT_TOKENIZERS,
-        add_coconut_tokens,
-        build_bpe_tokenizer,
-        build_symbol_tokenizer,
-        build_word_tokenizer,
-        load_base_tokenizer,
-        special_token_ids,
-    )
-
-    if cfg.init_from:
-        model, tok, _ = ckpt.load_model(cfg.init_from)
-        if cfg.eot_classifier and model.eot_head is None:
-            grown = CoconutLM(model.base, model.tokens, eot_classifier=True)
-            grown.token_shift, grown.shift_width = model.token_shift, model.shift_width
-            model = grown
-        return model, tok
-    if cfg.model in PRESETS:
-        kind = cfg.tokenizer or ("symbol" if symbolic else get_task(cfg.task).tokenizer)
-        if kind == "bpe":  # natural language: subwords, so validation words are never unknown
-            tok = build_bpe_tokenizer(train_texts, cfg.bpe_vocab_size)
-        elif kind in BUILT_TOKENIZERS:
-            tok = (build_symbol_tokenizer if kind == "symbol" else build_word_tokenizer)(train_texts)
-        else:
-            tok = load_base_tokenizer(cfg.tokenizer)
-            add_coconut_tokens(tok)
-        base = build_from_scratch(cfg.model, len(tok), cfg.max_length, special_token_ids(tok), arch=cfg.arch,
-                                  n_layer=cfg.n_layer, n_embd=cfg.n_embd, n_head=cfg.n_head, dropout=cfg.dropout)
-    else:
-        if cfg.tokenizer in BUILT_TOKENIZERS:
-            raise CoconutError(f"config 'tokenizer': '{cfg.tokenizer}' builds a tokenizer for a from-scratch preset; "
-                               f"model={cfg.model} brings its own (leave tokenizer unset, or name an HF tokenizer)")
-        local = Path(cfg.model).exists()
-        near = [] if local else difflib.get_close_matches(cfg.model, PRESETS, n=1, cutoff=0.75)
-        if near:
-            raise CoconutError(f"config 'model': '{cfg.model}' is neither a preset ({', '.join(PRESETS)}) nor a local "
-                               f"folder; did you mean '{near[0]}'?")
-        try:
-            tok = load_base_tokenizer(cfg.tokenizer or cfg.model)
-            base = load_backbone(cfg.model)
-        except CoconutError as e:
-            if local:
-                raise
-            raise CoconutError(f"config 'model': '{cfg.model}' is neither a preset ({', '.join(PRESETS)}) nor a local "
-                               f"folder, and loading it as a hub id failed: {e}") from None
-        n_new = add_coconut_tokens(tok)
-        resize_for_new_tokens(base, tok, n_new=n_new)
-    shift = cfg.token_shift if cfg.token_shift is not None else (DEFAULT_TOKEN_SHIFT if cfg.model in PRESETS else 0)
-    return CoconutLM(base, special_token_ids(tok), eot_classifier=cfg.eot_classifier, token_shift=shift), tok
-
-
 def lr_at(cfg: TrainConfig, global_step: int, reset_step: int, total_steps: int) -> float:
     """Learning rate: linear warm-up after each optimizer reset, then constant or cosine to 10%."""
     lr = cfg.lr
@@ -170,29 +108,6 @@ def lr_at(cfg: TrainConfig, global_step: int, reset_step: int, total_steps: int)
     if cfg.warmup_steps > 0:
         lr *= min(1.0, (global_step - reset_step + 1) / cfg.warmup_steps)
     return lr
-
-
-@torch.no_grad()
-def validation_loss(model, data, method: Method, layout: LayoutConfig, position: int, batch_size: int,
-                    device: torch.device, autocast) -> float:
-    """Teacher-forced NLL per supervised token of the validation set at schedule position `position`."""
-    tokens = model.tokens
-    total, count = torch.zeros((), device=device, dtype=torch.float64), 0
-    was_training = model.training
-    model.eval()
-    for b in range(0, len(data), batch_size):
-        layouts = [method.train_layout(ex, position, layout, tokens) for ex in data[b:b + batch_size]]
-        batch = collate(layouts, tokens.pad, tokens.latent)
-        n = batch.n_label_tokens
-        if n == 0:
-            continue
-        batch = batch.to(device)
-        with autocast():
-            out = model(batch.input_ids, batch.attention_mask, labels=batch.labels)
-        total += out.loss.double() * n
-        count += n
-    model.train(was_training)
-    return float(total) / max(count, 1)
 
 
 @dataclass
@@ -216,10 +131,6 @@ class TrainResult:
     seconds: float  # this session
     total_seconds: float | None = None  # every session of the run, resumed ones included
 
-
-#: Previous inputs a from-scratch preset's token shift mixes in. One was best for recall and for symbolic
-#: ProsQA without latent markers; wider shifts bridge markers but learn slower (docs/experiments.md).
-DEFAULT_TOKEN_SHIFT = 1
 
 #: Fresh training data of epoch e is drawn with seed FRESH_SEED + seed * 10**6 + e (far from any val/test seed).
 FRESH_SEED = 10**9
