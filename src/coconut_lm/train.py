@@ -14,10 +14,8 @@ accuracy) and a checkpoint; the best one by validation accuracy is kept in `best
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import hashlib
 import json
-import math
 import shutil
 import sys
 import time
@@ -34,8 +32,8 @@ from tqdm.auto import tqdm
 from coconut_lm import checkpoint as ckpt
 from coconut_lm import dist
 from coconut_lm.build import build_model
-from coconut_lm.config import TrainConfig, section
-from coconut_lm.curriculum import ScheduleConfig, optimizer_reset_key
+from coconut_lm.config import TrainConfig
+from coconut_lm.curriculum import optimizer_reset_key
 from coconut_lm.data import (
     BatchPlan,
     EpochBatches,
@@ -48,66 +46,19 @@ from coconut_lm.data import (
 )
 from coconut_lm.errors import CoconutError
 from coconut_lm.evaluate import evaluate, validation_loss
-from coconut_lm.methods import LayoutConfig, Method, get_method
+from coconut_lm.methods import get_method
+from coconut_lm.run_config import (
+    FRESH_SEED,
+    RESUME_KEYS,
+    checkpoint_meta,
+    curriculum_progress,
+    layout_config,
+    lr_at,
+    schedule_config,
+    val_thoughts,
+)
 from coconut_lm.runlog import RunLog, live_bars
 from coconut_lm.tasks.examples import atomic_write_text, load_examples
-
-
-def layout_config(cfg: TrainConfig) -> LayoutConfig:
-    """The layout fields of a config."""
-    return section(cfg, LayoutConfig)
-
-
-def schedule_config(cfg: TrainConfig) -> ScheduleConfig:
-    """The schedule fields of a config."""
-    return section(cfg, ScheduleConfig)
-
-
-def final_eval_thoughts(cfg: TrainConfig, method: Method) -> int:
-    """Thoughts used by the final evaluation: `eval_thoughts` if set, else the method's final-stage count."""
-    return cfg.eval_thoughts if cfg.eval_thoughts is not None else method.default_eval_thoughts(layout_config(cfg))
-
-
-def val_thoughts(cfg: TrainConfig, method: Method, epoch: int) -> int:
-    """Thoughts (or slots) for validation after `epoch`, and the eval setting its checkpoint records.
-
-    The method's schedule decides (`Schedule.val_thoughts`): Coconut's stages use the current
-    stage's count, k*c, until the last latent stage; from then on, and for every other method, the
-    final setting (`final_eval_thoughts`).
-    """
-    layout = layout_config(cfg)
-    slots = layout.c_thought if method.default_eval_thoughts(layout) > 0 else 0
-    return method.schedule.val_thoughts(schedule_config(cfg), epoch, slots, final_eval_thoughts(cfg, method))
-
-
-def curriculum_progress(cfg: TrainConfig, method: Method, epoch: int, longest_chain: int | None = None) -> int:
-    """How far through its curriculum a method is after `epoch` (`Schedule.progress`): `best/` compares it first.
-
-    Without it, the best validation accuracy of a Coconut run could come from stage 0, which is
-    plain CoT, and `best/` would not be a Coconut model at all. For iCoT only epochs whose schedule
-    has removed every chain token (`longest_chain`, or past `icot_max_removed`) compete on accuracy;
-    before that each epoch outranks the previous one, so `best/` is the latest model until then.
-    """
-    return method.schedule.progress(schedule_config(cfg), epoch, longest_chain)
-
-
-def checkpoint_meta(cfg: TrainConfig, method: Method, epoch: int) -> dict[str, Any]:
-    """What `coconut.json` records besides token ids (`checkpoint.RunMeta`): method, task, stage, layout, eval setting."""
-    return ckpt.RunMeta(
-        method=method.name, task=cfg.task, layout=layout_config(cfg), max_new_tokens=cfg.max_new_tokens, epoch=epoch,
-        stage=method.schedule.stage(schedule_config(cfg), epoch), eval_thoughts=val_thoughts(cfg, method, epoch),
-        eval_use_classifier=cfg.eval_use_classifier, max_thoughts=cfg.max_thoughts,
-    ).to_json()
-
-
-def lr_at(cfg: TrainConfig, global_step: int, reset_step: int, total_steps: int) -> float:
-    """Learning rate: linear warm-up after each optimizer reset, then constant or cosine to 10%."""
-    lr = cfg.lr
-    if cfg.lr_schedule == "cosine" and total_steps > 0:
-        lr *= 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(global_step / total_steps, 1.0)))
-    if cfg.warmup_steps > 0:
-        lr *= min(1.0, (global_step - reset_step + 1) / cfg.warmup_steps)
-    return lr
 
 
 @dataclass
@@ -130,13 +81,6 @@ class TrainResult:
     global_step: int
     seconds: float  # this session
     total_seconds: float | None = None  # every session of the run, resumed ones included
-
-
-#: Fresh training data of epoch e is drawn with seed FRESH_SEED + seed * 10**6 + e (far from any val/test seed).
-FRESH_SEED = 10**9
-
-#: Config keys a resumed run must keep (they shape the data order or the layouts): the fields marked `resume`.
-RESUME_KEYS = tuple(f.name for f in dataclasses.fields(TrainConfig) if f.metadata.get("resume"))
 
 
 class Trainer:

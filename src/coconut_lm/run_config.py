@@ -1,0 +1,84 @@
+"""What a run's config means for its method: the layout and schedule sections, the validation
+setting, curriculum progress, the checkpoint's `RunMeta`, the learning rate, the resume keys.
+
+    layout_config(cfg)                       # LayoutConfig of a flat TrainConfig
+    val_thoughts(cfg, method, epoch)         # thought slots validation uses after `epoch`
+    lr_at(cfg, global_step, reset_step, total_steps)
+
+Pure functions of the config (and the point in training), so the trainer, the tests and the
+report all get the same answers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+from coconut_lm import checkpoint as ckpt
+from coconut_lm.config import TrainConfig, section
+from coconut_lm.curriculum import ScheduleConfig
+from coconut_lm.methods import LayoutConfig, Method
+
+#: Fresh training data of epoch e is drawn with seed FRESH_SEED + seed * 10**6 + e (far from any val/test seed).
+FRESH_SEED = 10**9
+
+#: Config keys a resumed run must keep (they shape the data order or the layouts): the fields marked `resume`.
+RESUME_KEYS = tuple(f.name for f in dataclasses.fields(TrainConfig) if f.metadata.get("resume"))
+
+
+def layout_config(cfg: TrainConfig) -> LayoutConfig:
+    """The layout fields of a config."""
+    return section(cfg, LayoutConfig)
+
+
+def schedule_config(cfg: TrainConfig) -> ScheduleConfig:
+    """The schedule fields of a config."""
+    return section(cfg, ScheduleConfig)
+
+
+def final_eval_thoughts(cfg: TrainConfig, method: Method) -> int:
+    """Thoughts used by the final evaluation: `eval_thoughts` if set, else the method's final-stage count."""
+    return cfg.eval_thoughts if cfg.eval_thoughts is not None else method.default_eval_thoughts(layout_config(cfg))
+
+
+def val_thoughts(cfg: TrainConfig, method: Method, epoch: int) -> int:
+    """Thoughts (or slots) for validation after `epoch`, and the eval setting its checkpoint records.
+
+    The method's schedule decides (`Schedule.val_thoughts`): Coconut's stages use the current
+    stage's count, k*c, until the last latent stage; from then on, and for every other method, the
+    final setting (`final_eval_thoughts`).
+    """
+    layout = layout_config(cfg)
+    slots = layout.c_thought if method.default_eval_thoughts(layout) > 0 else 0
+    return method.schedule.val_thoughts(schedule_config(cfg), epoch, slots, final_eval_thoughts(cfg, method))
+
+
+def curriculum_progress(cfg: TrainConfig, method: Method, epoch: int, longest_chain: int | None = None) -> int:
+    """How far through its curriculum a method is after `epoch` (`Schedule.progress`): `best/` compares it first.
+
+    Without it, the best validation accuracy of a Coconut run could come from stage 0, which is
+    plain CoT, and `best/` would not be a Coconut model at all. For iCoT only epochs whose schedule
+    has removed every chain token (`longest_chain`, or past `icot_max_removed`) compete on accuracy;
+    before that each epoch outranks the previous one, so `best/` is the latest model until then.
+    """
+    return method.schedule.progress(schedule_config(cfg), epoch, longest_chain)
+
+
+def checkpoint_meta(cfg: TrainConfig, method: Method, epoch: int) -> dict[str, Any]:
+    """What `coconut.json` records besides token ids (`checkpoint.RunMeta`): method, task, stage, layout, eval setting."""
+    return ckpt.RunMeta(
+        method=method.name, task=cfg.task, layout=layout_config(cfg), max_new_tokens=cfg.max_new_tokens, epoch=epoch,
+        stage=method.schedule.stage(schedule_config(cfg), epoch), eval_thoughts=val_thoughts(cfg, method, epoch),
+        eval_use_classifier=cfg.eval_use_classifier, max_thoughts=cfg.max_thoughts,
+    ).to_json()
+
+
+def lr_at(cfg: TrainConfig, global_step: int, reset_step: int, total_steps: int) -> float:
+    """Learning rate: linear warm-up after each optimizer reset, then constant or cosine to 10%."""
+    lr = cfg.lr
+    if cfg.lr_schedule == "cosine" and total_steps > 0:
+        lr *= 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(global_step / total_steps, 1.0)))
+    if cfg.warmup_steps > 0:
+        lr *= min(1.0, (global_step - reset_step + 1) / cfg.warmup_steps)
+    return lr
