@@ -41,7 +41,8 @@ def _parse(*argv: str) -> argparse.Namespace:
 @pytest.mark.slow
 def test_bench_command_prints_the_table_and_writes_the_record(tmp_path):
     out = tmp_path / "sub" / "bench.json"
-    proc = subprocess.run([sys.executable, "-c", RUN, *MICRO, "--reference-step", "--json", str(out)],
+    proc = subprocess.run([sys.executable, "-c", RUN, *MICRO, "--reference-step", "--loop-length-buckets", "2",
+                           "--json", str(out)],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     for label in ("(a) train step", "(b) peak memory", "(c) eval examples/s", "(d) loop examples/s"):
@@ -61,6 +62,8 @@ def test_bench_command_prints_the_table_and_writes_the_record(tmp_path):
     assert record["memory"]["kind"] == "rss" and record["memory"]["coconut"]["saved_MB"] > 0
     assert record["eval"]["batch"] == 2 and record["eval"]["reference_examples_per_s"] > 0
     assert record["loop"]["examples"] == 2 and record["loop"]["data_only_examples_per_s"] > 0
+    assert record["loop"]["length_buckets"] == 2 and record["loop"]["bucketed_examples_per_s"] > 0
+    assert "length_buckets=2, examples/s" in proc.stdout
 
 
 def test_bench_batch_plain_twin_differs_only_in_the_aligned_thought_slots():

@@ -118,3 +118,27 @@ def test_thought_slots_are_counted_over_the_global_batch():
     local = [int(((m.batch.input_ids == 3) | (m.batch.input_ids == 5)).logical_and(m.batch.attention_mask.bool()).sum())
              for m in mbs]
     assert mbs[0].global_thought_slots == sum(local) > 0
+
+
+def test_length_buckets_regroup_the_same_examples_with_less_padding():
+    rng = np.random.default_rng(0)
+    data = [TokenizedExample([1] * int(n), [[10]], [40, 99]) for n in rng.integers(5, 60, size=96)]
+    tokens = special_token_ids(build_word_tokenizer(["x"]))
+
+    def epoch(buckets: int, max_steps: int | None = None) -> EpochBatches:
+        return EpochBatches(data, get_method("cot"), LayoutConfig(), ScheduleConfig(), tokens, BatchPlan(8, 8),
+                            seed=1, epoch=2, max_steps=max_steps, length_buckets=buckets)
+
+    plain, bucketed = epoch(0), epoch(4)
+    assert sorted(plain.order.tolist()) == sorted(bucketed.order.tolist())
+    # each window of 4 batches (32 examples) holds the same examples as before, in batches of similar length
+    for w in range(0, 96, 32):
+        assert set(plain.order[w:w + 32]) == set(bucketed.order[w:w + 32])
+    padded = {name: sum(int(ds[i].batch.input_ids.numel()) for i in range(len(ds))) for name, ds in
+              (("plain", plain), ("bucketed", bucketed))}
+    assert padded["bucketed"] < 0.8 * padded["plain"]
+    assert np.array_equal(epoch(4).order, bucketed.order)  # seeded
+    # a capped epoch regroups only the examples it visits
+    capped = epoch(4, max_steps=5)
+    assert set(capped.order[:40]) == set(plain.order[:40]) and np.array_equal(capped.order[40:], plain.order[40:])
+    assert np.array_equal(epoch(1).order, plain.order)

@@ -83,6 +83,7 @@ class BenchConfig:
     loop_batch_size: int = 16
     loop_steps: int = 4  # optimizer steps per timed epoch
     num_workers: int = 0  # DataLoader workers in (d)
+    loop_length_buckets: int = 0  # also time (d) with length_buckets=N (0: not)
     threads: int | None = None  # torch CPU threads; None: torch's default
     hf_yardstick: bool = False  # also time HF's own forward+loss and generate
     reference_step: bool = False  # also time the slow reference's forward+backward (whole sequence per thought)
@@ -383,8 +384,17 @@ def bench_loop(cfg: BenchConfig, device: torch.device) -> dict[str, Any]:
             for _ in DataLoader(ds, batch_size=None, num_workers=tc.num_workers, pin_memory=device.type == "cuda"):
                 pass
 
-        t = time_interleaved({"trainer": trainer_epoch, "model_only": model_only, "data_only": data_only},
-                             "trainer", device, warmup=1, repeats=max(cfg.repeats // 2 + 1, 2))
+        variants = {"trainer": trainer_epoch, "model_only": model_only, "data_only": data_only}
+        if cfg.loop_length_buckets > 1:
+            def trainer_bucketed() -> None:  # the same epoch with length bucketing: same examples, less padding
+                tc.length_buckets = cfg.loop_length_buckets
+                try:
+                    trainer_epoch()
+                finally:
+                    tc.length_buckets = 0
+
+            variants["trainer_bucketed"] = trainer_bucketed
+        t = time_interleaved(variants, "trainer", device, warmup=1, repeats=max(cfg.repeats // 2 + 1, 2))
         trainer.log.close()
     return {"preset": cfg.loop_preset, "batch": cfg.loop_batch_size, "steps": cfg.loop_steps,
             "examples": n, "num_workers": cfg.num_workers, "seq_len": int(prebuilt[0].batch.input_ids.shape[1]),
@@ -392,7 +402,11 @@ def bench_loop(cfg: BenchConfig, device: torch.device) -> dict[str, Any]:
             "model_only_examples_per_s": n / t["model_only"].median_s,
             "data_only_examples_per_s": n / t["data_only"].median_s,
             # per round: model-only time / trainer time = trainer throughput / model-only throughput
-            "ratio": t["model_only"].ratio}
+            "ratio": t["model_only"].ratio,
+            **({"length_buckets": cfg.loop_length_buckets,
+                "bucketed_examples_per_s": n / t["trainer_bucketed"].median_s,
+                # per round: trainer time / bucketed trainer time
+                "bucketing_speedup": 1 / t["trainer_bucketed"].ratio} if "trainer_bucketed" in t else {})}
 
 
 # ------------------------------------------------------------------------------ together
@@ -523,6 +537,9 @@ def format_table(r: dict[str, Any]) -> str:
         row(f"(d) loop examples/s ({lp['preset']}, batch {lp['batch']}, {lp['num_workers']} workers)",
             lp["trainer_examples_per_s"], lp["model_only_examples_per_s"], lp["ratio"], goal("loop"))
         row("    data pipeline alone, examples/s", lp["data_only_examples_per_s"], None, None)
+        if "bucketed_examples_per_s" in lp:
+            row(f"    length_buckets={lp['length_buckets']}, examples/s vs (d)", lp["bucketed_examples_per_s"],
+                lp["trainer_examples_per_s"], lp["bucketing_speedup"], "(speed-up)")
     m = r["machine"]
     lines.append(f"device {m.get('gpu', m['cpu'])}, {m['torch_threads']} threads; torch {r['versions']['torch']}, "
                  f"transformers {r['versions']['transformers']}; seq_len {r.get('seq_len', '-')}")
@@ -544,7 +561,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
                                f"choose one of {', '.join(PRESETS)}")
     if args.device == "cuda" and not torch.cuda.is_available():
         raise CoconutError("--device cuda: CUDA is not available on this machine (use --device cpu)")
-    for flag in ("warmup", "num_workers"):
+    for flag in ("warmup", "num_workers", "loop_length_buckets"):
         if getattr(args, flag) < 0:
             raise CoconutError(f"--{flag.replace('_', '-')} must be >= 0, got {getattr(args, flag)}")
     fields = {f: getattr(args, f) for f in BenchConfig.__dataclass_fields__ if f != "skip"}
@@ -595,6 +612,8 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--loop-steps", type=positive_int, default=d.loop_steps,
                    help=f"optimizer steps per timed loop epoch (default {d.loop_steps})")
     p.add_argument("--num-workers", type=int, default=d.num_workers, help=f"DataLoader workers in (d) (default {d.num_workers})")
+    p.add_argument("--loop-length-buckets", type=int, default=d.loop_length_buckets, metavar="N",
+                   help="also time (d) with length_buckets=N: batches of similar length, less padding (default: not)")
     p.add_argument("--threads", type=positive_int, default=None,
                    help="torch CPU threads (default: torch's own choice); 1 is steadier on a shared machine")
     p.add_argument("--hf-yardstick", action="store_true",

@@ -94,6 +94,7 @@ class TrainConfig:
     precision: str = _f("auto", "auto (bf16 autocast on GPU, fp32 on CPU) | fp32 | bf16")
     seed: int = _f(0, "seed for weights, data order, stage mixing and iCoT smoothing", resume=True)
     max_steps_per_epoch: int | None = _f(None, "cap optimizer steps per epoch (quick experiments)", resume=True)
+    length_buckets: int = _f(0, "regroup each run of N global batches so every batch holds examples of similar length (less padding); 0: off", resume=True)
     max_train_seconds: float | None = _f(None, "stop after this much training time (then validate and checkpoint; --resume continues)")
     # --- evaluation, checkpoints, logging
     eval_every: int = _f(1, "validate every N epochs (and after the last)")
@@ -133,7 +134,7 @@ class TrainConfig:
                 "val_max_examples"),
             0: ("c_thought", "max_latent_stage", "epochs_per_stage", "pause_tokens", "warmup_steps", "start_epoch",
                 "save_every_steps", "max_thoughts", "num_workers", "grad_clip", "weight_decay", "icot_delta",
-                "icot_lambda", "icot_max_removed", "eot_loss_weight", "token_shift"),
+                "icot_lambda", "icot_max_removed", "eot_loss_weight", "token_shift", "length_buckets"),
         }
         if self.bpe_vocab_size < 263:
             raise CoconutError(f"config 'bpe_vocab_size': must be >= 263 (256 bytes and 7 special tokens), "

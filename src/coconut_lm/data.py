@@ -222,6 +222,26 @@ def epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:
     return np.random.default_rng([seed, epoch]).permutation(n)
 
 
+def bucket_by_length(order: np.ndarray, lengths: np.ndarray, batch_size: int, window: int,
+                     rng: np.random.Generator) -> np.ndarray:
+    """`order` with each run of `window` global batches regrouped so every batch holds similar lengths.
+
+    Within a window the examples are sorted by length and cut into batches, whose order is then
+    shuffled: the same examples in the same stretch of the epoch, with less padding in each batch.
+    `window` 0 or 1 leaves `order` as it is.
+    """
+    if window <= 1:
+        return order
+    out = order.copy()
+    span = window * batch_size
+    for start in range(0, len(order) - batch_size + 1, span):
+        chunk = order[start:start + span]
+        chunk = chunk[: len(chunk) // batch_size * batch_size]
+        by_len = chunk[np.argsort(lengths[chunk], kind="stable")].reshape(-1, batch_size)
+        out[start:start + by_len.size] = by_len[rng.permutation(len(by_len))].reshape(-1)
+    return out
+
+
 class EpochBatches(Dataset):
     """The micro-batches of one epoch for one rank, built on demand (safe in DataLoader workers)."""
 
@@ -236,6 +256,7 @@ class EpochBatches(Dataset):
         seed: int,
         epoch: int,
         max_steps: int | None = None,
+        length_buckets: int = 0,
     ) -> None:
         if len(data) < plan.batch_size:
             raise CoconutError(f"{len(data)} training examples is fewer than one batch (batch_size={plan.batch_size})")
@@ -244,6 +265,11 @@ class EpochBatches(Dataset):
         self.order = epoch_order(seed, epoch, len(data))
         self.steps_per_epoch = len(data) // plan.batch_size
         self.steps = self.steps_per_epoch if max_steps is None else min(max_steps, self.steps_per_epoch)
+        if length_buckets > 1:  # regroup only the examples this epoch visits, so the set visited stays the same
+            used = self.steps * plan.batch_size
+            lengths = np.array([len(ex.question) + sum(len(s) for s in ex.steps) + len(ex.answer) for ex in data])
+            self.order = np.concatenate([bucket_by_length(self.order[:used], lengths, plan.batch_size, length_buckets,
+                                                          np.random.default_rng([seed, epoch, 2])), self.order[used:]])
         self.n_steps = np.array([ex.n_steps for ex in data])
         self.n_chain = np.array([sum(len(s) for s in ex.steps) for ex in data])
         # The layouts of the last global batch built, and their label count: the micro-batches of

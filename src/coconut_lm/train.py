@@ -314,7 +314,8 @@ class Trainer:
     def train_epoch(self) -> None:
         cfg, env = self.cfg, self.env
         ds = EpochBatches(self.epoch_data(), self.method, self.layout, self.schedule, self.tokens, self.plan,
-                          seed=cfg.seed, epoch=self.epoch, max_steps=cfg.max_steps_per_epoch)
+                          seed=cfg.seed, epoch=self.epoch, max_steps=cfg.max_steps_per_epoch,
+                          length_buckets=cfg.length_buckets)
         # Its own generator: an iterator would otherwise draw from the global RNG, which resume restores.
         loader = DataLoader(ds, batch_size=None, sampler=range(self.micro_index, len(ds)),
                             generator=torch.Generator().manual_seed(cfg.seed * 100_003 + self.epoch),
