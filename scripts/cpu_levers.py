@@ -1,0 +1,99 @@
+"""Time CPU levers for a small model's train step side by side: eager fp32, bf16 autocast, torch.compile.
+
+    OMP_NUM_THREADS=1 python scripts/cpu_levers.py --n-embd 128 --question 113 --latents 6
+    OMP_NUM_THREADS=1 python scripts/cpu_levers.py --n-embd 256 --skip-compile
+
+One Coconut train step (forward, backward, AdamW) of a from-scratch 2-layer GPT-2 on random
+symbolic-ProsQA-shaped rows (left padding from 0 to 9 tokens, the thoughts, 3 answer tokens);
+variants run in interleaved rounds, and each ratio is the median of the same-round ratios against
+eager fp32, so load from other processes hits them alike. `torch.compile` compiles each transformer
+block (inductor); its first call's compile time is printed apart.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+from coconut_lm.backbone import build_from_scratch
+from coconut_lm.model import CoconutLM
+from coconut_lm.tokenizer import SpecialTokens
+
+
+def make_step(args: argparse.Namespace, bf16: bool, compiled: bool):
+    torch.manual_seed(0)
+    tokens = SpecialTokens(pad=0, eos=1, bot=2, eot=3, latent=4, pause=5)
+    base = build_from_scratch("mini", args.vocab, 512, tokens, n_layer=args.n_layer, n_embd=args.n_embd,
+                              n_head=args.n_head)
+    model = CoconutLM(base, tokens, token_shift=1)
+    if compiled:  # the transformer blocks, in place: CoconutLM calls the body, not `base` itself
+        for block in model.body.h:
+            block.compile()
+    model.train()
+    b, q = args.batch_size, args.question
+    t = q + args.latents + args.answer
+    ids = torch.randint(6, args.vocab, (b, t))
+    mask = torch.ones(b, t, dtype=torch.long)
+    for i in range(b):
+        mask[i, : i % 10] = 0
+        ids[i, : i % 10] = tokens.pad
+    ids[:, q:q + args.latents] = tokens.latent
+    labels = torch.full_like(ids, -100)
+    labels[:, -args.answer:] = ids[:, -args.answer:]
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-5)
+
+    def step() -> None:
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            out = model(ids, mask, labels=labels)
+        out.loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    return step
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--n-layer", type=int, default=2)
+    p.add_argument("--n-embd", type=int, default=128)
+    p.add_argument("--n-head", type=int, default=4)
+    p.add_argument("--vocab", type=int, default=40)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--question", type=int, default=113)
+    p.add_argument("--latents", type=int, default=6)
+    p.add_argument("--answer", type=int, default=3)
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--steps", type=int, default=4, help="steps per variant per round")
+    p.add_argument("--skip-compile", action="store_true")
+    args = p.parse_args()
+    variants = {"eager fp32": make_step(args, False, False), "bf16 autocast": make_step(args, True, False)}
+    if not args.skip_compile:
+        compiled = make_step(args, False, True)
+        t0 = time.perf_counter()
+        compiled()
+        print(f"torch.compile: first step (compiling) {time.perf_counter() - t0:.1f} s")
+        variants["torch.compile fp32"] = compiled
+    for fn in variants.values():
+        fn()
+    times: dict[str, list[float]] = {name: [] for name in variants}
+    names = list(variants)
+    for r in range(args.rounds):
+        for name in names if r % 2 == 0 else names[::-1]:
+            t0 = time.perf_counter()
+            for _ in range(args.steps):
+                variants[name]()
+            times[name].append((time.perf_counter() - t0) / args.steps)
+    base = times["eager fp32"]
+    print(f"2x{args.n_embd} ({args.n_head} heads), batch {args.batch_size}, {args.question}+{args.latents}+"
+          f"{args.answer} tokens, {torch.get_num_threads()} thread(s), torch {torch.__version__}")
+    print(f"{'variant':<22}{'step ms':>10}{'speed-up':>10}")
+    for name, ts in times.items():
+        ratio = statistics.median(b / t for b, t in zip(base, ts))
+        print(f"{name:<22}{1e3 * statistics.median(ts):>10.1f}{ratio:>9.2f}x")
+
+
+if __name__ == "__main__":
+    main()
