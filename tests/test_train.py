@@ -364,3 +364,24 @@ def test_gsm8k_from_scratch_gets_bpe_and_unknown_validation_words_are_reported(t
         assert backend == "WordLevel" and unknown > 0
         assert f"warning: {val}: {unknown} unknown tokens (<unk>) in 1 items; the first is 'Ann'" in err
     shutil.rmtree(out)
+
+
+def test_resume_compares_a_key_the_old_run_never_recorded_with_its_default(tmp_path):
+    """A run saved before `length_buckets` existed used no bucketing: resuming it with bucketing is refused."""
+    from coconut_lm import checkpoint as ckpt
+    from coconut_lm.errors import CoconutError
+    from coconut_lm.train import train
+
+    cfg = _cfg(tmp_path, "prosqa", "cot", "num_epochs=1", "max_steps_per_epoch=1")
+    train(cfg, progress=False, device="cpu")
+    latest = ckpt.latest_checkpoint(cfg.out_dir)
+    state = ckpt.load_trainer_state(latest)
+    del state["config"]["length_buckets"]  # as the trainer state of an older coconut-lm
+    torch.save(state, latest / ckpt.TRAINER_STATE)
+    (latest / ckpt.MANIFEST).unlink()
+    ckpt.write_manifest(latest)
+    cfg.num_epochs, cfg.length_buckets = 2, 4
+    with pytest.raises(CoconutError, match="config 'length_buckets' was 0 there and is 4 now"):
+        train(cfg, resume=True, progress=False, device="cpu")
+    cfg.length_buckets = 0
+    assert train(cfg, resume=True, progress=False, device="cpu").global_step == 2

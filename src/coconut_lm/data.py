@@ -238,6 +238,7 @@ def bucket_by_length(order: np.ndarray, lengths: np.ndarray, batch_size: int, wi
         chunk = order[start:start + span]
         chunk = chunk[: len(chunk) // batch_size * batch_size]
         by_len = chunk[np.argsort(lengths[chunk], kind="stable")].reshape(-1, batch_size)
+        by_len = rng.permuted(by_len, axis=1)  # rows in no length order, so no rank always gets the longest
         out[start:start + by_len.size] = by_len[rng.permutation(len(by_len))].reshape(-1)
     return out
 

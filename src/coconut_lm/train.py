@@ -201,9 +201,10 @@ class Trainer:
                 raise CoconutError(f"cannot resume {found}: {what} changed since the run started (its sha256 "
                                    f"differs), so the restored weights would not match it; restore it, or start "
                                    f"a new run")
-        for key in RESUME_KEYS:
-            if key in saved and saved[key] != getattr(self.cfg, key):
-                raise CoconutError(f"cannot resume {found}: config '{key}' was {saved[key]!r} there and is "
+        defaults = TrainConfig().to_dict()
+        for key in RESUME_KEYS:  # a key the saved config lacks was added since: the run used its default
+            if saved and saved.get(key, defaults[key]) != getattr(self.cfg, key):
+                raise CoconutError(f"cannot resume {found}: config '{key}' was {saved.get(key, defaults[key])!r} there and is "
                                    f"{getattr(self.cfg, key)!r} now; the data order would not match")
         loaded = CoconutLM.from_pretrained(found)
         dist.load_full_state(self.wrapped, self.optimizer, loaded.state_dict(), state["optimizer"], self.env,

@@ -11,9 +11,9 @@ The rules:
 - gsm8k: that text with its commas removed ("1,000" == "1000"), as the official evaluation does;
   nothing else is forgiven ("72." != "72", "$72" != "72").
 - prosqa: the answer sentence ("Tom is a lempus.") or node symbol, whitespace collapsed; otherwise exact.
+- prontoqa: a truth value: "True"/"False" in any case, with or without a final period.
 
 Each task's rule is its `Task.normalize` in `tasks/registry.py`.
-- prontoqa: a truth value: "True"/"False" in any case, with or without a final period.
 """
 
 from __future__ import annotations
