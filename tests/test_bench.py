@@ -94,3 +94,23 @@ def test_cuda_without_a_gpu_is_a_one_line_error():
     args = _parse("--device", "cuda")
     with pytest.raises(CoconutError, match="CUDA is not available"):
         args.func(args)
+
+
+@pytest.mark.slow
+def test_gpu_bench_script_dry_runs_on_cpu(tmp_path):
+    """scripts/gpu_bench.sh, as a GPU window would run it, with a micro model on the CPU: one table, four rows."""
+    import os
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHON": sys.executable, "OUT": str(tmp_path), "DEVICE": "cpu", "PRESET": "micro",
+           "BATCHES": "2 3", "OMP_NUM_THREADS": "1",
+           "EXTRA": " ".join(MICRO[4:18] + ["--eval-batch-size", "2", "--threads", "1"])}
+    proc = subprocess.run(["bash", str(root / "scripts" / "gpu_bench.sh")], cwd=root, env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    table = (tmp_path / "gpu_bench.md").read_text().splitlines()
+    assert len(table) == 2 + 4 and table[0].startswith("| batch | precision | Coconut step ms")
+    assert sorted(line.split("|")[1:3] for line in table[2:]) == [[" 2 ", " bf16 "], [" 2 ", " fp32 "],
+                                                                   [" 3 ", " bf16 "], [" 3 ", " fp32 "]]
+    assert len(list(tmp_path.glob("bench_b*_*.json"))) == 4
