@@ -16,10 +16,10 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_wheel_installed_outside_the_checkout_trains(tmp_path):
     wheels, site, work = tmp_path / "wheels", tmp_path / "site", tmp_path / "work"
     work.mkdir()
-    build = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-                            str(ROOT), "-w", str(wheels)], capture_output=True, text=True)
-    if build.returncode != 0 and "No module named" in build.stderr:
-        pytest.skip(f"cannot build a wheel here: {build.stderr.strip().splitlines()[-1]}")
+    # A PEP 517 build in an isolated environment (pip fetches the build backend pyproject.toml names),
+    # as `python -m build --wheel` does.
+    build = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", str(ROOT), "-w", str(wheels)],
+                           capture_output=True, text=True, timeout=600)
     assert build.returncode == 0, build.stderr
     (wheel,) = wheels.glob("coconut_lm-*.whl")
     subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(site), str(wheel)],
