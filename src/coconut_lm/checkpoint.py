@@ -79,7 +79,7 @@ class RunMeta:
         for f in fields(cls):
             if f.name == "layout" or f.name not in meta:
                 continue
-            kind = type(getattr(cls(), f.name))
+            kind = type(f.default)
             try:
                 values[f.name] = kind(meta[f.name])
             except (TypeError, ValueError):

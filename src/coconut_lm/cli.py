@@ -16,17 +16,13 @@ from pathlib import Path
 
 from coconut_lm.argtypes import Parser, int_list, non_blank, non_negative_int, positive_int
 from coconut_lm.errors import CoconutError
-from coconut_lm.tasks.generate import add_prosqa_arguments, prosqa_examples
+from coconut_lm.tasks.generate import add_prosqa_arguments, write_prosqa
 
 # ----------------------------------------------------------------------------------------- data
 
 
 def _cmd_data_prosqa(args: argparse.Namespace) -> int:
-    from coconut_lm.tasks.examples import save_examples
-
-    examples = prosqa_examples(args)
-    save_examples(examples, args.out)
-    print(f"wrote {len(examples)} ProsQA examples ({args.format} form) to {args.out}")
+    write_prosqa(args)
     return 0
 
 

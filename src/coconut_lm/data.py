@@ -266,13 +266,13 @@ class EpochBatches(Dataset):
         self.order = epoch_order(seed, epoch, len(data))
         self.steps_per_epoch = len(data) // plan.batch_size
         self.steps = self.steps_per_epoch if max_steps is None else min(max_steps, self.steps_per_epoch)
-        if length_buckets > 1:  # regroup only the examples this epoch visits, so the set visited stays the same
-            used = self.steps * plan.batch_size
-            lengths = np.array([len(ex.question) + sum(len(s) for s in ex.steps) + len(ex.answer) for ex in data])
-            self.order = np.concatenate([bucket_by_length(self.order[:used], lengths, plan.batch_size, length_buckets,
-                                                          np.random.default_rng([seed, epoch, 2])), self.order[used:]])
         self.n_steps = np.array([ex.n_steps for ex in data])
         self.n_chain = np.array([sum(len(s) for s in ex.steps) for ex in data])
+        if length_buckets > 1:  # regroup only the examples this epoch visits, so the set visited stays the same
+            used = self.steps * plan.batch_size
+            lengths = self.n_chain + np.array([len(ex.question) + len(ex.answer) for ex in data])
+            self.order = np.concatenate([bucket_by_length(self.order[:used], lengths, plan.batch_size, length_buckets,
+                                                          np.random.default_rng([seed, epoch, 2])), self.order[used:]])
         # The layouts of the last global batch built, and their label count: the micro-batches of
         # one step share them, so the batch is laid out once per step, not once per micro-batch.
         self._step_cache: tuple[int, list[Layout], np.ndarray, int, int] | None = None

@@ -155,8 +155,7 @@ def run_demo(out: str | Path | None = None, methods: tuple[str, ...] = DEMO_METH
 
     `seed` seeds each model's initialisation and data order; the data (and so the test set) stays the same.
     """
-    from coconut_lm.tasks.examples import save_examples
-    from coconut_lm.tasks.generate import parse_prosqa_args, prosqa_examples
+    from coconut_lm.tasks.generate import parse_prosqa_args, write_prosqa
 
     unknown = [m for m in methods if m not in METHOD_OVERRIDES]
     if unknown:
@@ -170,9 +169,7 @@ def run_demo(out: str | Path | None = None, methods: tuple[str, ...] = DEMO_METH
     t0 = time.perf_counter()
     commands = {split: data_command(split, data / f"{split}.json") for split in SPLITS}
     for split, words in commands.items():  # what `coconut-lm data WORDS` would do
-        args = parse_prosqa_args(words[1:], f"demo {split} data")
-        save_examples(prosqa_examples(args), args.out)
-        print(f"wrote {args.n} ProsQA examples ({args.format} form) to {args.out}")
+        write_prosqa(parse_prosqa_args(words[1:], f"demo {split} data"))
     print(f"[demo] training {', '.join(methods)}: {steps} steps of 32 examples each, {parallel} at a time, "
           f"one thread each (logs: {out}/<method>.train.log)", flush=True)
     ctx = multiprocessing.get_context("spawn")

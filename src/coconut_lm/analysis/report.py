@@ -207,7 +207,8 @@ def format_markdown(cells: Sequence[Cell], runs: Sequence[RunResult], warnings: 
         cols = [x for t in TASKS for x in (_ours(by[(method, t)]), _paper(by[(method, t)]))]
         lines.append("| " + " | ".join([label, *cols]) + " |")
     lines += ["", "## Runs", "", "| run | method | task | seed | accuracy % | tokens | source |", "|---|---|---|---|---|---|---|"]
-    for r in sorted(runs, key=lambda r: (r.task, list(method_labels()).index(r.method), r.seed, r.run_dir)):
+    row_of = {name: i for i, name in enumerate(method_labels())}
+    for r in sorted(runs, key=lambda r: (r.task, row_of[r.method], r.seed, r.run_dir)):
         tok = "–" if r.tokens is None else f"{r.tokens:.1f}"
         lines.append(f"| `{r.run_dir}` | {r.method} | {r.task} | {r.seed} | {100 * r.accuracy:.1f} | {tok} | {r.source} |")
     lines += ["", "Source of each number: see the last column. † in the table: at least one run of that cell has no eval "

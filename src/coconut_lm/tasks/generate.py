@@ -56,6 +56,15 @@ def prosqa_examples(args: argparse.Namespace) -> list:
     return examples
 
 
+def write_prosqa(args: argparse.Namespace) -> None:
+    """What `coconut-lm data prosqa ARGS` does: make the examples, write them to `args.out`, say so."""
+    from coconut_lm.tasks.examples import save_examples
+
+    examples = prosqa_examples(args)
+    save_examples(examples, args.out)
+    print(f"wrote {len(examples)} ProsQA examples ({args.format} form) to {args.out}")
+
+
 def parse_prosqa_args(words: list[str], what: str) -> argparse.Namespace:
     """`coconut-lm data prosqa` arguments (without the leading 'prosqa'); a bad one is a CoconutError naming `what`."""
     parser = Parser(prog=what, add_help=False)
