@@ -1,4 +1,4 @@
-"""Time CPU levers for a small model's train step side by side: eager fp32, bf16 autocast, torch.compile.
+"""Time CPU levers for a small model's train step side by side: eager fp32, bf16 autocast, exact GELU, torch.compile.
 
     OMP_NUM_THREADS=1 python scripts/cpu_levers.py --n-embd 128 --question 113 --latents 6
     OMP_NUM_THREADS=1 python scripts/cpu_levers.py --n-embd 256 --skip-compile
@@ -6,8 +6,9 @@
 One Coconut train step (forward, backward, AdamW) of a from-scratch 2-layer GPT-2 on random
 symbolic-ProsQA-shaped rows (left padding from 0 to 9 tokens, the thoughts, 3 answer tokens);
 variants run in interleaved rounds, and each ratio is the median of the same-round ratios against
-eager fp32, so load from other processes hits them alike. `torch.compile` compiles each transformer
-block (inductor); its first call's compile time is printed apart.
+eager fp32, so load from other processes hits them alike. "exact GELU" is `activation=gelu` (the erf
+GELU) in place of the default tanh GELU. `torch.compile` compiles each transformer block
+(inductor); its first call's compile time is printed apart.
 """
 
 from __future__ import annotations
@@ -23,11 +24,12 @@ from coconut_lm.model import CoconutLM
 from coconut_lm.tokenizer import SpecialTokens
 
 
-def make_step(args: argparse.Namespace, bf16: bool, compiled: bool):
+def make_step(args: argparse.Namespace, bf16: bool, compiled: bool, activation: str | None = None):
+    """One train step of a fresh model; `activation` overrides the preset's MLP activation."""
     torch.manual_seed(0)
     tokens = SpecialTokens(pad=0, eos=1, bot=2, eot=3, latent=4, pause=5)
     base = build_from_scratch("mini", args.vocab, 512, tokens, n_layer=args.n_layer, n_embd=args.n_embd,
-                              n_head=args.n_head)
+                              n_head=args.n_head, activation=activation)
     model = CoconutLM(base, tokens, token_shift=1)
     if compiled:  # the transformer blocks, in place: CoconutLM calls the body, not `base` itself
         for block in model.body.h:
@@ -69,7 +71,9 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=4, help="steps per variant per round")
     p.add_argument("--skip-compile", action="store_true")
     args = p.parse_args()
-    variants = {"eager fp32": make_step(args, False, False), "bf16 autocast": make_step(args, True, False)}
+    variants = {"eager fp32": make_step(args, False, False), "bf16 autocast": make_step(args, True, False),
+                "exact GELU fp32": make_step(args, False, False, "gelu"),
+                "exact GELU + bf16": make_step(args, True, False, "gelu")}
     if not args.skip_compile:
         compiled = make_step(args, False, True)
         t0 = time.perf_counter()

@@ -44,6 +44,28 @@ def test_build_from_scratch_shapes_and_overrides(arch):
         build_from_scratch("micro", 10, 32, arch="llama", n_head=3)
 
 
+@pytest.mark.parametrize("arch,field,default", [("gpt2", "activation_function", "gelu_pytorch_tanh"),
+                                                 ("llama", "hidden_act", "silu")])
+def test_activation_override_is_built_and_saved(arch, field, default, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    from coconut_lm.backbone import build_from_scratch
+
+    assert getattr(build_from_scratch("micro", 20, 32, arch=arch).config, field) == default
+    torch.manual_seed(0)
+    relu = build_from_scratch("micro", 20, 32, arch=arch, activation="relu")
+    torch.manual_seed(0)
+    same_weights = build_from_scratch("micro", 20, 32, arch=arch)
+    assert getattr(relu.config, field) == "relu"
+    x = torch.tensor([[3, 4, 5, 6]])
+    with torch.no_grad():  # same weights, another function
+        assert not torch.allclose(relu(x).logits, same_weights(x).logits)
+        relu.save_pretrained(tmp_path)
+        assert torch.equal(AutoModelForCausalLM.from_pretrained(tmp_path)(x).logits, relu(x).logits)
+    with pytest.raises(CoconutError, match="unknown activation 'swish2'"):
+        build_from_scratch("micro", 20, 32, arch=arch, activation="swish2")
+
+
 def test_build_backbone_from_preset_and_overrides():
     tok = build_word_tokenizer(["Tom is a wumpus ."])
     special = special_token_ids(tok)

@@ -98,19 +98,40 @@ def test_cuda_without_a_gpu_is_a_one_line_error():
 
 @pytest.mark.slow
 def test_gpu_bench_script_dry_runs_on_cpu(tmp_path):
-    """scripts/gpu_bench.sh, as a GPU window would run it, with a micro model on the CPU: one table, four rows."""
+    """scripts/gpu_bench.sh, as a GPU window would run it, with a micro model on the CPU: one table, four rows.
+
+    COMPILE="" leaves out the compiled runs (inductor would build C++ for minutes here)."""
     import os
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[1]
     env = {**os.environ, "PYTHON": sys.executable, "OUT": str(tmp_path), "DEVICE": "cpu", "PRESET": "micro",
-           "BATCHES": "2 3", "OMP_NUM_THREADS": "1",
+           "BATCHES": "2 3", "OMP_NUM_THREADS": "1", "COMPILE": "",
            "EXTRA": " ".join(MICRO[4:18] + ["--eval-batch-size", "2", "--threads", "1"])}
     proc = subprocess.run(["bash", str(root / "scripts" / "gpu_bench.sh")], cwd=root, env=env, capture_output=True,
                           text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     table = (tmp_path / "gpu_bench.md").read_text().splitlines()
-    assert len(table) == 2 + 4 and table[0].startswith("| batch | precision | Coconut step ms")
+    assert len(table) == 2 + 4 and table[0].startswith("| batch | precision | compile | Coconut step ms")
+    assert all(line.split("|")[3] == " eager " for line in table[2:])
     assert sorted(line.split("|")[1:3] for line in table[2:]) == [[" 2 ", " bf16 "], [" 2 ", " fp32 "],
                                                                    [" 3 ", " bf16 "], [" 3 ", " fp32 "]]
     assert len(list(tmp_path.glob("bench_b*_*.json"))) == 4
+
+
+def test_bench_compile_flag_compiles_the_blocks_before_timing(monkeypatch):
+    """`--compile MODE` hands the bench model to compile_blocks (mocked here: inductor would build C++)."""
+    from coconut_lm import compiled
+    from coconut_lm.bench import BenchConfig, run_bench
+
+    seen = []
+    monkeypatch.setattr(compiled, "compile_blocks", lambda model, mode: seen.append((type(model).__name__, mode)))
+    args = _parse(*MICRO, "--compile", "reduce-overhead", "--skip", "memory", "--skip", "eval", "--skip", "loop")
+    assert args.compile == "reduce-overhead"
+    cfg = BenchConfig(**{f: getattr(args, f) for f in BenchConfig.__dataclass_fields__ if f != "skip"},
+                      skip=tuple(args.skip))
+    record = run_bench(cfg)
+    assert seen == [("CoconutLM", "reduce-overhead")]
+    assert record["config"]["compile"] == "reduce-overhead" and record["step"]["coconut"]["median_s"] > 0
+    with pytest.raises(SystemExit):
+        _parse("--compile", "fastest")

@@ -151,6 +151,7 @@ def test_official_yaml_errors(tmp_path):
         ("grad_clip=-1", "'grad_clip': must be >= 0"),
         ("betas=[0.9]", "'betas': expects two numbers"),
         ("dropout=1.5", "'dropout': must be in"),
+        ("activation=swish2", "'activation': 'swish2' is not an HF activation"),
         ("max_train_seconds=0", "'max_train_seconds': must be > 0"),
         ("eval_use_classifier=true", "needs eot_classifier=true"),
     ],

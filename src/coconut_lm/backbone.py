@@ -134,14 +134,24 @@ def build_from_scratch(preset: str, vocab_size: int, n_positions: int, special: 
                        arch: str = "gpt2", **shape: Any):
     """A from-scratch backbone: a preset's shape (with `shape` overrides) in the GPT-2 or Llama architecture.
 
-    `shape` takes n_layer, n_embd, n_head and dropout (None values are ignored). The Llama
-    architecture uses the same width, depth and heads with RoPE instead of learned positions,
+    `shape` takes n_layer, n_embd, n_head, dropout and activation (None values are ignored). The
+    Llama architecture uses the same width, depth and heads with RoPE instead of learned positions,
     RMSNorm, a SwiGLU MLP of width 4*n_embd*2/3 rounded up to 64, and tied embeddings.
+    `activation` names an HF activation (`transformers.activations.ACT2FN`): GPT-2's
+    `activation_function` (default "gelu_pytorch_tanh") or Llama's `hidden_act` (default "silu").
     """
     if preset not in PRESETS:
         raise CoconutError(f"unknown model preset '{preset}'; choose one of {sorted(PRESETS)}")
     fields = {**PRESETS[preset], **{k: v for k, v in shape.items() if v is not None}}
+    activation = fields.pop("activation", None)
+    if activation is not None:
+        from transformers.activations import ACT2FN
+
+        if activation not in ACT2FN:
+            raise CoconutError(f"unknown activation '{activation}'; choose one of {sorted(ACT2FN)}")
     if arch == "gpt2":
+        if activation is not None:
+            fields["activation_function"] = activation
         return build_backbone(fields, vocab_size, n_positions, special)
     if arch != "llama":
         raise CoconutError(f"unknown architecture '{arch}'; choose gpt2 or llama")
@@ -155,7 +165,7 @@ def build_from_scratch(preset: str, vocab_size: int, n_positions: int, special: 
         vocab_size, hidden_size=width, intermediate_size=-(-width * 8 // 3 // 64) * 64,
         num_hidden_layers=int(fields["n_layer"]), num_attention_heads=heads, num_key_value_heads=heads,
         max_position_embeddings=n_positions, tie_word_embeddings=True, attention_dropout=float(fields.get("dropout", 0.0)),
-        **ids,
+        **({"hidden_act": activation} if activation is not None else {}), **ids,
     )
     return LlamaForCausalLM(config)
 

@@ -87,6 +87,7 @@ class BenchConfig:
     threads: int | None = None  # torch CPU threads; None: torch's default
     hf_yardstick: bool = False  # also time HF's own forward+loss and generate
     reference_step: bool = False  # also time the slow reference's forward+backward (whole sequence per thought)
+    compile: str | None = None  # torch.compile mode for every transformer block (coconut_lm.compiled); None: eager
     skip: tuple[str, ...] = ()
 
 
@@ -359,7 +360,8 @@ def bench_loop(cfg: BenchConfig, device: torch.device) -> dict[str, Any]:
                          pad_latent_to_max=True, batch_size=cfg.loop_batch_size,
                          micro_batch_size=cfg.loop_batch_size, num_workers=cfg.num_workers,
                          max_length=1024, precision=cfg.precision, out_dir=str(Path(tmp) / "run"),
-                         log_every=10**9, warmup_steps=0)
+                         log_every=10**9, warmup_steps=0, compile=cfg.compile is not None,
+                         compile_mode=cfg.compile or "default")
         tc.validate()
         trainer = Trainer(tc, init_distributed(device.type), progress=False)
         trainer.epoch = cfg.latents  # the stage with `latents` thoughts in every row
@@ -457,6 +459,10 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
     shape = {"preset": cfg.preset, **({"n_layer": cfg.n_layer} if cfg.n_layer else {})}
     base = build_backbone(shape, vocab_size=cfg.vocab, n_positions=1024)
     model = CoconutLM(base, bench_tokens(cfg.vocab)).to(device).train()
+    if cfg.compile is not None:  # the warm-up rounds absorb the compilation
+        from coconut_lm.compiled import compile_blocks
+
+        compile_blocks(model, cfg.compile)
     if {"step", "memory"} - set(cfg.skip):
         b = bench_batch(cfg.batch_size, cfg.question, cfg.latents, cfg.answer, cfg.vocab).to(device)
         steps = train_steps(model, b, cfg.precision, cfg.hf_yardstick, cfg.reference_step)
@@ -583,6 +589,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 def add_bench_parser(sub: argparse._SubParsersAction) -> None:
     """Add the `bench` subcommand to the `coconut-lm` parser (sets `func`)."""
     from coconut_lm.argtypes import positive_int
+    from coconut_lm.compiled import COMPILE_MODES
 
     d = BenchConfig()
     p = sub.add_parser("bench", help="time Coconut's train step, memory, eval and training loop against baselines",
@@ -620,6 +627,9 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> None:
                    help="also time HF's own forward+loss (logits at every position) and HF generate on the plain prompt")
     p.add_argument("--reference-step", action="store_true",
                    help="also time the slow reference's step in (a): the whole sequence recomputed for every thought")
+    p.add_argument("--compile", default=None, metavar="MODE", choices=COMPILE_MODES,
+                   help="torch.compile every transformer block in this mode (default, reduce-overhead, ...); "
+                        "the warm-up rounds absorb the compilation (default: eager)")
     p.add_argument("--skip", action="append", default=[], choices=SECTIONS, help="leave a section out (repeatable)")
     p.add_argument("--json", metavar="OUT", default=None, help="also write the record (JSON) here")
     p.set_defaults(func=cmd_bench)

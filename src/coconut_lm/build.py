@@ -57,7 +57,8 @@ def build_model(cfg: TrainConfig, train_texts: list[str], symbolic: bool = False
             tok = load_base_tokenizer(cfg.tokenizer)
             add_coconut_tokens(tok)
         base = build_from_scratch(cfg.model, len(tok), cfg.max_length, special_token_ids(tok), arch=cfg.arch,
-                                  n_layer=cfg.n_layer, n_embd=cfg.n_embd, n_head=cfg.n_head, dropout=cfg.dropout)
+                                  n_layer=cfg.n_layer, n_embd=cfg.n_embd, n_head=cfg.n_head, dropout=cfg.dropout,
+                                  activation=cfg.activation)
     else:
         if cfg.tokenizer in BUILT_TOKENIZERS:
             raise CoconutError(f"config 'tokenizer': '{cfg.tokenizer}' builds a tokenizer for a from-scratch preset; "

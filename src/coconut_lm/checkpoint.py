@@ -32,7 +32,7 @@ import torch
 
 from coconut_lm.errors import CoconutError
 from coconut_lm.methods import LayoutConfig
-from coconut_lm.model import COCONUT_JSON
+from coconut_lm.model_files import COCONUT_JSON
 
 MANIFEST = "MANIFEST.json"
 TRAINER_STATE = "trainer_state.pt"
@@ -240,7 +240,8 @@ def load_model(path: str | os.PathLike, what: str = "checkpoint"):
     The folder is found by `resolve_checkpoint`; a manifest, when present, is verified first.
     Folders written by `CoconutLM.save_pretrained` alone (no manifest) load too.
     """
-    from coconut_lm.model import CoconutLM, read_meta
+    from coconut_lm.model import CoconutLM
+    from coconut_lm.model_files import read_meta
     from coconut_lm.tokenizer import load_tokenizer
 
     p = resolve_checkpoint(path, what)

@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from coconut_lm.argtypes import Parser, int_list, non_blank, non_negative_int, positive_int
+from coconut_lm.compiled import COMPILE_MODES
 from coconut_lm.errors import CoconutError
 from coconut_lm.tasks.generate import add_prosqa_arguments, write_prosqa
 
@@ -157,7 +158,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
                                     batch_size=args.batch_size, max_new_tokens=args.max_new_tokens,
                                     use_classifier=True if args.use_classifier else None,
                                     max_examples=args.max_examples, device=args.device, progress=not args.no_progress,
-                                    any_task=args.any_task)
+                                    any_task=args.any_task, compile=args.compile)
     print(format_summaries(summaries))
     if len(summaries) > 1:
         print(f"wrote {args.out}/forced_k.json and predictions.jsonl, summary.json in each of "
@@ -185,6 +186,9 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
                    help="generation budget per example (default: the training run's max_new_tokens)")
     p.add_argument("--max-examples", type=positive_int, default=None, help="evaluate only the first N examples")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="device (default: cuda if available)")
+    p.add_argument("--compile", default=None, metavar="MODE", choices=COMPILE_MODES,
+                   help="torch.compile every transformer block in this mode, e.g. reduce-overhead (CUDA graphs) "
+                        "for decoding on a GPU (default: eager)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_eval)
 

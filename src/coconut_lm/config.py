@@ -20,6 +20,7 @@ from typing import Any
 
 import yaml
 
+from coconut_lm.compiled import COMPILE_MODES
 from coconut_lm.curriculum import ScheduleConfig
 from coconut_lm.errors import CoconutError
 from coconut_lm.methods import LayoutConfig
@@ -57,6 +58,7 @@ class TrainConfig:
     n_embd: int | None = _f(None, "override the preset's width")
     n_head: int | None = _f(None, "override the preset's attention heads")
     dropout: float | None = _f(None, "override the preset's dropout")
+    activation: str | None = _f(None, "override a from-scratch preset's MLP activation (an HF activation name): gpt2's gelu_pytorch_tanh (GPT-2's tanh GELU, fused), llama's silu; gelu (exact erf GELU) makes a 2x128 CPU step about 1.1x faster (docs/performance.md)")
     tokenizer: str | None = _f(None, "HF tokenizer folder/id, or one built from the training data for presets: word | symbol | bpe; None: the pretrained model's own, else symbol for symbolic data, bpe (byte-level BPE) for gsm8k, word otherwise")
     bpe_vocab_size: int = _f(4096, "vocabulary size of a byte-level BPE tokenizer built from the training data (tokenizer=bpe)")
     init_from: str | None = _f(None, "start from this coconut-lm checkpoint's weights (e.g. a CoT model for GSM8k Coconut)")
@@ -107,7 +109,8 @@ class TrainConfig:
     num_workers: int = _f(0, "DataLoader worker processes for batch assembly")
     report_to: str = _f("none", "none | tensorboard | wandb (optional extras)")
     distributed: str = _f("ddp", "ddp | fsdp: how torchrun runs shard the model")
-    compile: bool = _f(False, "torch.compile the backbone (GPU)")
+    compile: bool = _f(False, "torch.compile each transformer block (coconut_lm.compiled; a failing backend falls back to eager); pays on GPU, not on CPU (docs/performance.md)")
+    compile_mode: str = _f("default", "torch.compile mode with compile=true: default | reduce-overhead (CUDA graphs) | max-autotune | max-autotune-no-cudagraphs")
     log_every: int = _f(10, "optimizer steps between metrics.jsonl training rows")
 
     def validate(self) -> None:
@@ -124,6 +127,7 @@ class TrainConfig:
             "report_to": ("none", "tensorboard", "wandb"),
             "distributed": ("ddp", "fsdp"),
             "arch": ("gpt2", "llama"),
+            "compile_mode": COMPILE_MODES,
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
@@ -148,6 +152,12 @@ class TrainConfig:
             raise CoconutError(f"config 'betas': expects two numbers in [0, 1), got {list(self.betas)}")
         if self.dropout is not None and not 0.0 <= self.dropout < 1.0:
             raise CoconutError(f"config 'dropout': must be in [0, 1), got {self.dropout}")
+        if self.activation is not None:
+            from transformers.activations import ACT2FN
+
+            if self.activation not in ACT2FN:
+                raise CoconutError(f"config 'activation': '{self.activation}' is not an HF activation; "
+                                   f"choose one of {', '.join(sorted(ACT2FN))}")
         if self.max_train_seconds is not None and self.max_train_seconds <= 0:
             raise CoconutError(f"config 'max_train_seconds': must be > 0, got {self.max_train_seconds}")
         if self.eot_classifier and not self.latent_markers:

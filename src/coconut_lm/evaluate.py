@@ -211,10 +211,12 @@ def evaluate_checkpoint(
     device: str = "auto",
     progress: bool = True,
     any_task: bool = False,
+    compile: str | None = None,
 ) -> dict[str, EvalSummary]:
     """Evaluate a checkpoint (or a run folder's best/) on a data file, once per thought count in `latents` (forced k).
 
     A data file that looks like another task's than the checkpoint's is refused unless `any_task`.
+    `compile` names a `torch.compile` mode for every transformer block (coconut_lm.compiled).
 
     Writes `<out>/predictions.jsonl` and `<out>/summary.json` for one setting, or `<out>/k<k>/...`
     plus `<out>/forced_k.json` for several. Returns the summaries keyed "k<k>" (or "classifier").
@@ -229,6 +231,10 @@ def evaluate_checkpoint(
     checkpoint = resolve_checkpoint(checkpoint)
     model, tokenizer, meta = load_model(checkpoint)
     model.to(dev)
+    if compile is not None:
+        from coconut_lm.compiled import compile_blocks
+
+        compile_blocks(model, compile)
     method = get_method(meta.method)
     layout = meta.layout
     # The training run's generation budget unless asked otherwise (128 when the checkpoint does not record it).

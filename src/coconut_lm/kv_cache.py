@@ -57,7 +57,9 @@ def _buffer_layer_class() -> type:
         """A full-attention cache layer over preallocated (B, heads, capacity, d) K/V buffers.
 
         Writes go through `.data`, which autograd does not version: a view saved for backward
-        by an earlier pass covers only positions that are never written again.
+        by an earlier pass covers only positions that are never written again. `torch.compile`
+        does not keep that distinction (it would trace the write as a versioned in-place
+        update), so `update` stays eager inside compiled blocks (coconut_lm.compiled).
         """
 
         def __init__(self, capacity: int):
@@ -73,6 +75,7 @@ def _buffer_layer_class() -> type:
             self.length = 0
             self.is_initialized = True
 
+        @torch.compiler.disable
         def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
             if not self.is_initialized:
                 self.lazy_initialization(key_states, value_states)

@@ -26,14 +26,9 @@ Shapes: B batch, T sequence, H hidden size, V vocabulary, N supervised positions
 
 from __future__ import annotations
 
-import contextlib
 import inspect
-import json
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -44,12 +39,19 @@ from torch.utils.checkpoint import checkpoint
 from coconut_lm.errors import CoconutError
 from coconut_lm.kv_cache import new_cache
 from coconut_lm.methods import IGNORE
+from coconut_lm.model_files import (  # noqa: F401  (the folder format's names, also importable from here)
+    COCONUT_JSON,
+    EOT_HEAD_FILE,
+    FORMAT_VERSION,
+    TOKEN_SHIFT_FILE,
+    CheckpointInfo,
+    load_folder,
+    read_checkpoint_info,
+    read_meta,
+    save_folder,
+)
 from coconut_lm.tokenizer import SpecialTokens
 
-COCONUT_JSON = "coconut.json"
-EOT_HEAD_FILE = "eot_head.safetensors"
-TOKEN_SHIFT_FILE = "token_shift.safetensors"
-FORMAT_VERSION = 1
 # Above this many logits (N * V) the loss runs in chunks whose logits are recomputed in backward,
 # so that a large vocabulary never holds (N, V) logits and their gradient at once.
 CE_CHUNK_ELEMENTS = 2**26
@@ -88,16 +90,6 @@ class GenerationOutput:
     num_tokens: torch.Tensor
     num_thoughts: torch.Tensor
     thoughts: list[torch.Tensor] | None = None
-
-
-@dataclass(frozen=True)
-class CheckpointInfo:
-    """The contents of a checkpoint's `coconut.json`."""
-
-    tokens: SpecialTokens
-    eot_classifier: bool
-    meta: dict[str, Any]
-    token_shift: int = 0
 
 
 def default_position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
@@ -424,114 +416,14 @@ class CoconutLM(nn.Module):
         """Write an HF folder (loadable by `AutoModelForCausalLM` alone) plus `coconut.json`.
 
         `state_dict` (this module's keys, e.g. gathered from FSDP shards) replaces the live weights.
-
-        Everything is written into a temporary sibling folder first. A new folder then appears by
-        one rename; into an existing folder each file moves by `os.replace`, `coconut.json` last,
-        and stale weight files of an earlier save are removed. Other files (the tokenizer, the
-        trainer state) are left alone.
+        An existing folder is updated file by file, `coconut.json` last (`model_files.save_folder`).
         """
-        path = Path(path)
-        try:
-            info = json.dumps({"format": FORMAT_VERSION, "tokens": self.tokens.to_dict(),
-                               "eot_classifier": self.eot_head is not None,
-                               "token_shift": self.shift_width, "meta": meta or {}},
-                              indent=2, sort_keys=True)
-        except (TypeError, ValueError) as e:
-            raise CoconutError(f"checkpoint meta for {path} is not JSON-serialisable: {e}") from None
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
-        try:
-            with _no_hf_progress():
-                base_sd = None if state_dict is None else _sub_state(state_dict, "base.")
-                self.base.save_pretrained(tmp, state_dict=base_sd)
-            for name, file in (("eot_head", EOT_HEAD_FILE), ("token_shift", TOKEN_SHIFT_FILE)):
-                module = getattr(self, name)
-                if module is None:
-                    continue
-                from safetensors.torch import save_file
-
-                sd = module.state_dict() if state_dict is None else _sub_state(state_dict, f"{name}.")
-                save_file({k: v.detach().cpu().contiguous() for k, v in sd.items()}, str(tmp / file))
-            (tmp / COCONUT_JSON).write_text(info + "\n")
-            if not path.exists():
-                os.replace(tmp, path)
-                return
-            written = {f.name for f in tmp.iterdir()}
-            for f in sorted(tmp.iterdir(), key=lambda f: f.name == COCONUT_JSON):
-                os.replace(f, path / f.name)
-            for old in path.iterdir():
-                if old.name not in written and _is_weight_file(old.name):
-                    old.unlink()
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+        save_folder(self, path, meta, state_dict)
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike, **load_kwargs: Any) -> CoconutLM:
         """Load a folder written by `save_pretrained`; keyword arguments go to the backbone loader."""
-        from coconut_lm.backbone import load_backbone
-
-        info = read_checkpoint_info(path)
-        with _no_hf_progress():
-            base = load_backbone(path, **load_kwargs)
-        model = cls(base, info.tokens, eot_classifier=info.eot_classifier, token_shift=info.token_shift)
-        for name, file, what in (("eot_head", EOT_HEAD_FILE, "a classifier"), ("token_shift", TOKEN_SHIFT_FILE, "a token shift")):
-            module = getattr(model, name)
-            if module is None:
-                continue
-            from safetensors.torch import load_file
-
-            f = Path(path) / file
-            if not f.is_file():
-                raise CoconutError(f"{f}: missing, but {COCONUT_JSON} says the checkpoint has {what}")
-            param = next(base.parameters())
-            module.load_state_dict({k: v.to(param.dtype) for k, v in load_file(str(f)).items()})
-        return model
-
-
-def read_checkpoint_info(path: str | os.PathLike) -> CheckpointInfo:
-    """Read and validate `coconut.json` in a checkpoint folder."""
-    f = Path(path) / COCONUT_JSON
-    if not f.is_file():
-        raise CoconutError(f"{f}: not found; {path} is not a coconut-lm checkpoint")
-    try:
-        d = json.loads(f.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise CoconutError(f"{f}: cannot read JSON: {e}") from None
-    for key, kind in (("tokens", dict), ("eot_classifier", bool), ("meta", dict)):
-        if not isinstance(d.get(key), kind):
-            raise CoconutError(f"{f}: field '{key}' must be a {kind.__name__}")
-    try:
-        tokens = SpecialTokens.from_dict(d["tokens"])
-    except (KeyError, TypeError, ValueError) as e:
-        raise CoconutError(f"{f}: field 'tokens' is incomplete or not integers: {e}") from None
-    shift = d.get("token_shift", 0)  # absent in checkpoints written before the option existed
-    if isinstance(shift, bool) or not isinstance(shift, int) or shift < 0:
-        raise CoconutError(f"{f}: field 'token_shift' must be a whole number >= 0")
-    return CheckpointInfo(tokens=tokens, eot_classifier=d["eot_classifier"], meta=d["meta"], token_shift=shift)
-
-
-def read_meta(path: str | os.PathLike) -> dict[str, Any]:
-    """The `meta` dict the trainer saved with a checkpoint (method, stage, c, eval settings)."""
-    return read_checkpoint_info(path).meta
-
-
-@contextlib.contextmanager
-def _no_hf_progress():
-    """Silence HF's per-call progress bars (weight loading and saving) that flood training logs."""
-    from transformers.utils import logging as hf_logging
-
-    enabled = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        if enabled:
-            hf_logging.enable_progress_bar()
-
-
-def _sub_state(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
-    """The entries of `state` under `prefix`, with the prefix removed."""
-    return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+        return load_folder(cls, path, **load_kwargs)
 
 
 def upcast(x: torch.Tensor) -> torch.Tensor:
@@ -545,8 +437,3 @@ def _activation_checkpointing(base: nn.Module) -> bool:
         if hasattr(type(base), name):
             return bool(getattr(base, name))
     return False
-
-
-def _is_weight_file(name: str) -> bool:
-    return name.startswith(("model", "pytorch_model")) and (
-        name.endswith((".safetensors", ".bin")) or name.endswith(".index.json"))

@@ -32,6 +32,7 @@ from tqdm.auto import tqdm
 from coconut_lm import checkpoint as ckpt
 from coconut_lm import dist
 from coconut_lm.build import build_model
+from coconut_lm.compiled import compile_blocks
 from coconut_lm.config import TrainConfig
 from coconut_lm.curriculum import optimizer_reset_key
 from coconut_lm.data import (
@@ -116,8 +117,8 @@ class Trainer:
             self.steps_per_epoch = min(self.steps_per_epoch, cfg.max_steps_per_epoch)
         self.total_steps = self.steps_per_epoch * (cfg.num_epochs - cfg.start_epoch)
         self.wrapped = dist.wrap_model(self.model, env, cfg.distributed)
-        if cfg.compile:
-            self.wrapped.compile()
+        if cfg.compile:  # after wrapping: FSDP2 shards the same block objects in place
+            compile_blocks(self.model, cfg.compile_mode)
         self.optimizer = self._new_optimizer()
         # FSDP ranks must call every block the same number of times (see dist.lockstep_plan).
         self.lockstep = env.distributed and cfg.distributed == "fsdp"
