@@ -20,6 +20,7 @@ import time
 import torch
 
 from coconut_lm.backbone import build_from_scratch
+from coconut_lm.compiled import compile_blocks
 from coconut_lm.model import CoconutLM
 from coconut_lm.tokenizer import SpecialTokens
 
@@ -31,9 +32,8 @@ def make_step(args: argparse.Namespace, bf16: bool, compiled: bool, activation: 
     base = build_from_scratch("mini", args.vocab, 512, tokens, n_layer=args.n_layer, n_embd=args.n_embd,
                               n_head=args.n_head, activation=activation)
     model = CoconutLM(base, tokens, token_shift=1)
-    if compiled:  # the transformer blocks, in place: CoconutLM calls the body, not `base` itself
-        for block in model.body.h:
-            block.compile()
+    if compiled:  # each transformer block, in place, as the trainer's compile=true does
+        compile_blocks(model)
     model.train()
     b, q = args.batch_size, args.question
     t = q + args.latents + args.answer

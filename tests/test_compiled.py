@@ -27,18 +27,27 @@ SETTINGS = [pytest.param("cpu", "default", CPU_BACKEND, id=f"cpu-{CPU_BACKEND}")
 
 @pytest.fixture(autouse=True)
 def fresh_dynamo():
-    """Each test compiles from scratch: dynamo's caches and recompile counts are per process."""
+    """Each test compiles from scratch (dynamo's caches and counts are per process), and the
+    process-wide settings that compile_blocks changes are put back for the tests after it."""
+    config = torch._dynamo.config
+    saved = config.suppress_errors, config.recompile_limit
     torch._dynamo.reset()
+    torch._dynamo.utils.counters.clear()
     yield
     torch._dynamo.reset()
+    config.suppress_errors, config.recompile_limit = saved
 
 
 def twins(kind: str, device: str):
-    """The test model eager (the reference runs on it) and a copy with compiled blocks."""
+    """The test model eager (the reference runs on it) and a copy with compiled blocks, in train
+    mode with dropout off, so that the training path is compiled and results stay deterministic."""
     eager = make_model(kind, eot_classifier=True, token_shift=1)
     if device == "cuda":
         eager = eager.float()
-    eager = eager.to(device)
+    for m in eager.modules():
+        if isinstance(m, torch.nn.Dropout):
+            m.p = 0.0
+    eager = eager.to(device).train()
     return eager, copy.deepcopy(eager)
 
 
@@ -49,27 +58,35 @@ def test_compiled_blocks_match_reference(kind, device, mode, backend):
     eager, model = twins(kind, device)
     assert compile_blocks(model, mode, backend=backend) == 2
     tol = TOL[kind] if device == "cpu" else 1e-4
-    ids, mask, labels = (t.to(device) for t in pad_batch(*make_rows([5, 2, 7], (0, 3, 8)), "align"))
-    for _ in range(2 if device == "cuda" else 1):  # CUDA graphs are recorded on a warm call and replayed after
-        out = model(ids, mask, labels)
-        fast = grads(model, out.loss + out.eot_loss)
-    ref = reference_forward(eager, ids, mask, labels)
-    slow = grads(eager, ref.loss + ref.eot_loss)
-    assert_close(out.loss, ref.loss, tol)
-    assert_close(out.eot_loss, ref.eot_loss, tol)
-    assert set(fast) == set(slow)
-    for name, g in slow.items():
-        assert_close(fast[name], g, tol)
-    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] > 0  # something was compiled
+    frames = torch._dynamo.utils.counters["frames"]
+    with torch._dynamo.config.patch(suppress_errors=False):  # a block that fell back to eager fails here
+        ids, mask, labels = (t.to(device) for t in pad_batch(*make_rows([5, 2, 7], (0, 3, 8)), "align"))
+        for _ in range(2 if device == "cuda" else 1):  # CUDA graphs are recorded on a warm call, replayed after
+            out = model(ids, mask, labels)
+            fast = grads(model, out.loss + out.eot_loss)
+        ref = reference_forward(eager, ids, mask, labels)
+        slow = grads(eager, ref.loss + ref.eot_loss)
+        assert_close(out.loss, ref.loss, tol)
+        assert_close(out.eot_loss, ref.eot_loss, tol)
+        assert set(fast) == set(slow)
+        for name, g in slow.items():
+            assert_close(fast[name], g, tol)
 
-    rows, n_prompt = make_rows([3, 6, 1, 4], (0, 1, 3, 6))
-    prompts = [r[:n] for r, n in zip(rows, n_prompt)]
-    ids, mask, _ = (t.to(device) for t in pad_batch(prompts, [len(p) for p in prompts], "left"))
-    with torch.no_grad():
-        gen = model.generate(ids, mask, max_new_tokens=5)
-    for i, p in enumerate(prompts):
-        want = reference_generate(eager, p, 5).tokens
-        assert gen.sequences[i, :len(want)].tolist() == want
+        rows, n_prompt = make_rows([3, 6, 1, 4], (0, 1, 3, 6))
+        prompts = [r[:n] for r, n in zip(rows, n_prompt)]
+        ids, mask, _ = (t.to(device) for t in pad_batch(prompts, [len(p) for p in prompts], "left"))
+        with torch.no_grad():
+            gen = model.eval().generate(ids, mask, max_new_tokens=5)
+        model.train()
+        for i, p in enumerate(prompts):
+            want = reference_generate(eager, p, 5).tokens
+            assert gen.sequences[i, :len(want)].tolist() == want
+
+        # Training again on other lengths, as the next batch would: still compiled, nothing sent back to eager.
+        ids, mask, labels = (t.to(device) for t in pad_batch(*make_rows([9, 4, 3], (2, 2, 5), seed=2), "left"))
+        out = model(ids, mask, labels)
+        assert_close(out.loss, eager(ids, mask, labels).loss, tol)
+    assert frames["total"] > 0 and frames["ok"] == frames["total"], dict(frames)
 
 
 def test_a_failing_backend_falls_back_to_eager():

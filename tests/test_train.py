@@ -385,3 +385,27 @@ def test_resume_compares_a_key_the_old_run_never_recorded_with_its_default(tmp_p
         train(cfg, resume=True, progress=False, device="cpu")
     cfg.length_buckets = 0
     assert train(cfg, resume=True, progress=False, device="cpu").global_step == 2
+
+
+def test_activation_is_kept_by_resume_and_init_from_and_refused_for_hf_models(tmp_path):
+    """The weights keep the activation they were trained with: a change is an error, not a new model."""
+    from coconut_lm.errors import CoconutError
+    from coconut_lm.train import train
+
+    cfg = _cfg(tmp_path, "prosqa", "cot", "num_epochs=1", "max_steps_per_epoch=1", "activation=gelu")
+    first = train(cfg, progress=False, device="cpu")
+    cfg.num_epochs, cfg.activation = 2, "relu"
+    with pytest.raises(CoconutError, match="config 'activation' was 'gelu' there and is 'relu' now; a resume continues the same run"):
+        train(cfg, resume=True, progress=False, device="cpu")
+    for sub in ("from", "same", "hf"):
+        (tmp_path / sub).mkdir()
+    other = _cfg(tmp_path / "from", "prosqa", "cot", "num_epochs=1", "max_steps_per_epoch=1",
+                 f"init_from={first.run_dir / 'best'}", "activation=relu")
+    with pytest.raises(CoconutError, match="'relu', but init_from=.* was trained with 'gelu'"):
+        train(other, progress=False, device="cpu")
+    same = _cfg(tmp_path / "same", "prosqa", "cot", "num_epochs=1", "max_steps_per_epoch=1",
+                f"init_from={first.run_dir / 'best'}", "activation=gelu")
+    assert train(same, progress=False, device="cpu").global_step == 1
+    hf = _cfg(tmp_path / "hf", "prosqa", "cot", "num_epochs=1", f"model={first.run_dir / 'best'}", "activation=gelu")
+    with pytest.raises(CoconutError, match="config 'activation': sets a from-scratch preset's activation"):
+        train(hf, progress=False, device="cpu")

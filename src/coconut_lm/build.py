@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 from pathlib import Path
+from typing import Any
 
 from coconut_lm import checkpoint as ckpt
 from coconut_lm.config import TrainConfig
@@ -42,6 +43,7 @@ def build_model(cfg: TrainConfig, train_texts: list[str], symbolic: bool = False
 
     if cfg.init_from:
         model, tok, _ = ckpt.load_model(cfg.init_from)
+        _check_activation(cfg, model.base.config, f"init_from={cfg.init_from}")
         if cfg.eot_classifier and model.eot_head is None:
             grown = CoconutLM(model.base, model.tokens, eot_classifier=True)
             grown.token_shift, grown.shift_width = model.token_shift, model.shift_width
@@ -60,6 +62,9 @@ def build_model(cfg: TrainConfig, train_texts: list[str], symbolic: bool = False
                                   n_layer=cfg.n_layer, n_embd=cfg.n_embd, n_head=cfg.n_head, dropout=cfg.dropout,
                                   activation=cfg.activation)
     else:
+        if cfg.activation is not None:
+            raise CoconutError(f"config 'activation': sets a from-scratch preset's activation; model={cfg.model} "
+                               f"brings its own (leave activation unset)")
         if cfg.tokenizer in BUILT_TOKENIZERS:
             raise CoconutError(f"config 'tokenizer': '{cfg.tokenizer}' builds a tokenizer for a from-scratch preset; "
                                f"model={cfg.model} brings its own (leave tokenizer unset, or name an HF tokenizer)")
@@ -80,3 +85,13 @@ def build_model(cfg: TrainConfig, train_texts: list[str], symbolic: bool = False
         resize_for_new_tokens(base, tok, n_new=n_new)
     shift = cfg.token_shift if cfg.token_shift is not None else (DEFAULT_TOKEN_SHIFT if cfg.model in PRESETS else 0)
     return CoconutLM(base, special_token_ids(tok), eot_classifier=cfg.eot_classifier, token_shift=shift), tok
+
+
+def _check_activation(cfg: TrainConfig, base_config: Any, source: str) -> None:
+    """`activation`, if set, must be the activation the loaded weights were trained with."""
+    if cfg.activation is None:
+        return
+    has = getattr(base_config, "activation_function", None) or getattr(base_config, "hidden_act", None)
+    if has != cfg.activation:
+        raise CoconutError(f"config 'activation': '{cfg.activation}', but {source} was trained with '{has}' "
+                           f"(leave activation unset to keep it)")

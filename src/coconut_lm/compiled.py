@@ -11,6 +11,7 @@ one-position passes and decoding are launch-bound there), "max-autotune" or
 
 A backend that fails (no C++ compiler, an unsupported op) falls back to eager for that block,
 with torch's warning, instead of stopping the run: `torch._dynamo.config.suppress_errors`.
+Inside each attention layer the KV-buffer write stays eager (`kv_cache.BufferLayer.update`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ if TYPE_CHECKING:
     from torch import nn
 
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+#: Graphs per block code object before dynamo falls back to eager (see `compile_blocks`).
+RECOMPILE_LIMIT = 64
 
 
 def transformer_blocks(body: nn.Module) -> nn.ModuleList:
@@ -45,15 +48,24 @@ def compile_blocks(model: nn.Module, mode: str = "default", backend: str | Calla
 
     The compiled blocks compute what the eager ones do (tests/test_compiled.py checks loss,
     gradients and generations against the slow reference). Shapes are torch's automatic dynamic
-    ones: a block is compiled for its first shape and once more with symbolic sizes when a pass
-    of another length comes. `backend` is `torch.compile`'s, a name or a callable (the CPU tests
-    use "aot_eager": the same graph capture without the C++ build).
+    ones: a block is compiled for its first shape and again, with symbolic sizes, when another
+    length comes. One-position passes, grad on and off (training, validation) and autocast each
+    need their own graphs, and every layer shares one code object, so dynamo's recompile limit
+    is raised to `RECOMPILE_LIMIT` (torch's default of 8 sent later variants back to eager).
+    `backend` is `torch.compile`'s, a name or a callable (the CPU tests use "aot_eager": the
+    same graph capture without the C++ build); `mode` applies to inductor only.
+
+    Two dynamo settings are process-wide: the recompile limit, and `suppress_errors`, which
+    makes a failing backend run that block eagerly (with torch's warning) instead of stopping
+    the run. Both stay set for the rest of the process.
     """
     import torch
 
     if mode not in COMPILE_MODES:
         raise CoconutError(f"compile mode '{mode}' is not one of {', '.join(COMPILE_MODES)}")
-    torch._dynamo.config.suppress_errors = True  # a failing backend runs that block eagerly
+    config = torch._dynamo.config
+    config.suppress_errors = True
+    config.recompile_limit = max(config.recompile_limit, RECOMPILE_LIMIT)
     blocks = transformer_blocks(model.body)
     for block in blocks:
         if backend == "inductor":

@@ -88,7 +88,6 @@ def save_folder(model: nn.Module, path: str | os.PathLike, meta: dict[str, Any] 
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-
 def load_folder(cls: type[M], path: str | os.PathLike, **load_kwargs: Any) -> M:
     """A `cls` (CoconutLM) from a folder written by `save_folder`; keyword arguments go to the backbone loader."""
     from coconut_lm.backbone import load_backbone
@@ -109,7 +108,6 @@ def load_folder(cls: type[M], path: str | os.PathLike, **load_kwargs: Any) -> M:
         param = next(base.parameters())
         module.load_state_dict({k: v.to(param.dtype) for k, v in load_file(str(f)).items()})
     return model
-
 
 
 def read_checkpoint_info(path: str | os.PathLike) -> CheckpointInfo:

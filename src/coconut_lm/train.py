@@ -206,7 +206,8 @@ class Trainer:
         for key in RESUME_KEYS:  # a key the saved config lacks was added since: the run used its default
             if saved and saved.get(key, defaults[key]) != getattr(self.cfg, key):
                 raise CoconutError(f"cannot resume {found}: config '{key}' was {saved.get(key, defaults[key])!r} there and is "
-                                   f"{getattr(self.cfg, key)!r} now; the data order would not match")
+                                   f"{getattr(self.cfg, key)!r} now; a resume continues the same run (its model, method and "
+                                   f"data order), so set it back or start a new run")
         loaded = CoconutLM.from_pretrained(found)
         dist.load_full_state(self.wrapped, self.optimizer, loaded.state_dict(), state["optimizer"], self.env,
                              self.cfg.distributed)
