@@ -14,10 +14,14 @@ from coconut_lm.errors import CoconutError
 
 
 def make_run(root, name: str, method: str, task: str, seed: int, summary: dict | None = None,
-             vals: list[tuple[float, float]] | None = None, stages: list[int] | None = None):
+             vals: list[tuple[float, float]] | None = None, stages: list[int] | None = None,
+             batch_size: int | None = None):
     run = root / name
     run.mkdir()
-    (run / "config.yaml").write_text(yaml.safe_dump({"task": task, "method": method, "seed": seed, "lr": 1e-4}))
+    cfg = {"task": task, "method": method, "seed": seed, "lr": 1e-4}
+    if batch_size is not None:
+        cfg["batch_size"] = batch_size
+    (run / "config.yaml").write_text(yaml.safe_dump(cfg))
     if summary is not None:
         (run / "eval").mkdir()
         (run / "eval" / "summary.json").write_text(json.dumps(
@@ -134,3 +138,16 @@ def test_cli_parser(tmp_path):
     args = parser.parse_args(["report", str(run), "--out", str(tmp_path / "x.json")])
     with pytest.raises(CoconutError, match="markdown"):
         args.func(args)
+
+
+def test_validation_curves_go_into_the_json_and_one_figure(tmp_path):
+    a = make_run(tmp_path, "a", "coconut", "prosqa", 0, vals=[(0.5, 9.0), (0.7, 9.0), (0.9, 9.0)], batch_size=32)
+    b = make_run(tmp_path, "b", "cot", "prosqa", 1, summary={"accuracy": 0.8}, vals=[(0.6, 20.0)], batch_size=8)
+    old = make_run(tmp_path, "old", "no_cot", "prosqa", 0, vals=[(0.4, 1.0)])  # no batch_size: no curve
+    report = write_report([a, b, old], tmp_path / "out" / "results.md")
+    assert [r.curve for r in report.runs] == [[(32, 0.5), (64, 0.7), (96, 0.9)], [(8, 0.6)], []]
+    assert json.loads(report.json.read_text())["runs"][0]["curve"] == [[32, 0.5], [64, 0.7], [96, 0.9]]
+    assert report.curves == tmp_path / "out" / "results_curves.png"
+    assert report.curves.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert write_report([old], tmp_path / "none.md").curves is None
+    assert not (tmp_path / "none_curves.png").exists()

@@ -175,6 +175,30 @@ def plot_value_vs_height(summary: dict[str, Any], out: str | os.PathLike) -> Pat
     return _save(value_vs_height_figure(summary), out)
 
 
+def curves_figure(runs: Sequence[dict[str, Any]]):
+    """Validation accuracy against training examples seen, one line per run.
+
+    Each run is {"label": str, "curve": [(examples, accuracy in [0, 1]), ...]}.
+    """
+    fig, axes = _figure(8.0, 4.8)
+    ax = axes[0, 0]
+    for r in runs:
+        xs = [x / 1000 for x, _ in r["curve"]]
+        ax.plot(xs, [100 * y for _, y in r["curve"]], marker="o", markersize=3, linewidth=1.6, label=r["label"])
+    ax.set_ylim(0, 102)
+    ax.set_xlabel("training examples seen (thousands)", fontsize=FONT["label"])
+    ax.set_ylabel("validation accuracy (%)", fontsize=FONT["label"])
+    ax.set_title("Validation accuracy during training", fontsize=FONT["title"])
+    ax.legend(fontsize=FONT["legend"] - 1, loc="lower right")
+    ax.grid(alpha=0.3)
+    return fig
+
+
+def plot_curves(runs: Sequence[dict[str, Any]], out: str | os.PathLike) -> Path:
+    """Draw `curves_figure` and save it as a PNG."""
+    return _save(curves_figure(runs), out)
+
+
 def _spread(n: int, width: float, step: float) -> list[float]:
     """n positions `step` apart, centred on width / 2."""
     return [width / 2 + (i - (n - 1) / 2) * step for i in range(n)]

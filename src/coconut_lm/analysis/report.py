@@ -6,6 +6,8 @@ Each run folder gives a method, a task and a seed (its `config.yaml`). Its accur
 from an eval summary (`<run>/eval/summary.json`, written by `coconut-lm eval --out <run>/eval`) when
 there is one. Otherwise they come from the best "val" row of `metrics.jsonl`. The table says which
 source each number came from. Several seeds of one method and task are shown as mean ± sample std.
+Each run's validation curve (accuracy against training examples seen, from its "val" rows) goes
+into the JSON and into `<out stem>_curves.png`, one line per run.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import os
 import statistics
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +57,7 @@ class RunResult:
     tokens: float | None  # language tokens + thoughts per answer
     n: int | None  # evaluated examples, when known
     source: str  # e.g. "eval/summary.json (prosqa_valid.json, n=500)" or "metrics.jsonl best val (epoch 42)"
+    curve: list[tuple[int, float]] = field(default_factory=list)  # (examples seen, val accuracy) per val row
 
 
 @dataclass
@@ -82,6 +85,7 @@ class Report:
     cells: list[Cell]
     runs: list[RunResult]
     warnings: list[str]
+    curves: Path | None = None  # the figure of the validation curves; None when no run has val rows
 
 
 def _read_json(path: Path) -> Any:
@@ -116,6 +120,10 @@ def read_run(run_dir: str | os.PathLike, eval_subdir: str = "eval") -> RunResult
     if not isinstance(seed, int):
         raise CoconutError(f"{cfg_path}: field 'seed': expected an integer, got {seed!r}")
 
+    vals = [r for r in read_metrics(run) if r.get("type") == "val" and isinstance(r.get("val_accuracy"), (int, float))]
+    batch = cfg.get("batch_size")
+    curve = [(int(r["step"]) * batch, float(r["val_accuracy"])) for r in vals
+             if isinstance(batch, int) and isinstance(r.get("step"), int)]
     summary_path = run / eval_subdir / "summary.json"
     if summary_path.is_file():
         s = _read_json(summary_path)
@@ -126,9 +134,8 @@ def read_run(run_dir: str | os.PathLike, eval_subdir: str = "eval") -> RunResult
                 raise CoconutError(f"{summary_path}: field '{key}' is '{s[key]}' but {cfg_path} says '{want}'")
         data = f"{Path(str(s['data'])).name}, " if s.get("data") else ""
         return RunResult(str(run), method, task, seed, float(s["accuracy"]), s.get("mean_tokens"), s.get("n"),
-                         f"{summary_path.relative_to(run).as_posix()} ({data}n={s.get('n', '?')})")
+                         f"{summary_path.relative_to(run).as_posix()} ({data}n={s.get('n', '?')})", curve)
 
-    vals = [r for r in read_metrics(run) if r.get("type") == "val" and isinstance(r.get("val_accuracy"), (int, float))]
     if not vals:
         raise CoconutError(f"run {run}: no {eval_subdir}/summary.json and no val row with val_accuracy in metrics.jsonl")
     # As the trainer picks best/: the furthest curriculum progress first (a Coconut run's stage-0 rows are CoT; an
@@ -145,7 +152,7 @@ def read_run(run_dir: str | os.PathLike, eval_subdir: str = "eval") -> RunResult
     best = max(vals, key=lambda r: (progress(r), r["val_accuracy"]))
     thoughts = f", {best['val_thoughts']} thoughts" if best.get("val_thoughts") is not None else ""
     return RunResult(str(run), method, task, seed, float(best["val_accuracy"]), best.get("val_tokens"), None,
-                     f"metrics.jsonl best val (epoch {int(best.get('epoch', -1)) + 1}{thoughts})")
+                     f"metrics.jsonl best val (epoch {int(best.get('epoch', -1)) + 1}{thoughts})", curve)
 
 
 def _mean_std(values: Sequence[float]) -> tuple[float | None, float | None]:
@@ -220,7 +227,8 @@ def format_markdown(cells: Sequence[Cell], runs: Sequence[RunResult], warnings: 
 
 
 def write_report(run_dirs: Sequence[str | os.PathLike], out: str | os.PathLike, eval_subdir: str = "eval") -> Report:
-    """Read every run, write the markdown table to `out` and the same numbers to `out` with suffix .json."""
+    """Read every run, write the markdown table to `out`, the same numbers to `out` with suffix .json,
+    and the validation curves to `<out stem>_curves.png` (when any run has val rows)."""
     from coconut_lm.tasks.examples import atomic_write_text
 
     if not run_dirs:
@@ -241,7 +249,14 @@ def write_report(run_dirs: Sequence[str | os.PathLike], out: str | os.PathLike, 
         {"cells": [asdict(c) for c in cells], "runs": [asdict(r) for r in runs], "warnings": warnings,
          "paper": {m: {t: {"accuracy": a, "tokens": tk} for t, (a, tk) in v.items()} for m, v in paper_numbers().items()}},
         indent=2) + "\n")
-    return Report(md_path, json_path, cells, runs, warnings)
+    curves = None
+    if any(r.curve for r in runs):
+        from coconut_lm.analysis.plots import plot_curves
+
+        curves = plot_curves([{"label": f"{Path(r.run_dir).name} ({method_labels()[r.method]}, seed {r.seed})",
+                               "curve": r.curve} for r in runs if r.curve],
+                             md_path.with_name(f"{md_path.stem}_curves.png"))
+    return Report(md_path, json_path, cells, runs, warnings, curves)
 
 
 # ----------------------------------------------------------------------------------------- CLI
@@ -251,7 +266,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     """`coconut-lm report`: write results.md and results.json, print the table."""
     report = write_report(args.runs, args.out, eval_subdir=args.eval_subdir)
     print(report.markdown.read_text(), end="")
-    print(f"wrote {report.markdown} and {report.json} ({len(report.runs)} runs)")
+    curves = f" and {report.curves}" if report.curves else ""
+    print(f"wrote {report.markdown}, {report.json}{curves} ({len(report.runs)} runs)")
     return 0
 
 
