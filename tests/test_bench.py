@@ -58,6 +58,9 @@ def test_bench_command_prints_the_table_and_writes_the_record(tmp_path):
     assert "slow reference (recompute per thought)" in proc.stdout
     util = record["step"]["utilisation"]  # counted FLOPs per second over a large matmul's, same run and threads
     assert util["matmul_flops_per_s"] > 0 and util["flops"]["coconut"] > 0 and util["flops"]["plain"] > 0
+    loop_util = record["loop"]["utilisation"]
+    assert loop_util["matmul_flops_per_s"] > 0 and loop_util["trainer"] > 0 and loop_util["trainer_bucketed"] > 0
+    assert "utilisation of the loop, %" in proc.stdout and "utilisation with length_buckets, %" in proc.stdout
     assert util["plain"] > 0 and util["coconut"] > 0 and "utilisation: FLOP/s" in proc.stdout
     assert record["memory"]["kind"] == "rss" and record["memory"]["coconut"]["saved_MB"] > 0
     assert record["eval"]["batch"] == 2 and record["eval"]["reference_examples_per_s"] > 0

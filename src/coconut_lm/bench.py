@@ -177,9 +177,15 @@ def format_table(r: dict[str, Any]) -> str:
         row(f"(d) loop examples/s ({lp['preset']}, batch {lp['batch']}, {lp['num_workers']} workers)",
             lp["trainer_examples_per_s"], lp["model_only_examples_per_s"], lp["ratio"], goal("loop"))
         row("    data pipeline alone, examples/s", lp["data_only_examples_per_s"], None, None)
+        u = lp.get("utilisation", {})
+        if "trainer" in u:
+            row("    utilisation of the loop, %", 100 * u["trainer"], None, None,
+                f"(matmul {u['matmul_flops_per_s'] / 1e9:.0f} GFLOP/s)")
         if "bucketed_examples_per_s" in lp:
             row(f"    length_buckets={lp['length_buckets']}, examples/s vs (d)", lp["bucketed_examples_per_s"],
                 lp["trainer_examples_per_s"], lp["bucketing_speedup"], "(speed-up)")
+            if "trainer_bucketed" in u:
+                row("    utilisation with length_buckets, %", 100 * u["trainer_bucketed"], None, None)
     m = r["machine"]
     lines.append(f"device {m.get('gpu', m['cpu'])}, {m['torch_threads']} threads; torch {r['versions']['torch']}, "
                  f"transformers {r['versions']['transformers']}; seq_len {r.get('seq_len', '-')}")

@@ -211,9 +211,9 @@ def train_steps(model: CoconutLM, b: BenchBatch, precision: str, hf_yardstick: b
     return {name: TrainStep(model, opt, fn, precision) for name, fn in losses.items()}
 
 
-def step_flops(step: TrainStep) -> int:
-    """FLOPs of one call of `step` (forward, backward and optimizer), as torch's FlopCounterMode counts them:
-    the matmuls and attention of the actual shapes."""
+def step_flops(step: Callable[[], object]) -> int:
+    """FLOPs of one call of `step` (a train step or a whole epoch), as torch's FlopCounterMode counts them:
+    the matmuls and attention of the actual shapes, padding included."""
     from torch.utils.flop_counter import FlopCounterMode
 
     with FlopCounterMode(display=False) as counter:
@@ -381,6 +381,11 @@ def bench_loop(cfg: BenchConfig, device: torch.device) -> dict[str, Any]:
 
             variants["trainer_bucketed"] = trainer_bucketed
         t = time_interleaved(variants, "trainer", device, warmup=1, repeats=max(cfg.repeats // 2 + 1, 2))
+        # Utilisation of the loop, as for the step: the epoch's counted FLOPs per second over a large matmul's.
+        peak = matmul_flops_per_s(device)
+        utilisation = {"matmul_flops_per_s": peak,
+                       **{name: step_flops(variants[name]) / t[name].median_s / peak
+                          for name in ("trainer", "trainer_bucketed") if name in variants}}
         trainer.log.close()
     return {"preset": cfg.loop_preset, "batch": cfg.loop_batch_size, "steps": cfg.loop_steps,
             "examples": n, "num_workers": cfg.num_workers, "seq_len": int(prebuilt[0].batch.input_ids.shape[1]),
@@ -388,7 +393,7 @@ def bench_loop(cfg: BenchConfig, device: torch.device) -> dict[str, Any]:
             "model_only_examples_per_s": n / t["model_only"].median_s,
             "data_only_examples_per_s": n / t["data_only"].median_s,
             # per round: model-only time / trainer time = trainer throughput / model-only throughput
-            "ratio": t["model_only"].ratio,
+            "ratio": t["model_only"].ratio, "utilisation": utilisation,
             **({"length_buckets": cfg.loop_length_buckets,
                 "bucketed_examples_per_s": n / t["trainer_bucketed"].median_s,
                 # per round: trainer time / bucketed trainer time
