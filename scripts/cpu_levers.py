@@ -2,6 +2,7 @@
 
     OMP_NUM_THREADS=1 python scripts/cpu_levers.py --n-embd 128 --question 113 --latents 6
     OMP_NUM_THREADS=1 python scripts/cpu_levers.py --n-embd 256 --skip-compile
+    OMP_NUM_THREADS=1 python scripts/cpu_levers.py --matmul-shapes     # the step's matmuls alone vs 1024^3
 
 One Coconut train step (forward, backward, AdamW) of a from-scratch 2-layer GPT-2 on random
 symbolic-ProsQA-shaped rows (left padding from 0 to 9 tokens, the thoughts, 3 answer tokens);
@@ -9,6 +10,10 @@ variants run in interleaved rounds, and each ratio is the median of the same-rou
 eager fp32, so load from other processes hits them alike. "exact GELU" is `activation=gelu` (the erf
 GELU) in place of the default tanh GELU. `torch.compile` compiles each transformer block
 (inductor); its first call's compile time is printed apart.
+
+`--matmul-shapes` instead times each matmul shape of the 2-layer step (forward, input gradient,
+weight gradient; batch x tokens rows) alone, on hot caches, against a 1024x1024 fp32 matmul in
+the same rounds: how far these shapes can run when nothing else competes for the caches.
 """
 
 from __future__ import annotations
@@ -57,6 +62,33 @@ def make_step(args: argparse.Namespace, bf16: bool, compiled: bool, activation: 
     return step
 
 
+def matmul_shapes(args: argparse.Namespace) -> None:
+    """Each matmul shape of the step alone, relative to a 1024^3 matmul's FLOP/s in the same rounds."""
+    h, rows = args.n_embd, args.batch_size * (args.question + args.latents + args.answer)
+    shapes = {"qkv forward": (rows, h, 3 * h), "attention out forward": (rows, h, h),
+              "MLP up forward": (rows, h, 4 * h), "MLP down forward": (rows, 4 * h, h),
+              "qkv input grad": (rows, 3 * h, h), "MLP up input grad": (rows, 4 * h, h),
+              "qkv weight grad": (h, rows, 3 * h), "MLP down weight grad": (4 * h, rows, h)}
+    big_a, big_b = torch.randn(1024, 1024), torch.randn(1024, 1024)
+
+    def rate(a: torch.Tensor, b: torch.Tensor, n: int = 5) -> float:
+        a @ b
+        t0 = time.perf_counter()
+        for _ in range(n):
+            a @ b
+        return 2 * a.shape[0] * a.shape[1] * b.shape[1] * n / (time.perf_counter() - t0)
+
+    print(f"{'matmul (m x k x n)':<40}{'GFLOP/s':>9}{'vs 1024^3':>11}")
+    for name, (m, k, n) in shapes.items():
+        a, b = torch.randn(m, k), torch.randn(k, n)
+        ratios, rates = [], []
+        for _ in range(args.rounds):
+            big, r = rate(big_a, big_b), rate(a, b)
+            ratios.append(r / big)
+            rates.append(r)
+        print(f"{f'{name} ({m}x{k}x{n})':<40}{statistics.median(rates) / 1e9:>9.1f}{statistics.median(ratios):>10.2f}x")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--n-layer", type=int, default=2)
@@ -70,7 +102,11 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--steps", type=int, default=4, help="steps per variant per round")
     p.add_argument("--skip-compile", action="store_true")
+    p.add_argument("--matmul-shapes", action="store_true", help="time the step's matmul shapes alone instead")
     args = p.parse_args()
+    if args.matmul_shapes:
+        matmul_shapes(args)
+        return
     variants = {"eager fp32": make_step(args, False, False), "bf16 autocast": make_step(args, True, False),
                 "exact GELU fp32": make_step(args, False, False, "gelu"),
                 "exact GELU + bf16": make_step(args, True, False, "gelu")}
