@@ -123,7 +123,7 @@ def test_trainer_compiles_the_blocks_after_wrapping(tmp_path, monkeypatch):
         calls.append("wrapped")
         return wrap_model(model, env, how)
 
-    monkeypatch.setattr(train, "compile_blocks", lambda model, mode: calls.append(mode))
+    monkeypatch.setattr(train, "compile_blocks", lambda model, mode, backend: calls.append(mode))
     monkeypatch.setattr(train.dist, "wrap_model", wrap)
     save_examples(generate_prosqa(8, seed=0, workers=1), tmp_path / "train.json")
     cfg = load_config(None, [f"train_path={tmp_path / 'train.json'}", "model=micro", "compile=true",

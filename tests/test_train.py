@@ -156,9 +156,13 @@ train(cfg, progress=False, device="cpu")
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
+@pytest.mark.parametrize("strategy", ["ddp", "fsdp", "ddp-compiled", "fsdp-compiled"])
 def test_two_gloo_ranks_equal_one_process(tmp_path, strategy):
+    """Two ranks train as one process does; "-compiled": the two ranks with compiled blocks
+    (compile=true, the aot_eager backend: dynamo's capture without the C++ build) against one
+    eager process."""
     tp, vp = _data(tmp_path, "prosqa", n=32)
+    strategy, _, compiled = strategy.partition("-")
     common = [f"train_path={tp}", f"val_path={vp}", *FAST, "num_epochs=2", "epochs_per_stage=1",
               "max_latent_stage=2", "uniform_prob=0.5", "batch_size=8", "micro_batch_size=4", "eval_every=100",
               "eot_classifier=true", f"distributed={strategy}"]
@@ -169,8 +173,11 @@ def test_two_gloo_ranks_equal_one_process(tmp_path, strategy):
     one = _run([sys.executable, str(script), cfg_path, *common, f"out_dir={tmp_path / 'one'}"], env)
     assert one.returncode == 0, one.stderr[-2000:]
     two = _run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                str(script), cfg_path, *common, f"out_dir={tmp_path / 'two'}"], env)
+                str(script), cfg_path, *common, f"out_dir={tmp_path / 'two'}",
+                *(["compile=true", "compile_backend=aot_eager"] if compiled else [])], env)
     assert two.returncode == 0, two.stderr[-3000:]
+    if compiled:  # no block fell back to eager: neither a failed compile nor the recompile limit
+        assert "WON'T CONVERT" not in two.stderr and "recompile_limit" not in two.stderr, two.stderr[-3000:]
     loss_one = [r["loss"] for r in read_metrics(tmp_path / "one") if r["type"] == "train"]
     loss_two = [r["loss"] for r in read_metrics(tmp_path / "two") if r["type"] == "train"]
     assert len(loss_one) == len(loss_two) == 8

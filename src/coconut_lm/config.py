@@ -111,6 +111,7 @@ class TrainConfig:
     distributed: str = _f("ddp", "ddp | fsdp: how torchrun runs shard the model")
     compile: bool = _f(False, "torch.compile each transformer block (coconut_lm.compiled; a failing backend falls back to eager); pays on GPU, not on CPU (docs/performance.md)")
     compile_mode: str = _f("default", "torch.compile mode with compile=true: default | reduce-overhead (CUDA graphs) | max-autotune | max-autotune-no-cudagraphs")
+    compile_backend: str = _f("inductor", "torch.compile backend with compile=true: inductor (which compile_mode tunes), or e.g. aot_eager (graph capture only, to debug a compile problem)")
     log_every: int = _f(10, "optimizer steps between metrics.jsonl training rows")
 
     def validate(self) -> None:

@@ -118,7 +118,7 @@ class Trainer:
         self.total_steps = self.steps_per_epoch * (cfg.num_epochs - cfg.start_epoch)
         self.wrapped = dist.wrap_model(self.model, env, cfg.distributed)
         if cfg.compile:  # after wrapping: FSDP2 shards the same block objects in place
-            compile_blocks(self.model, cfg.compile_mode)
+            compile_blocks(self.model, cfg.compile_mode, backend=cfg.compile_backend)
         self.optimizer = self._new_optimizer()
         # FSDP ranks must call every block the same number of times (see dist.lockstep_plan).
         self.lockstep = env.distributed and cfg.distributed == "fsdp"
