@@ -124,17 +124,19 @@ def test_gpu_bench_script_dry_runs_on_cpu(tmp_path):
 
 def test_bench_compile_flag_compiles_the_blocks_before_timing(monkeypatch):
     """`--compile MODE` hands the bench model to compile_blocks (mocked here: inductor would build C++)."""
-    from coconut_lm import compiled
+    from coconut_lm import bench, compiled
     from coconut_lm.bench import BenchConfig, run_bench
 
     seen = []
     monkeypatch.setattr(compiled, "compile_blocks", lambda model, mode: seen.append((type(model).__name__, mode)))
+    timed = bench.time_interleaved
+    monkeypatch.setattr(bench, "time_interleaved", lambda *a, **k: seen.append("timed") or timed(*a, **k))
     args = _parse(*MICRO, "--compile", "reduce-overhead", "--skip", "memory", "--skip", "eval", "--skip", "loop")
     assert args.compile == "reduce-overhead"
     cfg = BenchConfig(**{f: getattr(args, f) for f in BenchConfig.__dataclass_fields__ if f != "skip"},
                       skip=tuple(args.skip))
     record = run_bench(cfg)
-    assert seen == [("CoconutLM", "reduce-overhead")]
+    assert seen == [("CoconutLM", "reduce-overhead"), "timed"]  # compiled first, so warm-up absorbs the compile
     assert record["config"]["compile"] == "reduce-overhead" and record["step"]["coconut"]["median_s"] > 0
     with pytest.raises(SystemExit):
         _parse("--compile", "fastest")

@@ -130,6 +130,36 @@ def test_eval_default_thoughts_come_from_the_checkpoint(coconut_checkpoint):
     assert summary["method"] == "coconut"
 
 
+def test_eval_compile_gives_the_same_predictions(coconut_checkpoint, monkeypatch):
+    """`eval --compile MODE` compiles the blocks (here through dynamo's capture only, aot_eager) and changes no output."""
+    import torch
+
+    from coconut_lm import compiled
+
+    real, modes = compiled.compile_blocks, []
+
+    def capture_only(model, mode):
+        modes.append(mode)
+        return real(model, mode, backend="aot_eager")
+
+    monkeypatch.setattr(compiled, "compile_blocks", capture_only)
+    config = torch._dynamo.config
+    saved = config.suppress_errors, config.recompile_limit
+    outs = {}
+    try:
+        for flag in ([], ["--compile", "reduce-overhead"]):
+            out = coconut_checkpoint / f"eval_compile{len(flag)}"
+            assert main(["eval", str(coconut_checkpoint / "run" / "best"), "--data", str(coconut_checkpoint / "val.json"),
+                         "--out", str(out), "--max-new-tokens", "6", "--no-progress", *flag]) == 0
+            outs[len(flag)] = (out / "predictions.jsonl").read_text()
+        frames = dict(torch._dynamo.utils.counters["frames"])
+    finally:
+        torch._dynamo.reset()
+        config.suppress_errors, config.recompile_limit = saved
+    assert modes == ["reduce-overhead"] and outs[0] == outs[2]
+    assert frames.get("ok", 0) > 0 and frames["ok"] == frames["total"]  # it ran compiled, nothing fell back
+
+
 def test_generate_shows_decoded_thoughts(coconut_checkpoint, capsys):
     question = load_examples(coconut_checkpoint / "val.json")[0].question
     assert main(["generate", str(coconut_checkpoint / "run" / "best"), "--question", question, "--latents", "2",
