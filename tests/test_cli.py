@@ -146,6 +146,7 @@ def test_eval_compile_gives_the_same_predictions(coconut_checkpoint, monkeypatch
     config = torch._dynamo.config
     saved = config.suppress_errors, config.recompile_limit
     outs = {}
+    torch._dynamo.utils.counters.clear()
     try:
         for flag in ([], ["--compile", "reduce-overhead"]):
             out = coconut_checkpoint / f"eval_compile{len(flag)}"
