@@ -58,7 +58,7 @@ class TrainConfig:
     n_embd: int | None = _f(None, "override the preset's width")
     n_head: int | None = _f(None, "override the preset's attention heads")
     dropout: float | None = _f(None, "override the preset's dropout")
-    activation: str | None = _f(None, "override a from-scratch preset's MLP activation (an HF activation name): gpt2's gelu_pytorch_tanh (GPT-2's tanh GELU, fused), llama's silu; gelu (exact erf GELU) makes a 2x128 CPU step about 1.1x faster (docs/performance.md)", resume=True)
+    activation: str | None = _f(None, "override a from-scratch preset's MLP activation (an HF activation name): gpt2's gelu_pytorch_tanh (GPT-2's tanh GELU, fused), llama's silu; gelu (exact erf GELU) makes a 2x128 CPU step 1.03-1.12x faster (docs/performance.md)", resume=True)
     tokenizer: str | None = _f(None, "HF tokenizer folder/id, or one built from the training data for presets: word | symbol | bpe; None: the pretrained model's own, else symbol for symbolic data, bpe (byte-level BPE) for gsm8k, word otherwise")
     bpe_vocab_size: int = _f(4096, "vocabulary size of a byte-level BPE tokenizer built from the training data (tokenizer=bpe)")
     init_from: str | None = _f(None, "start from this coconut-lm checkpoint's weights (e.g. a CoT model for GSM8k Coconut)")
