@@ -18,16 +18,15 @@ BATCHES=${BATCHES:-"32 128"}
 COMPILE=${COMPILE-reduce-overhead}
 read -r -a extra <<< "${EXTRA:-}"
 mkdir -p "$OUT"
+variants=(fp32 bf16)
+if [ -n "$COMPILE" ]; then variants+=(bf16_compiled); fi
 for b in $BATCHES; do
-  for p in fp32 bf16; do
-    "$PY" -m coconut_lm.cli bench --device "$DEVICE" --preset "$PRESET" --batch-size "$b" --precision "$p" \
-      --skip loop --skip memory "${extra[@]}" --json "$OUT/bench_b${b}_${p}.json" | tail -n 12
+  for v in "${variants[@]}"; do  # bf16_compiled: bf16 with every block compiled in mode $COMPILE
+    flags=(--precision "${v%_compiled}")
+    if [ "$v" = bf16_compiled ]; then flags+=(--compile "$COMPILE"); fi
+    "$PY" -m coconut_lm.cli bench --device "$DEVICE" --preset "$PRESET" --batch-size "$b" "${flags[@]}" \
+      --skip loop --skip memory "${extra[@]}" --json "$OUT/bench_b${b}_${v}.json" | tail -n 12
   done
-  if [ -n "$COMPILE" ]; then
-    "$PY" -m coconut_lm.cli bench --device "$DEVICE" --preset "$PRESET" --batch-size "$b" --precision bf16 \
-      --compile "$COMPILE" --skip loop --skip memory "${extra[@]}" --json "$OUT/bench_b${b}_bf16_compiled.json" \
-      | tail -n 12
-  fi
 done
 "$PY" - "$OUT" <<'PYEOF'
 """One markdown table from the bench records, beside the official code's H200 numbers (issue 13)."""

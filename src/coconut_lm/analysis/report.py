@@ -253,7 +253,8 @@ def write_report(run_dirs: Sequence[str | os.PathLike], out: str | os.PathLike, 
     if any(r.curve for r in runs):
         from coconut_lm.analysis.plots import plot_curves
 
-        curves = plot_curves([{"label": f"{Path(r.run_dir).name} ({method_labels()[r.method]}, seed {r.seed})",
+        labels = method_labels()
+        curves = plot_curves([{"label": f"{Path(r.run_dir).name} ({labels[r.method]}, seed {r.seed})",
                                "curve": r.curve} for r in runs if r.curve],
                              md_path.with_name(f"{md_path.stem}_curves.png"))
     return Report(md_path, json_path, cells, runs, warnings, curves)
