@@ -8,7 +8,8 @@ One Coconut train step (forward, backward, AdamW) of a from-scratch 2-layer GPT-
 symbolic-ProsQA-shaped rows (left padding from 0 to 9 tokens, the thoughts, 3 answer tokens);
 variants run in interleaved rounds, and each ratio is the median of the same-round ratios against
 eager fp32, so load from other processes hits them alike. "exact GELU" is `activation=gelu` (the erf
-GELU) in place of the default tanh GELU. `torch.compile` compiles each transformer block
+GELU) in place of the default tanh GELU; "eager attention" is HF's matmul-softmax-matmul attention in
+place of torch's fused scaled_dot_product_attention. `torch.compile` compiles each transformer block
 (inductor); its first call's compile time is printed apart.
 
 `--matmul-shapes` instead times each matmul shape of the 2-layer step (forward, input gradient,
@@ -30,12 +31,16 @@ from coconut_lm.model import CoconutLM
 from coconut_lm.tokenizer import SpecialTokens
 
 
-def make_step(args: argparse.Namespace, bf16: bool, compiled: bool, activation: str | None = None):
-    """One train step of a fresh model; `activation` overrides the preset's MLP activation."""
+def make_step(args: argparse.Namespace, bf16: bool, compiled: bool, activation: str | None = None,
+              attention: str = "sdpa"):
+    """One train step of a fresh model; `activation` overrides the preset's MLP activation and `attention`
+    the attention implementation of the HF backbone ("sdpa", torch's fused kernel, or "eager": matmul,
+    softmax, matmul)."""
     torch.manual_seed(0)
     tokens = SpecialTokens(pad=0, eos=1, bot=2, eot=3, latent=4, pause=5)
     base = build_from_scratch("mini", args.vocab, 512, tokens, n_layer=args.n_layer, n_embd=args.n_embd,
                               n_head=args.n_head, activation=activation)
+    base.config._attn_implementation = attention
     model = CoconutLM(base, tokens, token_shift=1)
     if compiled:  # each transformer block, in place, as the trainer's compile=true does
         compile_blocks(model)
@@ -109,7 +114,8 @@ def main() -> None:
         return
     variants = {"eager fp32": make_step(args, False, False), "bf16 autocast": make_step(args, True, False),
                 "exact GELU fp32": make_step(args, False, False, "gelu"),
-                "exact GELU + bf16": make_step(args, True, False, "gelu")}
+                "exact GELU + bf16": make_step(args, True, False, "gelu"),
+                "eager attention": make_step(args, False, False, attention="eager")}
     if not args.skip_compile:
         compiled = make_step(args, False, True)
         t0 = time.perf_counter()
