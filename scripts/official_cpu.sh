@@ -8,27 +8,29 @@
 #   bash scripts/official_cpu.sh ROOT NAME [key=value ...]
 # runs stages 1-2 into ROOT once (skipped when ROOT/n16/best exists), then stage 3 into ROOT/NAME with the
 # overrides; two NAMEs can run side by side once stage 2 is there. Needs ../shared/data/prosqa/prosqa_valid.json
-# (or PROSQA_VALID=...). A stopped stage 3 continues with `coconut-lm train --resume ROOT/NAME`.
+# (or PROSQA_VALID=...). A stopped stage 3 continues with
+# `coconut-lm train ROOT/NAME/config.yaml --resume [max_train_seconds=...]`.
 # N10_STEPS, N16_EPOCHS and TRAIN_N shrink stages 1-2 for a dry run (tests/test_scripts.py).
 set -euo pipefail
 root=${1:?usage: official_cpu.sh ROOT NAME [key=value ...]}
+mkdir -p "$root/data" && root=$(cd "$root" && pwd)  # absolute: the training runs start from the checkout
 name=${2:?usage: official_cpu.sh ROOT NAME [key=value ...]}
 shift 2
 here=$(cd "$(dirname "$0")/.." && pwd)
 CLI=${CLI:-$here/.venv/bin/coconut-lm}
 valid=${PROSQA_VALID:-$here/../shared/data/prosqa/prosqa_valid.json}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
-mkdir -p "$root/data"
 d=$root/data
+gen() { local out=$1; shift; [ -f "$out" ] || "$CLI" data "$@" --out "$out"; }  # each data file once
 # Training files of 6,400 examples: fresh_data draws as many new graphs per epoch, 200 steps of 32.
 train_n=${TRAIN_N:-6400}
 sym=(prosqa --format symbolic --relabel)
-[ -f "$d/official_valid.json" ] || "$CLI" data symbolic "$valid" --out "$d/official_valid.json"
-[ -f "$d/official_train.json" ] || "$CLI" data "${sym[@]}" --n "$train_n" --seed 0 --out "$d/official_train.json"
-[ -f "$d/official_test777.json" ] || "$CLI" data "${sym[@]}" --n 500 --seed 777 --out "$d/official_test777.json"
 n16=(--nodes 16 --min-hops 3 --max-hops 4)
-[ -f "$d/n16_train.json" ] || "$CLI" data "${sym[@]}" "${n16[@]}" --n "$train_n" --seed 0 --out "$d/n16_train.json"
-[ -f "$d/n16_val.json" ] || "$CLI" data "${sym[@]}" "${n16[@]}" --n 200 --seed 1 --out "$d/n16_val.json"
+gen "$d/official_valid.json" symbolic "$valid"
+gen "$d/official_train.json" "${sym[@]}" --n "$train_n" --seed 0
+gen "$d/official_test777.json" "${sym[@]}" --n 500 --seed 777
+gen "$d/n16_train.json" "${sym[@]}" "${n16[@]}" --n "$train_n" --seed 0
+gen "$d/n16_val.json" "${sym[@]}" "${n16[@]}" --n 200 --seed 1
 
 # What stages 2 and 3 share (stage 1 is the demo's own recipe).
 common=(--no-progress configs/prosqa_coconut_tiny.yaml max_steps_per_epoch=200 model=mini n_layer=2 n_embd=128 n_head=4
