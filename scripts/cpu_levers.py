@@ -10,7 +10,10 @@ variants run in interleaved rounds, and each ratio is the median of the same-rou
 eager fp32, so load from other processes hits them alike. "exact GELU" is `activation=gelu` (the erf
 GELU) in place of the default tanh GELU; "eager attention" is HF's matmul-softmax-matmul attention in
 place of torch's fused scaled_dot_product_attention. `torch.compile` compiles each transformer block
-(inductor); its first call's compile time is printed apart.
+(inductor); its first call's compile time is printed apart. "fused AdamW" is torch's fused kernel in
+place of the per-tensor loop torch uses on CPU; "tanh GELU fused" keeps GPT-2's tanh GELU but compiles
+it alone as x * sigmoid(2z), the same function, one inductor kernel per direction (torch's own tanh-GELU
+kernel is several times slower than its erf GELU on this CPU).
 
 `--matmul-shapes` instead times each matmul shape of the 2-layer step (forward, input gradient,
 weight gradient; batch x tokens rows) alone, on hot caches, against a 1024x1024 fp32 matmul in
@@ -20,28 +23,51 @@ the same rounds: how far these shapes can run when nothing else competes for the
 from __future__ import annotations
 
 import argparse
+import math
 import statistics
 import time
 
 import torch
 
 from coconut_lm.backbone import build_from_scratch
+from coconut_lm.bench_measures import matmul_flops_per_s, step_flops
 from coconut_lm.compiled import compile_blocks
 from coconut_lm.model import CoconutLM
 from coconut_lm.tokenizer import SpecialTokens
 
 
+def gelu_tanh_sigmoid(x: torch.Tensor) -> torch.Tensor:
+    """GPT-2's tanh GELU written as x * sigmoid(2z): the same function (0.5 (1 + tanh z) = sigmoid 2z)."""
+    return x * torch.sigmoid(2 * math.sqrt(2 / math.pi) * (x + 0.044715 * x * x * x))
+
+
+class _Fn(torch.nn.Module):
+    """A function as a module (HF's MLP keeps its activation as a child module)."""
+
+    def __init__(self, fn):
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fn(x)
+
+
 def make_step(args: argparse.Namespace, bf16: bool, compiled: bool, activation: str | None = None,
-              attention: str = "sdpa"):
+              attention: str = "sdpa", fused_adamw: bool = False, fused_gelu: bool = False):
     """One train step of a fresh model; `activation` overrides the preset's MLP activation and `attention`
     the attention implementation of the HF backbone ("sdpa", torch's fused kernel, or "eager": matmul,
-    softmax, matmul)."""
+    softmax, matmul). `fused_adamw` uses torch's fused AdamW kernel in place of its per-tensor loop (the
+    CPU default); `fused_gelu` keeps the tanh GELU but runs it as one inductor kernel per direction."""
     torch.manual_seed(0)
     tokens = SpecialTokens(pad=0, eos=1, bot=2, eot=3, latent=4, pause=5)
     base = build_from_scratch("mini", args.vocab, 512, tokens, n_layer=args.n_layer, n_embd=args.n_embd,
                               n_head=args.n_head, activation=activation)
     base.config._attn_implementation = attention
     model = CoconutLM(base, tokens, token_shift=1)
+    if fused_gelu:  # only the activation is compiled: a tiny graph with no breaks
+        act = torch.compile(gelu_tanh_sigmoid, dynamic=True)
+        for block in base.transformer.h:
+            block.mlp.act = _Fn(act)
     if compiled:  # each transformer block, in place, as the trainer's compile=true does
         compile_blocks(model)
     model.train()
@@ -55,7 +81,7 @@ def make_step(args: argparse.Namespace, bf16: bool, compiled: bool, activation: 
     ids[:, q:q + args.latents] = tokens.latent
     labels = torch.full_like(ids, -100)
     labels[:, -args.answer:] = ids[:, -args.answer:]
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-5)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-5, **({"fused": True} if fused_adamw else {}))
 
     def step() -> None:
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
@@ -115,13 +141,16 @@ def main() -> None:
     variants = {"eager fp32": make_step(args, False, False), "bf16 autocast": make_step(args, True, False),
                 "exact GELU fp32": make_step(args, False, False, "gelu"),
                 "exact GELU + bf16": make_step(args, True, False, "gelu"),
-                "eager attention": make_step(args, False, False, attention="eager")}
+                "eager attention": make_step(args, False, False, attention="eager"),
+                "fused AdamW": make_step(args, False, False, fused_adamw=True)}
     if not args.skip_compile:
         compiled = make_step(args, False, True)
         t0 = time.perf_counter()
         compiled()
         print(f"torch.compile: first step (compiling) {time.perf_counter() - t0:.1f} s")
         variants["torch.compile fp32"] = compiled
+        variants["tanh GELU fused"] = make_step(args, False, False, fused_gelu=True)
+        variants["exact GELU + fused AdamW"] = make_step(args, False, False, "gelu", fused_adamw=True)
     for fn in variants.values():
         fn()
     times: dict[str, list[float]] = {name: [] for name in variants}
@@ -132,13 +161,17 @@ def main() -> None:
             for _ in range(args.steps):
                 variants[name]()
             times[name].append((time.perf_counter() - t0) / args.steps)
+    flops = step_flops(variants["eager fp32"])  # the same matmuls in every variant
+    peak = statistics.median(matmul_flops_per_s(torch.device("cpu")) for _ in range(3))
     base = times["eager fp32"]
     print(f"2x{args.n_embd} ({args.n_head} heads), batch {args.batch_size}, {args.question}+{args.latents}+"
-          f"{args.answer} tokens, {torch.get_num_threads()} thread(s), torch {torch.__version__}")
-    print(f"{'variant':<22}{'step ms':>10}{'speed-up':>10}")
+          f"{args.answer} tokens, {torch.get_num_threads()} thread(s), torch {torch.__version__}; "
+          f"{flops / 1e9:.2f} GFLOP per step, 1024^3 matmul {peak / 1e9:.0f} GFLOP/s")
+    print(f"{'variant':<28}{'step ms':>10}{'speed-up':>10}{'utilisation':>13}")
     for name, ts in times.items():
         ratio = statistics.median(b / t for b, t in zip(base, ts))
-        print(f"{name:<22}{1e3 * statistics.median(ts):>10.1f}{ratio:>9.2f}x")
+        util = flops / statistics.median(ts) / peak
+        print(f"{name:<28}{1e3 * statistics.median(ts):>10.1f}{ratio:>9.2f}x{100 * util:>12.0f}%")
 
 
 if __name__ == "__main__":

@@ -33,3 +33,17 @@ def test_official_cpu_recipe_script_runs_its_three_stages(tmp_path, prosqa_valid
     official = json.loads((root / "try" / "eval_official" / "summary.json").read_text())
     fresh = json.loads((root / "try" / "eval_fresh" / "summary.json").read_text())
     assert official["n"] == 12 and fresh["n"] == 500
+
+
+def test_cpu_levers_script_times_every_variant():
+    """scripts/cpu_levers.py with tiny shapes prints one row per lever, with a speed-up and a utilisation."""
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "cpu_levers.py"), "--n-embd", "32", "--n-head", "2",
+                           "--batch-size", "2", "--question", "8", "--latents", "2", "--answer", "2", "--rounds", "1",
+                           "--steps", "1", "--skip-compile"],
+                          cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    rows = {line[:28].strip(): line[28:].split() for line in proc.stdout.splitlines()[2:] if line.strip()}
+    assert set(rows) >= {"eager fp32", "bf16 autocast", "exact GELU fp32", "eager attention", "fused AdamW"}
+    assert rows["eager fp32"][1] == "1.00x"
+    assert all(cells[1].endswith("x") and cells[2].endswith("%") for cells in rows.values())
