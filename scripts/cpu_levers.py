@@ -30,26 +30,17 @@ import time
 import torch
 
 from coconut_lm.backbone import build_from_scratch
-from coconut_lm.bench_measures import matmul_flops_per_s, step_flops
+from coconut_lm.bench_measures import matmul_flops_per_s, step_flops, time_interleaved
 from coconut_lm.compiled import compile_blocks
 from coconut_lm.model import CoconutLM
 from coconut_lm.tokenizer import SpecialTokens
 
 
-def gelu_tanh_sigmoid(x: torch.Tensor) -> torch.Tensor:
+class GeluTanhSigmoid(torch.nn.Module):
     """GPT-2's tanh GELU written as x * sigmoid(2z): the same function (0.5 (1 + tanh z) = sigmoid 2z)."""
-    return x * torch.sigmoid(2 * math.sqrt(2 / math.pi) * (x + 0.044715 * x * x * x))
-
-
-class _Fn(torch.nn.Module):
-    """A function as a module (HF's MLP keeps its activation as a child module)."""
-
-    def __init__(self, fn):
-        super().__init__()
-        self.fn = fn
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fn(x)
+        return x * torch.sigmoid(2 * math.sqrt(2 / math.pi) * (x + 0.044715 * x * x * x))
 
 
 def make_step(args: argparse.Namespace, bf16: bool, compiled: bool, activation: str | None = None,
@@ -65,9 +56,9 @@ def make_step(args: argparse.Namespace, bf16: bool, compiled: bool, activation: 
     base.config._attn_implementation = attention
     model = CoconutLM(base, tokens, token_shift=1)
     if fused_gelu:  # only the activation is compiled: a tiny graph with no breaks
-        act = torch.compile(gelu_tanh_sigmoid, dynamic=True)
+        act = torch.compile(GeluTanhSigmoid(), dynamic=True)
         for block in base.transformer.h:
-            block.mlp.act = _Fn(act)
+            block.mlp.act = act
     if compiled:  # each transformer block, in place, as the trainer's compile=true does
         compile_blocks(model)
     model.train()
@@ -142,7 +133,8 @@ def main() -> None:
                 "exact GELU fp32": make_step(args, False, False, "gelu"),
                 "exact GELU + bf16": make_step(args, True, False, "gelu"),
                 "eager attention": make_step(args, False, False, attention="eager"),
-                "fused AdamW": make_step(args, False, False, fused_adamw=True)}
+                "fused AdamW": make_step(args, False, False, fused_adamw=True),
+                "exact GELU + fused AdamW": make_step(args, False, False, "gelu", fused_adamw=True)}
     if not args.skip_compile:
         compiled = make_step(args, False, True)
         t0 = time.perf_counter()
@@ -150,28 +142,17 @@ def main() -> None:
         print(f"torch.compile: first step (compiling) {time.perf_counter() - t0:.1f} s")
         variants["torch.compile fp32"] = compiled
         variants["tanh GELU fused"] = make_step(args, False, False, fused_gelu=True)
-        variants["exact GELU + fused AdamW"] = make_step(args, False, False, "gelu", fused_adamw=True)
-    for fn in variants.values():
-        fn()
-    times: dict[str, list[float]] = {name: [] for name in variants}
-    names = list(variants)
-    for r in range(args.rounds):
-        for name in names if r % 2 == 0 else names[::-1]:
-            t0 = time.perf_counter()
-            for _ in range(args.steps):
-                variants[name]()
-            times[name].append((time.perf_counter() - t0) / args.steps)
+    rounds = {name: (lambda fn=fn: [fn() for _ in range(args.steps)]) for name, fn in variants.items()}
+    t = time_interleaved(rounds, "eager fp32", torch.device("cpu"), warmup=1, repeats=args.rounds)
     flops = step_flops(variants["eager fp32"])  # the same matmuls in every variant
-    peak = statistics.median(matmul_flops_per_s(torch.device("cpu")) for _ in range(3))
-    base = times["eager fp32"]
+    peak = matmul_flops_per_s(torch.device("cpu"))
     print(f"2x{args.n_embd} ({args.n_head} heads), batch {args.batch_size}, {args.question}+{args.latents}+"
           f"{args.answer} tokens, {torch.get_num_threads()} thread(s), torch {torch.__version__}; "
           f"{flops / 1e9:.2f} GFLOP per step, 1024^3 matmul {peak / 1e9:.0f} GFLOP/s")
     print(f"{'variant':<28}{'step ms':>10}{'speed-up':>10}{'utilisation':>13}")
-    for name, ts in times.items():
-        ratio = statistics.median(b / t for b, t in zip(base, ts))
-        util = flops / statistics.median(ts) / peak
-        print(f"{name:<28}{1e3 * statistics.median(ts):>10.1f}{ratio:>9.2f}x{100 * util:>12.0f}%")
+    for name, timing in t.items():
+        step_s = timing.median_s / args.steps
+        print(f"{name:<28}{1e3 * step_s:>10.1f}{1 / timing.ratio:>9.2f}x{100 * flops / step_s / peak:>12.0f}%")
 
 
 if __name__ == "__main__":
