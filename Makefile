@@ -1,19 +1,29 @@
 # coconut-lm: set-up, demo and tests on a fresh CPU machine.
 #   make demo   creates .venv, installs CPU torch and the package, runs the end-to-end demo
 #   make test   creates .venv, installs CPU torch and the package with dev extras, runs lint and pytest
+#   make pins   refreshes constraints.txt: the newest releases in a scratch venv, rewritten only if the tests pass
+# Every install goes through constraints.txt (exact versions, the build tools included), so a release upstream
+# cannot change what a fresh clone installs; pyproject.toml keeps the wide ranges that users install from.
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 TORCH  ?= torch==2.13.0
+PINS   ?= constraints.txt
 
-.PHONY: venv demo test lint clean
+.PHONY: venv demo test lint clean pins
 
-$(BIN)/.installed: pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	# Pin the CPU build first so that no dependency pulls a multi-GB CUDA wheel.
-	$(BIN)/pip install --quiet "$(TORCH)"
-	$(BIN)/pip install --quiet -e ".[dev]"
+# install VENV CONSTRAINT-FLAGS: pip and the build tools, then the CPU torch build first (so that no dependency
+# pulls a multi-GB CUDA wheel), then the package with dev extras, built without an unpinned isolated build env.
+define install
+	$(PYTHON) -m venv $(1)
+	$(1)/bin/pip install --quiet $(2) --upgrade pip setuptools wheel
+	$(1)/bin/pip install --quiet $(2) "$(TORCH)"
+	$(1)/bin/pip install --quiet $(2) --no-build-isolation -e ".[dev]"
+endef
+
+$(BIN)/.installed: pyproject.toml $(PINS)
+	rm -rf $(VENV)
+	$(call install,$(VENV),-c $(PINS))
 	touch $@
 
 venv: $(BIN)/.installed
@@ -27,5 +37,15 @@ lint: venv
 test: venv lint
 	$(BIN)/python -m pytest -q
 
+pins:
+	rm -rf .venv-pins
+	$(call install,.venv-pins,)
+	{ sed -n '/^#/p' $(PINS); .venv-pins/bin/pip freeze --all --exclude-editable | grep -v '^coconut' \
+	  | sed 's/+cpu$$//'; } > $(PINS).new
+	.venv-pins/bin/ruff check src tests && .venv-pins/bin/python -m pytest -q
+	mv $(PINS).new $(PINS)
+	rm -rf .venv-pins
+	@echo "constraints.txt refreshed; commit it with the test result"
+
 clean:
-	rm -rf $(VENV) build src/*.egg-info
+	rm -rf $(VENV) .venv-pins build src/*.egg-info

@@ -58,8 +58,9 @@ def test_compiled_blocks_match_reference(kind, device, mode, backend):
     eager, model = twins(kind, device)
     assert compile_blocks(model, mode, backend=backend) == 2
     tol = TOL[kind] if device == "cpu" else 1e-4
-    frames = torch._dynamo.utils.counters["frames"]
-    with torch._dynamo.config.patch(suppress_errors=False):  # a block that fell back to eager fails here
+    counters = torch._dynamo.utils.counters
+    # A block that fails to compile, or that hits the recompile limit and falls back to eager, raises here.
+    with torch._dynamo.config.patch(suppress_errors=False, fail_on_recompile_limit_hit=True):
         ids, mask, labels = (t.to(device) for t in pad_batch(*make_rows([5, 2, 7], (0, 3, 8)), "align"))
         for _ in range(2 if device == "cuda" else 1):  # CUDA graphs are recorded on a warm call, replayed after
             out = model(ids, mask, labels)
@@ -86,7 +87,12 @@ def test_compiled_blocks_match_reference(kind, device, mode, backend):
         ids, mask, labels = (t.to(device) for t in pad_batch(*make_rows([9, 4, 3], (2, 2, 5), seed=2), "left"))
         out = model(ids, mask, labels)
         assert_close(out.loss, eager(ids, mask, labels).loss, tol)
-    assert frames["total"] > 0 and frames["ok"] == frames["total"], dict(frames)
+    assert counters["frames"]["ok"] > 0, dict(counters["frames"])
+    # The one thing dynamo may leave to eager is the KV-buffer write, which is `torch.compiler.disable`d on
+    # purpose. Since transformers 5.25, `DynamicCache.update` forwards to it through `*args, **kwargs`, and dynamo
+    # skips that small dispatch frame whole (one frame of ~70 not "ok"); any other skipped or broken frame fails.
+    unexpected = [r.splitlines()[0] + " " + r for r in counters["unimplemented"] if "BufferLayer.update" not in r]
+    assert not unexpected, unexpected
 
 
 def test_a_failing_backend_falls_back_to_eager():
