@@ -27,7 +27,13 @@ FIRST_WORD = 7  # ids below are special
 TOL = {"gpt2": 1e-9, "llama": 1e-5}
 
 
-def make_model(kind: str, eot_classifier: bool = False, seed: int = 0, token_shift: int = 0) -> CoconutLM:
+#: Token-shift settings of the equality tests: (width K, shift_thoughts); False is the faithful variant.
+SHIFTS = [pytest.param((0, True), id="plain"), pytest.param((1, True), id="shift1"), pytest.param((3, True), id="shift3"),
+          pytest.param((1, False), id="shift1-faithful"), pytest.param((3, False), id="shift3-faithful")]
+
+
+def make_model(kind: str, eot_classifier: bool = False, seed: int = 0,
+               token_shift: int | tuple[int, bool] = 0) -> CoconutLM:
     torch.manual_seed(seed)
     if kind == "gpt2":
         # A wide init makes the random model's greedy outputs vary, so generation tests bite.
@@ -35,7 +41,9 @@ def make_model(kind: str, eot_classifier: bool = False, seed: int = 0, token_shi
                               vocab_size=VOCAB, n_positions=128, special=TK)
     else:
         base = build_tiny_llama(VOCAB, hidden_size=32, intermediate_size=64, initializer_range=0.2)
-    model = CoconutLM(base, TK, eot_classifier=eot_classifier, token_shift=token_shift).double().eval()
+    width, shift_thoughts = token_shift if isinstance(token_shift, tuple) else (token_shift, True)
+    model = CoconutLM(base, TK, eot_classifier=eot_classifier, token_shift=width,
+                      shift_thoughts=shift_thoughts).double().eval()
     if eot_classifier:
         with torch.no_grad():  # logits of order 1: rows stop after different counts
             model.eot_head.weight.normal_(0, 0.2)
@@ -91,7 +99,7 @@ THOUGHT_CASES = {
 }
 
 
-@pytest.mark.parametrize("shift", [0, 1, 3], ids=["plain", "shift1", "shift3"])
+@pytest.mark.parametrize("shift", SHIFTS)
 @pytest.mark.parametrize("kind", ["gpt2", "llama"])
 @pytest.mark.parametrize("mode", ["left", "right", "align"])
 @pytest.mark.parametrize("case", list(THOUGHT_CASES))
@@ -252,7 +260,7 @@ def test_no_supervised_positions_gives_zero_loss_not_nan():
     out.loss.backward()  # still part of the graph
 
 
-@pytest.mark.parametrize("shift", [0, 1, 3], ids=["plain", "shift1", "shift3"])
+@pytest.mark.parametrize("shift", SHIFTS)
 @pytest.mark.parametrize("kind", ["gpt2", "llama"])
 @pytest.mark.parametrize("mode", ["left", "right"])
 def test_generate_matches_row_by_row_reference(kind, mode, shift):
@@ -278,7 +286,7 @@ def test_generate_matches_row_by_row_reference(kind, mode, shift):
     assert lengths[0] == 1 and max(lengths) == 7 and out.sequences.shape[1] == 7
 
 
-@pytest.mark.parametrize("shift", [0, 1, 3], ids=["plain", "shift1", "shift3"])
+@pytest.mark.parametrize("shift", SHIFTS)
 @pytest.mark.parametrize("kind", ["gpt2", "llama"])
 @pytest.mark.parametrize("mode", ["left", "right"])
 def test_classifier_generation_matches_row_by_row_reference(kind, mode, shift):
@@ -366,6 +374,36 @@ def test_token_shift_round_trip_and_effect(tmp_path):
     (tmp_path / "ckpt" / model_module.TOKEN_SHIFT_FILE).unlink()
     with pytest.raises(CoconutError, match="token shift"):
         CoconutLM.from_pretrained(tmp_path / "ckpt")
+
+
+def test_faithful_shift_leaves_thoughts_alone(tmp_path):
+    """shift_thoughts=False changes only what passes through thought positions, and it is saved and restored."""
+    shifted = make_model("gpt2", token_shift=(2, True))
+    faithful = make_model("gpt2", token_shift=(2, False))
+    faithful.load_state_dict(shifted.state_dict())
+    plain_rows = pad_batch(*make_rows([4, 6], (0, 0)), "left")
+    thought_rows = pad_batch(*make_rows([4, 6], (2, 3)), "left")
+    with torch.no_grad():
+        same = [m(*plain_rows, return_logits=True).logits for m in (shifted, faithful)]
+        differ = [m(*thought_rows, return_logits=True).logits for m in (shifted, faithful)]
+    assert torch.equal(same[0], same[1])  # no thought, nothing to leave alone
+    assert not torch.allclose(differ[0], differ[1])
+    # A thought enters exactly as the hidden state it copies: the pass that starts at a slot gets it unshifted.
+    ids, mask, _ = thought_rows
+    seen = []
+    hook = faithful.body.register_forward_pre_hook(lambda mod, a, kw: seen.append(kw["inputs_embeds"]),
+                                                   with_kwargs=True)
+    with torch.no_grad():
+        hidden = faithful.hidden_states(ids, mask)
+    hook.remove()
+    col = int((ids == TK.latent).nonzero()[:, 1].min())
+    row = int((ids[:, col] == TK.latent).nonzero()[0])
+    assert torch.equal(seen[1][row, 0], hidden[row, col - 1])
+    faithful.save_pretrained(tmp_path / "ckpt")
+    assert read_checkpoint_info(tmp_path / "ckpt").shift_thoughts is False
+    loaded = CoconutLM.from_pretrained(tmp_path / "ckpt").double().eval()
+    with torch.no_grad():
+        assert torch.equal(loaded(*thought_rows, return_logits=True).logits, differ[1])
 
 
 def test_llama_round_trip(tmp_path):

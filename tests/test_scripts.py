@@ -14,25 +14,30 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.slow
-def test_official_cpu_recipe_script_runs_its_three_stages(tmp_path, prosqa_valid):
-    """scripts/official_cpu.sh with a few steps per stage: n10 demo -> n16 -> official size, then two evals."""
+def test_official_cpu_recipe_script_runs_its_four_stages(tmp_path, prosqa_valid):
+    """scripts/official_cpu.sh with a few steps per stage: n10 demo -> n16 -> official size -> the continuation,
+    each official-size stage chosen on fresh graphs and scored on the official file and the fresh test graphs."""
     valid = tmp_path / "valid.json"
     valid.write_text(json.dumps(json.loads(prosqa_valid.read_text())[:12]))
     env = {**os.environ, "CLI": str(Path(sys.executable).parent / "coconut-lm"), "PROSQA_VALID": str(valid),
-           "N10_STEPS": "4", "N16_EPOCHS": "1", "TRAIN_N": "64", "OMP_NUM_THREADS": "1"}
+           "N10_STEPS": "4", "N16_EPOCHS": "1", "TRAIN_N": "64", "VALID_N": "8", "C2_EPOCHS": "1",
+           "OMP_NUM_THREADS": "1", "SEED": "3"}
     root = tmp_path / "runs"
     proc = subprocess.run(["bash", str(ROOT / "scripts" / "official_cpu.sh"), str(root), "try", "num_epochs=1",
                            "max_steps_per_epoch=2", "val_max_examples=6", "eval_every=1"],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    for stage in ("n10/coconut", "n16", "try"):
+    for stage in ("n10/coconut", "n16", "try", "try-c2"):
         assert (root / stage / "best").is_dir(), stage
     n16 = (root / "n16" / "config.yaml").read_text()
-    assert "nodes 16" in n16 and str(root / "n10" / "coconut" / "best") in n16
-    assert str(root / "n16" / "best") in (root / "try" / "config.yaml").read_text()
-    official = json.loads((root / "try" / "eval_official" / "summary.json").read_text())
-    fresh = json.loads((root / "try" / "eval_fresh" / "summary.json").read_text())
-    assert official["n"] == 12 and fresh["n"] == 500
+    assert "nodes 16" in n16 and str(root / "n10" / "coconut" / "best") in n16 and "seed: 3" in n16
+    try_cfg, c2_cfg = ((root / run / "config.yaml").read_text() for run in ("try", "try-c2"))
+    assert str(root / "n16" / "best") in try_cfg and "select555.json" in try_cfg
+    assert str(root / "try" / "best") in c2_cfg and "start_epoch: 56" in c2_cfg and "seed: 4" in c2_cfg
+    for run in ("try", "try-c2"):
+        official = json.loads((root / run / "eval_official" / "summary.json").read_text())
+        fresh = json.loads((root / run / "eval_fresh" / "summary.json").read_text())
+        assert official["n"] == 12 and fresh["n"] == 500, run
 
 
 def test_cpu_levers_script_times_every_variant():

@@ -416,3 +416,19 @@ def test_activation_is_kept_by_resume_and_init_from_and_refused_for_hf_models(tm
     hf = _cfg(tmp_path / "hf", "prosqa", "cot", "num_epochs=1", f"model={first.run_dir / 'best'}", "activation=gelu")
     with pytest.raises(CoconutError, match="config 'activation': sets a from-scratch preset's activation"):
         train(hf, progress=False, device="cpu")
+
+
+def test_shift_thoughts_is_saved_and_init_from_keeps_or_overrides_it(tmp_path):
+    """`shift_thoughts=false` trains the faithful variant; its checkpoint says so, init_from keeps it unless told."""
+    from coconut_lm.model_files import read_checkpoint_info
+    from coconut_lm.train import train
+
+    cfg = _cfg(tmp_path, "prosqa", "coconut", "num_epochs=1", "max_steps_per_epoch=1", "token_shift=1",
+               "shift_thoughts=false")
+    first = train(cfg, progress=False, device="cpu")
+    assert read_checkpoint_info(first.run_dir / "best").shift_thoughts is False
+    for sub, extra, want in (("keep", [], False), ("back", ["shift_thoughts=true"], True)):
+        (tmp_path / sub).mkdir()
+        nxt = _cfg(tmp_path / sub, "prosqa", "coconut", "num_epochs=1", "max_steps_per_epoch=1",
+                   f"init_from={first.run_dir / 'best'}", *extra)
+        assert read_checkpoint_info(train(nxt, progress=False, device="cpu").run_dir / "best").shift_thoughts is want

@@ -20,6 +20,8 @@ from coconut_lm.tasks.registry import get_task
 #: Previous inputs a from-scratch preset's token shift mixes in. One was best for recall and for symbolic
 #: ProsQA without latent markers; wider shifts bridge markers but learn slower (docs/experiments.md).
 DEFAULT_TOKEN_SHIFT = 1
+#: Presets of the paper's size follow the paper: no token shift unless a config asks for one.
+PAPER_SIZE_PRESETS = ("gpt2-124m",)
 
 
 def build_model(cfg: TrainConfig, train_texts: list[str], symbolic: bool = False):
@@ -47,7 +49,10 @@ def build_model(cfg: TrainConfig, train_texts: list[str], symbolic: bool = False
         if cfg.eot_classifier and model.eot_head is None:
             grown = CoconutLM(model.base, model.tokens, eot_classifier=True)
             grown.token_shift, grown.shift_width = model.token_shift, model.shift_width
+            grown.shift_thoughts = model.shift_thoughts
             model = grown
+        if cfg.shift_thoughts is not None:
+            model.shift_thoughts = cfg.shift_thoughts
         return model, tok
     if cfg.model in PRESETS:
         kind = cfg.tokenizer or ("symbol" if symbolic else get_task(cfg.task).tokenizer)
@@ -83,8 +88,10 @@ def build_model(cfg: TrainConfig, train_texts: list[str], symbolic: bool = False
                                f"folder, and loading it as a hub id failed: {e}") from None
         n_new = add_coconut_tokens(tok)
         resize_for_new_tokens(base, tok, n_new=n_new)
-    shift = cfg.token_shift if cfg.token_shift is not None else (DEFAULT_TOKEN_SHIFT if cfg.model in PRESETS else 0)
-    return CoconutLM(base, special_token_ids(tok), eot_classifier=cfg.eot_classifier, token_shift=shift), tok
+    small = cfg.model in PRESETS and cfg.model not in PAPER_SIZE_PRESETS
+    shift = cfg.token_shift if cfg.token_shift is not None else (DEFAULT_TOKEN_SHIFT if small else 0)
+    return CoconutLM(base, special_token_ids(tok), eot_classifier=cfg.eot_classifier, token_shift=shift,
+                     shift_thoughts=cfg.shift_thoughts is not False), tok
 
 
 def _check_activation(cfg: TrainConfig, base_config: Any, source: str) -> None:

@@ -234,7 +234,8 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from coconut_lm.demo import run_demo
 
-    run_demo(out=args.out, methods=args.methods, steps=args.steps, parallel=args.parallel, seed=args.seed)
+    run_demo(out=args.out, methods=args.methods, steps=args.steps, parallel=args.parallel, seed=args.seed,
+             extra_overrides=args.set)
     return 0
 
 
@@ -262,6 +263,9 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
                    help="seed of every model's initialisation and data order; the data stays the same (default 0)")
     p.add_argument("--parallel", type=positive_int, default=PARALLEL,
                    help=f"methods trained at once, one thread each (default {PARALLEL})")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="a training config key for every method, over the demo's recipe (repeatable), e.g. "
+                        "--set shift_thoughts=false or --set token_shift=0; `coconut-lm train --help-config` lists them")
     p.set_defaults(func=_cmd_demo)
 
 

@@ -62,7 +62,8 @@ class TrainConfig:
     tokenizer: str | None = _f(None, "HF tokenizer folder/id, or one built from the training data for presets: word | symbol | bpe; None: the pretrained model's own, else symbol for symbolic data, bpe (byte-level BPE) for gsm8k, word otherwise")
     bpe_vocab_size: int = _f(4096, "vocabulary size of a byte-level BPE tokenizer built from the training data (tokenizer=bpe)")
     init_from: str | None = _f(None, "start from this coconut-lm checkpoint's weights (e.g. a CoT model for GSM8k Coconut)")
-    token_shift: int | None = _f(None, "add W [x_{t-1}; ..; x_{t-K}] to every backbone input x_t, K = this (docs/methods.md); 0: off; None: 1 for from-scratch presets, 0 for HF models", resume=True)
+    token_shift: int | None = _f(None, "add W [x_{t-1}; ..; x_{t-K}] to every backbone input x_t, K = this (docs/methods.md); 0: off; None: 1 for the small from-scratch presets, 0 for gpt2-124m (the paper's size) and HF models", resume=True)
+    shift_thoughts: bool | None = _f(None, "whether the token shift also acts at thought positions (a thought's input h + W x_prev, and W h_last on the position after the last thought); false: the faithful variant, thoughts enter exactly as h and are nobody's predecessor (docs/methods.md); None: init_from's choice, else true", resume=True)
     max_length: int = _f(512, "longest sequence allowed (position table size for presets); longer examples are an error")
     # --- method
     method: str = _f("coconut", "cot | no_cot | icot | pause | coconut | no_curriculum | no_thought | pause_as_thought", resume=True)

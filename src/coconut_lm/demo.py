@@ -194,7 +194,7 @@ def run_demo(out: str | Path | None = None, methods: tuple[str, ...] = DEMO_METH
     print(table)
     results = {"methods": {r.method: {k: v for k, v in r.__dict__.items() if k != "method"} for r in rows},
                "data": {"generate": commands["train"], "val": commands["val"], "test": commands["test"]},
-               "seed": seed, "seconds": total}
+               "seed": seed, "overrides": list(extra_overrides or []), "seconds": total}
     atomic_write_text(out / "results.md", table + "\n")
     atomic_write_text(out / "results.json", json.dumps(results, indent=2) + "\n")
     print(f"[demo] wrote {out / 'results.json'}; score a run on new data with: coconut-lm data "

@@ -12,7 +12,10 @@ positions before the start and padded positions taken as zero. It hands each pos
 predecessors for free, which a from-scratch model otherwise has to gather with a previous-token
 attention head before it can do any in-context lookup (docs/experiments.md: associative recall
 goes from a 12% plateau to 100% in 750 steps). W (H x K*H) is the only weight outside the
-backbone; it is saved beside it in `token_shift.safetensors`.
+backbone; it is saved beside it in `token_shift.safetensors`. The shift is not in the paper. With
+`shift_thoughts=False` it leaves the thoughts alone: a thought enters exactly as the hidden state
+it copies, and counts as zero among its successors' predecessors, so no linear path runs from a
+thought to the positions after it (the faithful variant; docs/methods.md).
 
     model = CoconutLM(build_backbone("tiny", len(tok)), special_token_ids(tok))
     out = model(batch.input_ids, batch.attention_mask, labels=batch.labels)   # out.loss, out.n_passes
@@ -117,11 +120,11 @@ class CoconutLM(nn.Module):
     `tokens` gives the special ids; `eot_classifier=True` adds `eot_head`, a linear probe on the
     latent state that predicts when to emit `<eot>`; `token_shift=K` adds `token_shift`, the
     map W of x_t + W [x_{t-1}; ...; x_{t-K}] on the backbone's inputs, K = `token_shift` (module
-    docstring; 0: none).
+    docstring; 0: none); `shift_thoughts=False` keeps the shift off thought positions.
     """
 
     def __init__(self, base: nn.Module, tokens: SpecialTokens, eot_classifier: bool = False,
-                 token_shift: int = 0):
+                 token_shift: int = 0, shift_thoughts: bool = True):
         super().__init__()
         self.base = base
         self.tokens = tokens
@@ -137,6 +140,7 @@ class CoconutLM(nn.Module):
         if int(token_shift) < 0:
             raise CoconutError(f"token_shift must be >= 0, got {token_shift}")
         self.shift_width = int(token_shift)
+        self.shift_thoughts = bool(shift_thoughts)
         self.token_shift = None
         if self.shift_width:
             self.token_shift = nn.Linear(hidden * self.shift_width, hidden, bias=False, device=param.device,
@@ -168,22 +172,30 @@ class CoconutLM(nn.Module):
         kw = {self._cache_kw: cache, "use_cache": cache is not None}
         return self.body(inputs_embeds=x, attention_mask=mask, position_ids=pos, **kw).last_hidden_state
 
-    def _shift(self, x: torch.Tensor, real: torch.Tensor | None,
-               before: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def _shift(self, x: torch.Tensor, real: torch.Tensor | None, before: torch.Tensor | None,
+               thought: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Token shift of new inputs x (B, q, H): (x_t + W [x_{t-1}; ...; x_{t-K}], the last K masked inputs).
 
         `real` (B, q) zeroes padded inputs as predecessors (None: all real); `before` (B, K, H) holds
-        the K inputs just before x[:, 0] (None: nothing, i.e. zeros). Without a shift, x is returned as is.
+        the K inputs just before x[:, 0] (None: nothing, i.e. zeros); `thought` (B, q) marks the
+        thoughts among x, which `shift_thoughts=False` leaves unshifted and zeroes as predecessors.
+        Without a shift, x is returned as is.
         """
         if self.token_shift is None:
             return x, None
         k, q = self.shift_width, x.shape[1]
+        off = None if self.shift_thoughts or thought is None else thought[..., None]  # (B, q, 1)
         xm = x if real is None else x * real[..., None].to(x.dtype)
+        if off is not None:
+            xm = xm.masked_fill(off, 0.0)
         if before is None:
             before = xm.new_zeros(xm.shape[0], k, xm.shape[2])
         ext = torch.cat([before, xm], 1)  # (B, K+q, H)
         prev = torch.cat([ext[:, k - j: k - j + q] for j in range(1, k + 1)], -1)  # (B, q, K*H)
-        return x + self.token_shift(prev), ext[:, -k:]
+        shift = self.token_shift(prev)
+        if off is not None:
+            shift = shift.masked_fill(off, 0.0)
+        return x + shift, ext[:, -k:]
 
     def _multipass(self, embeds: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor,
                    latent: torch.Tensor, bounds: list[int], cache=None) -> torch.Tensor:
@@ -204,7 +216,7 @@ class CoconutLM(nn.Module):
             if hs:
                 # latent[:, s:e] is True only at column s: later slots start later passes.
                 x = torch.where(latent[:, s:e, None], hs[-1][:, -1:], x)
-            x, before = self._shift(x, mask[:, s:e], before)
+            x, before = self._shift(x, mask[:, s:e], before, latent[:, s:e])
             hs.append(self._pass(x, mask[:, :e], pos[:, s:e], cache))
         return torch.cat(hs, 1)
 
@@ -365,6 +377,8 @@ class CoconutLM(nn.Module):
             # A slot's input is the hidden state before it; a prompt's first column has no such state.
             inputs = torch.where(latent[r, cols, None], hidden[r, (cols - 1).clamp(min=0)], embeds[r, cols])
             real = ok & attention_mask.bool()[r, cols]
+            if not self.shift_thoughts:
+                real = real & ~latent[r, cols]
             before = inputs * real[..., None].to(inputs.dtype)
         if use_eot_classifier and not bool((input_ids[rows, last] == tk.bot).all()):
             raise CoconutError("with use_eot_classifier every prompt must end with <bot>")
@@ -395,7 +409,7 @@ class CoconutLM(nn.Module):
             x = embed(ids)
             if use_eot_classifier:
                 x = torch.where(think[:, None], h_last.to(x.dtype), x)
-            x, before = self._shift(x[:, None], None, before)
+            x, before = self._shift(x[:, None], None, before, think[:, None] if use_eot_classifier else None)
             h_last = self._pass(x, mask[:, : t + step + 1], next_pos[:, None], cache)[:, -1]
             next_pos = next_pos + 1
 

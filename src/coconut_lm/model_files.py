@@ -39,6 +39,7 @@ class CheckpointInfo:
     eot_classifier: bool
     meta: dict[str, Any]
     token_shift: int = 0
+    shift_thoughts: bool = True
 
 
 def save_folder(model: nn.Module, path: str | os.PathLike, meta: dict[str, Any] | None = None,
@@ -56,7 +57,8 @@ def save_folder(model: nn.Module, path: str | os.PathLike, meta: dict[str, Any] 
     try:
         info = json.dumps({"format": FORMAT_VERSION, "tokens": model.tokens.to_dict(),
                            "eot_classifier": model.eot_head is not None,
-                           "token_shift": model.shift_width, "meta": meta or {}},
+                           "token_shift": model.shift_width, "shift_thoughts": model.shift_thoughts,
+                           "meta": meta or {}},
                           indent=2, sort_keys=True)
     except (TypeError, ValueError) as e:
         raise CoconutError(f"checkpoint meta for {path} is not JSON-serialisable: {e}") from None
@@ -95,7 +97,8 @@ def load_folder(cls: type[M], path: str | os.PathLike, **load_kwargs: Any) -> M:
     info = read_checkpoint_info(path)
     with _no_hf_progress():
         base = load_backbone(path, **load_kwargs)
-    model = cls(base, info.tokens, eot_classifier=info.eot_classifier, token_shift=info.token_shift)
+    model = cls(base, info.tokens, eot_classifier=info.eot_classifier, token_shift=info.token_shift,
+                shift_thoughts=info.shift_thoughts)
     for name, file, what in (("eot_head", EOT_HEAD_FILE, "a classifier"), ("token_shift", TOKEN_SHIFT_FILE, "a token shift")):
         module = getattr(model, name)
         if module is None:
@@ -129,7 +132,11 @@ def read_checkpoint_info(path: str | os.PathLike) -> CheckpointInfo:
     shift = d.get("token_shift", 0)  # absent in checkpoints written before the option existed
     if isinstance(shift, bool) or not isinstance(shift, int) or shift < 0:
         raise CoconutError(f"{f}: field 'token_shift' must be a whole number >= 0")
-    return CheckpointInfo(tokens=tokens, eot_classifier=d["eot_classifier"], meta=d["meta"], token_shift=shift)
+    shift_thoughts = d.get("shift_thoughts", True)  # absent before the option existed: the shift acted everywhere
+    if not isinstance(shift_thoughts, bool):
+        raise CoconutError(f"{f}: field 'shift_thoughts' must be true or false")
+    return CheckpointInfo(tokens=tokens, eot_classifier=d["eot_classifier"], meta=d["meta"], token_shift=shift,
+                          shift_thoughts=shift_thoughts)
 
 
 def read_meta(path: str | os.PathLike) -> dict[str, Any]:

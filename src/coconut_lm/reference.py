@@ -36,14 +36,19 @@ class RefGeneration:
 
 
 def _full_pass(model: CoconutLM, vectors: list[list[torch.Tensor]], attention_mask: torch.Tensor,
-               position_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Recompute every position from scratch; returns (logits, last hidden states)."""
+               position_ids: torch.Tensor, thought: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Recompute every position from scratch; returns (logits, last hidden states). `thought` (B, T)
+    marks the thought positions, which the token shift skips when `model.shift_thoughts` is False."""
     embeds = torch.stack([torch.stack(row) for row in vectors])  # (B, T, H)
     if model.token_shift is not None:  # x_t + W [x_{t-1}; ...; x_{t-K}], padded and missing ones are zero
-        real = embeds * attention_mask[..., None].to(embeds.dtype)
+        counts = attention_mask.bool() if model.shift_thoughts else attention_mask.bool() & ~thought
+        real = embeds * counts[..., None].to(embeds.dtype)
         t = real.shape[1]
         prev = [F.pad(real, (0, 0, j, 0))[:, :t] for j in range(1, model.shift_width + 1)]
-        embeds = embeds + model.token_shift(torch.cat(prev, -1))
+        shift = model.token_shift(torch.cat(prev, -1))
+        if not model.shift_thoughts:
+            shift = shift * (~thought)[..., None].to(shift.dtype)
+        embeds = embeds + shift
     out = model.base(inputs_embeds=embeds, attention_mask=attention_mask, position_ids=position_ids,
                      output_hidden_states=True, use_cache=False)
     return out.logits, out.hidden_states[-1]
@@ -60,12 +65,13 @@ def reference_forward(model: CoconutLM, input_ids: torch.Tensor, attention_mask:
     vectors = [[table(input_ids[i, j]) for j in range(t)] for i in range(b)]
     slots = [(i, j) for i in range(b) for j in range(t)
              if input_ids[i, j] == tk.latent and attention_mask[i, j] == 1]
+    thought = (input_ids == tk.latent) & attention_mask.bool()
     for col in sorted({j for _, j in slots}):
-        _, hidden = _full_pass(model, vectors, attention_mask, position_ids)
+        _, hidden = _full_pass(model, vectors, attention_mask, position_ids, thought)
         for i, j in slots:
             if j == col:
                 vectors[i][j] = hidden[i, j - 1]
-    logits, hidden = _full_pass(model, vectors, attention_mask, position_ids)
+    logits, hidden = _full_pass(model, vectors, attention_mask, position_ids, thought)
 
     loss = None
     if labels is not None:
@@ -97,10 +103,10 @@ def reference_generate(model: CoconutLM, prompt: list[int], max_new_tokens: int,
         n = len(vecs)
         mask = torch.ones(1, n, dtype=torch.long, device=device)
         pos = torch.arange(n, device=device)[None]
-        logits, hidden = _full_pass(model, [vecs], mask, pos)
+        logits, hidden = _full_pass(model, [vecs], mask, pos, torch.tensor([is_thought], device=device))
         return logits[0, -1], hidden[0, -1]
 
-    vecs, thoughts = [], []
+    vecs, thoughts, is_thought = [], [], []  # is_thought[j]: vecs[j] is a continuous thought
     for tok in prompt:
         if tok == tk.latent:
             thought = run(vecs)[1]
@@ -108,14 +114,17 @@ def reference_generate(model: CoconutLM, prompt: list[int], max_new_tokens: int,
             vecs.append(thought)
         else:
             vecs.append(table(torch.tensor(tok, device=device)))
+        is_thought.append(tok == tk.latent)
     if use_eot_classifier:
         while True:
             h = run(vecs)[1]
             if model.eot_head(h)[0] > 0 or len(thoughts) >= max_thoughts:
                 vecs.append(table(torch.tensor(tk.eot, device=device)))
+                is_thought.append(False)
                 break
             thoughts.append(h)
             vecs.append(h)
+            is_thought.append(True)
     tokens: list[int] = []
     while len(tokens) < max_new_tokens:
         tok = int(run(vecs)[0].argmax())
@@ -123,4 +132,5 @@ def reference_generate(model: CoconutLM, prompt: list[int], max_new_tokens: int,
         if tok == tk.eos:
             break
         vecs.append(table(torch.tensor(tok, device=device)))
+        is_thought.append(False)
     return RefGeneration(tokens=tokens, num_thoughts=len(thoughts), thoughts=thoughts)
