@@ -39,6 +39,28 @@ def test_official_cpu_recipe_script_runs_its_four_stages(tmp_path, prosqa_valid)
         fresh = json.loads((root / run / "eval_fresh" / "summary.json").read_text())
         assert official["n"] == 12 and fresh["n"] == 500, run
 
+    # The finished chain ships as a models/ folder that eval and report take as it is.
+    shipped = tmp_path / "models" / "prosqa-coconut-try"
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "ship_model.py"), str(root / "try-c2"), str(shipped),
+                           "--command", "bash scripts/official_cpu.sh ROOT try"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    card = (shipped / "MODEL.md").read_text()
+    assert "| 4 | try-c2 | coconut | 4 | 2 | 64 |" in card and "| 1 | coconut | coconut | 3 | 4 | 128 |" in card
+    assert "`select555.json`" in card and "token_shift=1, shift_thoughts=true" in card
+    assert {p.name for p in shipped.iterdir()} == {"best", "config.yaml", "metrics.jsonl", "eval_official", "eval_fresh",
+                                                   "MODEL.md", "stages.json"}
+    cli = [str(Path(sys.executable).parent / "coconut-lm")]
+    proc = subprocess.run([*cli, "eval", str(shipped), "--data", str(root / "data" / "official_valid.json"), "--out",
+                           str(tmp_path / "rescore"), "--no-progress"], capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads((tmp_path / "rescore" / "summary.json").read_text())["accuracy"] == official["accuracy"]
+    proc = subprocess.run([*cli, "report", str(shipped), "--eval-subdir", "eval_fresh", "--out", str(tmp_path / "t.md")],
+                          capture_output=True, text=True, env=env)
+    assert proc.returncode == 0 and "eval_fresh/summary.json" in (tmp_path / "t.md").read_text(), proc.stderr
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "ship_model.py"), str(root / "try-c2"), str(shipped)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and "not empty" in proc.stderr  # nothing shipped is replaced unless asked
+
 
 def test_cpu_levers_script_times_every_variant():
     """scripts/cpu_levers.py with tiny shapes prints one row per lever, with a speed-up and a utilisation."""
