@@ -175,6 +175,15 @@ def test_eval_classifier_needs_a_classifier(coconut_checkpoint, capsys):
     assert "has no <eot> classifier" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(("value", "message"), [("1.5", "strictly between 0 and 1"), ("0", "strictly between 0 and 1"),
+                                              ("a", "comma-separated numbers")])
+def test_eval_threshold_must_be_a_probability(coconut_checkpoint, capsys, value, message):
+    with pytest.raises(SystemExit) as e:
+        main(["eval", str(coconut_checkpoint / "run"), "--data", str(coconut_checkpoint / "val.json"),
+              "--out", str(coconut_checkpoint / "t"), "--use-classifier", "--eot-threshold", value])
+    assert e.value.code == 2 and message in capsys.readouterr().err
+
+
 def test_eval_accepts_a_run_folder(coconut_checkpoint):
     out = coconut_checkpoint / "eval_run"
     assert main(["eval", str(coconut_checkpoint / "run"), "--data", str(coconut_checkpoint / "val.json"),

@@ -154,11 +154,14 @@ def test_official_yaml_errors(tmp_path):
         ("activation=swish2", "'activation': 'swish2' is not an HF activation"),
         ("max_train_seconds=0", "'max_train_seconds': must be > 0"),
         ("eval_use_classifier=true", "needs eot_classifier=true"),
+        (["method=pause", "eot_classifier=true"], "method pause has no continuous thoughts"),
+        (["method=pause_as_thought", "eot_classifier=true"], "method pause_as_thought has no continuous thoughts"),
+        ("shift_thoughts=maybe", "'shift_thoughts'"),
     ],
 )
 def test_range_checks(override, message):
     with pytest.raises(CoconutError, match=message):
-        load_config(None, [override])
+        load_config(None, override if isinstance(override, list) else [override])
 
 
 def test_presets_train_and_evaluate_with_the_same_thought_count():

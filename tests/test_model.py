@@ -286,23 +286,40 @@ def test_generate_matches_row_by_row_reference(kind, mode, shift):
     assert lengths[0] == 1 and max(lengths) == 7 and out.sequences.shape[1] == 7
 
 
+@pytest.mark.parametrize("threshold", [0.5, 0.4, 0.6])
 @pytest.mark.parametrize("shift", SHIFTS)
 @pytest.mark.parametrize("kind", ["gpt2", "llama"])
 @pytest.mark.parametrize("mode", ["left", "right"])
-def test_classifier_generation_matches_row_by_row_reference(kind, mode, shift):
+def test_classifier_generation_matches_row_by_row_reference(kind, mode, shift, threshold):
     model = make_model(kind, eot_classifier=True, seed=3, token_shift=shift)
     rows, _ = make_rows([3, 6, 1, 4, 5, 2], (0,) * 6, seed=4)
     prompts = [r[:r.index(TK.bot) + 1] for r in rows]  # question, <bot>
     ids, mask, _ = pad_batch(prompts, [len(p) for p in prompts], mode)
     out = model.generate(ids, mask, max_new_tokens=5, use_eot_classifier=True, max_thoughts=4,
-                         return_thoughts=True)
-    refs = [reference_generate(model, p, 5, use_eot_classifier=True, max_thoughts=4) for p in prompts]
+                         return_thoughts=True, eot_threshold=threshold)
+    refs = [reference_generate(model, p, 5, use_eot_classifier=True, max_thoughts=4, eot_threshold=threshold)
+            for p in prompts]
     for i, ref in enumerate(refs):
         assert out.num_thoughts[i] == ref.num_thoughts
         assert out.sequences[i, :len(ref.tokens)].tolist() == ref.tokens
         for a, b in zip(out.thoughts[i], ref.thoughts):
             assert_close(a, b, TOL[kind])
-    assert len({r.num_thoughts for r in refs}) > 1, "rows should stop thinking at different counts"
+    if threshold == 0.5:  # the model's logits are tuned so rows differ here; other thresholds may stop all alike
+        assert len({r.num_thoughts for r in refs}) > 1, "rows should stop thinking at different counts"
+
+
+def test_a_higher_eot_threshold_thinks_at_least_as_long():
+    """Thinking stops once sigmoid(z) > threshold: raising it never ends a row's latent mode sooner."""
+    model = make_model("gpt2", eot_classifier=True, seed=3)
+    rows, _ = make_rows([3, 6, 1, 4, 5, 2], (0,) * 6, seed=4)
+    prompts = [r[:r.index(TK.bot) + 1] for r in rows]
+    ids, mask, _ = pad_batch(prompts, [len(p) for p in prompts], "left")
+    counts = [model.generate(ids, mask, max_new_tokens=2, use_eot_classifier=True, max_thoughts=8,
+                             eot_threshold=t).num_thoughts for t in (0.05, 0.5, 0.95)]
+    assert (counts[0] <= counts[1]).all() and (counts[1] <= counts[2]).all()
+    assert counts[0].sum() < counts[2].sum()
+    with pytest.raises(CoconutError, match="strictly between 0 and 1"):
+        model.generate(ids, mask, max_new_tokens=2, use_eot_classifier=True, eot_threshold=1.0)
 
 
 @pytest.mark.parametrize(("bias", "want"), [(0.01, 0), (-0.01, 3)])

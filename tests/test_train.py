@@ -238,7 +238,32 @@ def test_eot_classifier_trains_and_ends_latent_mode_at_eval(tmp_path):
     summaries = evaluate_checkpoint(result.run_dir / "best", cfg.val_path, tmp_path / "eval", max_new_tokens=8,
                                     device="cpu", progress=False)
     s = summaries["classifier"]
-    assert s.use_classifier and s.n_thoughts is None and 0 <= s.mean_thoughts <= 4
+    assert s.use_classifier and s.n_thoughts is None and 0 <= s.mean_thoughts <= 4 and s.eot_threshold == 0.5
+
+    # A threshold sweep with fixed counts beside it: one summary each, thoughts by hop count, the rank correlation.
+    import json
+
+    from coconut_lm.evaluate import spearman
+
+    sweep = evaluate_checkpoint(result.run_dir / "best", cfg.val_path, tmp_path / "sweep", latents=[0, 2],
+                                use_classifier=True, eot_thresholds=[0.05, 0.95], max_new_tokens=8, device="cpu",
+                                progress=False)
+    assert list(sweep) == ["classifier@0.05", "classifier@0.95", "k0", "k2"]
+    assert sweep["classifier@0.05"].mean_thoughts <= sweep["classifier@0.95"].mean_thoughts
+    assert sweep["k2"].mean_thoughts == 2 and sweep["k2"].eot_threshold is None
+    saved = json.loads((tmp_path / "sweep" / "classifier@0.95" / "summary.json").read_text())
+    preds = [json.loads(line) for line in (tmp_path / "sweep" / "classifier@0.95" / "predictions.jsonl").open()]
+    by_hops = saved["accuracy_by_steps"]
+    assert sum(g["n"] * g["mean_thoughts"] for g in by_hops.values()) == pytest.approx(sum(p["thoughts"] for p in preds))
+    assert "thoughts_steps_spearman" in saved and "thoughts_steps_spearman" not in json.loads(
+        (tmp_path / "sweep" / "k2" / "summary.json").read_text())
+    assert (tmp_path / "sweep" / "forced_k.json").is_file()
+    assert spearman([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
+    assert spearman([1, 2, 2, 3], [3, 2, 2, 1]) == pytest.approx(-1.0)
+    assert spearman([1, 1, 1], [1, 2, 3]) is None
+    with pytest.raises(CoconutError, match="needs the classifier"):
+        evaluate_checkpoint(result.run_dir / "best", cfg.val_path, tmp_path / "x", use_classifier=False,
+                            eot_thresholds=[0.3], device="cpu", progress=False)
 
 
 def test_existing_run_folder_is_not_overwritten_by_accident(tmp_path):

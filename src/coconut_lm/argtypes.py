@@ -43,6 +43,17 @@ def non_blank(text: str) -> str:
     return text
 
 
+def probability_list(text: str) -> list[float]:
+    """Comma-separated numbers strictly between 0 and 1, e.g. '0.3,0.5,0.7'."""
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got '{text}'") from None
+    if not values or not all(0.0 < v < 1.0 for v in values):
+        raise argparse.ArgumentTypeError(f"expected numbers strictly between 0 and 1, got '{text}'")
+    return values
+
+
 def int_list(text: str) -> list[int]:
     try:
         values = [int(v) for v in text.split(",") if v.strip()]

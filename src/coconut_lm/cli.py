@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from coconut_lm.argtypes import Parser, int_list, non_blank, non_negative_int, positive_int
+from coconut_lm.argtypes import Parser, int_list, non_blank, non_negative_int, positive_int, probability_list
 from coconut_lm.compiled import COMPILE_MODES
 from coconut_lm.errors import CoconutError
 from coconut_lm.tasks.generate import add_prosqa_arguments, write_prosqa
@@ -158,7 +158,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
                                     batch_size=args.batch_size, max_new_tokens=args.max_new_tokens,
                                     use_classifier=True if args.use_classifier else None,
                                     max_examples=args.max_examples, device=args.device, progress=not args.no_progress,
-                                    any_task=args.any_task, compile=args.compile)
+                                    any_task=args.any_task, compile=args.compile, eot_thresholds=args.eot_threshold)
     print(format_summaries(summaries))
     if len(summaries) > 1:
         print(f"wrote {args.out}/forced_k.json and predictions.jsonl, summary.json in each of "
@@ -177,7 +177,11 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--latents", type=int_list, default=None,
                    help="thoughts per prompt, or a list for forced-k (e.g. 0,1,2,3,4,5,6); default: the checkpoint's eval_thoughts")
-    p.add_argument("--use-classifier", action="store_true", help="let the <eot> classifier end latent mode")
+    p.add_argument("--use-classifier", action="store_true",
+                   help="let the <eot> classifier end latent mode; with --latents, those fixed counts are scored beside it")
+    p.add_argument("--eot-threshold", type=probability_list, default=None, metavar="T[,T...]",
+                   help="with --use-classifier: stop thinking once sigmoid(logit) > T (default 0.5); a list sweeps "
+                        "the accuracy-thoughts trade-off, one summary per threshold")
     p.add_argument("--overwrite", action="store_true", help="replace earlier results in a non-empty --out")
     p.add_argument("--any-task", action="store_true",
                    help="score data that looks like another task's than the checkpoint's (refused otherwise)")

@@ -23,7 +23,7 @@ import yaml
 from coconut_lm.compiled import COMPILE_MODES
 from coconut_lm.curriculum import ScheduleConfig
 from coconut_lm.errors import CoconutError
-from coconut_lm.methods import LayoutConfig
+from coconut_lm.methods import LayoutConfig, get_method
 
 
 def _f(default: Any, help: str, resume: bool = False, **kw: Any) -> Any:
@@ -164,6 +164,9 @@ class TrainConfig:
             raise CoconutError(f"config 'max_train_seconds': must be > 0, got {self.max_train_seconds}")
         if self.eot_classifier and not self.latent_markers:
             raise CoconutError("config 'eot_classifier': needs latent_markers=true (the classifier decides when to emit <eot>)")
+        if self.eot_classifier and not get_method(self.method).continuous:
+            raise CoconutError(f"config 'eot_classifier': method {self.method} has no continuous thoughts, so no latent "
+                               f"state to classify (coconut and no_curriculum have)")
         if self.eval_use_classifier and not self.eot_classifier:
             raise CoconutError("config 'eval_use_classifier': needs eot_classifier=true (the classifier must be trained)")
         if not 0.0 <= self.uniform_prob <= 1.0:

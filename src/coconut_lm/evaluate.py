@@ -57,6 +57,7 @@ class EvalSummary:
     cot_match: float | None
     n_thoughts: int | None
     use_classifier: bool
+    eot_threshold: float | None = None  # with the classifier: sigmoid above which latent mode ends
 
 
 @dataclass
@@ -79,7 +80,7 @@ class Generated:
 @torch.no_grad()
 def generate_prompts(model, tokenizer, prompts: Sequence[list[int]], max_new_tokens: int, *,
                      use_classifier: bool = False, max_thoughts: int = 16,
-                     return_thoughts: bool = False) -> list[Generated]:
+                     return_thoughts: bool = False, eot_threshold: float = 0.5) -> list[Generated]:
     """Left-pad `prompts` into one batch, generate on the model's device, decode each row.
 
     The one generation path of `eval`, `generate` and `analyze`.
@@ -87,7 +88,7 @@ def generate_prompts(model, tokenizer, prompts: Sequence[list[int]], max_new_tok
     device = next(model.parameters()).device
     ids, mask = left_pad(list(prompts), model.tokens.pad)
     out = model.generate(ids.to(device), mask.to(device), max_new_tokens, use_eot_classifier=use_classifier,
-                         max_thoughts=max_thoughts, return_thoughts=return_thoughts)
+                         max_thoughts=max_thoughts, return_thoughts=return_thoughts, eot_threshold=eot_threshold)
     seqs, ntok, nth = out.sequences.cpu(), out.num_tokens.cpu(), out.num_thoughts.cpu()
     rows = []
     for r in range(len(prompts)):
@@ -113,6 +114,7 @@ def evaluate(
     progress: bool = True,
     desc: str = "eval",
     data: Sequence[TokenizedExample] | None = None,
+    eot_threshold: float = 0.5,
 ) -> EvalResult:
     """Generate for every example and score it.
 
@@ -124,7 +126,8 @@ def evaluate(
         layout_cfg: c, max stage and pause count.
         task: prosqa | prontoqa | gsm8k (answer parsing).
         n_thoughts: thought (or pause) slots in each prompt; ignored by methods without slots.
-        use_classifier: let the model's <eot> classifier end latent mode (prompt ends at <bot>).
+        use_classifier: let the model's <eot> classifier end latent mode (prompt ends at <bot>), once
+            sigmoid(logit) > `eot_threshold` or at `max_thoughts`.
         data: `examples` already tokenised (e.g. once for several forced-k settings); else done here.
     """
     tokens = model.tokens
@@ -143,7 +146,8 @@ def evaluate(
     for b in range(0, len(order), batch_size):
         idx = order[b:b + batch_size]
         gen = generate_prompts(model, tokenizer, [prompts[i] for i in idx], max_new_tokens,
-                               use_classifier=use_classifier, max_thoughts=max_thoughts)
+                               use_classifier=use_classifier, max_thoughts=max_thoughts,
+                               eot_threshold=eot_threshold)
         results.update(zip(idx, gen))
         bar.update(len(idx))
     bar.close()
@@ -162,7 +166,9 @@ def evaluate(
             correct=answers_match(task, predicted, ex.answer), tokens=ntok + (nth if method.continuous else 0),
             language_tokens=ntok, thoughts=nth, cot_match=None if expected is None else same_chain(chain_lines(text), expected),
         ))
-    return EvalResult(records, summarize(records, elapsed, None if use_classifier else n_thoughts, use_classifier))
+    summary = summarize(records, elapsed, None if use_classifier else n_thoughts, use_classifier)
+    summary.eot_threshold = eot_threshold if use_classifier else None
+    return EvalResult(records, summary)
 
 
 def summarize(records: Sequence[EvalRecord], seconds: float, n_thoughts: int | None, use_classifier: bool) -> EvalSummary:
@@ -192,11 +198,36 @@ def write_eval(result: EvalResult, out_dir: str | os.PathLike, extra: dict | Non
 
 
 def accuracy_by_steps(examples: Sequence[Example], records: Sequence[EvalRecord]) -> dict[str, dict[str, float]]:
-    """Accuracy per gold chain length (for ProsQA, the hop count), e.g. {"3": {"n": 124, "accuracy": 0.97}}."""
-    groups: dict[int, list[bool]] = {}
+    """Accuracy and mean thoughts per gold chain length (for ProsQA, the hop count), e.g.
+    {"3": {"n": 124, "accuracy": 0.97, "mean_thoughts": 3.4}}."""
+    groups: dict[int, list[EvalRecord]] = {}
     for ex, rec in zip(examples, records):
-        groups.setdefault(len(ex.steps), []).append(rec.correct)
-    return {str(k): {"n": len(v), "accuracy": sum(v) / len(v)} for k, v in sorted(groups.items())}
+        groups.setdefault(len(ex.steps), []).append(rec)
+    return {str(k): {"n": len(v), "accuracy": sum(r.correct for r in v) / len(v),
+                     "mean_thoughts": sum(r.thoughts for r in v) / len(v)} for k, v in sorted(groups.items())}
+
+
+def spearman(xs: Sequence[float], ys: Sequence[float]) -> float | None:
+    """Spearman's rank correlation (average ranks for ties); None when either side is constant or empty."""
+    def ranks(v: Sequence[float]) -> list[float]:
+        order = sorted(range(len(v)), key=lambda i: v[i])
+        out = [0.0] * len(v)
+        i = 0
+        while i < len(order):
+            j = i
+            while j + 1 < len(order) and v[order[j + 1]] == v[order[i]]:
+                j += 1
+            for m in range(i, j + 1):
+                out[order[m]] = (i + j) / 2
+            i = j + 1
+        return out
+
+    if len(xs) < 2 or len(set(xs)) < 2 or len(set(ys)) < 2:
+        return None
+    rx, ry = ranks(xs), ranks(ys)
+    mx, my = sum(rx) / len(rx), sum(ry) / len(ry)
+    cov = sum((a - mx) * (b - my) for a, b in zip(rx, ry))
+    return cov / (sum((a - mx) ** 2 for a in rx) * sum((b - my) ** 2 for b in ry)) ** 0.5
 
 
 def evaluate_checkpoint(
@@ -212,9 +243,14 @@ def evaluate_checkpoint(
     progress: bool = True,
     any_task: bool = False,
     compile: str | None = None,
+    eot_thresholds: Sequence[float] | None = None,
 ) -> dict[str, EvalSummary]:
     """Evaluate a checkpoint (or a run folder's best/) on a data file, once per thought count in `latents` (forced k).
 
+    With the classifier, once per threshold in `eot_thresholds` (default 0.5: "classifier", else
+    "classifier@<t>"), and once per count in `latents` given beside it, so the model's own stop and a
+    fixed count of the same checkpoint sit in one table; each classifier summary also records the
+    Spearman correlation between the thoughts each example used and its gold chain length.
     A data file that looks like another task's than the checkpoint's is refused unless `any_task`.
     `compile` names a `torch.compile` mode for every transformer block (coconut_lm.compiled).
 
@@ -245,32 +281,41 @@ def evaluate_checkpoint(
         use_classifier = meta.eval_use_classifier
     if use_classifier and model.eot_head is None:
         raise CoconutError(f"checkpoint {checkpoint}: has no <eot> classifier (train with eot_classifier=true)")
-    settings: list[int | None] = [None] if use_classifier else list(latents if latents else [meta.eval_thoughts])
+    if eot_thresholds and not use_classifier:
+        raise CoconutError("eval: an <eot> threshold needs the classifier (--use-classifier)")
+    thresholds = list(eot_thresholds or [0.5])
+    # A setting is (fixed thought count, None) or (None, classifier threshold).
+    settings: list[tuple[int | None, float | None]] = (
+        [(None, t) for t in thresholds] + [(k, None) for k in (latents or [])] if use_classifier
+        else [(k, None) for k in (latents if latents else [meta.eval_thoughts])])
     looks_like = data_task(examples)
     if looks_like is not None and looks_like != task and not any_task:
         raise CoconutError(f"eval: {data_path} looks like {looks_like} data but checkpoint {checkpoint} was trained on "
                            f"{task}; pass --any-task to score it anyway")
     data, unknown = tokenize_checked(examples, tokenizer, str(data_path))
     limit = getattr(model, "_max_positions", None)
-    most = max((meta.max_thoughts if k is None else k) for k in settings)
+    most = max((meta.max_thoughts if k is None else k) for k, _ in settings)
     for i, ex in enumerate(data):  # a prompt that leaves no room for one new token cannot be answered at all
-        need = len(method.eval_prompt(ex, most, layout, model.tokens)) + (2 if settings == [None] else 1)
+        need = len(method.eval_prompt(ex, most, layout, model.tokens)) + (2 if use_classifier else 1)
         if limit is not None and need > limit:
             raise CoconutError(f"{data_path}: item {i}: its prompt ({len(ex.question)} question tokens, {most} thoughts) "
                                f"and one new token need {need} positions, more than the model's {limit} "
                                f"(shorten the question)")
     summaries: dict[str, EvalSummary] = {}
     out = Path(out_dir)
-    for k in settings:
-        name = "classifier" if k is None else f"k{k}"
+    for k, t in settings:
+        name = f"k{k}" if k is not None else ("classifier" if t == 0.5 else f"classifier@{t:g}")
         result = evaluate(model, tokenizer, examples, method, layout, task, k or 0, batch_size, budget,
                           use_classifier=k is None, max_thoughts=meta.max_thoughts,
-                          progress=progress, desc=f"eval {name}", data=data)
+                          progress=progress, desc=f"eval {name}", data=data, eot_threshold=t or 0.5)
         where = out if len(settings) == 1 else out / name
-        write_eval(result, where, extra={"checkpoint": str(checkpoint), "data": str(data_path), "method": method.name,
-                                          "task": task, "data_task": looks_like,
-                                          "unknown_tokens": unknown.count if unknown else 0,
-                                          "accuracy_by_steps": accuracy_by_steps(examples, result.records)})
+        extra = {"checkpoint": str(checkpoint), "data": str(data_path), "method": method.name, "task": task,
+                 "data_task": looks_like, "unknown_tokens": unknown.count if unknown else 0,
+                 "accuracy_by_steps": accuracy_by_steps(examples, result.records)}
+        if k is None:
+            extra["thoughts_steps_spearman"] = spearman([r.thoughts for r in result.records],
+                                                        [len(ex.steps) for ex in examples])
+        write_eval(result, where, extra=extra)
         summaries[name] = result.summary
     if len(settings) > 1:
         atomic_write_text(out / "forced_k.json", json.dumps({k: asdict(s) for k, s in summaries.items()}, indent=2) + "\n")
@@ -279,10 +324,10 @@ def evaluate_checkpoint(
 
 def format_summaries(summaries: dict[str, EvalSummary]) -> str:
     """A text table: one row per evaluation setting."""
-    rows = [f"{'setting':<12}{'n':>6}{'accuracy':>10}{'tokens':>9}{'thoughts':>10}{'cot match':>11}{'ex/s':>9}"]
+    rows = [f"{'setting':<16}{'n':>6}{'accuracy':>10}{'tokens':>9}{'thoughts':>10}{'cot match':>11}{'ex/s':>9}"]
     for name, s in summaries.items():
         cot = "-" if s.cot_match is None else f"{s.cot_match:.3f}"
-        rows.append(f"{name:<12}{s.n:>6}{s.accuracy:>10.3f}{s.mean_tokens:>9.1f}{s.mean_thoughts:>10.1f}{cot:>11}{s.examples_per_s:>9.1f}")
+        rows.append(f"{name:<16}{s.n:>6}{s.accuracy:>10.3f}{s.mean_tokens:>9.1f}{s.mean_thoughts:>10.1f}{cot:>11}{s.examples_per_s:>9.1f}")
     return "\n".join(rows)
 
 

@@ -30,6 +30,7 @@ Shapes: B batch, T sequence, H hidden size, V vocabulary, N supervised positions
 from __future__ import annotations
 
 import inspect
+import math
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -112,6 +113,13 @@ def pick_tokens(logits: torch.Tensor, temperature: float = 0.0, top_p: float = 1
         drop = sorted_p.cumsum(-1) - sorted_p >= top_p
         probs = torch.zeros_like(probs).scatter(-1, order, sorted_p.masked_fill(drop, 0.0))
     return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+
+
+def eot_stop_logit(threshold: float) -> float:
+    """The `<eot>` classifier's logit above which latent mode ends: sigmoid(z) > threshold, 0 < threshold < 1."""
+    if not 0.0 < threshold < 1.0:
+        raise CoconutError(f"eot threshold must be strictly between 0 and 1, got {threshold}")
+    return math.log(threshold / (1.0 - threshold))
 
 
 class CoconutLM(nn.Module):
@@ -340,13 +348,13 @@ class CoconutLM(nn.Module):
     @torch.no_grad()
     def generate(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, max_new_tokens: int, *,
                  use_eot_classifier: bool = False, max_thoughts: int = 6, return_thoughts: bool = False,
-                 temperature: float = 0.0, top_p: float = 1.0,
-                 generator: torch.Generator | None = None) -> GenerationOutput:
+                 temperature: float = 0.0, top_p: float = 1.0, generator: torch.Generator | None = None,
+                 eot_threshold: float = 0.5) -> GenerationOutput:
         """Batched decoding with one KV cache; each row stops at its own EOS.
 
         The prompt (left or right padded) may hold `<latent>` slots, filled by the same passes
         as `forward`. With `use_eot_classifier`, each prompt ends at `<bot>` and the model adds
-        thoughts until `eot_head` says stop (sigmoid > 0.5) or `max_thoughts`, then feeds `<eot>`.
+        thoughts until `eot_head` says stop (sigmoid > `eot_threshold`) or `max_thoughts`, then feeds `<eot>`.
         Rows move through thinking and decoding independently: at each step every row feeds one
         new position (a thought, `<eot>`, its last token, or a pad once finished), so each row's
         result equals what it would get alone. Call `model.eval()` first.
@@ -354,6 +362,7 @@ class CoconutLM(nn.Module):
         self._check_inputs(input_ids, attention_mask)
         if use_eot_classifier and self.eot_head is None:
             raise CoconutError("use_eot_classifier=True needs a model built with eot_classifier=True")
+        stop_logit = eot_stop_logit(eot_threshold)
         b, t = input_ids.shape
         dev, tk = input_ids.device, self.tokens
         n_steps = max_new_tokens + (max_thoughts + 1 if use_eot_classifier else 0)
@@ -397,7 +406,7 @@ class CoconutLM(nn.Module):
             done |= decoding & ((tok == tk.eos) | (n_tok >= max_new_tokens))
             ids = torch.where(decoding, tok, tk.pad)
             if use_eot_classifier:
-                stop = (self.eot_head(h_last).squeeze(-1) > 0) | (n_thought >= max_thoughts)
+                stop = (self.eot_head(h_last).squeeze(-1) > stop_logit) | (n_thought >= max_thoughts)
                 think = thinking & ~stop
                 ids = torch.where(thinking & stop, tk.eot, ids)
                 n_thought += think

@@ -93,8 +93,9 @@ def reference_forward(model: CoconutLM, input_ids: torch.Tensor, attention_mask:
 
 @torch.no_grad()
 def reference_generate(model: CoconutLM, prompt: list[int], max_new_tokens: int, use_eot_classifier: bool = False,
-                       max_thoughts: int = 6) -> RefGeneration:
-    """Greedy decoding for one unpadded prompt, recomputing the whole sequence at every step."""
+                       max_thoughts: int = 6, eot_threshold: float = 0.5) -> RefGeneration:
+    """Greedy decoding for one unpadded prompt, recomputing the whole sequence at every step; with the
+    classifier, thinking stops once sigmoid(eot_head(h)) > eot_threshold or at max_thoughts."""
     tk = model.tokens
     table = model.base.get_input_embeddings()
     device = next(model.parameters()).device
@@ -118,7 +119,7 @@ def reference_generate(model: CoconutLM, prompt: list[int], max_new_tokens: int,
     if use_eot_classifier:
         while True:
             h = run(vecs)[1]
-            if model.eot_head(h)[0] > 0 or len(thoughts) >= max_thoughts:
+            if torch.sigmoid(model.eot_head(h)[0]) > eot_threshold or len(thoughts) >= max_thoughts:
                 vecs.append(table(torch.tensor(tk.eot, device=device)))
                 is_thought.append(False)
                 break
