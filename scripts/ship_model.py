@@ -19,43 +19,15 @@ import argparse
 import json
 import shutil
 import sys
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from coconut_lm.errors import CoconutError
+from coconut_lm.lineage import Stage, run_chain
 from coconut_lm.model_files import read_checkpoint_info
-from coconut_lm.runlog import read_metrics
-
-
-def stage_record(run: Path) -> dict[str, Any]:
-    """What one training run did: method, steps, examples seen, seconds, best validation, its start."""
-    cfg_path = run / "config.yaml"
-    if not cfg_path.is_file():
-        raise CoconutError(f"{cfg_path}: not found; {run} is not a coconut-lm run folder")
-    cfg = yaml.safe_load(cfg_path.read_text()) or {}
-    rows = read_metrics(run)
-    end = next((r for r in reversed(rows) if r.get("type") == "end"), {})
-    steps = max((int(r["step"]) for r in rows if isinstance(r.get("step"), int)), default=0)  # from 0 in every run
-    return {"run": run.name, "path": str(run), "method": cfg.get("method"), "seed": cfg.get("seed"),
-            "steps": steps, "batch_size": cfg.get("batch_size"), "examples": steps * int(cfg.get("batch_size") or 0),
-            "seconds": end.get("total_seconds"), "best_val_accuracy": end.get("best_accuracy"),
-            "val_path": cfg.get("val_path"), "train": cfg.get("fresh_data") or cfg.get("train_path"),
-            "init_from": cfg.get("init_from")}
-
-
-def chain(run: Path) -> list[dict[str, Any]]:
-    """The run and every run it started from (`init_from` of `<run>/best`), oldest first."""
-    out, seen = [], set()
-    while run is not None and run.resolve() not in seen:
-        seen.add(run.resolve())
-        rec = stage_record(run)
-        out.append(rec)
-        init = rec["init_from"]
-        parent = Path(init).parent if init else None
-        run = parent if parent is not None and (parent / "config.yaml").is_file() else None
-    return out[::-1]
 
 
 def scores(run: Path) -> dict[str, dict[str, Any]]:
@@ -68,7 +40,7 @@ def scores(run: Path) -> dict[str, dict[str, Any]]:
     return out
 
 
-def model_card(name: str, run: Path, stages: list[dict[str, Any]], evals: dict[str, dict[str, Any]],
+def model_card(name: str, run: Path, stages: list[Stage], evals: dict[str, dict[str, Any]],
                command: str | None) -> str:
     """MODEL.md: what the model is, how it was made, what it scores."""
     cfg = yaml.safe_load((run / "config.yaml").read_text()) or {}
@@ -76,8 +48,8 @@ def model_card(name: str, run: Path, stages: list[dict[str, Any]], evals: dict[s
     shape = ", ".join([*(f"{k}={cfg[k]}" for k in ("model", "arch", "n_layer", "n_embd", "n_head", "activation")
                          if cfg.get(k) is not None),
                        f"token_shift={info.token_shift}", f"shift_thoughts={str(info.shift_thoughts).lower()}"])
-    total_ex = sum(s["examples"] for s in stages)
-    total_s = sum(s["seconds"] or 0 for s in stages)
+    total_ex = sum(s.examples for s in stages)
+    total_s = sum(s.seconds or 0 for s in stages)
     lines = [f"# {name}", "",
              f"Method **{cfg.get('method')}** on **{cfg.get('task')}**, trained from scratch with coconut-lm ({shape}).",
              "", "## How it was made", ""]
@@ -86,14 +58,14 @@ def model_card(name: str, run: Path, stages: list[dict[str, Any]], evals: dict[s
     lines += ["| stage | run | method | seed | steps | examples seen | wall (s) | best val | chosen on |",
               "|---|---|---|---|---|---|---|---|---|"]
     for i, s in enumerate(stages, 1):
-        wall = f"{s['seconds']:.0f}" if isinstance(s["seconds"], (int, float)) else "–"
-        val = f"{100 * s['best_val_accuracy']:.1f}%" if isinstance(s["best_val_accuracy"], (int, float)) else "–"
-        lines.append(f"| {i} | {s['run']} | {s['method']} | {s['seed']} | {s['steps']} | {s['examples']:,} | {wall} | "
-                     f"{val} | `{Path(str(s['val_path'])).name}` |")
+        wall = f"{s.seconds:.0f}" if s.seconds is not None else "–"
+        val = f"{100 * s.best_val_accuracy:.1f}%" if s.best_val_accuracy is not None else "–"
+        lines.append(f"| {i} | {s.name} | {s.method} | {s.seed} | {s.steps} | {s.examples:,} | {wall} | "
+                     f"{val} | `{Path(str(s.val_path)).name}` |")
     lines += ["", f"In all: {total_ex:,} examples seen, {total_s / 60:.0f} min of training on one CPU thread "
                   "(wall time on a shared 2-core machine; evaluation not included).", "",
               "`best/` is the checkpoint of the last stage with the best accuracy on its validation set "
-              f"(`{Path(str(stages[-1]['val_path'])).name}`), which is apart from every set scored below.", "",
+              f"(`{Path(str(stages[-1].val_path)).name}`), which is apart from every set scored below.", "",
               "## Scores of best/", "", "| eval | data | n | accuracy | by hop count |", "|---|---|---|---|---|"]
     for sub, s in evals.items():
         hops = ", ".join(f"{k}: {100 * v['accuracy']:.1f}" for k, v in sorted((s.get("accuracy_by_steps") or {}).items(),
@@ -111,7 +83,7 @@ def ship(run: Path, out: Path, command: str | None = None, overwrite: bool = Fal
         if not overwrite:
             raise CoconutError(f"{out}: exists and is not empty (pass --overwrite to replace it)")
         shutil.rmtree(out)
-    stages, evals = chain(run), scores(run)
+    stages, evals = run_chain(run), scores(run)
     if not evals:
         raise CoconutError(f"{run}: no eval*/summary.json; score best/ with `coconut-lm eval --out {run}/eval_...` first")
     out.mkdir(parents=True, exist_ok=True)
@@ -122,7 +94,7 @@ def ship(run: Path, out: Path, command: str | None = None, overwrite: bool = Fal
         (out / sub).mkdir()
         shutil.copy2(run / sub / "summary.json", out / sub / "summary.json")
     (out / "MODEL.md").write_text(model_card(out.name, run, stages, evals, command))
-    (out / "stages.json").write_text(json.dumps(stages, indent=2) + "\n")
+    (out / "stages.json").write_text(json.dumps([asdict(s) | {"examples": s.examples} for s in stages], indent=2) + "\n")
     return out
 
 
