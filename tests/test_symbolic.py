@@ -265,3 +265,71 @@ def test_prontoqa_relabelling_keeps_answers_and_structure():
     assert changed > 35
     with pytest.raises(CoconutError, match="not symbolic ProntoQA"):
         relabel_prontoqa(symbolize(generate_prosqa(1, seed=0, workers=1))[0], random.Random(0))
+
+
+def test_symbolic_prontoqa_tokenizer_answers_and_task_detection(prontoqa_valid):
+    from coconut_lm.tasks.answers import answers_match, data_task
+    from coconut_lm.tasks.symbolic import alphabet_for
+
+    sym = symbolize(load_examples(prontoqa_valid), seed=0)
+    tok = build_symbol_tokenizer(vocabulary_texts(_symbolic_prontoqa(20, seed=4)) + [alphabet_for(sym)])
+    data = tokenize_examples(sym, tok)
+    for s, d in zip(sym, data):
+        assert tok.unk_token_id not in d.question  # the alphabet covers every official name
+        assert d.question == tok.convert_tokens_to_ids(s.question.split())
+        assert [len(step) for step in d.steps] == [1] * 6
+        assert d.answer[:-1] == tok.convert_tokens_to_ids(["###", s.answer])
+    relabelled = [relabel(s, random.Random(i)) for i, s in enumerate(sym)]
+    assert all(tok.unk_token_id not in d.question for d in tokenize_examples(relabelled, tok))
+    assert answers_match("prontoqa", "tumpus gorpus ~happy ### False", "False")
+    assert not answers_match("prontoqa", "tumpus gorpus happy ### True", "False")
+    assert data_task(sym) == "prontoqa"
+    assert data_task(symbolize(generate_prosqa(5, seed=0, workers=1))) == "prosqa"
+
+
+def test_symbolic_prontoqa_trains_and_evaluates_end_to_end(tmp_path, prontoqa_valid, capsys):
+    """A micro Coconut model trains a few steps on relabelled symbolic ProntoQA; eval and forced k run on the official file."""
+    from pathlib import Path
+
+    from coconut_lm.cli import main
+    from coconut_lm.config import load_config
+    from coconut_lm.model import read_meta
+    from coconut_lm.tasks.answers import answers_match
+    from coconut_lm.train import train
+
+    gen = ["data", "prontoqa", "--format", "symbolic", "--relabel"]
+    assert main([*gen, "--n", "32", "--seed", "0", "--out", str(tmp_path / "train.json")]) == 0
+    assert main([*gen, "--n", "8", "--seed", "1", "--out", str(tmp_path / "val.json")]) == 0
+    official = tmp_path / "official.json"
+    assert main(["data", "symbolic", str(prontoqa_valid), "--out", str(official)]) == 0
+    configs = Path(__file__).resolve().parents[1] / "configs"
+    cfg = load_config(configs / "prontoqa_coconut_tiny.yaml", [
+        f"train_path={tmp_path / 'train.json'}", f"val_path={tmp_path / 'val.json'}", f"out_dir={tmp_path / 'run'}",
+        "model=micro", "batch_size=8", "micro_batch_size=8", "eval_batch_size=8", "num_epochs=2", "max_steps_per_epoch=2",
+        "max_latent_stage=6", "max_new_tokens=12", "warmup_steps=0", "relabel_every_epoch=true",
+        "fresh_data=prontoqa --format symbolic --relabel"])
+    result = train(cfg, progress=False, device="cpu")
+    assert 0.0 <= result.best_accuracy <= 1.0 and result.global_step == 4
+    assert read_meta(tmp_path / "run" / "best")["data_format"] == "symbolic"
+    out = tmp_path / "eval"
+    assert main(["eval", str(tmp_path / "run"), "--data", str(official), "--out", str(out), "--latents", "0,6",
+                 "--max-examples", "20", "--device", "cpu", "--no-progress"]) == 0
+    assert "k6" in capsys.readouterr().out
+    for k in (0, 6):
+        summary = json.loads((out / f"k{k}" / "summary.json").read_text())
+        assert summary["n"] == 20 and 0.0 <= summary["accuracy"] <= 1.0
+        assert summary["task"] == summary["data_task"] == "prontoqa" and summary["unknown_tokens"] == 0
+        assert summary["mean_thoughts"] == k and summary["accuracy_by_steps"]["6"]["n"] == 20
+        rows = [json.loads(x) for x in (out / f"k{k}" / "predictions.jsonl").read_text().splitlines()]
+        assert all(r["correct"] == answers_match("prontoqa", r["predicted"], r["gold"]) for r in rows)
+        assert summary["accuracy"] == sum(r["correct"] for r in rows) / 20
+    # the wrong form or the wrong task is refused
+    assert main(["eval", str(tmp_path / "run"), "--data", str(prontoqa_valid), "--out", str(tmp_path / "e2"),
+                 "--max-examples", "4", "--device", "cpu", "--no-progress"]) == 2
+    assert "holds words-form prontoqa" in capsys.readouterr().err
+    prosqa = tmp_path / "prosqa.json"
+    assert main(["data", "prosqa", "--format", "symbolic", "--n", "4", "--nodes", "10", "--min-hops", "1",
+                 "--max-hops", "3", "--workers", "1", "--out", str(prosqa)]) == 0
+    assert main(["eval", str(tmp_path / "run"), "--data", str(prosqa), "--out", str(tmp_path / "e3"), "--device", "cpu",
+                 "--no-progress"]) == 2
+    assert "looks like prosqa data" in capsys.readouterr().err
