@@ -333,3 +333,16 @@ def test_symbolic_prontoqa_trains_and_evaluates_end_to_end(tmp_path, prontoqa_va
     assert main(["eval", str(tmp_path / "run"), "--data", str(prosqa), "--out", str(tmp_path / "e3"), "--device", "cpu",
                  "--no-progress"]) == 2
     assert "looks like prosqa data" in capsys.readouterr().err
+    # analyze: what applies to ProntoQA (forced k, chain match, decoded thoughts), from the same checkpoint
+    an = tmp_path / "analysis"
+    assert main(["analyze", str(tmp_path / "run"), "--data", str(official), "--out", str(an), "--latents", "0,2",
+                 "--max-examples", "6", "--decode-examples", "2", "--device", "cpu", "--no-progress"]) == 0
+    info = json.loads((an / "settings.json").read_text())
+    assert [s["k"] for s in info["settings"]] == [0, 2] and info["n_examples"] == 6
+    assert all(0.0 <= s["accuracy"] <= 1.0 and 0.0 <= s["chain_match"] <= 1.0 for s in info["settings"])
+    decoded = json.loads((an / "thoughts.json").read_text())["examples"]
+    assert len(decoded) == 2 and decoded[0]["gold_path"] == load_examples(official)[0].steps
+    assert all(len(ex["thoughts"]) == ex["n_thoughts"] > 0 for ex in decoded)
+    assert (an / "figures" / "accuracy_vs_k.png").is_file()
+    md = (an / "analysis.md").read_text()
+    assert "## Forced k" in md and "## Decoded thoughts" in md and "Latent search" not in md
