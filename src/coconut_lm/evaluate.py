@@ -269,8 +269,8 @@ def evaluate_checkpoint(
                            f"{task}; pass --any-task to score it anyway")
     form, trained_form = data_form(examples), checkpoint_form(meta, tokenizer)
     if form is not None and trained_form is not None and form != trained_form and not any_task:
-        raise CoconutError(f"eval: {data_path} holds {form}-form {looks_like or 'data'} but checkpoint {checkpoint} was "
-                           f"trained on the {trained_form} form (coconut-lm data symbolic renders a word-form file); "
+        raise CoconutError(f"eval: {data_path} holds {looks_like or 'its'} data in the {form} form but checkpoint "
+                           f"{checkpoint} was trained on the {trained_form} form (coconut-lm data symbolic renders a word-form file); "
                            f"pass --any-task to score it anyway")
     data, unknown = tokenize_checked(examples, tokenizer, str(data_path))
     limit = getattr(model, "_max_positions", None)

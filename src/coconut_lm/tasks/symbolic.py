@@ -16,6 +16,9 @@ a random injective relabelling into 0..n_symbols-1 drawn per example: an augment
 a model from tying meaning to particular names. The graph keys (`idx_to_symbol` now holding the
 symbols, `edges`, `root`, `target`, `neg_target`) are kept, so every graph tool reads the result,
 and `"format": "symbolic"` marks it for the trainer, which then builds `build_symbol_tokenizer`.
+
+`symbolize`, `relabel` and `alphabet_for` also serve symbolic ProntoQA (`tasks.symbolic_prontoqa`),
+which they tell by its items.
 """
 
 from __future__ import annotations
