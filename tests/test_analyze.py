@@ -163,7 +163,7 @@ def _write(path: Path, obj) -> Path:
 @pytest.mark.parametrize("case, message", [
     ("missing", "checkpoint .*: no such folder"),
     ("not_a_checkpoint", "not a checkpoint \\(no coconut.json\\) nor a run folder with best/"),
-    ("wrong_task", "trained on 'prontoqa'; path categories and latent search need ProsQA"),
+    ("wrong_task", "does not look like ProntoQA data .*but checkpoint .* was trained on it"),
     ("no_slots", "method 'cot' has no thought slots"),
     ("not_prosqa", "item 0: field 'idx_to_symbol': missing"),
     ("empty_data", "holds no examples"),

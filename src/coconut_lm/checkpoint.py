@@ -61,6 +61,8 @@ class RunMeta:
     eval_use_classifier: bool = False
     #: the classifier's cap on thoughts
     max_thoughts: int = 16
+    #: the form of the training data: "symbolic" or "words" ("" in checkpoints written before it was recorded)
+    data_format: str = ""
 
     VERSION = 1
 

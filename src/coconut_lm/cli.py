@@ -17,7 +17,7 @@ from pathlib import Path
 from coconut_lm.argtypes import Parser, int_list, non_blank, non_negative_int, positive_int, probability_list
 from coconut_lm.compiled import COMPILE_MODES
 from coconut_lm.errors import CoconutError
-from coconut_lm.tasks.generate import add_prosqa_arguments, write_prosqa
+from coconut_lm.tasks.generate import add_prontoqa_arguments, add_prosqa_arguments, write_prosqa
 
 # ----------------------------------------------------------------------------------------- data
 
@@ -28,22 +28,32 @@ def _cmd_data_prosqa(args: argparse.Namespace) -> int:
 
 
 def _cmd_data_symbolic(args: argparse.Namespace) -> int:
-    from coconut_lm.tasks.examples import load_examples, save_examples
+    from coconut_lm.tasks.examples import read_json, save_examples
     from coconut_lm.tasks.symbolic import symbolize
+    from coconut_lm.tasks.symbolic_prontoqa import is_symbolic_prontoqa
 
-    examples = symbolize(load_examples(args.source), seed=args.seed, relabel=args.relabel)
+    if isinstance(read_json(Path(args.source)), dict):  # the ProntoQA generator's own output file
+        from coconut_lm.tasks.prontoqa import load_prontoqa_raw
+
+        source = load_prontoqa_raw(args.source)
+    else:
+        from coconut_lm.tasks.examples import load_examples
+
+        source = load_examples(args.source)
+    examples = symbolize(source, seed=args.seed, relabel=args.relabel)
     save_examples(examples, args.out)
-    print(f"wrote {len(examples)} symbolic ProsQA examples from {args.source} to {args.out}")
+    task = "ProntoQA" if examples and is_symbolic_prontoqa(examples[0]) else "ProsQA"
+    print(f"wrote {len(examples)} symbolic {task} examples from {args.source} to {args.out}")
     return 0
 
 
 def _cmd_data_prontoqa(args: argparse.Namespace) -> int:
     from coconut_lm.tasks.examples import save_examples
-    from coconut_lm.tasks.prontoqa import generate_prontoqa
+    from coconut_lm.tasks.generate import prontoqa_examples
 
-    examples = generate_prontoqa(args.n, seed=args.seed)
+    examples = prontoqa_examples(args)
     save_examples(examples, args.out)
-    print(f"wrote {len(examples)} ProntoQA examples to {args.out}")
+    print(f"wrote {len(examples)} ProntoQA examples ({args.format} form) to {args.out}")
     return 0
 
 
@@ -78,16 +88,19 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
         g.add_argument("--n", type=positive_int, required=True, help="number of examples")
         g.add_argument("--seed", type=int, default=0, help="random seed; the output is a pure function of it (default 0)")
         g.add_argument("--out", required=True, help="output JSON file (written atomically)")
-        if name == "prosqa":
-            add_prosqa_arguments(g)
+        (add_prosqa_arguments if name == "prosqa" else add_prontoqa_arguments)(g)
         g.set_defaults(func=fn)
-    g = dsub.add_parser("symbolic", help="render a word-form ProsQA file (e.g. the official one) symbolically",
-                        description="Render a ProsQA file with graph keys (idx_to_symbol, edges, root, target, "
-                                    "neg_target) in the symbolic form: one token per node.")
-    g.add_argument("source", help="ProsQA JSON file in the official word form")
+    g = dsub.add_parser("symbolic", help="render a word-form ProsQA or ProntoQA file (e.g. an official one) symbolically",
+                        description="Render a word-form file in the symbolic form. ProsQA (graph keys idx_to_symbol, "
+                                    "edges, root, target, neg_target): one token per node. ProntoQA (True/False answers; "
+                                    "the common format, or the generator's own output file): one token per concept, "
+                                    "property and entity. The task is told from the items.")
+    g.add_argument("source", help="ProsQA or ProntoQA JSON file in the official word form")
     g.add_argument("--out", required=True, help="output JSON file (written atomically)")
     g.add_argument("--seed", type=int, default=0, help="seed for the edge order and relabelling (default 0)")
-    g.add_argument("--relabel", action="store_true", help="draw each example's node names at random from 0..31")
+    g.add_argument("--relabel", action="store_true",
+                   help="ProsQA: draw each example's node names at random from 0..31; ProntoQA: draw its concept "
+                        "and entity names anew from the generator's names")
     g.set_defaults(func=_cmd_data_symbolic)
     g = dsub.add_parser("gsm8k", help="convert GSM8k from OpenAI jsonl or iCoT text",
                         description="Convert GSM8k (OpenAI .jsonl or iCoT 'q||<<a>> <<b>> #### ans' text) to the common format.")

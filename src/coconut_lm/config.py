@@ -49,8 +49,8 @@ class TrainConfig:
     train_path: str = _f("", "training data, common-format JSON (coconut-lm data ...)", resume=True)
     val_path: str = _f("", "validation data, common-format JSON")
     val_max_examples: int | None = _f(None, "use only the first N validation examples (None: all)")
-    fresh_data: str = _f("", "draw a new training set every epoch with these `coconut-lm data` arguments, e.g. 'prosqa --format symbolic --nodes 12' (as many examples as the epoch visits; seed 10**9 + seed*10**6 + epoch, so keep val/test seeds below 10**9); '': train_path every epoch", resume=True)
-    relabel_every_epoch: bool = _f(False, "symbolic data only: draw new node names and edge order for every training example at every epoch", resume=True)
+    fresh_data: str = _f("", "draw a new training set every epoch with these `coconut-lm data` arguments, e.g. 'prosqa --format symbolic --nodes 12' or 'prontoqa --format symbolic --relabel' (as many examples as the epoch visits; seed 10**9 + seed*10**6 + epoch, so keep val/test seeds below 10**9); '': train_path every epoch", resume=True)
+    relabel_every_epoch: bool = _f(False, "symbolic data only: draw new names (ProsQA: node names; ProntoQA: concept and entity names) and a new edge or rule order for every training example at every epoch", resume=True)
     # --- model
     model: str = _f("tiny", "a preset trained from scratch (micro, mini, tiny, small, gpt2-124m) or an HF folder / hub id", resume=True)
     arch: str = _f("gpt2", "architecture of a from-scratch preset: gpt2 (learned positions) or llama (RoPE, RMSNorm, SwiGLU)")

@@ -230,6 +230,23 @@ def spearman(xs: Sequence[float], ys: Sequence[float]) -> float | None:
     return cov / (sum((a - mx) ** 2 for a in rx) * sum((b - my) ** 2 for b in ry)) ** 0.5
 
 
+def data_form(examples: Sequence[Example]) -> str | None:
+    """"symbolic" when every item is in a symbolic form, "words" when none is, None for a mix or no items."""
+    from coconut_lm.tasks.symbolic import is_symbolic
+
+    marks = {is_symbolic(ex) for ex in examples}
+    return None if len(marks) != 1 else "symbolic" if marks == {True} else "words"
+
+
+def checkpoint_form(meta, tokenizer) -> str | None:
+    """The form a checkpoint was trained on: its `data_format`, else "symbolic" for a symbol tokenizer, else unknown."""
+    from coconut_lm.data import _symbol_vocab
+
+    if meta.data_format:
+        return meta.data_format
+    return "symbolic" if _symbol_vocab(tokenizer) is not None else None
+
+
 def evaluate_checkpoint(
     checkpoint: str | os.PathLike,
     data_path: str | os.PathLike,
@@ -292,6 +309,11 @@ def evaluate_checkpoint(
     if looks_like is not None and looks_like != task and not any_task:
         raise CoconutError(f"eval: {data_path} looks like {looks_like} data but checkpoint {checkpoint} was trained on "
                            f"{task}; pass --any-task to score it anyway")
+    form, trained_form = data_form(examples), checkpoint_form(meta, tokenizer)
+    if form is not None and trained_form is not None and form != trained_form and not any_task:
+        raise CoconutError(f"eval: {data_path} holds {looks_like or 'its'} data in the {form} form but checkpoint "
+                           f"{checkpoint} was trained on the {trained_form} form (coconut-lm data symbolic renders a word-form file); "
+                           f"pass --any-task to score it anyway")
     data, unknown = tokenize_checked(examples, tokenizer, str(data_path))
     limit = getattr(model, "_max_positions", None)
     most = max((meta.max_thoughts if k is None else k) for k, _ in settings)

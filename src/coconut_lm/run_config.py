@@ -65,12 +65,13 @@ def curriculum_progress(cfg: TrainConfig, method: Method, epoch: int, longest_ch
     return method.schedule.progress(schedule_config(cfg), epoch, longest_chain)
 
 
-def checkpoint_meta(cfg: TrainConfig, method: Method, epoch: int) -> dict[str, Any]:
-    """What `coconut.json` records besides token ids (`checkpoint.RunMeta`): method, task, stage, layout, eval setting."""
+def checkpoint_meta(cfg: TrainConfig, method: Method, epoch: int, data_format: str = "") -> dict[str, Any]:
+    """What `coconut.json` records besides token ids (`checkpoint.RunMeta`): method, task, stage, layout, eval
+    setting, and the form of the training data (`data_format`: "symbolic" or "words")."""
     return ckpt.RunMeta(
         method=method.name, task=cfg.task, layout=layout_config(cfg), max_new_tokens=cfg.max_new_tokens, epoch=epoch,
         stage=method.schedule.stage(schedule_config(cfg), epoch), eval_thoughts=val_thoughts(cfg, method, epoch),
-        eval_use_classifier=cfg.eval_use_classifier, max_thoughts=cfg.max_thoughts,
+        eval_use_classifier=cfg.eval_use_classifier, max_thoughts=cfg.max_thoughts, data_format=data_format,
     ).to_json()
 
 

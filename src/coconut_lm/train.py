@@ -98,12 +98,12 @@ class Trainer:
         self.train_examples = load_examples(cfg.train_path)
         self.val_examples = load_examples(cfg.val_path)[: cfg.val_max_examples] if cfg.val_path else []
         torch.manual_seed(cfg.seed)
-        from coconut_lm.tasks.symbolic import alphabet, is_symbolic
+        from coconut_lm.tasks.symbolic import alphabet_for, is_symbolic
 
         self.symbolic = bool(self.train_examples) and all(is_symbolic(e) for e in self.train_examples)
         if cfg.relabel_every_epoch and not self.symbolic:
             raise CoconutError(f"{cfg.train_path}: relabel_every_epoch needs symbolic data (coconut-lm data symbolic)")
-        texts = vocabulary_texts(self.train_examples) + ([alphabet()] if self.symbolic else [])
+        texts = vocabulary_texts(self.train_examples) + ([alphabet_for(self.train_examples)] if self.symbolic else [])
         model, self.tokenizer = build_model(cfg, texts, symbolic=self.symbolic)
         self.model = model.to(env.device)
         self.tokens = model.tokens
@@ -169,7 +169,7 @@ class Trainer:
         model_state, optim_state = dist.full_state(self.wrapped, self.optimizer, self.env, self.cfg.distributed)
         if self.env.is_main:
             state = self.trainer_state(optim_state) if with_state else None
-            meta = checkpoint_meta(self.cfg, self.method, epoch)
+            meta = checkpoint_meta(self.cfg, self.method, epoch, "symbolic" if self.symbolic else "words")
             ckpt.save_checkpoint(folder, lambda tmp: self.model.save_pretrained(tmp, meta=meta, state_dict=model_state),
                                  self.tokenizer, state)
             if with_state:

@@ -102,7 +102,8 @@ def accuracy_figure(paths: dict[str, Any]):
     ax.set_ylim(0, 102)
     ax.set_xlabel("continuous thoughts k (then the rest of the chain in language)", fontsize=FONT["label"])
     ax.set_ylabel("answer accuracy (%)", fontsize=FONT["label"])
-    ax.set_title(f"ProsQA accuracy with forced k (n = {paths['n_examples']})", fontsize=FONT["title"])
+    ax.set_title(f"{paths.get('task_label', 'ProsQA')} accuracy with forced k (n = {paths['n_examples']})",
+                 fontsize=FONT["title"])
     ax.legend(fontsize=FONT["legend"], loc="lower right")
     ax.grid(alpha=0.3)
     return fig
@@ -279,7 +280,8 @@ def _read_jsonl(path: Path) -> list[dict[str, Any]]:
 def make_figures(analysis_dir: str | os.PathLike, names: Sequence[str] | None = None) -> list[Path]:
     """Draw every figure whose records exist in `analysis_dir` into `analysis_dir/figures/`.
 
-    Figures: accuracy_vs_k.png, path_categories.png (from path_categories.json); parallelism.png,
+    Figures: accuracy_vs_k.png, path_categories.png (from path_categories.json; for ProntoQA the accuracy
+    from settings.json); parallelism.png,
     value_vs_height.png, search_tree.png (from latent_search_summary.json and latent_search.jsonl).
     `names` restricts the set.
     """
@@ -297,6 +299,8 @@ def make_figures(analysis_dir: str | os.PathLike, names: Sequence[str] | None = 
             made.append(plot_accuracy(paths, figs / "accuracy_vs_k.png"))
         if wanted("path_categories"):
             made.append(plot_path_categories(paths, figs / "path_categories.png"))
+    elif (root / "settings.json").is_file() and wanted("accuracy_vs_k"):  # ProntoQA: forced k only
+        made.append(plot_accuracy(json.loads((root / "settings.json").read_text()), figs / "accuracy_vs_k.png"))
     if (root / "latent_search_summary.json").is_file():
         summary = json.loads((root / "latent_search_summary.json").read_text())
         if wanted("parallelism"):

@@ -1,5 +1,8 @@
 """`coconut-lm analyze`: the paper's ProsQA analysis (§5) of one Coconut checkpoint, end to end.
 
+A ProntoQA checkpoint (word or symbolic form) gets what applies without a graph: steps 1 and 4, the
+accuracy figure and `analysis.md` (settings.json holds the forced-k and reference rows).
+
     coconut-lm analyze runs/prosqa_coconut/best --data ../shared/data/prosqa/prosqa_valid.json \\
         --out runs/prosqa_coconut/analysis --cot runs/prosqa_cot --no-cot runs/prosqa_no_cot
 
@@ -78,12 +81,83 @@ def _categorise(setting: dict[str, Any], records, graphs, hops: int) -> list[dic
 
 
 def _evaluate_setting(model, tok, examples, method, layout, k: int, out: Path, args: dict[str, Any],
-                      extra: dict[str, Any]):
+                      extra: dict[str, Any], task: str = "prosqa"):
     from coconut_lm.evaluate import evaluate, write_eval
 
-    result = evaluate(model, tok, examples, method, layout, "prosqa", k, args["batch_size"],
+    result = evaluate(model, tok, examples, method, layout, task, k, args["batch_size"],
                       args["max_new_tokens"], progress=args["progress"], desc=f"{extra['label']}")
-    write_eval(result, out, extra={**extra, "method": method.name, "task": "prosqa", "n_thoughts": k})
+    write_eval(result, out, extra={**extra, "method": method.name, "task": task, "n_thoughts": k})
+    return result
+
+
+def _checkpoint_task(ckpt: Path) -> str | None:
+    """The task a checkpoint's `coconut.json` records (None if unreadable: load_model then says why)."""
+    from coconut_lm.model import read_meta
+
+    try:
+        return read_meta(ckpt).get("task")
+    except (CoconutError, OSError, ValueError):
+        return None
+
+
+def _run_prontoqa(model, tok, meta, ckpt: Path, refs, data, out: Path, latents: Sequence[int],
+                  max_examples: int | None, args: dict[str, Any], decode_examples: int, dev) -> AnalysisResult:
+    """What applies to ProntoQA (no graph search): forced k with chain match, references, decoded thoughts.
+
+    Writes forced_k/..., reference/..., settings.json, thoughts.json, figures/accuracy_vs_k.png, analysis.md.
+    """
+    from coconut_lm.analysis.plots import make_figures
+    from coconut_lm.checkpoint import load_model
+    from coconut_lm.methods import get_method
+    from coconut_lm.tasks.answers import data_task
+    from coconut_lm.tasks.examples import atomic_write_text, load_examples
+
+    examples = load_examples(data)[:max_examples]
+    if not examples:
+        raise CoconutError(f"{data}: no examples to analyse")
+    if data_task(examples) != "prontoqa":
+        raise CoconutError(f"{data}: does not look like ProntoQA data (True/False answers), but checkpoint {ckpt} "
+                           f"was trained on it")
+    method, layout = get_method(meta.method), meta.layout
+    if not _has_thought_slots(method, layout, model.tokens):
+        raise CoconutError(f"checkpoint {ckpt}: method '{method.name}' has no thought slots, so forced k does not "
+                           f"apply; analyse a coconut (or no_curriculum / pause_as_thought) checkpoint")
+    model.to(dev).eval()
+    result = AnalysisResult(out)
+    settings, forced = [], {}
+
+    def setting(name, label, kind, k, m, path, ev) -> dict[str, Any]:
+        return {"name": name, "label": label, "kind": kind, "k": k, "method": m.name, "checkpoint": str(path),
+                "n": ev.summary.n, "accuracy": ev.summary.accuracy, "mean_tokens": ev.summary.mean_tokens,
+                "chain_match": ev.summary.cot_match}
+
+    for k in latents:
+        ev = _evaluate_setting(model, tok, examples, method, layout, k, out / "forced_k" / f"k{k}", args,
+                               {"checkpoint": str(ckpt), "data": str(data), "label": f"k={k}"}, task="prontoqa")
+        forced[f"k{k}"] = asdict(ev.summary)
+        settings.append(setting(f"k{k}", f"k={k}", "forced_k", k, method, ckpt, ev))
+    atomic_write_text(out / "forced_k" / "forced_k.json", json.dumps(forced, indent=2) + "\n")
+    for name, label, path in refs:
+        rmodel, rtok, rmeta = load_model(path)
+        rmethod = get_method(rmeta.method)
+        ev = _evaluate_setting(rmodel.to(dev).eval(), rtok, examples, rmethod, rmeta.layout, rmeta.eval_thoughts,
+                               out / "reference" / name, args, {"checkpoint": str(path), "data": str(data),
+                                                                 "label": label}, task="prontoqa")
+        settings.append(setting(name, label, "reference", rmeta.eval_thoughts, rmethod, path, ev))
+        del rmodel
+    atomic_write_text(out / "settings.json", json.dumps({
+        "checkpoint": str(ckpt), "data": str(data), "task": "prontoqa", "task_label": "ProntoQA",
+        "n_examples": len(examples), "settings": settings}, indent=2) + "\n")
+    result.accuracy = {s["name"]: s["accuracy"] for s in settings}
+    decoded = []
+    if method.continuous and decode_examples > 0:
+        k = meta.eval_thoughts or max(latents)
+        decoded = _decode_examples(model, tok, examples[:decode_examples], [list(ex.steps) for ex in examples],
+                                   method, layout, k, args["max_new_tokens"])
+    atomic_write_text(out / "thoughts.json", json.dumps({"checkpoint": str(ckpt), "examples": decoded}, indent=2) + "\n")
+    result.figures = make_figures(out)
+    write_markdown(out)
+    result.files = sorted(p for p in out.rglob("*") if p.is_file())
     return result
 
 
@@ -96,8 +170,8 @@ def _pick_tree_example(records) -> int:
     return records[0].index
 
 
-def _decode_examples(model, tok, examples, records, method, layout, k: int, max_new_tokens: int) -> list[dict]:
-    """Generate with k thoughts for `examples` and decode each thought's top tokens."""
+def _decode_examples(model, tok, examples, gold_paths, method, layout, k: int, max_new_tokens: int) -> list[dict]:
+    """Generate with k thoughts for `examples` and decode each thought's top tokens (`gold_paths[i]`: example i's chain)."""
     from coconut_lm.analysis.latent_search import decode_thoughts
     from coconut_lm.data import tokenize_examples
     from coconut_lm.evaluate import generate_prompts
@@ -106,7 +180,7 @@ def _decode_examples(model, tok, examples, records, method, layout, k: int, max_
     out = []
     for i, g in enumerate(generate_prompts(model, tok, prompts, max_new_tokens, return_thoughts=True)):
         top = decode_thoughts(model, tok, g.thought_states, k=5) if g.thought_states is not None else []
-        out.append({"index": i, "n_thoughts": k, "gold_path": records[i].gold_path, "text": g.text,
+        out.append({"index": i, "n_thoughts": k, "gold_path": gold_paths[i], "text": g.text,
                     "thoughts": [[{"token": t, "prob": p} for t, p in row] for row in top]})
     return out
 
@@ -156,8 +230,9 @@ def run_analysis(
     ckpt = resolve_checkpoint(checkpoint)
     refs = [(name, label, resolve_checkpoint(p, f"--{name.replace('_', '-')}"))
             for name, label, p in (("cot", "CoT", cot), ("no_cot", "No-CoT", no_cot)) if p is not None]
-    examples, graphs = _load_prosqa(data, max_examples)
-    if tree_example is not None and not 0 <= tree_example < len(examples):
+    prontoqa = _checkpoint_task(ckpt) == "prontoqa"  # no graphs: forced k and decoded thoughts only
+    examples, graphs = ([], []) if prontoqa else _load_prosqa(data, max_examples)
+    if not prontoqa and tree_example is not None and not 0 <= tree_example < len(examples):
         raise CoconutError(f"--tree-example {tree_example}: out of range for {len(examples)} examples")
     out = Path(out)
     args = {"batch_size": batch_size, "max_new_tokens": max_new_tokens, "progress": progress}
@@ -165,8 +240,11 @@ def run_analysis(
 
     model, tok, meta = load_model(ckpt)
     task = meta.task
+    if task == "prontoqa":
+        return _run_prontoqa(model, tok, meta, ckpt, refs, data, out, latents, max_examples, args, decode_examples, dev)
     if task != "prosqa":
-        raise CoconutError(f"checkpoint {ckpt}: trained on '{task}'; path categories and latent search need ProsQA")
+        raise CoconutError(f"checkpoint {ckpt}: trained on '{task}'; path categories and latent search need ProsQA "
+                           f"(ProntoQA gets forced k and decoded thoughts)")
     method, layout = get_method(meta.method), meta.layout
     if not _has_thought_slots(method, layout, model.tokens):
         raise CoconutError(f"checkpoint {ckpt}: method '{method.name}' has no thought slots, so forced k and latent "
@@ -222,8 +300,8 @@ def run_analysis(
     decoded = []
     if method.continuous and decode_examples > 0:
         k = meta.eval_thoughts or max(latents)
-        decoded = _decode_examples(model, tok, examples[:decode_examples], records, method, layout, k,
-                                   max_new_tokens)
+        decoded = _decode_examples(model, tok, examples[:decode_examples], [r.gold_path for r in records],
+                                   method, layout, k, max_new_tokens)
     atomic_write_text(out / "thoughts.json", json.dumps({"checkpoint": str(ckpt), "examples": decoded}, indent=2) + "\n")
 
     # 5. figures and markdown, from the records alone
@@ -262,6 +340,8 @@ def write_markdown(out_dir: str | os.PathLike) -> Path:
     from coconut_lm.tasks.examples import atomic_write_text
 
     out = Path(out_dir)
+    if not (out / "path_categories.json").is_file() and (out / "settings.json").is_file():
+        return _write_prontoqa_markdown(out)
     paths = json.loads((out / "path_categories.json").read_text())
     search = json.loads((out / "latent_search_summary.json").read_text())
     thoughts = json.loads((out / "thoughts.json").read_text()) if (out / "thoughts.json").is_file() else {}
@@ -320,6 +400,14 @@ def write_markdown(out_dir: str | os.PathLike) -> Path:
             md += [_table(["thought", "node", "value", "leads to target", "height (shortest)", "height (longest)"],
                           rows), ""]
 
+    md += _decoded_section(thoughts)
+    path = out / "analysis.md"
+    atomic_write_text(path, "\n".join(md))
+    return path
+
+
+def _decoded_section(thoughts: dict[str, Any]) -> list[str]:
+    md: list[str] = []
     if thoughts.get("examples"):
         md += ["## Decoded thoughts", "", "Top tokens of the LM head applied to each continuous thought.", ""]
         for ex in thoughts["examples"]:
@@ -328,6 +416,26 @@ def write_markdown(out_dir: str | os.PathLike) -> Path:
             rows = [[i + 1, ", ".join(f"`{t['token']!r}` {t['prob']:.2f}" for t in row[:5])]
                     for i, row in enumerate(ex["thoughts"])]
             md += [_table(["thought", "top tokens"], rows), ""]
+    return md
+
+
+def _write_prontoqa_markdown(out: Path) -> Path:
+    """`analysis.md` of a ProntoQA analysis: forced k (accuracy, chain match) and the decoded thoughts."""
+    from coconut_lm.tasks.examples import atomic_write_text
+
+    info = json.loads((out / "settings.json").read_text())
+    thoughts = json.loads((out / "thoughts.json").read_text()) if (out / "thoughts.json").is_file() else {}
+    md = [f"# Latent reasoning analysis of `{info['checkpoint']}`", "",
+          f"Data: `{info['data']}`, {info['n_examples']} examples ({info.get('task_label', 'ProntoQA')}). "
+          "ProntoQA has no graph search to measure: forced k and the decoded thoughts apply.", "",
+          "## Forced k", "",
+          "k = thoughts used before the model is made to write the rest of the chain in language. "
+          "Chain match = the written steps are exactly the gold steps after the first k.", "",
+          "![accuracy](figures/accuracy_vs_k.png)", ""]
+    rows = [[s["label"], s["method"], s["n"], _pct(s["accuracy"]), f"{s['mean_tokens']:.1f}", _pct(s["chain_match"])]
+            for s in info["settings"]]
+    md += [_table(["setting", "method", "n", "accuracy %", "tokens", "chain match %"], rows), ""]
+    md += _decoded_section(thoughts)
     path = out / "analysis.md"
     atomic_write_text(path, "\n".join(md))
     return path
@@ -357,9 +465,11 @@ def add_analyze_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("analyze", help="ProsQA analysis of a Coconut checkpoint: forced k, path categories, latent search, figures",
                        description="The paper's section 5 on ProsQA: forced-k evaluation, path categories per k, "
                                    "frontier-node values after 1 and 2 hops of thoughts (parallelism, value against height), "
-                                   "decoded thoughts, every figure (PNG) and analysis.md with the numbers behind them.")
+                                   "decoded thoughts, every figure (PNG) and analysis.md with the numbers behind them. "
+                                   "A ProntoQA checkpoint gets forced k (accuracy, chain match), the references and "
+                                   "decoded thoughts.")
     p.add_argument("checkpoint", metavar="CKPT", help="Coconut checkpoint folder, or a run folder (its best/ is used)")
-    p.add_argument("--data", required=True, metavar="FILE", help="ProsQA data with graph keys (e.g. prosqa_valid.json)")
+    p.add_argument("--data", required=True, metavar="FILE", help="ProsQA data with graph keys (e.g. prosqa_valid.json), or ProntoQA data in the checkpoint's form")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
     p.add_argument("--latents", type=int_list, default=list(DEFAULT_LATENTS), metavar="K,K,...",
                    help="thought counts k for forced-k evaluation (default 0,1,2,3,4,5,6)")

@@ -1,6 +1,7 @@
-"""The ProsQA generator's command-line arguments, shared by `coconut-lm data prosqa` and a run's `fresh_data`.
+"""The generators' command-line arguments, shared by `coconut-lm data prosqa|prontoqa` and a run's `fresh_data`.
 
     examples = fresh_examples("prosqa --format symbolic --relabel", n=6400, seed=7)
+    examples = fresh_examples("prontoqa --format symbolic --relabel", n=6400, seed=7)
 
 `fresh_data` names the same arguments the data command takes, so a run draws new examples from
 exactly the distribution a `coconut-lm data` call would write to a file.
@@ -56,6 +57,29 @@ def prosqa_examples(args: argparse.Namespace) -> list:
     return examples
 
 
+def add_prontoqa_arguments(g: argparse.ArgumentParser) -> None:
+    """The generator options of `coconut-lm data prontoqa` (besides --n, --seed and --out)."""
+    g.add_argument("--format", choices=("words", "symbolic"), default="words",
+                   help="words: the official sentences (default); symbolic: one token per concept, property and "
+                        "entity, 'wumpus tumpus | wumpus ~happy | ... [Q] Alex happy' (see coconut_lm.tasks.symbolic_prontoqa)")
+    g.add_argument("--relabel", action="store_true",
+                   help="symbolic form: draw each example's concept and entity names anew (seeded)")
+
+
+def prontoqa_examples(args: argparse.Namespace) -> list:
+    """The examples `coconut-lm data prontoqa ARGS` makes (also what a run's `fresh_data` draws each epoch)."""
+    from coconut_lm.tasks.prontoqa import generate_prontoqa
+
+    if args.relabel and args.format != "symbolic":
+        raise CoconutError("--relabel needs --format symbolic")
+    examples = generate_prontoqa(args.n, seed=args.seed)
+    if args.format == "symbolic":
+        from coconut_lm.tasks.symbolic_prontoqa import symbolize_prontoqa
+
+        examples = symbolize_prontoqa(examples, seed=args.seed, relabel=args.relabel)
+    return examples
+
+
 def write_prosqa(args: argparse.Namespace) -> None:
     """What `coconut-lm data prosqa ARGS` does: make the examples, write them to `args.out`, say so."""
     from coconut_lm.tasks.examples import save_examples
@@ -65,17 +89,17 @@ def write_prosqa(args: argparse.Namespace) -> None:
     print(f"wrote {len(examples)} ProsQA examples ({args.format} form) to {args.out}")
 
 
-def parse_prosqa_args(words: list[str], what: str) -> argparse.Namespace:
-    """`coconut-lm data prosqa` arguments (without the leading 'prosqa'); a bad one is a CoconutError naming `what`."""
+def parse_prosqa_args(words: list[str], what: str, task: str = "prosqa") -> argparse.Namespace:
+    """`coconut-lm data <task>` arguments (without the leading task name); a bad one is a CoconutError naming `what`."""
     parser = Parser(prog=what, add_help=False)
     parser.add_argument("--n", type=positive_int, default=1)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="-")
-    add_prosqa_arguments(parser)
+    (add_prosqa_arguments if task == "prosqa" else add_prontoqa_arguments)(parser)
     try:
         return parser.parse_args(words)
     except SystemExit:
-        raise CoconutError(f"{what}: not valid `coconut-lm data prosqa` arguments") from None
+        raise CoconutError(f"{what}: not valid `coconut-lm data {task}` arguments") from None
 
 
 def fresh_examples(data_args: str, n: int, seed: int) -> list:
@@ -83,8 +107,8 @@ def fresh_examples(data_args: str, n: int, seed: int) -> list:
     words = shlex.split(data_args)
     if any(w in ("--n", "--seed", "--out") for w in words):
         raise CoconutError(f"fresh_data '{data_args}': leave out --n, --seed and --out (the trainer sets them)")
-    if not words or words[0] != "prosqa":
-        raise CoconutError(f"fresh_data '{data_args}': only 'prosqa ...' generators can draw fresh data")
-    args = parse_prosqa_args(words[1:], f"fresh_data '{data_args}'")
+    if not words or words[0] not in ("prosqa", "prontoqa"):
+        raise CoconutError(f"fresh_data '{data_args}': only 'prosqa ...' and 'prontoqa ...' generators can draw fresh data")
+    args = parse_prosqa_args(words[1:], f"fresh_data '{data_args}'", task=words[0])
     args.n, args.seed, args.workers = n, seed, 1
-    return prosqa_examples(args)
+    return prosqa_examples(args) if words[0] == "prosqa" else prontoqa_examples(args)

@@ -16,6 +16,9 @@ a random injective relabelling into 0..n_symbols-1 drawn per example: an augment
 a model from tying meaning to particular names. The graph keys (`idx_to_symbol` now holding the
 symbols, `edges`, `root`, `target`, `neg_target`) are kept, so every graph tool reads the result,
 and `"format": "symbolic"` marks it for the trainer, which then builds `build_symbol_tokenizer`.
+
+`symbolize`, `relabel` and `alphabet_for` also serve symbolic ProntoQA (`tasks.symbolic_prontoqa`),
+which they tell by its items.
 """
 
 from __future__ import annotations
@@ -35,6 +38,14 @@ DEFAULT_SYMBOLS = 32
 def alphabet(n_symbols: int = DEFAULT_SYMBOLS) -> str:
     """Every node name and marker of the symbolic form, as one text (a tokenizer built on data adds it)."""
     return " ".join([*map(str, range(n_symbols)), EDGE_SEP, QUERY, ROOT])
+
+
+def alphabet_for(examples: Sequence[Example]) -> str:
+    """The alphabet of the symbolic task `examples` hold: symbolic ProntoQA's, else symbolic ProsQA's (`alphabet`)."""
+    from coconut_lm.tasks.symbolic_prontoqa import alphabet as prontoqa_alphabet
+    from coconut_lm.tasks.symbolic_prontoqa import is_symbolic_prontoqa
+
+    return prontoqa_alphabet() if any(is_symbolic_prontoqa(e) for e in examples) else alphabet()
 
 
 def is_symbolic(example: Example) -> bool:
@@ -92,7 +103,14 @@ def to_symbolic(example: Example, relabel: random.Random | None = None, n_symbol
 
 def symbolize(examples: Sequence[Example], seed: int | None = None, n_symbols: int = DEFAULT_SYMBOLS,
               relabel: bool = False) -> list[Example]:
-    """Render every example symbolically; `relabel` draws names per example from a generator seeded by `seed`."""
+    """Render every example symbolically; `relabel` draws names per example from a generator seeded by `seed`.
+
+    Word-form ProntoQA (True/False answers, "True or false:" queries) goes to `tasks.symbolic_prontoqa`.
+    """
+    from coconut_lm.tasks.symbolic_prontoqa import looks_like_word_prontoqa, symbolize_prontoqa
+
+    if looks_like_word_prontoqa(examples):
+        return symbolize_prontoqa(examples, seed=seed, relabel=relabel)
     rng = random.Random(f"coconut-lm/symbolic/{seed}")
     return [to_symbolic(ex, relabel=rng if relabel else None, n_symbols=n_symbols, shuffle=rng, index=i)
             for i, ex in enumerate(examples)]
@@ -103,7 +121,12 @@ def relabel(example: Example, rng: random.Random, n_symbols: int = DEFAULT_SYMBO
 
     The trainer calls this on every training example at every epoch (`relabel_every_epoch`), so a
     model sees each graph under fresh names, as the from-scratch literature's augmentation.
+    Symbolic ProntoQA is relabelled by `tasks.symbolic_prontoqa.relabel_prontoqa`.
     """
+    from coconut_lm.tasks.symbolic_prontoqa import is_symbolic_prontoqa, relabel_prontoqa
+
+    if is_symbolic_prontoqa(example):
+        return relabel_prontoqa(example, rng)
     if not is_symbolic(example):
         raise CoconutError("relabel: the example is not in the symbolic form (coconut-lm data symbolic)")
     old = example.extra["idx_to_symbol"]
