@@ -424,3 +424,13 @@ def test_compare_needs_html_and_an_existing_file(setup, tmp_path):
     with pytest.raises(CoconutError, match="--compare .*nope: no predictions.jsonl there") as e:
         run_analysis(setup["ckpt"], setup["data"], tmp_path / "b", html=True, compare=[str(tmp_path / "nope")], **kw)
     assert "\n" not in str(e.value)
+
+
+def test_a_rerun_without_html_removes_the_stale_page(setup, tmp_path):
+    out = tmp_path / "again"
+    shutil.copytree(setup["out"], out)
+    run_analysis(setup["ckpt"], setup["data"], out, latents=[1], max_examples=2, max_new_tokens=4, decode_examples=0,
+                 probe_examples=0, device="cpu", progress=False)
+    assert not (out / "report.html").exists() and not (out / "walkthrough.jsonl").exists()
+    assert not (out / "probes.jsonl").exists() and not list((out / "figures").glob("probe_*.png"))
+    assert "report.html" not in (out / "analysis.md").read_text()

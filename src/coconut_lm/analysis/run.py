@@ -246,8 +246,16 @@ def run_analysis(
                                    max_new_tokens)
     atomic_write_text(out / "thoughts.json", json.dumps({"checkpoint": str(ckpt), "examples": decoded}, indent=2) + "\n")
 
+    # Outputs of an earlier run into this folder that this run does not remake would be stale.
+    stale = [] if html else [out / "walkthrough.jsonl", out / "report.html"]
+    probing = method.continuous and probe_examples > 0 and k > 0
+    if not probing:
+        stale += [out / "probes.jsonl", out / "probes_summary.json", *(out / "figures").glob("probe_*.png")]
+    for p in stale:
+        p.unlink(missing_ok=True)
+
     # 5. superposition probes (continuous thoughts only)
-    if method.continuous and probe_examples > 0 and k > 0:
+    if probing:
         from coconut_lm.analysis.probes import probe_examples as run_probes
         from coconut_lm.analysis.probes import summarize_probes, write_probes
 
