@@ -459,7 +459,9 @@ def add_analyze_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("analyze", help="ProsQA analysis of a Coconut checkpoint: forced k, path categories, latent search, figures",
                        description="The paper's section 5 on ProsQA: forced-k evaluation, path categories per k, "
                                    "frontier-node values after 1 and 2 hops of thoughts (parallelism, value against height), "
-                                   "decoded thoughts, every figure (PNG) and analysis.md with the numbers behind them.")
+                                   "decoded thoughts, superposition probes (thought-node similarity, attention by edge type, "
+                                   "logit lens), every figure (PNG) and analysis.md with the numbers behind them; "
+                                   "with --html, a self-contained page to walk through each example's latent search.")
     p.add_argument("checkpoint", metavar="CKPT", help="Coconut checkpoint folder, or a run folder (its best/ is used)")
     p.add_argument("--data", required=True, metavar="FILE", help="ProsQA data with graph keys (e.g. prosqa_valid.json)")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
