@@ -19,7 +19,8 @@ from coconut_lm.tasks.examples import load_examples, save_examples
 from coconut_lm.tasks.prosqa import frontier, generate_prosqa, graph_from_example
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
-FIGURES = ["accuracy_vs_k.png", "parallelism.png", "path_categories.png", "search_tree.png", "value_vs_height.png"]
+FIGURES = ["accuracy_vs_k.png", "parallelism.png", "path_categories.png", "probe_attention.png", "probe_lens.png",
+           "probe_similarity.png", "search_tree.png", "value_vs_height.png"]
 
 
 @pytest.fixture(scope="module")
@@ -95,6 +96,10 @@ def check_outputs(out: Path, data: Path, n: int, latents: list[int], refs: list[
     summary = json.loads((out / "latent_search_summary.json").read_text())
     assert [f["hops"] for f in summary["frontiers"]] == [1, 2]
     assert {(c["hops"], c["k"]) for c in summary["parallelism"]} == {(h, k) for h in (1, 2) for k in (1, 2, 3)}
+
+    probes = [json.loads(line) for line in (out / "probes.jsonl").read_text().splitlines()]
+    assert [p["index"] for p in probes] == list(range(n)) and all(p["n_thoughts"] == n_thoughts for p in probes)
+    assert "## Superposition probes" in (out / "analysis.md").read_text()
 
     thoughts = json.loads((out / "thoughts.json").read_text())["examples"]
     assert thoughts and all(len(t["thoughts"]) == n_thoughts and len(t["thoughts"][0]) == 5 for t in thoughts)
@@ -199,7 +204,8 @@ def test_search_hops_option():
 
 
 @pytest.mark.parametrize("argv", [["--latents", "a,b"], ["--latents", "-1"], ["--batch-size", "0"],
-                                  ["--max-examples", "x"], ["--decode-examples", "-1"]])
+                                  ["--max-examples", "x"], ["--decode-examples", "-1"], ["--probe-examples", "-1"],
+                                  ["--html-examples", "0"]])
 def test_bad_options_exit_with_usage_error(argv, capsys):
     with pytest.raises(SystemExit) as e:
         parse(["ckpt", "--data", "d.json", "--out", "o", *argv])

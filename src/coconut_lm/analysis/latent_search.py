@@ -4,6 +4,7 @@
     summary = summarize_search(records)          # frontier stats, parallelism, value against height
     write_search(records, summary, "analysis/")  # latent_search.jsonl + latent_search_summary.json
     decode_thoughts(model, tokenizer, gen.thoughts[0], k=5)   # top tokens of each thought
+    node_values(model, tokenizer, examples, n_thoughts=range(4))  # every node's value after t = 0..3 thoughts
 
 **The value of a frontier node, exactly.** After h hops' worth of thoughts (h*c thoughts) the
 prompt is `question <bot> <latent>*(h*c) <eot>`. The step the model writes next is "Every {node_h}
@@ -242,9 +243,8 @@ def frontier_values(model, tokenizer, examples: Sequence[Example], hops: Sequenc
     multi-pass forward; rows are sorted by length and their first thoughts aligned (`collate`).
     The LM head runs only at the scored positions, so no (rows, length, vocabulary) logits exist.
     """
-    from coconut_lm.batching import collate
     from coconut_lm.data import tokenize_examples
-    from coconut_lm.methods import IGNORE, METHODS, Layout, LayoutConfig
+    from coconut_lm.methods import METHODS, LayoutConfig
 
     if not examples:
         raise CoconutError("frontier_values: no examples")
@@ -269,11 +269,72 @@ def frontier_values(model, tokenizer, examples: Sequence[Example], hops: Sequenc
                     continue
                 rows.append(_Row(r, f, j, prompt + pre + name, len(pre), len(name)))
 
+    for row, (lp_prefix, lp_name) in zip(rows, _score_rows(model, tokens, rows, batch_size, progress)):
+        fr = records[row.record].frontiers[row.frontier]
+        fr.prefix_prob = math.exp(lp_prefix)
+        if row.node >= 0:
+            nv = fr.nodes[row.node]
+            nv.log_value, nv.value, nv.n_tokens = lp_name, math.exp(lp_name), row.n_name
+    return records
+
+
+@torch.no_grad()
+def node_values(model, tokenizer, examples: Sequence[Example], n_thoughts: Sequence[int], method=None,
+                layout=None, batch_size: int = 64, progress: bool = True) -> list[dict[str, Any]]:
+    """The value of *every* node of each example's graph after each thought count in `n_thoughts`.
+
+    The frontier value (module docstring) read for all nodes and after every thought, not only at
+    the frontier after whole hops: P(name | question <bot> <latent>*t <eot>, prefix), the prefix
+    being "Every" (the symbolic form: none). Returns one dict per example: "n_thoughts" (the list
+    given), "values" (per t, one value per node index) and "prefix_prob" (per t).
+    """
+    from coconut_lm.data import tokenize_examples
+    from coconut_lm.methods import METHODS, LayoutConfig
+    from coconut_lm.tasks.prosqa import graph_from_example
+
+    if not examples:
+        raise CoconutError("node_values: no examples")
+    if any(t < 0 for t in n_thoughts):
+        raise CoconutError(f"node_values: thought counts must be >= 0, got {list(n_thoughts)}")
+    method = method or METHODS["coconut"]
+    layout = layout or LayoutConfig()
+    names = _NameTokens(tokenizer)
+    out: list[dict[str, Any]] = []
+    rows: list[_Row] = []
+    for r, (ex, tex) in enumerate(zip(examples, tokenize_examples(examples, tokenizer))):
+        graph = graph_from_example(ex, index=r)
+        prefix = "" if graph.symbolic else STEP_PREFIX
+        out.append({"n_thoughts": list(n_thoughts), "values": [[0.0] * len(graph.names) for _ in n_thoughts],
+                    "prefix_prob": [1.0] * len(n_thoughts)})
+        for f, t in enumerate(n_thoughts):
+            prompt = method.eval_prompt(tex, t, layout, model.tokens)
+            for node, name in enumerate(graph.names):
+                pre, ids = names(prefix, name)
+                rows.append(_Row(r, f, node, prompt + pre + ids, len(pre), len(ids)))
+    for row, (lp_prefix, lp_name) in zip(rows, _score_rows(model, model.tokens, rows, batch_size, progress,
+                                                           desc="node values")):
+        rec = out[row.record]
+        rec["prefix_prob"][row.frontier] = math.exp(lp_prefix)
+        rec["values"][row.frontier][row.node] = math.exp(lp_name)
+    return out
+
+
+def _score_rows(model, tokens, rows: Sequence[_Row], batch_size: int, progress: bool,
+                desc: str = "latent search") -> list[tuple[float, float]]:
+    """(log P(prefix | prompt), log P(name | prompt, prefix)) of every row, in the order given.
+
+    Rows are sorted by length and their first thoughts aligned (`collate`); one full multi-pass
+    forward per batch, with the LM head only at the scored positions.
+    """
+    from coconut_lm.batching import collate
+    from coconut_lm.methods import IGNORE, Layout
+
+    out: list[tuple[float, float]] = [(0.0, 0.0)] * len(rows)
     order = sorted(range(len(rows)), key=lambda i: len(rows[i].ids))
     device = _device(model)
     was_training = model.training
     model.eval()
-    bar = tqdm(total=len(order), desc="latent search", unit="row", disable=not live_bars(progress), leave=False)
+    bar = tqdm(total=len(order), desc=desc, unit="row", disable=not live_bars(progress), leave=False)
     for start in range(0, len(order), batch_size):
         chunk = order[start:start + batch_size]
         layouts = []
@@ -293,17 +354,12 @@ def frontier_values(model, tokenizer, examples: Sequence[Example], hops: Sequenc
         for i in chunk:
             row = rows[i]
             n = row.n_prefix + row.n_name
-            lp_prefix, lp_name = sum(scored[pos:pos + row.n_prefix]), sum(scored[pos + row.n_prefix:pos + n])
+            out[i] = (sum(scored[pos:pos + row.n_prefix]), sum(scored[pos + row.n_prefix:pos + n]))
             pos += n
-            fr = records[row.record].frontiers[row.frontier]
-            fr.prefix_prob = math.exp(lp_prefix)
-            if row.node >= 0:
-                nv = fr.nodes[row.node]
-                nv.log_value, nv.value, nv.n_tokens = lp_name, math.exp(lp_name), row.n_name
         bar.update(len(chunk))
     bar.close()
     model.train(was_training)
-    return records
+    return out
 
 
 # ------------------------------------------------------------------------------------ summary

@@ -282,7 +282,8 @@ def make_figures(analysis_dir: str | os.PathLike, names: Sequence[str] | None = 
 
     Figures: accuracy_vs_k.png, path_categories.png (from path_categories.json; for ProntoQA the accuracy
     from settings.json); parallelism.png,
-    value_vs_height.png, search_tree.png (from latent_search_summary.json and latent_search.jsonl).
+    value_vs_height.png, search_tree.png (from latent_search_summary.json and latent_search.jsonl);
+    probe_similarity.png, probe_attention.png, probe_lens.png (name "probes", from probes_summary.json).
     `names` restricts the set.
     """
     root = Path(analysis_dir)
@@ -312,4 +313,8 @@ def make_figures(analysis_dir: str | os.PathLike, names: Sequence[str] | None = 
             record = next((r for r in _read_jsonl(root / "latent_search.jsonl") if r["index"] == tree), None)
             if record is not None:
                 made.append(plot_search_tree(record, figs / "search_tree.png"))
+    if wanted("probes") and (root / "probes_summary.json").is_file():
+        from coconut_lm.analysis.probe_plots import plot_probes
+
+        made += plot_probes(json.loads((root / "probes_summary.json").read_text()), figs)
     return made

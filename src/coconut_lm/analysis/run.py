@@ -11,15 +11,20 @@ It runs these steps in order:
 2. The path category of every prediction.
 3. Latent-search values after 1 and 2 hops' worth of thoughts (h*c thoughts for h hops).
 4. The decoded thoughts of a few examples.
-5. Every figure, and `analysis.md` with the numbers behind each figure.
+5. The superposition probes (`analysis.probes`): thought · node embedding by node category,
+   last-layer attention by edge category, the logit lens.
+6. With `--html`: every node's value after each thought (`latent_search.node_values`).
+7. Every figure, `analysis.md` with the numbers behind each figure, and with `--html` the
+   self-contained page `report.html` (`analysis.html`).
 
-Only steps 1-4 run models. The figures and the markdown are made from the JSON records alone
+Only steps 1-6 run models. The figures and the markdown are made from the JSON records alone
 (`plots.make_figures`, `write_markdown`). The output folder holds:
 
     forced_k/k<k>/predictions.jsonl, summary.json    forced_k/forced_k.json
     reference/cot/..., reference/no_cot/...          (with --cot / --no-cot)
     path_categories.json, path_categories.jsonl      latent_search.jsonl, latent_search_summary.json
-    thoughts.json    figures/*.png    analysis.md
+    thoughts.json    probes.jsonl, probes_summary.json    figures/*.png    analysis.md
+    walkthrough.jsonl, report.html                   (with --html)
 """
 
 from __future__ import annotations
@@ -47,6 +52,7 @@ class AnalysisResult:
     files: list[Path] = field(default_factory=list)
     figures: list[Path] = field(default_factory=list)
     accuracy: dict[str, float] = field(default_factory=dict)
+    html: Path | None = None
 
 
 def _load_prosqa(data: str | os.PathLike, max_examples: int | None):
@@ -200,6 +206,10 @@ def run_analysis(
     tree_example: int | None = None,
     device: str = "auto",
     progress: bool = True,
+    probe_examples: int = 100,
+    html: bool = False,
+    html_examples: int = 100,
+    compare: Sequence[str] = (),
 ) -> AnalysisResult:
     """Run the whole analysis of a ProsQA Coconut checkpoint and write its records, figures and analysis.md.
 
@@ -216,7 +226,13 @@ def run_analysis(
             holds h*c thoughts.
         decode_examples: examples whose thoughts are decoded through the LM head.
         tree_example: index of the example drawn as a search tree (default: the first that fits).
+        probe_examples: examples the superposition probes read (0: none; continuous thoughts only).
+        html: also write report.html, the self-contained walkthrough page.
+        html_examples: examples in the page (their node values are computed after every thought).
+        compare: more predictions shown in the page beside the model's, each `[LABEL=]PATH` of a
+            predictions.jsonl (or an eval or run folder holding one) on the same data.
     """
+    from coconut_lm.analysis.html import read_predictions
     from coconut_lm.analysis.latent_search import frontier_values, summarize_search, write_search
     from coconut_lm.analysis.paths import PathCategory
     from coconut_lm.analysis.plots import make_figures
@@ -234,6 +250,12 @@ def run_analysis(
     examples, graphs = ([], []) if prontoqa else _load_prosqa(data, max_examples)
     if not prontoqa and tree_example is not None and not 0 <= tree_example < len(examples):
         raise CoconutError(f"--tree-example {tree_example}: out of range for {len(examples)} examples")
+    if compare and not html:
+        raise CoconutError("--compare adds predictions to the HTML page; give --html too")
+    if prontoqa and html:
+        raise CoconutError("--html draws ProsQA graphs; a ProntoQA checkpoint has none (leave --html out)")
+    for spec in compare:  # fail before any model runs
+        read_predictions(spec)
     out = Path(out)
     args = {"batch_size": batch_size, "max_new_tokens": max_new_tokens, "progress": progress}
     dev = resolve_device(device)
@@ -298,14 +320,44 @@ def run_analysis(
 
     # 4. decoded thoughts (continuous thoughts only)
     decoded = []
+    k = meta.eval_thoughts or max(latents)
     if method.continuous and decode_examples > 0:
-        k = meta.eval_thoughts or max(latents)
         decoded = _decode_examples(model, tok, examples[:decode_examples], [r.gold_path for r in records],
                                    method, layout, k, max_new_tokens)
     atomic_write_text(out / "thoughts.json", json.dumps({"checkpoint": str(ckpt), "examples": decoded}, indent=2) + "\n")
 
-    # 5. figures and markdown, from the records alone
+    # Outputs of an earlier run into this folder that this run does not remake would be stale.
+    stale = [] if html else [out / "walkthrough.jsonl", out / "report.html"]
+    probing = method.continuous and probe_examples > 0 and k > 0
+    if not probing:
+        stale += [out / "probes.jsonl", out / "probes_summary.json", *(out / "figures").glob("probe_*.png")]
+    for p in stale:
+        p.unlink(missing_ok=True)
+
+    # 5. superposition probes (continuous thoughts only)
+    if probing:
+        from coconut_lm.analysis.probes import probe_examples as run_probes
+        from coconut_lm.analysis.probes import summarize_probes, write_probes
+
+        probes = run_probes(model, tok, examples[:probe_examples], k, method, layout, progress=progress)
+        write_probes(probes, summarize_probes(probes), out, extra={"checkpoint": str(ckpt), "data": str(data)})
+
+    # 6. every node's value after each thought, for the page
+    if html:
+        from coconut_lm.analysis.html import WALKTHROUGH, walkthrough_record
+        from coconut_lm.analysis.latent_search import node_values
+
+        shown = examples[:html_examples]
+        values = node_values(model, tok, shown, range(k + 1), method, layout, batch_size=batch_size, progress=progress)
+        atomic_write_text(out / WALKTHROUGH, "".join(json.dumps(walkthrough_record(ex, i, v)) + "\n"
+                                                    for i, (ex, v) in enumerate(zip(shown, values))))
+
+    # 7. figures, markdown and the page, from the records alone
     result.figures = make_figures(out)
+    if html:
+        from coconut_lm.analysis.html import write_html
+
+        result.html = write_html(out, compare)
     write_markdown(out)
     result.files = sorted(p for p in out.rglob("*") if p.is_file())
     return result
@@ -401,6 +453,10 @@ def write_markdown(out_dir: str | os.PathLike) -> Path:
                           rows), ""]
 
     md += _decoded_section(thoughts)
+    md += _probes_markdown(out)
+    if (out / "report.html").is_file():
+        md += ["## Interactive report", "", "[report.html](report.html): every example's graph, its node values "
+               "thought by thought, the probes and what each model wrote (one file; open it in a browser).", ""]
     path = out / "analysis.md"
     atomic_write_text(path, "\n".join(md))
     return path
@@ -441,6 +497,51 @@ def _write_prontoqa_markdown(out: Path) -> Path:
     return path
 
 
+def _probes_markdown(out: Path) -> list[str]:
+    """The probe tables (from probes_summary.json), or nothing when the probes did not run."""
+    if not (out / "probes_summary.json").is_file():
+        return []
+    s = json.loads((out / "probes_summary.json").read_text())
+    thoughts = range(1, s["n_thoughts"] + 1)
+
+    def cell(rows: list[dict], t: int, cat: str, fmt) -> str:
+        r = next((r for r in rows if r["thought"] == t and r["category"] == cat), None)
+        return fmt(r) if r and r["n"] else "-"
+
+    md = ["## Superposition probes", "",
+          f"{s['n_examples']} examples (`probes.jsonl`). Categories after hop h = ceil(t / c) of thought t: "
+          "*optimal* = on the frontier and on a shortest path to the target, *frontier* = the other nodes at the end "
+          "of an h-edge path from the root, *reachable* = within h hops off the frontier, *unreachable* = the rest. "
+          "Each example's mean over a category counts once (n = examples that have the category).", "",
+          "![similarity](figures/probe_similarity.png)", "",
+          "Thought · node embedding: mean cosine (inner product).", ""]
+    md += [_table(["thought", *s["node_categories"]],
+                  [[t, *(cell(s["similarity"], t, c, lambda r: f"{r['mean_cos']:.3f} ({r['mean_dot']:.2f})")
+                         for c in s["node_categories"])] for t in thoughts]), ""]
+    if any(r["n"] for r in s["attention"]):
+        md += ["Last-layer attention (mean over heads) from the position that writes thought t, per edge of "
+               "the question, by edge category (*optimal*: a shortest-path edge leaving hop h-1; *frontier*: the "
+               "other edges leaving hop h-1; *reachable*: edges leaving nodes reached earlier).", "",
+               "![attention](figures/probe_attention.png)", ""]
+        md += [_table(["thought", *s["edge_categories"]],
+                      [[t, *(cell(s["attention"], t, c, lambda r: f"{r['mean_per_edge']:.4f}")
+                             for c in s["edge_categories"])] for t in thoughts]), ""]
+    if s["lens"]:
+        md += ["Logit lens: % of examples whose top-1 token at each layer (through the final norm and the LM head) "
+               "names a frontier node (optimal or not); any node in brackets. The last layer is the decoded thought.",
+               "", "![lens](figures/probe_lens.png)", ""]
+        layers = sorted({r["layer"] for r in s["lens"]})
+        rows = []
+        for layer in layers:
+            cells = []
+            for t in thoughts:
+                r = next((r for r in s["lens"] if r["thought"] == t and r["layer"] == layer), None)
+                cells.append("-" if r is None else f"{_pct((r['optimal'] or 0) + (r['frontier'] or 0))} ({_pct(r['any_node'])})")
+            rows.append(["inputs" if layer == 0 else f"layer {layer}", *cells])
+        md += [_table(["layer", *(f"thought {t}" for t in thoughts)], rows), ""]
+    return md
+
+
 # ----------------------------------------------------------------------------------------- CLI
 
 
@@ -450,11 +551,14 @@ def cmd_analyze(args: argparse.Namespace) -> int:
                           no_cot=args.no_cot, max_examples=args.max_examples, batch_size=args.batch_size,
                           max_new_tokens=args.max_new_tokens, search_hops=args.search_hops,
                           decode_examples=args.decode_examples, tree_example=args.tree_example,
-                          device=args.device, progress=not args.no_progress)
+                          device=args.device, progress=not args.no_progress, probe_examples=args.probe_examples,
+                          html=args.html, html_examples=args.html_examples, compare=args.compare)
     for name, acc in result.accuracy.items():
         print(f"{name:>8}: accuracy {acc:.3f}")
     print(f"wrote {len(result.files)} files ({len(result.figures)} figures) under {result.out_dir}; "
           f"summary in {result.out_dir / 'analysis.md'}")
+    if result.html is not None:
+        print(f"interactive report: {result.html} (open it in a browser; it needs no server and no network)")
     return 0
 
 
@@ -465,7 +569,9 @@ def add_analyze_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("analyze", help="ProsQA analysis of a Coconut checkpoint: forced k, path categories, latent search, figures",
                        description="The paper's section 5 on ProsQA: forced-k evaluation, path categories per k, "
                                    "frontier-node values after 1 and 2 hops of thoughts (parallelism, value against height), "
-                                   "decoded thoughts, every figure (PNG) and analysis.md with the numbers behind them. "
+                                   "decoded thoughts, superposition probes (thought-node similarity, attention by edge type, "
+                                   "logit lens), every figure (PNG) and analysis.md with the numbers behind them; "
+                                   "with --html, a self-contained page to walk through each example's latent search. "
                                    "A ProntoQA checkpoint gets forced k (accuracy, chain match), the references and "
                                    "decoded thoughts.")
     p.add_argument("checkpoint", metavar="CKPT", help="Coconut checkpoint folder, or a run folder (its best/ is used)")
@@ -489,6 +595,17 @@ def add_analyze_parser(sub: argparse._SubParsersAction) -> None:
                    help="examples whose thoughts are decoded through the LM head (default 3; 0: none)")
     p.add_argument("--tree-example", type=non_negative_int, default=None, metavar="I",
                    help="index of the example drawn as a search tree (default: the first whose tree fits a figure)")
+    p.add_argument("--probe-examples", type=non_negative_int, default=100, metavar="N",
+                   help="examples the superposition probes read: thought-node similarity, attention by edge type, "
+                        "logit lens (default 100; 0: none)")
+    p.add_argument("--html", action="store_true",
+                   help="also write report.html: one self-contained page to walk through each example's latent "
+                        "search thought by thought, with the probes and the figures")
+    p.add_argument("--html-examples", type=positive_int, default=100, metavar="N",
+                   help="examples in the page; every node's value is computed after every thought (default 100)")
+    p.add_argument("--compare", action="append", default=[], metavar="[LABEL=]PREDICTIONS",
+                   help="with --html: show what another run wrote for each question: its predictions.jsonl, or the "
+                        "eval or run folder holding one, on the same data (repeatable)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="device (default: cuda if available)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_analyze)
