@@ -321,3 +321,133 @@ def test_a_resumed_run_logs_its_total_time_and_how_many_steps_each_loss_averages
     assert all(1 <= r["steps"] <= 3 for r in train_rows)
     resumed = next(r for r in train_rows if r["step"] > first.global_step)
     assert resumed["steps"] == min(3, resumed["step"] - first.global_step)  # only the steps since the resume
+
+
+# --------------------------------------------------------------- issue 23: every command goes through the same checks
+
+def _analyze_args(ckpt, data, out, *extra):
+    return ["analyze", str(ckpt), "--data", str(data), "--out", str(out), "--latents", "0,1", "--max-examples", "3",
+            "--max-new-tokens", "4", "--decode-examples", "1", "--search-hops", "1", "--device", "cpu",
+            "--no-progress", *extra]
+
+
+@pytest.fixture(scope="module")
+def symbolic_checkpoint(coconut_checkpoint, tmp_path_factory):
+    """An untrained micro Coconut checkpoint that reads symbolic ProsQA (a symbol tokenizer), and its data."""
+    from coconut_lm.backbone import build_backbone
+    from coconut_lm.data import vocabulary_texts
+    from coconut_lm.model import CoconutLM
+    from coconut_lm.tasks.examples import load_examples, save_examples
+    from coconut_lm.tasks.symbolic import alphabet, symbolize
+    from coconut_lm.tokenizer import build_symbol_tokenizer, special_token_ids
+
+    root = tmp_path_factory.mktemp("symbolic")
+    examples = symbolize(load_examples(coconut_checkpoint / "val.json"), seed=0)
+    save_examples(examples, root / "val.json")
+    tok = build_symbol_tokenizer(vocabulary_texts(examples) + [alphabet()])
+    tokens = special_token_ids(tok)
+    base = build_backbone("micro", vocab_size=len(tok), n_positions=256, special=tokens)
+    CoconutLM(base, tokens).save_pretrained(root / "ckpt", meta={"method": "coconut", "task": "prosqa", "c_thought": 1,
+                                                                 "max_latent_stage": 2, "eval_thoughts": 2})
+    tok.save_pretrained(root / "ckpt")
+    return root
+
+
+def test_analyze_refuses_control_token_text_as_eval_does(coconut_checkpoint, tmp_path, capsys):
+    from coconut_lm.cli import main
+    from coconut_lm.tasks.examples import load_examples, save_examples
+
+    examples = load_examples(coconut_checkpoint / "val.json")
+    bad = tmp_path / "bad.json"
+    save_examples([examples[0], dataclasses.replace(examples[1], question=examples[1].question + " <latent>")], bad)
+    assert main(_analyze_args(coconut_checkpoint / "run", bad, tmp_path / "a")) == 2
+    err = capsys.readouterr().err
+    assert f"error: {bad}: item 1: field 'question' contains the control token '<latent>'" in err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "a").exists()  # nothing written
+
+
+def test_analyze_refuses_another_tasks_data_as_eval_does(coconut_checkpoint, tmp_path, capsys):
+    from coconut_lm.cli import main
+    from coconut_lm.tasks.examples import save_examples
+    from coconut_lm.tasks.prontoqa import generate_prontoqa
+
+    pronto = tmp_path / "pronto.json"  # ProntoQA items carry graph keys too, so only the task check stops them
+    save_examples(generate_prontoqa(3, seed=0), pronto)
+    for command, args in (("eval", _eval_args(coconut_checkpoint, tmp_path / "e")[:2] + ["--data", str(pronto),
+                                                                                        "--out", str(tmp_path / "e")]),
+                          ("analyze", _analyze_args(coconut_checkpoint / "run", pronto, tmp_path / "a"))):
+        assert main(args) == 2
+        err = capsys.readouterr().err
+        assert f"error: {command}: {pronto} looks like prontoqa data but checkpoint" in err, err
+        assert "trained on prosqa; pass --any-task" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "a").exists() and not (tmp_path / "e").exists()
+
+
+def test_word_form_data_on_a_symbolic_model_is_refused_by_eval_and_analyze(coconut_checkpoint, symbolic_checkpoint,
+                                                                           tmp_path, capsys):
+    from coconut_lm.cli import main
+
+    words, ckpt = coconut_checkpoint / "val.json", symbolic_checkpoint / "ckpt"
+    for command, args in (("eval", ["eval", str(ckpt), "--data", str(words), "--out", str(tmp_path / "e"),
+                                    "--no-progress"]),
+                          ("analyze", _analyze_args(ckpt, words, tmp_path / "a"))):
+        assert main(args) == 2
+        err = capsys.readouterr().err
+        assert f"error: {command}: {words} is ProsQA in the word form but checkpoint {ckpt} reads the symbolic form" \
+            in err and "coconut-lm data symbolic" in err and len(err.strip().splitlines()) == 1
+    # and the reverse: symbolic data on a model that reads words
+    symbols = symbolic_checkpoint / "val.json"
+    assert main(["eval", str(coconut_checkpoint / "run"), "--data", str(symbols), "--out", str(tmp_path / "e"),
+                 "--no-progress"]) == 2
+    assert f"{symbols} is ProsQA in the symbolic form (one token per node) but checkpoint" in capsys.readouterr().err
+    # the symbolic model on its own form runs
+    assert main(["eval", str(ckpt), "--data", str(symbols), "--out", str(tmp_path / "e"), "--no-progress",
+                 "--max-new-tokens", "2"]) == 0
+
+
+def test_analyze_follows_evals_out_rules_and_overwrite_clears_what_it_replaces(coconut_checkpoint, tmp_path, capsys):
+    from coconut_lm.cli import main
+
+    run, data, out = coconut_checkpoint / "run", coconut_checkpoint / "val.json", tmp_path / "a"
+    assert main(_analyze_args(run, data, out, "--latents", "0,1,2")) == 0
+    assert (out / "forced_k" / "k2").is_dir()
+    before = (out / "analysis.md").read_text()
+    assert main(_analyze_args(run, data, out)) == 2
+    err = capsys.readouterr().err
+    assert f"error: analyze: --out {out} is not empty (earlier results?); choose a new folder or pass --overwrite" in err
+    assert (out / "analysis.md").read_text() == before  # nothing already written is touched
+    (out / "notes.txt").write_text("mine")
+    assert main(_analyze_args(run, data, out, "--overwrite")) == 0
+    assert sorted(p.name for p in (out / "forced_k").iterdir()) == ["forced_k.json", "k0", "k1"]  # no stale k2
+    assert (out / "notes.txt").read_text() == "mine"  # only the analysis's own files are replaced
+    (tmp_path / "f").write_text("x")
+    assert main(_analyze_args(run, data, tmp_path / "f")) == 2
+    assert f"analyze: --out {tmp_path / 'f'} is a file, not a folder" in capsys.readouterr().err
+
+
+def test_eval_overwrite_clears_an_earlier_forced_k(coconut_checkpoint, tmp_path):
+    from coconut_lm.cli import main
+
+    out = tmp_path / "e"
+    assert main(_eval_args(coconut_checkpoint, out, "--latents", "0,1,2")) == 0
+    assert main(_eval_args(coconut_checkpoint, out, "--overwrite")) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["predictions.jsonl", "summary.json"]  # no forced_k.json, k0..k2
+    assert main(_eval_args(coconut_checkpoint, out, "--latents", "1,2", "--overwrite")) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["forced_k.json", "k1", "k2"]
+
+
+def test_report_does_not_replace_files_it_did_not_create(coconut_checkpoint, tmp_path, monkeypatch, capsys):
+    from coconut_lm.cli import main
+
+    monkeypatch.chdir(tmp_path)  # a demo folder: its results.md and results.json hold the demo's numbers
+    run = str(coconut_checkpoint / "run")
+    for name in ("results.md", "results.json"):
+        (tmp_path / name).write_text("the demo's")
+        assert main(["report", run]) == 2  # the default --out results.md
+        err = capsys.readouterr().err
+        assert f"error: report: {name} already exists" in err and "pass --overwrite" in err
+        assert len(err.strip().splitlines()) == 1 and (tmp_path / name).read_text() == "the demo's"
+        (tmp_path / name).unlink()
+    assert main(["report", run, "--out", "table.md"]) == 0
+    assert main(["report", run, "--out", "table.md"]) == 2  # an earlier report too
+    assert main(["report", run, "--out", "table.md", "--overwrite"]) == 0

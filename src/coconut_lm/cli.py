@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 from coconut_lm.argtypes import Parser, int_list, non_blank, non_negative_int, positive_int
 from coconut_lm.compiled import COMPILE_MODES
@@ -140,25 +139,14 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_train)
 
 
-def _check_out_dir(out: str, overwrite: bool, command: str) -> None:
-    """Refuse an output folder that is a file, or that already holds results, unless `overwrite`."""
-    path = Path(out)
-    if path.exists() and not path.is_dir():
-        raise CoconutError(f"{command}: --out {out} is a file, not a folder")
-    if path.is_dir() and any(path.iterdir()) and not overwrite:
-        raise CoconutError(f"{command}: --out {out} is not empty (earlier results?); choose a new folder or "
-                           f"pass --overwrite")
-
-
 def _cmd_eval(args: argparse.Namespace) -> int:
     from coconut_lm.evaluate import evaluate_checkpoint, format_summaries
 
-    _check_out_dir(args.out, args.overwrite, "eval")
     summaries = evaluate_checkpoint(args.checkpoint, args.data, args.out, latents=args.latents,
                                     batch_size=args.batch_size, max_new_tokens=args.max_new_tokens,
                                     use_classifier=True if args.use_classifier else None,
                                     max_examples=args.max_examples, device=args.device, progress=not args.no_progress,
-                                    any_task=args.any_task, compile=args.compile)
+                                    any_task=args.any_task, compile=args.compile, overwrite=args.overwrite)
     print(format_summaries(summaries))
     if len(summaries) > 1:
         print(f"wrote {args.out}/forced_k.json and predictions.jsonl, summary.json in each of "
@@ -178,7 +166,8 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--latents", type=int_list, default=None,
                    help="thoughts per prompt, or a list for forced-k (e.g. 0,1,2,3,4,5,6); default: the checkpoint's eval_thoughts")
     p.add_argument("--use-classifier", action="store_true", help="let the <eot> classifier end latent mode")
-    p.add_argument("--overwrite", action="store_true", help="replace earlier results in a non-empty --out")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace earlier results in a non-empty --out (an earlier eval's files there are removed first)")
     p.add_argument("--any-task", action="store_true",
                    help="score data that looks like another task's than the checkpoint's (refused otherwise)")
     p.add_argument("--batch-size", type=positive_int, default=64, help="generation batch size (default 64)")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -21,11 +22,17 @@ import torch
 from tqdm.auto import tqdm
 
 from coconut_lm.batching import collate, left_pad
-from coconut_lm.data import tokenize_checked, tokenize_examples
+from coconut_lm.data import UnknownTokens, is_symbol_tokenizer, tokenize_checked, tokenize_examples
+from coconut_lm.errors import CoconutError
 from coconut_lm.methods import LayoutConfig, Method, TokenizedExample
+from coconut_lm.outputs import check_out_dir, clear_outputs
 from coconut_lm.runlog import live_bars
 from coconut_lm.tasks.answers import answers_match, chain_lines, data_task, extract_answer, same_chain
 from coconut_lm.tasks.examples import Example, atomic_write_text
+from coconut_lm.tasks.symbolic import is_symbolic
+
+#: What `eval` writes into its --out (and `--overwrite` removes first): one setting's files, or forced k's.
+EVAL_OUTPUTS = re.compile(r"predictions\.jsonl|summary\.json|forced_k\.json|k\d+|classifier")
 
 
 @dataclass
@@ -199,6 +206,38 @@ def accuracy_by_steps(examples: Sequence[Example], records: Sequence[EvalRecord]
     return {str(k): {"n": len(v), "accuracy": sum(v) / len(v)} for k, v in sorted(groups.items())}
 
 
+@dataclass
+class CheckedData:
+    """A data file's examples tokenised for one checkpoint through the checked path, and what they looked like."""
+
+    data: list[TokenizedExample]
+    unknown: UnknownTokens | None  # None when every token is known
+    looks_like: str | None  # the task the data looks like (`data_task`), or None
+
+
+def check_eval_data(examples: Sequence[Example], tokenizer, task: str, data_path: str | os.PathLike,
+                    checkpoint: str | os.PathLike, any_task: bool = False, command: str = "eval") -> CheckedData:
+    """Check data against a checkpoint as every scoring command (`eval`, `analyze`) does, then tokenise it.
+
+    Data that looks like another task's than the checkpoint's, or ProsQA in the other form (word
+    form for a model that reads symbols, or the reverse), is refused unless `any_task`;
+    control-token text is always refused; unknown tokens are counted and reported in one line.
+    """
+    looks_like = data_task(examples)
+    if looks_like is not None and looks_like != task and not any_task:
+        raise CoconutError(f"{command}: {data_path} looks like {looks_like} data but checkpoint {checkpoint} was "
+                           f"trained on {task}; pass --any-task to score it anyway")
+    if looks_like == "prosqa" == task and not any_task:
+        symbolic_data, symbolic_model = all(is_symbolic(e) for e in examples), is_symbol_tokenizer(tokenizer)
+        if symbolic_data != symbolic_model:
+            form = {True: "the symbolic form (one token per node)", False: "the word form"}
+            hint = f" (convert it: coconut-lm data symbolic {data_path} --out FILE)" if symbolic_model else ""
+            raise CoconutError(f"{command}: {data_path} is ProsQA in {form[symbolic_data]} but checkpoint "
+                               f"{checkpoint} reads {form[symbolic_model]}{hint}; pass --any-task to score it anyway")
+    data, unknown = tokenize_checked(examples, tokenizer, str(data_path))
+    return CheckedData(data, unknown, looks_like)
+
+
 def evaluate_checkpoint(
     checkpoint: str | os.PathLike,
     data_path: str | os.PathLike,
@@ -212,10 +251,13 @@ def evaluate_checkpoint(
     progress: bool = True,
     any_task: bool = False,
     compile: str | None = None,
+    overwrite: bool = False,
 ) -> dict[str, EvalSummary]:
     """Evaluate a checkpoint (or a run folder's best/) on a data file, once per thought count in `latents` (forced k).
 
-    A data file that looks like another task's than the checkpoint's is refused unless `any_task`.
+    A data file that looks like another task's than the checkpoint's is refused unless `any_task`
+    (`check_eval_data`). A non-empty `out_dir` is refused unless `overwrite`; then the earlier
+    eval's files in it are removed just before the new ones are written, so the two never mix.
     `compile` names a `torch.compile` mode for every transformer block (coconut_lm.compiled).
 
     Writes `<out>/predictions.jsonl` and `<out>/summary.json` for one setting, or `<out>/k<k>/...`
@@ -223,10 +265,10 @@ def evaluate_checkpoint(
     """
     from coconut_lm.checkpoint import load_model, resolve_checkpoint
     from coconut_lm.dist import resolve_device
-    from coconut_lm.errors import CoconutError
     from coconut_lm.methods import get_method
     from coconut_lm.tasks.examples import load_examples
 
+    out = check_out_dir(out_dir, overwrite, "eval")
     dev = resolve_device(device)
     checkpoint = resolve_checkpoint(checkpoint)
     model, tokenizer, meta = load_model(checkpoint)
@@ -246,11 +288,12 @@ def evaluate_checkpoint(
     if use_classifier and model.eot_head is None:
         raise CoconutError(f"checkpoint {checkpoint}: has no <eot> classifier (train with eot_classifier=true)")
     settings: list[int | None] = [None] if use_classifier else list(latents if latents else [meta.eval_thoughts])
-    looks_like = data_task(examples)
-    if looks_like is not None and looks_like != task and not any_task:
-        raise CoconutError(f"eval: {data_path} looks like {looks_like} data but checkpoint {checkpoint} was trained on "
-                           f"{task}; pass --any-task to score it anyway")
-    data, unknown = tokenize_checked(examples, tokenizer, str(data_path))
+    if latents and set(latents) != {meta.eval_thoughts} and not method.has_thought_slots(layout, model.tokens):
+        raise CoconutError(f"eval: --latents {','.join(map(str, latents))}: checkpoint {checkpoint} is a "
+                           f"'{method.name}' model, whose prompt has no thought slots, so every k would be the same "
+                           f"run; leave --latents out")
+    checked = check_eval_data(examples, tokenizer, task, data_path, checkpoint, any_task)
+    data, unknown, looks_like = checked.data, checked.unknown, checked.looks_like
     limit = getattr(model, "_max_positions", None)
     most = max((meta.max_thoughts if k is None else k) for k in settings)
     for i, ex in enumerate(data):  # a prompt that leaves no room for one new token cannot be answered at all
@@ -260,7 +303,8 @@ def evaluate_checkpoint(
                                f"and one new token need {need} positions, more than the model's {limit} "
                                f"(shorten the question)")
     summaries: dict[str, EvalSummary] = {}
-    out = Path(out_dir)
+    if overwrite:  # only now that everything checked out: a refused eval leaves the earlier results as they were
+        clear_outputs(out, EVAL_OUTPUTS)
     for k in settings:
         name = "classifier" if k is None else f"k{k}"
         result = evaluate(model, tokenizer, examples, method, layout, task, k or 0, batch_size, budget,

@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -34,6 +35,9 @@ from coconut_lm.tasks.symbolic import is_symbolic
 
 DEFAULT_LATENTS = (0, 1, 2, 3, 4, 5, 6)
 SEARCH_HOPS = (1, 2)
+#: What `analyze` writes into its --out (module docstring); `--overwrite` removes these first.
+ANALYSIS_OUTPUTS = re.compile(r"forced_k|reference|path_categories\.jsonl?|latent_search\.jsonl|"
+                              r"latent_search_summary\.json|thoughts\.json|figures|analysis\.md")
 
 
 @dataclass
@@ -58,14 +62,6 @@ def _load_prosqa(data: str | os.PathLike, max_examples: int | None):
     return examples, graphs
 
 
-def _has_thought_slots(method, layout, tokens) -> bool:
-    """Whether the method's prompt changes with the thought count (forced k means something)."""
-    from coconut_lm.methods import TokenizedExample
-
-    probe = TokenizedExample(question=[tokens.eos], steps=[[tokens.eos]], answer=[tokens.eos])
-    return method.eval_prompt(probe, 0, layout, tokens) != method.eval_prompt(probe, 1, layout, tokens)
-
-
 def _categorise(setting: dict[str, Any], records, graphs, hops: int) -> list[dict]:
     """Add the counts and fractions of the six path categories to `setting`; return one row per example."""
     from coconut_lm.analysis.paths import PathCategory, classify_chain
@@ -77,12 +73,12 @@ def _categorise(setting: dict[str, Any], records, graphs, hops: int) -> list[dic
             for r, c in zip(records, cats)]
 
 
-def _evaluate_setting(model, tok, examples, method, layout, k: int, out: Path, args: dict[str, Any],
+def _evaluate_setting(model, tok, examples, data, method, layout, k: int, out: Path, args: dict[str, Any],
                       extra: dict[str, Any]):
     from coconut_lm.evaluate import evaluate, write_eval
 
     result = evaluate(model, tok, examples, method, layout, "prosqa", k, args["batch_size"],
-                      args["max_new_tokens"], progress=args["progress"], desc=f"{extra['label']}")
+                      args["max_new_tokens"], progress=args["progress"], desc=f"{extra['label']}", data=data)
     write_eval(result, out, extra={**extra, "method": method.name, "task": "prosqa", "n_thoughts": k})
     return result
 
@@ -96,13 +92,12 @@ def _pick_tree_example(records) -> int:
     return records[0].index
 
 
-def _decode_examples(model, tok, examples, records, method, layout, k: int, max_new_tokens: int) -> list[dict]:
-    """Generate with k thoughts for `examples` and decode each thought's top tokens."""
+def _decode_examples(model, tok, data, records, method, layout, k: int, max_new_tokens: int) -> list[dict]:
+    """Generate with k thoughts for the tokenised examples `data` and decode each thought's top tokens."""
     from coconut_lm.analysis.latent_search import decode_thoughts
-    from coconut_lm.data import tokenize_examples
     from coconut_lm.evaluate import generate_prompts
 
-    prompts = [method.eval_prompt(t, k, layout, model.tokens) for t in tokenize_examples(examples, tok)]
+    prompts = [method.eval_prompt(t, k, layout, model.tokens) for t in data]
     out = []
     for i, g in enumerate(generate_prompts(model, tok, prompts, max_new_tokens, return_thoughts=True)):
         top = decode_thoughts(model, tok, g.thought_states, k=5) if g.thought_states is not None else []
@@ -126,8 +121,15 @@ def run_analysis(
     tree_example: int | None = None,
     device: str = "auto",
     progress: bool = True,
+    any_task: bool = False,
+    overwrite: bool = False,
 ) -> AnalysisResult:
     """Run the whole analysis of a ProsQA Coconut checkpoint and write its records, figures and analysis.md.
+
+    The data is checked and tokenised for each model as `eval` does (`evaluate.check_eval_data`:
+    another task's data, or ProsQA in the other form, is refused unless `any_task`; control-token
+    text always is). A non-empty `out` is refused unless `overwrite`; then an earlier analysis's
+    files there are removed just before the new ones are written.
 
     Args:
         checkpoint: the Coconut checkpoint (or its run folder).
@@ -142,15 +144,20 @@ def run_analysis(
             holds h*c thoughts.
         decode_examples: examples whose thoughts are decoded through the LM head.
         tree_example: index of the example drawn as a search tree (default: the first that fits).
+        any_task: analyse data that looks like another task's, or another form's, than the checkpoint's.
+        overwrite: replace an earlier analysis in a non-empty `out`.
     """
     from coconut_lm.analysis.latent_search import frontier_values, summarize_search, write_search
     from coconut_lm.analysis.paths import PathCategory
     from coconut_lm.analysis.plots import make_figures
     from coconut_lm.checkpoint import load_model, resolve_checkpoint
     from coconut_lm.dist import resolve_device
+    from coconut_lm.evaluate import check_eval_data
     from coconut_lm.methods import get_method
+    from coconut_lm.outputs import check_out_dir, clear_outputs
     from coconut_lm.tasks.examples import atomic_write_text
 
+    out = check_out_dir(out, overwrite, "analyze")
     if not latents:
         raise CoconutError("analyze: --latents is empty")
     ckpt = resolve_checkpoint(checkpoint)
@@ -159,7 +166,6 @@ def run_analysis(
     examples, graphs = _load_prosqa(data, max_examples)
     if tree_example is not None and not 0 <= tree_example < len(examples):
         raise CoconutError(f"--tree-example {tree_example}: out of range for {len(examples)} examples")
-    out = Path(out)
     args = {"batch_size": batch_size, "max_new_tokens": max_new_tokens, "progress": progress}
     dev = resolve_device(device)
 
@@ -168,9 +174,17 @@ def run_analysis(
     if task != "prosqa":
         raise CoconutError(f"checkpoint {ckpt}: trained on '{task}'; path categories and latent search need ProsQA")
     method, layout = get_method(meta.method), meta.layout
-    if not _has_thought_slots(method, layout, model.tokens):
+    if not method.has_thought_slots(layout, model.tokens):
         raise CoconutError(f"checkpoint {ckpt}: method '{method.name}' has no thought slots, so forced k and latent "
                            f"search do not apply; analyse a coconut (or no_curriculum / pause_as_thought) checkpoint")
+    data_ids = check_eval_data(examples, tok, task, data, ckpt, any_task, "analyze").data
+    references = []
+    for name, label, path in refs:  # every model is loaded and its data checked before anything is written
+        rmodel, rtok, rmeta = load_model(path, f"--{name.replace('_', '-')}")
+        rdata = check_eval_data(examples, rtok, rmeta.task, data, path, any_task, "analyze").data
+        references.append((name, label, path, rmodel, rtok, rmeta, rdata))
+    if overwrite:
+        clear_outputs(out, ANALYSIS_OUTPUTS)
     model.to(dev).eval()
     thoughts_per_hop = max(layout.c_thought, 1)
     result = AnalysisResult(out)
@@ -179,7 +193,7 @@ def run_analysis(
     settings, cat_rows, forced = [], [], {}
     for k in latents:
         name = f"k{k}"
-        ev = _evaluate_setting(model, tok, examples, method, layout, k, out / "forced_k" / name, args,
+        ev = _evaluate_setting(model, tok, examples, data_ids, method, layout, k, out / "forced_k" / name, args,
                                {"checkpoint": str(ckpt), "data": str(data), "label": f"k={k}"})
         forced[name] = asdict(ev.summary)
         setting = {"name": name, "label": f"k={k}", "kind": "forced_k", "k": k, "method": method.name,
@@ -188,13 +202,12 @@ def run_analysis(
         cat_rows += _categorise(setting, ev.records, graphs, k // thoughts_per_hop)
         settings.append(setting)
     atomic_write_text(out / "forced_k" / "forced_k.json", json.dumps(forced, indent=2) + "\n")
-    for name, label, path in refs:
-        rmodel, rtok, rmeta = load_model(path)
+    for name, label, path, rmodel, rtok, rmeta, rdata in references:
         rmethod = get_method(rmeta.method)
         if rmethod.name != name:
             print(f"note: --{name.replace('_', '-')} {path} is a '{rmethod.name}' checkpoint; shown as {label}")
         k = rmeta.eval_thoughts
-        ev = _evaluate_setting(rmodel.to(dev).eval(), rtok, examples, rmethod, rmeta.layout, k,
+        ev = _evaluate_setting(rmodel.to(dev).eval(), rtok, examples, rdata, rmethod, rmeta.layout, k,
                                out / "reference" / name, args, {"checkpoint": str(path), "data": str(data), "label": label})
         setting = {"name": name, "label": label, "kind": "reference", "k": k, "method": rmethod.name,
                    "checkpoint": str(path), "n": ev.summary.n, "accuracy": ev.summary.accuracy,
@@ -203,6 +216,7 @@ def run_analysis(
         cat_rows += _categorise(setting, ev.records, graphs, 0)
         settings.append(setting)
         del rmodel
+    references.clear()
     atomic_write_text(out / "path_categories.json", json.dumps({
         "checkpoint": str(ckpt), "data": str(data), "n_examples": len(examples),
         "categories": [{"key": c.value, "label": c.label} for c in PathCategory],
@@ -212,7 +226,7 @@ def run_analysis(
 
     # 3. latent search
     records = frontier_values(model, tok, examples, hops=search_hops, method=method, layout=layout,
-                              batch_size=batch_size, progress=progress)
+                              batch_size=batch_size, progress=progress, data=data_ids)
     tree = tree_example if tree_example is not None else _pick_tree_example(records)
     write_search(records, summarize_search(records), out,
                  extra={"checkpoint": str(ckpt), "data": str(data), "tree_example": tree,
@@ -222,7 +236,7 @@ def run_analysis(
     decoded = []
     if method.continuous and decode_examples > 0:
         k = meta.eval_thoughts or max(latents)
-        decoded = _decode_examples(model, tok, examples[:decode_examples], records, method, layout, k,
+        decoded = _decode_examples(model, tok, data_ids[:decode_examples], records, method, layout, k,
                                    max_new_tokens)
     atomic_write_text(out / "thoughts.json", json.dumps({"checkpoint": str(ckpt), "examples": decoded}, indent=2) + "\n")
 
@@ -342,7 +356,8 @@ def cmd_analyze(args: argparse.Namespace) -> int:
                           no_cot=args.no_cot, max_examples=args.max_examples, batch_size=args.batch_size,
                           max_new_tokens=args.max_new_tokens, search_hops=args.search_hops,
                           decode_examples=args.decode_examples, tree_example=args.tree_example,
-                          device=args.device, progress=not args.no_progress)
+                          device=args.device, progress=not args.no_progress, any_task=args.any_task,
+                          overwrite=args.overwrite)
     for name, acc in result.accuracy.items():
         print(f"{name:>8}: accuracy {acc:.3f}")
     print(f"wrote {len(result.files)} files ({len(result.figures)} figures) under {result.out_dir}; "
@@ -379,6 +394,11 @@ def add_analyze_parser(sub: argparse._SubParsersAction) -> None:
                    help="examples whose thoughts are decoded through the LM head (default 3; 0: none)")
     p.add_argument("--tree-example", type=non_negative_int, default=None, metavar="I",
                    help="index of the example drawn as a search tree (default: the first whose tree fits a figure)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an earlier analysis in a non-empty --out (its files there are removed first)")
+    p.add_argument("--any-task", action="store_true",
+                   help="analyse data that looks like another task's, or another form's, than the checkpoint's "
+                        "(refused otherwise, as in eval)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="device (default: cuda if available)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_analyze)
