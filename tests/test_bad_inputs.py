@@ -451,3 +451,210 @@ def test_report_does_not_replace_files_it_did_not_create(coconut_checkpoint, tmp
     assert main(["report", run, "--out", "table.md"]) == 0
     assert main(["report", run, "--out", "table.md"]) == 2  # an earlier report too
     assert main(["report", run, "--out", "table.md", "--overwrite"]) == 0
+
+
+# ------------------------------------------------------------------------ issue 23: a run folder has one owner
+
+def _train_args(ckpt, out, *extra):
+    return ["train", "method=cot", "model=micro", f"train_path={ckpt / 'train.json'}", f"val_path={ckpt / 'val.json'}",
+            f"out_dir={out}", "num_epochs=1", "batch_size=4", "micro_batch_size=4", "max_new_tokens=4",
+            "--no-progress", *extra]
+
+
+def test_a_second_train_into_a_held_run_folder_is_refused_and_a_dead_owners_lock_is_taken_over(
+        coconut_checkpoint, tmp_path, capsys):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from coconut_lm.cli import main
+    from coconut_lm.runlock import LOCK_NAME
+
+    run = tmp_path / "r"
+    run.mkdir()
+    holder = subprocess.Popen(  # another `train` holding the folder
+        [sys.executable, "-c", "import sys, time; from coconut_lm.runlock import acquire_run_lock; "
+                               "acquire_run_lock(sys.argv[1]); print('held', flush=True); time.sleep(120)", str(run)],
+        stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        assert main(_train_args(coconut_checkpoint, run)) == 2
+        err = capsys.readouterr().err
+        assert f"error: {run}: another train is writing this run folder (pid {holder.pid} on host " in err
+        assert f"lock file {run / LOCK_NAME}); wait for it to end, or choose another out_dir" in err
+        assert len(err.strip().splitlines()) == 1
+        assert sorted(p.name for p in run.iterdir()) == [LOCK_NAME]  # the refused run wrote nothing
+    finally:
+        holder.send_signal(signal.SIGKILL)  # dies holding it: its lock file stays behind
+        holder.wait()
+    assert str(holder.pid) in (run / LOCK_NAME).read_text()
+    assert main(_train_args(coconut_checkpoint, run)) == 0
+    out = capsys.readouterr().out
+    assert f"note: took over {run / LOCK_NAME} from pid {holder.pid}" in out
+    assert not (run / LOCK_NAME).exists() and (run / "best").is_dir()  # released at the end
+
+
+def test_the_lock_is_released_when_training_fails(coconut_checkpoint, tmp_path):
+    from coconut_lm.runlock import LOCK_NAME
+    from coconut_lm.train import train
+
+    cfg = load_config(None, _train_args(coconut_checkpoint, tmp_path / "r")[1:-1])
+    train(cfg, progress=False, device="cpu")
+    with pytest.raises(CoconutError, match="already holds a run"):
+        train(cfg, progress=False, device="cpu")
+    assert not (tmp_path / "r" / LOCK_NAME).exists()
+
+
+def test_stray_temporary_checkpoints_of_a_killed_write_are_cleaned_at_the_next_start(coconut_checkpoint, tmp_path,
+                                                                                     capsys):
+    import shutil
+
+    from coconut_lm.checkpoint import verify_checkpoint
+    from coconut_lm.train import train
+
+    cfg = load_config(None, _train_args(coconut_checkpoint, tmp_path / "r")[1:-1])
+    train(cfg, progress=False, device="cpu")
+    run = tmp_path / "r"
+    (step,) = (run / "checkpoints").iterdir()
+    stray = run / "checkpoints" / f".tmp-step-00000009-{12345}"  # a kill while a checkpoint was being built
+    shutil.copytree(step, stray)
+    (stray / "MANIFEST.json").unlink()
+    (run / ".config.yaml.abc123.tmp").write_text("half")  # and while config.yaml was being written
+    os_replace_killed = run / ".old-best-777"  # a kill between the two renames of replacing best/
+    (run / "best").rename(os_replace_killed)
+    capsys.readouterr()
+    cfg.num_epochs = 2
+    train(cfg, resume=True, progress=False, device="cpu")
+    out = capsys.readouterr().out
+    assert f"note: removed {stray} (" in out and "MB), left by an interrupted checkpoint write" in out
+    assert f"note: restored {run / 'best'} from .old-best-777" in out
+    assert not stray.exists() and not os_replace_killed.exists() and not (run / ".config.yaml.abc123.tmp").exists()
+    verify_checkpoint(run / "best")
+    assert not [p for p in run.rglob(".*") if p.name.startswith((".tmp-", ".old-"))]
+
+
+# ---------------------------------------------------------------- issue 23: numbers that cannot be right are refused
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("lr=inf", "config 'lr': must be a finite number, got inf"),
+    ("lr=.nan", "config 'lr': must be a finite number, got nan"),
+    ("lr=nan", "config 'lr': must be a finite number, got nan"),
+    ("lr=1e30", r"config 'lr': must be > 0 and at most 1.0 .*, got 1e\+30"),
+    ("lr=0", "config 'lr': must be > 0 and at most 1.0"),
+    ("lr=-1e-4", "config 'lr': must be > 0 and at most 1.0"),
+    ("weight_decay=nan", "config 'weight_decay': must be a finite number, got nan"),
+    ("grad_clip=inf", "config 'grad_clip': must be a finite number, got inf"),
+    ("dropout=nan", "config 'dropout': must be a finite number, got nan"),
+    ("betas=[.nan, 0.9]", r"config 'betas': must be a finite number, got \(nan, 0.9\)"),
+    ("max_train_seconds=inf", "config 'max_train_seconds': must be a finite number, got inf"),
+    ("uniform_prob=nan", "config 'uniform_prob': must be a finite number, got nan"),
+    ("eot_loss_weight=-inf", "config 'eot_loss_weight': must be a finite number, got -inf"),
+    ("icot_delta=inf", "config 'icot_delta': must be a finite number, got inf"),
+])
+def test_non_finite_and_absurd_config_numbers_are_refused(override, message, capsys):
+    from coconut_lm.cli import main
+
+    with pytest.raises(CoconutError, match=message):
+        load_config(None, [override])
+    assert main(["train", override]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_a_non_finite_loss_stops_training_and_keeps_the_last_good_checkpoint(coconut_checkpoint, tmp_path,
+                                                                             monkeypatch, capsys):
+    import math
+
+    import torch
+
+    from coconut_lm.checkpoint import latest_checkpoint, load_model, verify_checkpoint
+    from coconut_lm.cli import main
+    from coconut_lm.runlog import read_metrics
+    from coconut_lm.train import Trainer
+
+    original = Trainer.train_step
+
+    def diverging(self, micro_batches):  # the second epoch's first step leaves NaN weights, as lr=inf did
+        stats = original(self, micro_batches)
+        if self.epoch == 1:
+            with torch.no_grad():
+                next(self.model.parameters()).fill_(float("nan"))
+        return stats
+
+    monkeypatch.setattr(Trainer, "train_step", diverging)
+    run = tmp_path / "r"
+    assert main(_train_args(coconut_checkpoint, run, "num_epochs=3", "log_every=1")) == 2
+    err = capsys.readouterr().err
+    (good,) = (run / "checkpoints").iterdir()
+    assert f"error: training stopped: the loss became non-finite (NaN or inf) at step 6 (lr=0.0001); nothing was " \
+           f"saved after it and the last good checkpoint is {good} (--resume continues from it)" in err
+    assert len([line for line in err.splitlines() if line.startswith("error:")]) == 1 and "Traceback" not in err
+    assert latest_checkpoint(run) == good and good.name == "step-00000004"  # the end of epoch 1
+    for folder in (good, run / "best"):
+        verify_checkpoint(folder)
+        load_model(folder)  # finite weights
+    rows = read_metrics(run)
+    assert rows and all(math.isfinite(r["loss"]) for r in rows if r["type"] == "train")
+    assert max(r["step"] for r in rows) == 5  # nothing logged from the bad step on
+
+
+def test_non_finite_weights_are_refused_on_load_naming_the_file(coconut_checkpoint, tmp_path, capsys):
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    from coconut_lm.cli import main
+
+    ckpt = tmp_path / "ckpt"
+    shutil.copytree(coconut_checkpoint / "run" / "best", ckpt)
+    (ckpt / "MANIFEST.json").unlink()  # no manifest, so no checksum catches the damage
+    weights = load_file(ckpt / "model.safetensors")
+    name = next(k for k, v in weights.items() if v.is_floating_point())
+    weights[name][0] = float("nan")
+    save_file(weights, ckpt / "model.safetensors", metadata={"format": "pt"})
+    for argv in (["eval", str(ckpt), "--data", str(coconut_checkpoint / "val.json"), "--out", str(tmp_path / "e")],
+                 ["generate", str(ckpt), "--question", "Is Tom a wumpus?"]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert f"error: checkpoint {ckpt / 'model.safetensors'}: weight '" in err
+        assert "holds non-finite values (NaN or inf)" in err and len(err.strip().splitlines()) == 1
+
+
+# ------------------------------------------------------------------------------------ issue 23: offline is fast
+
+def test_a_hub_id_without_a_network_fails_in_seconds_saying_to_pass_a_local_folder(coconut_checkpoint, tmp_path,
+                                                                                   monkeypatch, capsys):
+    import time
+
+    from coconut_lm import backbone
+    from coconut_lm.cli import main
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)  # nothing says offline: the probe finds out
+    monkeypatch.setattr(backbone, "hub_reachable", lambda timeout=3.0: False)
+    start = time.perf_counter()
+    assert main(_train_args(coconut_checkpoint, tmp_path / "r", "model=openai-community/gpt2")) == 2
+    assert time.perf_counter() - start < 20
+    err = capsys.readouterr().err
+    assert "error: config 'model': 'openai-community/gpt2' is neither a preset" in err
+    assert "there is no network" in err and "pass its local folder (model=/path/to/gpt2)" in err
+    assert len([line for line in err.splitlines() if line.startswith("error:")]) == 1 and "Traceback" not in err
+
+
+def test_the_hub_probe_answers_quickly_when_nothing_listens(monkeypatch):
+    import socket
+    import time
+
+    from coconut_lm.backbone import hub_offline, hub_reachable
+
+    with socket.socket() as s:  # a port that was just free: nothing answers there
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.delenv("HTTPS_PROXY", raising=False)
+    monkeypatch.delenv("https_proxy", raising=False)
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{port}")
+    start = time.perf_counter()
+    assert not hub_reachable(timeout=2.0)
+    assert time.perf_counter() - start < 5
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert hub_offline()

@@ -29,7 +29,7 @@ def build_model(cfg: TrainConfig, train_texts: list[str], symbolic: bool = False
     one token per symbol when `symbolic` (the training data is in the symbolic form), byte-level BPE
     for GSM8k (open vocabulary), word-level for ProsQA and ProntoQA (closed vocabularies).
     """
-    from coconut_lm.backbone import PRESETS, build_from_scratch, load_backbone, resize_for_new_tokens
+    from coconut_lm.backbone import PRESETS, build_from_scratch, hub_offline, load_backbone, resize_for_new_tokens
     from coconut_lm.model import CoconutLM
     from coconut_lm.tokenizer import (
         BUILT_TOKENIZERS,
@@ -73,14 +73,20 @@ def build_model(cfg: TrainConfig, train_texts: list[str], symbolic: bool = False
         if near:
             raise CoconutError(f"config 'model': '{cfg.model}' is neither a preset ({', '.join(PRESETS)}) nor a local "
                                f"folder; did you mean '{near[0]}'?")
+        # Without a network only the local cache can serve a hub id: ask it alone, or transformers retries for ~50 s.
+        offline = not local and hub_offline()
+        cache_only = {"local_files_only": True} if offline else {}
         try:
-            tok = load_base_tokenizer(cfg.tokenizer or cfg.model)
-            base = load_backbone(cfg.model)
+            tok = load_base_tokenizer(cfg.tokenizer or cfg.model, **cache_only)
+            base = load_backbone(cfg.model, **cache_only)
         except CoconutError as e:
             if local:
                 raise
+            why = (f"there is no network (HF_HUB_OFFLINE is set, or the hub does not answer) and it is not in the "
+                   f"local Hugging Face cache; download it where there is a network and pass its local folder "
+                   f"(model=/path/to/{Path(cfg.model).name})") if offline else str(e)
             raise CoconutError(f"config 'model': '{cfg.model}' is neither a preset ({', '.join(PRESETS)}) nor a local "
-                               f"folder, and loading it as a hub id failed: {e}") from None
+                               f"folder, and loading it as a hub id failed: {why}") from None
         n_new = add_coconut_tokens(tok)
         resize_for_new_tokens(base, tok, n_new=n_new)
     shift = cfg.token_shift if cfg.token_shift is not None else (DEFAULT_TOKEN_SHIFT if cfg.model in PRESETS else 0)
