@@ -7,6 +7,7 @@ tests/test_bad_inputs.py --collect-only -q`).
 from __future__ import annotations
 
 import dataclasses
+import re
 from pathlib import Path
 
 import pytest
@@ -658,3 +659,225 @@ def test_the_hub_probe_answers_quickly_when_nothing_listens(monkeypatch):
     assert time.perf_counter() - start < 5
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     assert hub_offline()
+
+
+# ------------------------------------------------------- issue 23: the poor cases, one line each instead of a traceback
+
+def _one_error_line(err: str) -> bool:
+    return len([line for line in err.splitlines() if line.startswith("error:")]) == 1 and "Traceback" not in err
+
+
+def test_resume_with_a_trainer_state_that_lacks_keys_is_one_line(coconut_checkpoint, tmp_path, capsys):
+    import torch
+
+    from coconut_lm.checkpoint import write_manifest
+    from coconut_lm.cli import main
+
+    run = tmp_path / "r"
+    assert main(_train_args(coconut_checkpoint, run)) == 0
+    (step,) = (run / "checkpoints").iterdir()
+    state = torch.load(step / "trainer_state.pt", weights_only=True)
+    del state["reset_step"], state["optimizer"]
+    torch.save(state, step / "trainer_state.pt")
+    write_manifest(step)  # a consistent folder: only the state's contents are wrong
+    capsys.readouterr()
+    assert main([*_train_args(coconut_checkpoint, run, "num_epochs=2"), "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert f"error: cannot resume {step / 'trainer_state.pt'}: the trainer state lacks 'reset_step', 'optimizer'" in err
+    assert _one_error_line(err)
+
+
+def test_relabelling_symbolic_data_with_an_out_of_range_edge_is_refused_before_training(coconut_checkpoint,
+                                                                                          symbolic_checkpoint,
+                                                                                          tmp_path):
+    from coconut_lm.tasks.examples import load_examples, save_examples
+    from coconut_lm.train import train
+
+    examples = load_examples(symbolic_checkpoint / "val.json")
+    bad = examples[1].extra["edges"] + [[0, 99]]
+    data = tmp_path / "sym.json"
+    save_examples([examples[0], dataclasses.replace(examples[1], extra={**examples[1].extra, "edges": bad}),
+                   *examples[2:]], data)
+    cfg = load_config(None, [f"train_path={data}", f"val_path={data}", "model=micro", "method=cot",
+                             "relabel_every_epoch=true", f"out_dir={tmp_path / 'r'}", "num_epochs=1", "batch_size=2",
+                             "micro_batch_size=2"])
+    with pytest.raises(CoconutError, match=rf"{data}: item 1: .*edge \(0, 99\) is out of range") as e:
+        train(cfg, progress=False, device="cpu")
+    assert "\n" not in str(e.value) and not (tmp_path / "r").exists()
+
+
+def test_a_tokenizer_larger_than_the_embedding_is_one_line(coconut_checkpoint, symbolic_checkpoint, tmp_path, capsys):
+    import shutil
+
+    from coconut_lm.cli import main
+
+    ckpt = tmp_path / "ckpt"  # the word model's weights with a bigger tokenizer beside them
+    shutil.copytree(symbolic_checkpoint / "ckpt", ckpt)
+    big = coconut_checkpoint / "run" / "best"
+    for f in ("tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(big / f, ckpt / f)
+    assert main(["eval", str(ckpt), "--data", str(symbolic_checkpoint / "val.json"), "--out", str(tmp_path / "e")]) == 2
+    err = capsys.readouterr().err
+    assert f"error: checkpoint {ckpt}: its tokenizer has " in err and "tokens but the model's embedding only" in err
+    assert _one_error_line(err)
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "llama"])
+def test_a_head_count_that_does_not_divide_the_width_is_one_line(coconut_checkpoint, tmp_path, arch, capsys):
+    from coconut_lm.cli import main
+
+    assert main(_train_args(coconut_checkpoint, tmp_path / "r", f"arch={arch}", "n_embd=64", "n_head=3")) == 2
+    err = capsys.readouterr().err
+    assert "error: config 'n_head': n_embd=64 is not divisible by n_head=3" in err and _one_error_line(err)
+
+
+def test_a_file_size_limit_on_write_is_one_line(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / "big.json"
+    code = ("import resource, sys; resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096)); "
+            "from coconut_lm.cli import main; sys.exit(main(sys.argv[1:]))")
+    done = subprocess.run([sys.executable, "-c", code, "data", "prosqa", "--n", "40", "--workers", "1", "--out",
+                           str(out)], capture_output=True, text=True, env={**os.environ,
+                                                                           "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert done.returncode == 2, done.stderr
+    assert f"error: {out}: cannot write it (File too large); nothing was replaced" in done.stderr
+    assert _one_error_line(done.stderr) and not list(tmp_path.iterdir())  # no temporary file left either
+
+
+def test_a_file_size_limit_while_checkpointing_is_one_line(coconut_checkpoint, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    run = tmp_path / "r"
+    code = ("import resource, sys; resource.setrlimit(resource.RLIMIT_FSIZE, (60000, 60000)); "
+            "from coconut_lm.cli import main; sys.exit(main(sys.argv[1:]))")
+    done = subprocess.run([sys.executable, "-c", code, *_train_args(coconut_checkpoint, run)], capture_output=True,
+                          text=True, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 2, done.stderr
+    assert f"error: checkpoint {run / 'best'}: cannot be written (SafetensorError: " in done.stderr
+    assert "File too large" in done.stderr and _one_error_line(done.stderr)
+    assert not list(run.rglob(".*")) and not (run / "train.lock").exists()  # no temporary folder, no lock left
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["data", "stats", ""], "argument file: expected a path, got an empty string"),
+    (["eval", "{ckpt}", "--data", "", "--out", "x"], "argument --data: expected a path, got an empty string"),
+    (["train", "method=cot", "model=micro", "train_path="], "config 'train_path': empty; give the training data file"),
+    (["train", "method=cot", "model=micro", "train_path={ckpt}/train.json", "out_dir="], "config 'out_dir': empty"),
+])
+def test_an_empty_path_is_named_as_such(coconut_checkpoint, argv, message, capsys):
+    from coconut_lm.cli import main
+
+    try:
+        code = main([a.format(ckpt=coconut_checkpoint) for a in argv])
+    except SystemExit as e:  # argparse's own one-line error
+        code = e.code
+    assert code == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_an_empty_model_folder_is_named_as_such(coconut_checkpoint, tmp_path, capsys):
+    from coconut_lm.cli import main
+
+    (tmp_path / "empty").mkdir()
+    assert main(_train_args(coconut_checkpoint, tmp_path / "r", f"model={tmp_path / 'empty'}")) == 2
+    err = capsys.readouterr().err
+    assert f"error: config 'model': {tmp_path / 'empty'} is not a Hugging Face model folder (no config.json)" in err
+    assert _one_error_line(err)
+
+
+def test_init_from_a_checkpoint_of_another_task_is_refused(coconut_checkpoint, tmp_path, capsys):
+    from coconut_lm.cli import main
+    from coconut_lm.tasks.examples import save_examples
+    from coconut_lm.tasks.prontoqa import generate_prontoqa
+
+    data = tmp_path / "pronto.json"
+    save_examples(generate_prontoqa(8, seed=0), data)
+    assert main(["train", "task=prontoqa", "method=cot", f"train_path={data}", f"val_path={data}",
+                 f"init_from={coconut_checkpoint / 'run'}", f"out_dir={tmp_path / 'r'}", "batch_size=4",
+                 "micro_batch_size=4", "num_epochs=1", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert f"error: config 'init_from': {coconut_checkpoint / 'run'} was trained on prosqa, this run is task=prontoqa" \
+        in err and _one_error_line(err)
+
+
+def test_forced_latents_on_a_method_without_thought_slots_are_refused(coconut_checkpoint, tmp_path, capsys):
+    from coconut_lm.cli import main
+
+    run = tmp_path / "cot"
+    assert main(_train_args(coconut_checkpoint, run)) == 0
+    capsys.readouterr()
+    argv = ["eval", str(run), "--data", str(coconut_checkpoint / "val.json"), "--out", str(tmp_path / "e"),
+            "--max-new-tokens", "2", "--no-progress"]
+    assert main([*argv, "--latents", "4"]) == 2
+    err = capsys.readouterr().err
+    assert f"error: eval: --latents 4: checkpoint {run / 'best'} is a 'cot' model, whose prompt has no thought " \
+           f"slots" in err and _one_error_line(err)
+    assert main([*argv, "--latents", "0"]) == 0  # its own setting is fine
+
+
+def test_max_thoughts_zero_with_the_classifier_is_refused():
+    with pytest.raises(CoconutError, match="config 'max_thoughts': must be >= 1 with eval_use_classifier=true"):
+        load_config(None, ["eot_classifier=true", "eval_use_classifier=true", "max_thoughts=0"])
+    load_config(None, ["eot_classifier=true", "max_thoughts=0"])  # the classifier trained, not deciding at eval
+
+
+def test_a_hand_edited_negative_eval_thoughts_is_refused_on_load(coconut_checkpoint, tmp_path, capsys):
+    import json
+    import shutil
+
+    from coconut_lm.cli import main
+
+    ckpt = tmp_path / "ckpt"
+    shutil.copytree(coconut_checkpoint / "run" / "best", ckpt)
+    (ckpt / "MANIFEST.json").unlink()
+    meta = json.loads((ckpt / "coconut.json").read_text())
+    meta.get("meta", meta)["eval_thoughts"] = -3
+    (ckpt / "coconut.json").write_text(json.dumps(meta))
+    assert main(["eval", str(ckpt), "--data", str(coconut_checkpoint / "val.json"), "--out", str(tmp_path / "e")]) == 2
+    err = capsys.readouterr().err
+    assert f"error: {ckpt / 'coconut.json'}: meta field 'eval_thoughts' must be >= 0, got -3" in err
+    assert _one_error_line(err)
+
+
+def test_data_gsm8k_refuses_a_prosqa_file(coconut_checkpoint, tmp_path, capsys):
+    from coconut_lm.cli import main
+
+    src = coconut_checkpoint / "val.json"
+    assert main(["data", "gsm8k", "--from", str(src), "--out", str(tmp_path / "g.json")]) == 2
+    err = capsys.readouterr().err
+    assert f"error: {src}: looks like prosqa data, not GSM8k" in err and _one_error_line(err)
+    assert not (tmp_path / "g.json").exists()
+
+
+def test_data_stats_names_the_graphs_it_leaves_out(coconut_checkpoint, tmp_path, capsys):
+    from coconut_lm.cli import main
+    from coconut_lm.tasks.examples import load_examples, save_examples
+
+    examples = load_examples(coconut_checkpoint / "val.json")
+    broken = [dataclasses.replace(ex, extra={**ex.extra, "edges": [[0, 999]]}) if i in (1, 3) else ex
+              for i, ex in enumerate(examples)]
+    save_examples(broken, tmp_path / "d.json")
+    assert main(["data", "stats", str(tmp_path / "d.json")]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"\nitems with a graph +4\n", out) and re.search(r"\nmalformed graphs, left out \(items\) +2 \(1, 3\)$", out)
+
+
+def test_an_allocator_error_for_absurd_bench_sizes_is_one_line(monkeypatch, capsys):
+    from coconut_lm import bench
+    from coconut_lm.cli import main
+
+    def out_of_memory(cfg):  # what torch raises for sizes the machine cannot hold (not run for real: it might fit)
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: not enough memory: you "
+                           "tried to allocate 824633720832 bytes.")
+
+    monkeypatch.setattr(bench, "run_bench", out_of_memory)
+    assert main(["bench", "--batch-size", "100000", "--vocab", "1000000"]) == 2
+    err = capsys.readouterr().err
+    assert "error: bench: --batch-size 100000, --vocab 1000000, --question" in err
+    assert "need more cpu memory than there is (RuntimeError: [enforce fail" in err and _one_error_line(err)

@@ -191,6 +191,10 @@ def build_from_scratch(preset: str, vocab_size: int, n_positions: int, special: 
 
         if activation not in ACT2FN:
             raise CoconutError(f"unknown activation '{activation}'; choose one of {sorted(ACT2FN)}")
+    width, heads = int(fields["n_embd"]), int(fields["n_head"])
+    if width % heads:
+        raise CoconutError(f"config 'n_head': n_embd={width} is not divisible by n_head={heads} (each head gets "
+                           f"n_embd/n_head dimensions); choose a divisor of {width}")
     if arch == "gpt2":
         if activation is not None:
             fields["activation_function"] = activation
@@ -199,9 +203,6 @@ def build_from_scratch(preset: str, vocab_size: int, n_positions: int, special: 
         raise CoconutError(f"unknown architecture '{arch}'; choose gpt2 or llama")
     from transformers import LlamaForCausalLM
 
-    width, heads = int(fields["n_embd"]), int(fields["n_head"])
-    if width % heads:
-        raise CoconutError(f"n_embd={width} is not divisible by n_head={heads}")
     ids = {"bos_token_id": special.eos, "eos_token_id": special.eos, "pad_token_id": special.pad} if special else {}
     config = tiny_llama_config(
         vocab_size, hidden_size=width, intermediate_size=-(-width * 8 // 3 // 64) * 64,

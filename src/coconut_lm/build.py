@@ -42,7 +42,11 @@ def build_model(cfg: TrainConfig, train_texts: list[str], symbolic: bool = False
     )
 
     if cfg.init_from:
-        model, tok, _ = ckpt.load_model(cfg.init_from)
+        model, tok, meta = ckpt.load_model(cfg.init_from, "config 'init_from':")
+        if meta.task != cfg.task:
+            raise CoconutError(f"config 'init_from': {cfg.init_from} was trained on {meta.task}, this run is "
+                               f"task={cfg.task}; its tokenizer and answers belong to the other task (start from "
+                               f"a {cfg.task} checkpoint)")
         _check_activation(cfg, model.base.config, f"init_from={cfg.init_from}")
         if cfg.eot_classifier and model.eot_head is None:
             grown = CoconutLM(model.base, model.tokens, eot_classifier=True)
@@ -69,6 +73,9 @@ def build_model(cfg: TrainConfig, train_texts: list[str], symbolic: bool = False
             raise CoconutError(f"config 'tokenizer': '{cfg.tokenizer}' builds a tokenizer for a from-scratch preset; "
                                f"model={cfg.model} brings its own (leave tokenizer unset, or name an HF tokenizer)")
         local = Path(cfg.model).exists()
+        if local and not (Path(cfg.model) / "config.json").is_file():
+            raise CoconutError(f"config 'model': {cfg.model} is not a Hugging Face model folder (no config.json); "
+                               f"give a folder saved with save_pretrained, or a preset ({', '.join(PRESETS)})")
         near = [] if local else difflib.get_close_matches(cfg.model, PRESETS, n=1, cutoff=0.75)
         if near:
             raise CoconutError(f"config 'model': '{cfg.model}' is neither a preset ({', '.join(PRESETS)}) nor a local "

@@ -177,8 +177,15 @@ def save_checkpoint(
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, final)
-    except BaseException:
+    except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
+        # A full disk or a file-size limit surfaces as OSError, as safetensors' SafetensorError, or as
+        # torch.save's RuntimeError from its stream writer.
+        if isinstance(e, OSError) or type(e).__name__ == "SafetensorError" or \
+                (isinstance(e, RuntimeError) and "PytorchStreamWriter" in str(e)):
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            raise CoconutError(f"checkpoint {final}: cannot be written ({type(e).__name__}: {first}); the "
+                               f"previous checkpoints are untouched") from None
         raise
     return final
 

@@ -13,7 +13,7 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from coconut_lm.argtypes import Parser, int_list, non_blank, non_negative_int, positive_int
+from coconut_lm.argtypes import Parser, int_list, non_blank, non_negative_int, path, positive_int
 from coconut_lm.compiled import COMPILE_MODES
 from coconut_lm.errors import CoconutError
 from coconut_lm.tasks.generate import add_prosqa_arguments, write_prosqa
@@ -76,28 +76,28 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
         g = dsub.add_parser(name, help=f"generate {what}", description=f"Generate {what}.")
         g.add_argument("--n", type=positive_int, required=True, help="number of examples")
         g.add_argument("--seed", type=int, default=0, help="random seed; the output is a pure function of it (default 0)")
-        g.add_argument("--out", required=True, help="output JSON file (written atomically)")
+        g.add_argument("--out", type=path, required=True, help="output JSON file (written atomically)")
         if name == "prosqa":
             add_prosqa_arguments(g)
         g.set_defaults(func=fn)
     g = dsub.add_parser("symbolic", help="render a word-form ProsQA file (e.g. the official one) symbolically",
                         description="Render a ProsQA file with graph keys (idx_to_symbol, edges, root, target, "
                                     "neg_target) in the symbolic form: one token per node.")
-    g.add_argument("source", help="ProsQA JSON file in the official word form")
-    g.add_argument("--out", required=True, help="output JSON file (written atomically)")
+    g.add_argument("source", type=path, help="ProsQA JSON file in the official word form")
+    g.add_argument("--out", type=path, required=True, help="output JSON file (written atomically)")
     g.add_argument("--seed", type=int, default=0, help="seed for the edge order and relabelling (default 0)")
     g.add_argument("--relabel", action="store_true", help="draw each example's node names at random from 0..31")
     g.set_defaults(func=_cmd_data_symbolic)
     g = dsub.add_parser("gsm8k", help="convert GSM8k from OpenAI jsonl or iCoT text",
                         description="Convert GSM8k (OpenAI .jsonl or iCoT 'q||<<a>> <<b>> #### ans' text) to the common format.")
-    g.add_argument("--from", dest="source", required=True, help="input: OpenAI .jsonl, or iCoT .txt")
-    g.add_argument("--exclude", default=None,
+    g.add_argument("--from", type=path, dest="source", required=True, help="input: OpenAI .jsonl, or iCoT .txt")
+    g.add_argument("--exclude", type=path, default=None,
                    help="drop questions that appear in this file (any supported format), e.g. the validation set")
-    g.add_argument("--out", required=True, help="output JSON file (written atomically)")
+    g.add_argument("--out", type=path, required=True, help="output JSON file (written atomically)")
     g.set_defaults(func=_cmd_data_gsm8k)
     g = dsub.add_parser("stats", help="print a dataset's statistics as a table",
                         description="Print statistics of a common-format file: steps per item, lengths, and for ProsQA the graph statistics.")
-    g.add_argument("file", help="common-format JSON file")
+    g.add_argument("file", type=path, help="common-format JSON file")
     g.set_defaults(func=_cmd_data_stats)
 
 
@@ -160,9 +160,9 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="batched generation eval of a checkpoint: accuracy, tokens, forced k",
                        description="Evaluate a checkpoint with batched KV-cache generation. Writes predictions.jsonl "
                                    "(per example: id, text, parsed answer, correct, tokens, thoughts) and summary.json.")
-    p.add_argument("checkpoint", help="checkpoint folder, or a run folder (its best/ is used)")
-    p.add_argument("--data", required=True, help="common-format JSON file to evaluate on")
-    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("checkpoint", type=path, help="checkpoint folder, or a run folder (its best/ is used)")
+    p.add_argument("--data", type=path, required=True, help="common-format JSON file to evaluate on")
+    p.add_argument("--out", type=path, required=True, help="output folder")
     p.add_argument("--latents", type=int_list, default=None,
                    help="thoughts per prompt, or a list for forced-k (e.g. 0,1,2,3,4,5,6); default: the checkpoint's eval_thoughts")
     p.add_argument("--use-classifier", action="store_true", help="let the <eot> classifier end latent mode")
@@ -208,7 +208,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
 def _add_generate(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("generate", help="answer one question with a checkpoint",
                        description="Generate for one question; optionally decode each continuous thought.")
-    p.add_argument("checkpoint", help="checkpoint folder, or a run folder (its best/ is used)")
+    p.add_argument("checkpoint", type=path, help="checkpoint folder, or a run folder (its best/ is used)")
     p.add_argument("--question", type=non_blank, required=True, help="the question text")
     p.add_argument("--latents", type=non_negative_int, default=None,
                    help="thoughts to use (default: the checkpoint's eval_thoughts)")
@@ -242,7 +242,7 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
                        description="Generate small symbolic ProsQA graphs, train Coconut and the CoT and No-CoT "
                                    "baselines from scratch on CPU for the same number of steps, score each on a "
                                    "fresh held-out set, print the table and write results.json (~7 min, 2 cores).")
-    p.add_argument("--out", default=None, help="output folder, which must be new or empty (default: runs/demo-<time>)")
+    p.add_argument("--out", type=path, default=None, help="output folder, which must be new or empty (default: runs/demo-<time>)")
     p.add_argument("--steps", type=positive_int, default=STEPS,
                    help=f"optimizer steps of 32 examples per method (default {STEPS})")
     p.add_argument("--methods", type=method_list, default=DEMO_METHODS,

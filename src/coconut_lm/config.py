@@ -186,6 +186,8 @@ class TrainConfig:
                                f"so no epoch would train (raise num_epochs or lower start_epoch)")
         if self.eval_thoughts is not None and self.eval_thoughts < 0:
             raise CoconutError(f"config 'eval_thoughts': must be >= 0, got {self.eval_thoughts}")
+        if not self.out_dir.strip():
+            raise CoconutError("config 'out_dir': empty; give the run folder (e.g. out_dir=runs/my_run)")
         if not 0 < self.lr <= MAX_LR:
             raise CoconutError(f"config 'lr': must be > 0 and at most {MAX_LR} (AdamW moves each weight by about lr "
                                f"per step), got {self.lr}")

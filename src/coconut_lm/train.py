@@ -97,6 +97,8 @@ class Trainer:
         self.run_dir = Path(cfg.out_dir)
         if self.run_dir.exists() and not self.run_dir.is_dir():
             raise CoconutError(f"config 'out_dir': {self.run_dir} is a file, not a folder; choose another out_dir")
+        if not cfg.train_path.strip():
+            raise CoconutError("config 'train_path': empty; give the training data file (coconut-lm data ...)")
         self.method = get_method(cfg.method)
         self.layout, self.schedule = layout_config(cfg), schedule_config(cfg)
         self.train_examples = load_examples(cfg.train_path)
@@ -107,6 +109,11 @@ class Trainer:
         self.symbolic = bool(self.train_examples) and all(is_symbolic(e) for e in self.train_examples)
         if cfg.relabel_every_epoch and not self.symbolic:
             raise CoconutError(f"{cfg.train_path}: relabel_every_epoch needs symbolic data (coconut-lm data symbolic)")
+        if cfg.relabel_every_epoch:  # relabelling reads each graph: a bad one fails now, not epochs later
+            from coconut_lm.tasks.prosqa import graph_from_example
+
+            for i, ex in enumerate(self.train_examples):
+                graph_from_example(ex, i, str(cfg.train_path))
         texts = vocabulary_texts(self.train_examples) + ([alphabet()] if self.symbolic else [])
         model, self.tokenizer = build_model(cfg, texts, symbolic=self.symbolic)
         self.model = model.to(env.device)

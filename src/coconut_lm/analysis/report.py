@@ -283,13 +283,15 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def add_report_parser(sub: argparse._SubParsersAction) -> None:
     """Add the `report` subcommand to the `coconut-lm` parser (sets `func`)."""
+    from coconut_lm.argtypes import path
+
     p = sub.add_parser("report", help="the paper's Table 1 from run folders, ours beside the paper's numbers",
                        description="Collect method, task and seed (config.yaml) and accuracy and tokens "
                                    "(<run>/eval/summary.json, else the best val row of metrics.jsonl) from run "
                                    "folders; write Table 1 with the paper's numbers beside ours (mean ± std over "
                                    "seeds) as markdown, and the same numbers as JSON.")
-    p.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run folders (each holds config.yaml)")
-    p.add_argument("--out", default="results.md",
+    p.add_argument("runs", type=path, nargs="+", metavar="RUN_DIR", help="run folders (each holds config.yaml)")
+    p.add_argument("--out", type=path, default="results.md",
                    help="markdown output (default results.md); the JSON goes beside it with suffix .json")
     p.add_argument("--overwrite", action="store_true",
                    help="replace an existing --out, its .json and its _curves.png (refused otherwise)")

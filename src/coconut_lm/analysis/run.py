@@ -367,20 +367,20 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
 def add_analyze_parser(sub: argparse._SubParsersAction) -> None:
     """Add the `analyze` subcommand to the `coconut-lm` parser (sets `func`)."""
-    from coconut_lm.argtypes import int_list, non_negative_int, positive_int
+    from coconut_lm.argtypes import int_list, non_negative_int, path, positive_int
 
     p = sub.add_parser("analyze", help="ProsQA analysis of a Coconut checkpoint: forced k, path categories, latent search, figures",
                        description="The paper's section 5 on ProsQA: forced-k evaluation, path categories per k, "
                                    "frontier-node values after 1 and 2 hops of thoughts (parallelism, value against height), "
                                    "decoded thoughts, every figure (PNG) and analysis.md with the numbers behind them.")
-    p.add_argument("checkpoint", metavar="CKPT", help="Coconut checkpoint folder, or a run folder (its best/ is used)")
-    p.add_argument("--data", required=True, metavar="FILE", help="ProsQA data with graph keys (e.g. prosqa_valid.json)")
-    p.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    p.add_argument("checkpoint", type=path, metavar="CKPT", help="Coconut checkpoint folder, or a run folder (its best/ is used)")
+    p.add_argument("--data", type=path, required=True, metavar="FILE", help="ProsQA data with graph keys (e.g. prosqa_valid.json)")
+    p.add_argument("--out", type=path, required=True, metavar="DIR", help="output folder")
     p.add_argument("--latents", type=int_list, default=list(DEFAULT_LATENTS), metavar="K,K,...",
                    help="thought counts k for forced-k evaluation (default 0,1,2,3,4,5,6)")
-    p.add_argument("--cot", default=None, metavar="RUN_OR_CKPT",
+    p.add_argument("--cot", type=path, default=None, metavar="RUN_OR_CKPT",
                    help="CoT reference, evaluated with its own setting and drawn beside the k bars")
-    p.add_argument("--no-cot", default=None, metavar="RUN_OR_CKPT", help="No-CoT reference, likewise")
+    p.add_argument("--no-cot", type=path, default=None, metavar="RUN_OR_CKPT", help="No-CoT reference, likewise")
     p.add_argument("--max-examples", type=positive_int, default=None, metavar="N",
                    help="analyse only the first N examples")
     p.add_argument("--batch-size", type=positive_int, default=64, metavar="B",
