@@ -30,10 +30,10 @@ nvidia-smi --query-gpu=name,memory.total --format=csv,noheader > "$OUT/device.tx
 "$PY" scripts/sweep.py "sweeps/gpu_table1_${task}.yaml" --extra "$@" | tail -n 20
 run_root=$("$PY" -c "import yaml,sys; print(yaml.safe_load(open('sweeps/gpu_table1_${task}.yaml'))['out'])")
 for run in "$run_root"/*/; do  # final numbers with each method's own eval setting, as Table 1 reports them
-  "$PY" -m coconut_lm.cli eval "$run/best" --data "data/${task}_valid.json" --out "$run/eval" --batch-size 300 \
+  "$PY" -m coconut_lm.cli eval "$run/best" --data "data/${task}_valid.json" --out "$run/eval" --overwrite --batch-size 300 \
     --no-progress | tail -n 2 || echo "eval of $run failed"
 done
-"$PY" -m coconut_lm.cli report "$run_root"/*/ --out "$OUT/table1_${task}.md"
+"$PY" -m coconut_lm.cli report "$run_root"/*/ --out "$OUT/table1_${task}.md" --overwrite
 for run in "$run_root"/*/; do  # accuracy per hop count (the literature reports the 3-4-hop part)
   echo "$(basename "$run") $("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1])).get("accuracy_by_steps"))' "$run/eval/summary.json" 2>/dev/null)"
 done > "$OUT/by_hops_${task}.txt"

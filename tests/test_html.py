@@ -429,8 +429,11 @@ def test_compare_needs_html_and_an_existing_file(setup, tmp_path):
 def test_a_rerun_without_html_removes_the_stale_page(setup, tmp_path):
     out = tmp_path / "again"
     shutil.copytree(setup["out"], out)
+    with pytest.raises(CoconutError, match="not empty"):  # an earlier analysis is replaced only when asked
+        run_analysis(setup["ckpt"], setup["data"], out, latents=[1], max_examples=2, device="cpu", progress=False)
+    assert (out / "report.html").exists()
     run_analysis(setup["ckpt"], setup["data"], out, latents=[1], max_examples=2, max_new_tokens=4, decode_examples=0,
-                 probe_examples=0, device="cpu", progress=False)
+                 probe_examples=0, device="cpu", progress=False, overwrite=True)
     assert not (out / "report.html").exists() and not (out / "walkthrough.jsonl").exists()
     assert not (out / "probes.jsonl").exists() and not list((out / "figures").glob("probe_*.png"))
     assert "report.html" not in (out / "analysis.md").read_text()

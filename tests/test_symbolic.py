@@ -334,7 +334,7 @@ def test_symbolic_prontoqa_trains_and_evaluates_end_to_end(tmp_path, capsys):
     # the wrong form or the wrong task is refused
     assert main(["eval", str(tmp_path / "run"), "--data", str(prontoqa_valid), "--out", str(tmp_path / "e2"),
                  "--max-examples", "4", "--device", "cpu", "--no-progress"]) == 2
-    assert "holds prontoqa data in the words form but checkpoint" in capsys.readouterr().err
+    assert "is ProntoQA in the word form but checkpoint" in capsys.readouterr().err
     prosqa = tmp_path / "prosqa.json"
     assert main(["data", "prosqa", "--format", "symbolic", "--n", "4", "--nodes", "10", "--min-hops", "1",
                  "--max-hops", "3", "--workers", "1", "--out", str(prosqa)]) == 0

@@ -388,7 +388,7 @@ def test_gsm8k_from_scratch_gets_bpe_and_unknown_validation_words_are_reported(t
     evaluate_checkpoint(result.run_dir, val, out, device="cpu", progress=False)
     summary = json.loads((out / "summary.json").read_text())
     unknown = summary["unknown_tokens"]
-    assert summary["accuracy_by_steps"] == {"1": {"n": 1, "accuracy": summary["accuracy"]}}  # one 1-step item
+    assert summary["accuracy_by_steps"] == {"1": {"n": 1, "accuracy": summary["accuracy"], "mean_thoughts": summary["mean_thoughts"]}}  # one 1-step item
     backend = json.loads((result.run_dir / "best" / "tokenizer.json").read_text())["model"]["type"]
     if tokenizer is None:  # the default for GSM8k: byte-level BPE, nothing unknown
         assert backend == "BPE" and unknown == 0 and "unknown tokens" not in err

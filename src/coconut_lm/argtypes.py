@@ -54,6 +54,13 @@ def probability_list(text: str) -> list[float]:
     return values
 
 
+def path(text: str) -> str:
+    """An argparse type: a file or folder name, which may not be empty."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("expected a path, got an empty string")
+    return text
+
+
 def int_list(text: str) -> list[int]:
     try:
         values = [int(v) for v in text.split(",") if v.strip()]

@@ -102,6 +102,48 @@ def load_backbone(path_or_id: str | os.PathLike, **kwargs: Any):
         raise CoconutError(f"cannot load a causal LM from '{path_or_id}': {first}") from None
 
 
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the model hub (`HF_ENDPOINT`, or the `HTTPS_PROXY` in between) accepts a connection within `timeout` s.
+
+    Without a network, transformers retries a hub id for most of a minute before it fails; this
+    answers in at most `timeout` seconds (the probe runs in a thread, so a hanging DNS lookup is cut
+    short too).
+    """
+    import socket
+    import threading
+    from urllib.parse import urlparse
+
+    target = os.environ.get("HTTPS_PROXY") or os.environ.get("https_proxy") or \
+        os.environ.get("HF_ENDPOINT") or "https://huggingface.co"
+    url = urlparse(target if "://" in target else f"http://{target}")
+    try:
+        host, port = url.hostname, url.port or (443 if url.scheme == "https" else 80)
+    except ValueError:  # a malformed port
+        return False
+    if not host:
+        return False
+    answered: list[bool] = []
+
+    def probe() -> None:
+        try:
+            socket.create_connection((host, port), timeout=timeout).close()
+            answered.append(True)
+        except OSError:
+            pass
+
+    thread = threading.Thread(target=probe, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    return bool(answered)
+
+
+def hub_offline() -> bool:
+    """True when a hub id can only come from the local cache: `HF_HUB_OFFLINE` is set, or the hub does not answer."""
+    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
+        return True
+    return not hub_reachable()
+
+
 def resize_for_new_tokens(model, tokenizer, init_from: str = "<<", n_new: int | None = None) -> int:
     """Grow the embeddings to `len(tokenizer)` and initialise the new rows; returns how many.
 
@@ -149,6 +191,10 @@ def build_from_scratch(preset: str, vocab_size: int, n_positions: int, special: 
 
         if activation not in ACT2FN:
             raise CoconutError(f"unknown activation '{activation}'; choose one of {sorted(ACT2FN)}")
+    width, heads = int(fields["n_embd"]), int(fields["n_head"])
+    if width % heads:
+        raise CoconutError(f"config 'n_head': n_embd={width} is not divisible by n_head={heads} (each head gets "
+                           f"n_embd/n_head dimensions); choose a divisor of {width}")
     if arch == "gpt2":
         if activation is not None:
             fields["activation_function"] = activation
@@ -157,9 +203,6 @@ def build_from_scratch(preset: str, vocab_size: int, n_positions: int, special: 
         raise CoconutError(f"unknown architecture '{arch}'; choose gpt2 or llama")
     from transformers import LlamaForCausalLM
 
-    width, heads = int(fields["n_embd"]), int(fields["n_head"])
-    if width % heads:
-        raise CoconutError(f"n_embd={width} is not divisible by n_head={heads}")
     ids = {"bos_token_id": special.eos, "eos_token_id": special.eos, "pad_token_id": special.pad} if special else {}
     config = tiny_llama_config(
         vocab_size, hidden_size=width, intermediate_size=-(-width * 8 // 3 // 64) * 64,

@@ -216,7 +216,16 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if longest > 1024:
         raise CoconutError(f"rows of up to {longest} tokens (--question + 10 + --latents + 2 + answer or "
                            f"generated tokens) exceed the backbone's 1024 positions")
-    result = run_bench(cfg)
+    try:
+        result = run_bench(cfg)
+    except (torch.OutOfMemoryError, MemoryError, RuntimeError) as e:
+        text = str(e)
+        if not isinstance(e, (torch.OutOfMemoryError, MemoryError)) and "alloc" not in text.lower():
+            raise
+        first = (text.strip().splitlines() or [type(e).__name__])[0][:200]
+        raise CoconutError(f"bench: --batch-size {cfg.batch_size}, --vocab {cfg.vocab}, --question {cfg.question} "
+                           f"need more {cfg.device} memory than there is ({type(e).__name__}: {first}); ask for "
+                           f"smaller sizes") from None
     print(format_table(result))
     if args.json:
         path = Path(args.json)

@@ -31,7 +31,7 @@ def build_model(cfg: TrainConfig, train_texts: list[str], symbolic: bool = False
     one token per symbol when `symbolic` (the training data is in the symbolic form), byte-level BPE
     for GSM8k (open vocabulary), word-level for ProsQA and ProntoQA (closed vocabularies).
     """
-    from coconut_lm.backbone import PRESETS, build_from_scratch, load_backbone, resize_for_new_tokens
+    from coconut_lm.backbone import PRESETS, build_from_scratch, hub_offline, load_backbone, resize_for_new_tokens
     from coconut_lm.model import CoconutLM
     from coconut_lm.tokenizer import (
         BUILT_TOKENIZERS,
@@ -44,7 +44,11 @@ def build_model(cfg: TrainConfig, train_texts: list[str], symbolic: bool = False
     )
 
     if cfg.init_from:
-        model, tok, _ = ckpt.load_model(cfg.init_from)
+        model, tok, meta = ckpt.load_model(cfg.init_from, "config 'init_from':")
+        if meta.task != cfg.task:
+            raise CoconutError(f"config 'init_from': {cfg.init_from} was trained on {meta.task}, this run is "
+                               f"task={cfg.task}; its tokenizer and answers belong to the other task (start from "
+                               f"a {cfg.task} checkpoint)")
         _check_activation(cfg, model.base.config, f"init_from={cfg.init_from}")
         if cfg.eot_classifier and model.eot_head is None:
             grown = CoconutLM(model.base, model.tokens, eot_classifier=True)
@@ -74,18 +78,27 @@ def build_model(cfg: TrainConfig, train_texts: list[str], symbolic: bool = False
             raise CoconutError(f"config 'tokenizer': '{cfg.tokenizer}' builds a tokenizer for a from-scratch preset; "
                                f"model={cfg.model} brings its own (leave tokenizer unset, or name an HF tokenizer)")
         local = Path(cfg.model).exists()
+        if local and not (Path(cfg.model) / "config.json").is_file():
+            raise CoconutError(f"config 'model': {cfg.model} is not a Hugging Face model folder (no config.json); "
+                               f"give a folder saved with save_pretrained, or a preset ({', '.join(PRESETS)})")
         near = [] if local else difflib.get_close_matches(cfg.model, PRESETS, n=1, cutoff=0.75)
         if near:
             raise CoconutError(f"config 'model': '{cfg.model}' is neither a preset ({', '.join(PRESETS)}) nor a local "
                                f"folder; did you mean '{near[0]}'?")
+        # Without a network only the local cache can serve a hub id: ask it alone, or transformers retries for ~50 s.
+        offline = not local and hub_offline()
+        cache_only = {"local_files_only": True} if offline else {}
         try:
-            tok = load_base_tokenizer(cfg.tokenizer or cfg.model)
-            base = load_backbone(cfg.model)
+            tok = load_base_tokenizer(cfg.tokenizer or cfg.model, **cache_only)
+            base = load_backbone(cfg.model, **cache_only)
         except CoconutError as e:
             if local:
                 raise
+            why = (f"there is no network (HF_HUB_OFFLINE is set, or the hub does not answer) and it is not in the "
+                   f"local Hugging Face cache; download it where there is a network and pass its local folder "
+                   f"(model=/path/to/{Path(cfg.model).name})") if offline else str(e)
             raise CoconutError(f"config 'model': '{cfg.model}' is neither a preset ({', '.join(PRESETS)}) nor a local "
-                               f"folder, and loading it as a hub id failed: {e}") from None
+                               f"folder, and loading it as a hub id failed: {why}") from None
         n_new = add_coconut_tokens(tok)
         resize_for_new_tokens(base, tok, n_new=n_new)
     small = cfg.model in PRESETS and cfg.model not in PAPER_SIZE_PRESETS

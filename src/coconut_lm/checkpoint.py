@@ -86,7 +86,14 @@ class RunMeta:
                 values[f.name] = kind(meta[f.name])
             except (TypeError, ValueError):
                 raise CoconutError(f"{source}: meta field '{f.name}' must be {kind.__name__}, got {meta[f.name]!r}") from None
-        return cls(layout=LayoutConfig.from_meta(meta), **values)
+        for name, least in (("eval_thoughts", 0), ("max_thoughts", 0), ("max_new_tokens", 1)):
+            if name in values and values[name] < least:
+                raise CoconutError(f"{source}: meta field '{name}' must be >= {least}, got {values[name]}")
+        try:
+            layout = LayoutConfig.from_meta(meta)
+        except (TypeError, ValueError) as e:
+            raise CoconutError(f"{source}: layout fields: {e}") from None
+        return cls(layout=layout, **values)
 
 
 def sha256_file(path: str | os.PathLike) -> str:
@@ -172,10 +179,60 @@ def save_checkpoint(
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, final)
-    except BaseException:
+    except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
+        # A full disk or a file-size limit surfaces as OSError, as safetensors' SafetensorError, or as
+        # torch.save's RuntimeError from its stream writer.
+        if isinstance(e, OSError) or type(e).__name__ == "SafetensorError" or \
+                (isinstance(e, RuntimeError) and "PytorchStreamWriter" in str(e)):
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            raise CoconutError(f"checkpoint {final}: cannot be written ({type(e).__name__}: {first}); the "
+                               f"previous checkpoints are untouched") from None
         raise
     return final
+
+
+def _folder_bytes(folder: Path) -> int:
+    return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+
+
+def clean_stray_checkpoints(run_dir: str | os.PathLike) -> list[str]:
+    """Clear what a kill during `save_checkpoint` left in a run folder; return one line per thing done.
+
+    A `.tmp-NAME-PID` folder is a checkpoint being built, a `.old-NAME-PID` one the folder it was
+    replacing. If the kill came between the two renames, `NAME` is missing: the new checkpoint is
+    moved into place when it is complete (its manifest verifies), else the old one is put back.
+    Everything else is deleted, and so are the temporary files of an interrupted `atomic_write_text`.
+    Call it only while holding the run folder (`runlock`): another writer's temporaries look the same.
+    """
+    done: list[str] = []
+    for parent in (Path(run_dir), Path(run_dir) / "checkpoints"):
+        if not parent.is_dir():
+            continue
+        stray = sorted(p for p in parent.iterdir() if p.is_dir() and p.name.startswith((".tmp-", ".old-")))
+        for p in stray:
+            name = p.name[5:].rsplit("-", 1)[0]
+            final = parent / name
+            if p.exists() and not final.exists() and name:
+                new = next((q for q in stray if q.name.startswith(f".tmp-{name}-") and q.exists()), None)
+                old = next((q for q in stray if q.name.startswith(f".old-{name}-") and q.exists()), None)
+                try:
+                    verify_checkpoint(new) if new is not None else None
+                except CoconutError:
+                    new = None
+                keep = new or old
+                if keep is not None:
+                    os.replace(keep, final)
+                    done.append(f"restored {final} from {keep.name}, left by an interrupted checkpoint write")
+            if p.exists():
+                size = _folder_bytes(p)
+                shutil.rmtree(p, ignore_errors=True)
+                done.append(f"removed {p} ({size / 1e6:.1f} MB), left by an interrupted checkpoint write")
+        for f in sorted(parent.glob(".*.tmp")):
+            if f.is_file():
+                f.unlink(missing_ok=True)
+                done.append(f"removed {f}, left by an interrupted write")
+    return done
 
 
 def checkpoint_name(global_step: int) -> str:
@@ -257,4 +314,38 @@ def load_model(path: str | os.PathLike, what: str = "checkpoint"):
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
         raise CoconutError(f"{what} {p}: its weights cannot be read ({type(e).__name__}: {first}); the files may be "
                            f"damaged or truncated (a folder with MANIFEST.json says which)") from None
-    return model, load_tokenizer(p), RunMeta.from_json(read_meta(p), p / COCONUT_JSON)
+    check_finite_weights(model, p, what)
+    meta = RunMeta.from_json(read_meta(p), p / COCONUT_JSON)
+    tokenizer = load_tokenizer(p)
+    rows = model.base.get_input_embeddings().weight.shape[0]
+    if len(tokenizer) > rows:
+        raise CoconutError(f"{what} {p}: its tokenizer has {len(tokenizer)} tokens but the model's embedding only "
+                           f"{rows} rows; the tokenizer files belong to another model")
+    return model, tokenizer, meta
+
+
+def check_finite_weights(model: torch.nn.Module, folder: str | os.PathLike, what: str = "checkpoint") -> None:
+    """Refuse weights that hold NaN or infinity (a diverged run, damaged bytes), naming the file and the tensor.
+
+    Each `*.safetensors` file of the folder is read tensor by tensor, so the message names the file;
+    a folder without one (e.g. `pytorch_model.bin`) is checked through the loaded `model`.
+    """
+    from safetensors import safe_open
+
+    folder = Path(folder)
+
+    def refuse(where: Path, name: str) -> CoconutError:
+        return CoconutError(f"{what} {where}: weight '{name}' holds non-finite values (NaN or inf); the run "
+                            f"diverged or the file is damaged, so it cannot be used")
+
+    files = sorted(folder.glob("*.safetensors"))
+    for f in files:
+        with safe_open(str(f), framework="pt") as st:
+            for name in st.keys():  # noqa: SIM118 - safe_open is not iterable
+                tensor = st.get_tensor(name)
+                if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+                    raise refuse(f, name)
+    if not files:
+        for name, tensor in model.state_dict().items():
+            if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+                raise refuse(folder, name)

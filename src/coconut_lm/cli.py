@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from coconut_lm.argtypes import Parser, int_list, non_blank, non_negative_int, positive_int, probability_list
+from coconut_lm.argtypes import Parser, int_list, non_blank, non_negative_int, path, positive_int, probability_list
 from coconut_lm.compiled import COMPILE_MODES
 from coconut_lm.errors import CoconutError
 from coconut_lm.tasks.generate import add_prontoqa_arguments, add_prosqa_arguments, write_prosqa
@@ -87,7 +87,7 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
         g = dsub.add_parser(name, help=f"generate {what}", description=f"Generate {what}.")
         g.add_argument("--n", type=positive_int, required=True, help="number of examples")
         g.add_argument("--seed", type=int, default=0, help="random seed; the output is a pure function of it (default 0)")
-        g.add_argument("--out", required=True, help="output JSON file (written atomically)")
+        g.add_argument("--out", type=path, required=True, help="output JSON file (written atomically)")
         (add_prosqa_arguments if name == "prosqa" else add_prontoqa_arguments)(g)
         g.set_defaults(func=fn)
     g = dsub.add_parser("symbolic", help="render a word-form ProsQA or ProntoQA file (e.g. an official one) symbolically",
@@ -95,8 +95,8 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
                                     "edges, root, target, neg_target): one token per node. ProntoQA (True/False answers; "
                                     "the common format, or the generator's own output file): one token per concept, "
                                     "property and entity. The task is told from the items.")
-    g.add_argument("source", help="ProsQA or ProntoQA JSON file in the official word form")
-    g.add_argument("--out", required=True, help="output JSON file (written atomically)")
+    g.add_argument("source", type=path, help="ProsQA or ProntoQA JSON file in the official word form")
+    g.add_argument("--out", type=path, required=True, help="output JSON file (written atomically)")
     g.add_argument("--seed", type=int, default=0, help="seed for the edge order and relabelling (default 0)")
     g.add_argument("--relabel", action="store_true",
                    help="ProsQA: draw each example's node names at random from 0..31; ProntoQA: draw its concept "
@@ -104,14 +104,14 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
     g.set_defaults(func=_cmd_data_symbolic)
     g = dsub.add_parser("gsm8k", help="convert GSM8k from OpenAI jsonl or iCoT text",
                         description="Convert GSM8k (OpenAI .jsonl or iCoT 'q||<<a>> <<b>> #### ans' text) to the common format.")
-    g.add_argument("--from", dest="source", required=True, help="input: OpenAI .jsonl, or iCoT .txt")
-    g.add_argument("--exclude", default=None,
+    g.add_argument("--from", type=path, dest="source", required=True, help="input: OpenAI .jsonl, or iCoT .txt")
+    g.add_argument("--exclude", type=path, default=None,
                    help="drop questions that appear in this file (any supported format), e.g. the validation set")
-    g.add_argument("--out", required=True, help="output JSON file (written atomically)")
+    g.add_argument("--out", type=path, required=True, help="output JSON file (written atomically)")
     g.set_defaults(func=_cmd_data_gsm8k)
     g = dsub.add_parser("stats", help="print a dataset's statistics as a table",
                         description="Print statistics of a common-format file: steps per item, lengths, and for ProsQA the graph statistics.")
-    g.add_argument("file", help="common-format JSON file")
+    g.add_argument("file", type=path, help="common-format JSON file")
     g.set_defaults(func=_cmd_data_stats)
 
 
@@ -153,25 +153,15 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_train)
 
 
-def _check_out_dir(out: str, overwrite: bool, command: str) -> None:
-    """Refuse an output folder that is a file, or that already holds results, unless `overwrite`."""
-    path = Path(out)
-    if path.exists() and not path.is_dir():
-        raise CoconutError(f"{command}: --out {out} is a file, not a folder")
-    if path.is_dir() and any(path.iterdir()) and not overwrite:
-        raise CoconutError(f"{command}: --out {out} is not empty (earlier results?); choose a new folder or "
-                           f"pass --overwrite")
-
-
 def _cmd_eval(args: argparse.Namespace) -> int:
     from coconut_lm.evaluate import evaluate_checkpoint, format_summaries
 
-    _check_out_dir(args.out, args.overwrite, "eval")
     summaries = evaluate_checkpoint(args.checkpoint, args.data, args.out, latents=args.latents,
                                     batch_size=args.batch_size, max_new_tokens=args.max_new_tokens,
                                     use_classifier=True if args.use_classifier else None,
                                     max_examples=args.max_examples, device=args.device, progress=not args.no_progress,
-                                    any_task=args.any_task, compile=args.compile, eot_thresholds=args.eot_threshold)
+                                    any_task=args.any_task, compile=args.compile, eot_thresholds=args.eot_threshold,
+                                    overwrite=args.overwrite)
     print(format_summaries(summaries))
     if len(summaries) > 1:
         print(f"wrote {args.out}/forced_k.json and predictions.jsonl, summary.json in each of "
@@ -185,9 +175,9 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="batched generation eval of a checkpoint: accuracy, tokens, forced k",
                        description="Evaluate a checkpoint with batched KV-cache generation. Writes predictions.jsonl "
                                    "(per example: id, text, parsed answer, correct, tokens, thoughts) and summary.json.")
-    p.add_argument("checkpoint", help="checkpoint folder, or a run folder (its best/ is used)")
-    p.add_argument("--data", required=True, help="common-format JSON file to evaluate on")
-    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("checkpoint", type=path, help="checkpoint folder, or a run folder (its best/ is used)")
+    p.add_argument("--data", type=path, required=True, help="common-format JSON file to evaluate on")
+    p.add_argument("--out", type=path, required=True, help="output folder")
     p.add_argument("--latents", type=int_list, default=None,
                    help="thoughts per prompt, or a list for forced-k (e.g. 0,1,2,3,4,5,6); default: the checkpoint's eval_thoughts")
     p.add_argument("--use-classifier", action="store_true",
@@ -195,7 +185,8 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--eot-threshold", type=probability_list, default=None, metavar="T[,T...]",
                    help="with --use-classifier: stop thinking once sigmoid(logit) > T (default 0.5); a list sweeps "
                         "the accuracy-thoughts trade-off, one summary per threshold")
-    p.add_argument("--overwrite", action="store_true", help="replace earlier results in a non-empty --out")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace earlier results in a non-empty --out (an earlier eval's files there are removed first)")
     p.add_argument("--any-task", action="store_true",
                    help="score data that looks like another task's than the checkpoint's (refused otherwise)")
     p.add_argument("--batch-size", type=positive_int, default=64, help="generation batch size (default 64)")
@@ -236,7 +227,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
 def _add_generate(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("generate", help="answer one question with a checkpoint",
                        description="Generate for one question; optionally decode each continuous thought.")
-    p.add_argument("checkpoint", help="checkpoint folder, or a run folder (its best/ is used)")
+    p.add_argument("checkpoint", type=path, help="checkpoint folder, or a run folder (its best/ is used)")
     p.add_argument("--question", type=non_blank, required=True, help="the question text")
     p.add_argument("--latents", type=non_negative_int, default=None,
                    help="thoughts to use (default: the checkpoint's eval_thoughts)")
@@ -271,7 +262,7 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
                        description="Generate small symbolic ProsQA graphs, train Coconut and the CoT and No-CoT "
                                    "baselines from scratch on CPU for the same number of steps, score each on a "
                                    "fresh held-out set, print the table and write results.json (~7 min, 2 cores).")
-    p.add_argument("--out", default=None, help="output folder, which must be new or empty (default: runs/demo-<time>)")
+    p.add_argument("--out", type=path, default=None, help="output folder, which must be new or empty (default: runs/demo-<time>)")
     p.add_argument("--steps", type=positive_int, default=STEPS,
                    help=f"optimizer steps of 32 examples per method (default {STEPS})")
     p.add_argument("--methods", type=method_list, default=DEMO_METHODS,

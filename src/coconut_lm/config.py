@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from dataclasses import dataclass, field, fields
@@ -24,6 +25,9 @@ from coconut_lm.compiled import COMPILE_MODES
 from coconut_lm.curriculum import ScheduleConfig
 from coconut_lm.errors import CoconutError
 from coconut_lm.methods import LayoutConfig, get_method
+
+#: The largest learning rate accepted: AdamW moves every weight by about lr per step, so past 1 a run only diverges.
+MAX_LR = 1.0
 
 
 def _f(default: Any, help: str, resume: bool = False, **kw: Any) -> Any:
@@ -87,7 +91,7 @@ class TrainConfig:
     start_epoch: int = _f(0, "epoch to start at (e.g. begin the curriculum at stage 1 from a CoT checkpoint)")
     batch_size: int = _f(128, "global (effective) batch size per optimizer step, over all ranks and accumulation", resume=True)
     micro_batch_size: int = _f(32, "examples per forward pass on one device; accumulation = batch_size / (world * micro)", resume=True)
-    lr: float = _f(1e-4, "peak learning rate (AdamW)")
+    lr: float = _f(1e-4, "peak learning rate (AdamW); a finite number in (0, 1]")
     weight_decay: float = _f(0.01, "AdamW weight decay")
     betas: tuple[float, float] = _f((0.9, 0.999), "AdamW betas")
     warmup_steps: int = _f(0, "linear warm-up steps after every optimizer reset")
@@ -103,7 +107,7 @@ class TrainConfig:
     eval_every: int = _f(1, "validate every N epochs (and after the last)")
     eval_batch_size: int = _f(64, "generation batch size for validation")
     max_new_tokens: int = _f(64, "generation budget per example")
-    out_dir: str = _f("runs/run", "run folder: checkpoints, metrics.jsonl, config.yaml")
+    out_dir: str = _f("runs/run", "run folder: checkpoints, metrics.jsonl, config.yaml; a run holds train.lock (pid, host) in it while it trains, so a second train into it is refused")
     save_every_steps: int = _f(0, "also checkpoint every N optimizer steps inside an epoch (0: at epoch ends only)")
     overwrite: bool = _f(False, "allow training into a non-empty out_dir without --resume (its old checkpoints and metrics are deleted)")
     keep_last: int = _f(1, "step checkpoints to keep for --resume (at least 1), besides best/")
@@ -131,6 +135,10 @@ class TrainConfig:
             "arch": ("gpt2", "llama"),
             "compile_mode": COMPILE_MODES,
         }
+        for f in fields(self):  # NaN passes every comparison below, and inf most: refuse both first
+            values = getattr(self, f.name) if f.name == "betas" else (getattr(self, f.name),)
+            if any(isinstance(v, float) and not math.isfinite(v) for v in values):
+                raise CoconutError(f"config '{f.name}': must be a finite number, got {getattr(self, f.name)!r}")
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise CoconutError(f"config '{name}': '{getattr(self, name)}' is not one of {', '.join(allowed)}")
@@ -182,8 +190,14 @@ class TrainConfig:
                                f"so no epoch would train (raise num_epochs or lower start_epoch)")
         if self.eval_thoughts is not None and self.eval_thoughts < 0:
             raise CoconutError(f"config 'eval_thoughts': must be >= 0, got {self.eval_thoughts}")
-        if self.lr <= 0:
-            raise CoconutError(f"config 'lr': must be > 0, got {self.lr}")
+        if not self.out_dir.strip():
+            raise CoconutError("config 'out_dir': empty; give the run folder (e.g. out_dir=runs/my_run)")
+        if not 0 < self.lr <= MAX_LR:
+            raise CoconutError(f"config 'lr': must be > 0 and at most {MAX_LR} (AdamW moves each weight by about lr "
+                               f"per step), got {self.lr}")
+        if self.eval_use_classifier and self.max_thoughts < 1:
+            raise CoconutError("config 'max_thoughts': must be >= 1 with eval_use_classifier=true (the classifier "
+                               "reads the state after the first thought), got 0")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain values for YAML/JSON."""

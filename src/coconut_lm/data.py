@@ -48,6 +48,11 @@ def _symbol_vocab(tokenizer) -> dict[str, int] | None:
     return tokenizer.get_vocab()
 
 
+def is_symbol_tokenizer(tokenizer) -> bool:
+    """Whether `tokenizer` is a symbol tokenizer (`build_symbol_tokenizer`): the model reads symbolic ProsQA."""
+    return _symbol_vocab(tokenizer) is not None
+
+
 def tokenize_examples(examples: Sequence[Example], tokenizer) -> list[TokenizedExample]:
     """Tokenise question, steps and answer of every example in three batched calls.
 

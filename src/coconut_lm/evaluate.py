@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -21,11 +22,17 @@ import torch
 from tqdm.auto import tqdm
 
 from coconut_lm.batching import collate, left_pad
-from coconut_lm.data import tokenize_checked, tokenize_examples
+from coconut_lm.data import UnknownTokens, is_symbol_tokenizer, tokenize_checked, tokenize_examples
+from coconut_lm.errors import CoconutError
 from coconut_lm.methods import LayoutConfig, Method, TokenizedExample
+from coconut_lm.outputs import check_out_dir, clear_outputs
 from coconut_lm.runlog import live_bars
 from coconut_lm.tasks.answers import answers_match, chain_lines, data_task, extract_answer, same_chain
 from coconut_lm.tasks.examples import Example, atomic_write_text
+from coconut_lm.tasks.symbolic import is_symbolic
+
+#: What `eval` writes into its --out (and `--overwrite` removes first): one setting's files, or forced k's.
+EVAL_OUTPUTS = re.compile(r"predictions\.jsonl|summary\.json|forced_k\.json|k\d+|classifier(@[0-9.e-]+)?")
 
 
 @dataclass
@@ -232,19 +239,55 @@ def spearman(xs: Sequence[float], ys: Sequence[float]) -> float | None:
 
 def data_form(examples: Sequence[Example]) -> str | None:
     """"symbolic" when every item is in a symbolic form, "words" when none is, None for a mix or no items."""
-    from coconut_lm.tasks.symbolic import is_symbolic
-
     marks = {is_symbolic(ex) for ex in examples}
     return None if len(marks) != 1 else "symbolic" if marks == {True} else "words"
 
 
 def checkpoint_form(meta, tokenizer) -> str | None:
-    """The form a checkpoint was trained on: its `data_format`, else "symbolic" for a symbol tokenizer, else unknown."""
-    from coconut_lm.data import _symbol_vocab
-
-    if meta.data_format:
+    """The form a checkpoint was trained on: its `data_format` (meta may be None), else "symbolic" for a
+    symbol tokenizer, else unknown (None)."""
+    if meta is not None and meta.data_format:
         return meta.data_format
-    return "symbolic" if _symbol_vocab(tokenizer) is not None else None
+    return "symbolic" if is_symbol_tokenizer(tokenizer) else None
+
+
+@dataclass
+class CheckedData:
+    """A data file's examples tokenised for one checkpoint through the checked path, and what they looked like."""
+
+    data: list[TokenizedExample]
+    unknown: UnknownTokens | None  # None when every token is known
+    looks_like: str | None  # the task the data looks like (`data_task`), or None
+
+
+def check_eval_data(examples: Sequence[Example], tokenizer, task: str, data_path: str | os.PathLike,
+                    checkpoint: str | os.PathLike, any_task: bool = False, command: str = "eval",
+                    meta=None) -> CheckedData:
+    """Check data against a checkpoint as every scoring command (`eval`, `analyze`) does, then tokenise it.
+
+    Data that looks like another task's than the checkpoint's, or in the other form (word form for a
+    model that reads symbols, or the reverse; `meta.data_format`, else the tokenizer, says which the
+    model reads), is refused unless `any_task`; control-token text is always refused; unknown tokens
+    are counted and reported in one line.
+    """
+    looks_like = data_task(examples)
+    if looks_like is not None and looks_like != task and not any_task:
+        raise CoconutError(f"{command}: {data_path} looks like {looks_like} data but checkpoint {checkpoint} was "
+                           f"trained on {task}; pass --any-task to score it anyway")
+    form, trained = data_form(examples), checkpoint_form(meta, tokenizer)
+    if form is not None and trained is not None and form != trained and not any_task:
+        unit = {"prosqa": "node", "prontoqa": "concept"}.get(looks_like or task, "symbol")
+        label = {"symbolic": f"the symbolic form (one token per {unit})", "words": "the word form"}
+        name = TASK_LABELS.get(looks_like or task, looks_like or task)
+        hint = f" (convert it: coconut-lm data symbolic {data_path} --out FILE)" if trained == "symbolic" else ""
+        raise CoconutError(f"{command}: {data_path} is {name} in {label[form]} but checkpoint {checkpoint} reads "
+                           f"{label[trained]}{hint}; pass --any-task to score it anyway")
+    data, unknown = tokenize_checked(examples, tokenizer, str(data_path))
+    return CheckedData(data, unknown, looks_like)
+
+
+#: How a task is named in messages.
+TASK_LABELS = {"prosqa": "ProsQA", "prontoqa": "ProntoQA", "gsm8k": "GSM8k"}
 
 
 def evaluate_checkpoint(
@@ -261,6 +304,7 @@ def evaluate_checkpoint(
     any_task: bool = False,
     compile: str | None = None,
     eot_thresholds: Sequence[float] | None = None,
+    overwrite: bool = False,
 ) -> dict[str, EvalSummary]:
     """Evaluate a checkpoint (or a run folder's best/) on a data file, once per thought count in `latents` (forced k).
 
@@ -268,7 +312,9 @@ def evaluate_checkpoint(
     "classifier@<t>"), and once per count in `latents` given beside it, so the model's own stop and a
     fixed count of the same checkpoint sit in one table; each classifier summary also records the
     Spearman correlation between the thoughts each example used and its gold chain length.
-    A data file that looks like another task's than the checkpoint's is refused unless `any_task`.
+    A data file that looks like another task's than the checkpoint's, or in the other form, is refused
+    unless `any_task` (`check_eval_data`). A non-empty `out_dir` is refused unless `overwrite`; then the
+    earlier eval's files in it are removed just before the new ones are written, so the two never mix.
     `compile` names a `torch.compile` mode for every transformer block (coconut_lm.compiled).
 
     Writes `<out>/predictions.jsonl` and `<out>/summary.json` for one setting, or `<out>/k<k>/...`
@@ -276,10 +322,10 @@ def evaluate_checkpoint(
     """
     from coconut_lm.checkpoint import load_model, resolve_checkpoint
     from coconut_lm.dist import resolve_device
-    from coconut_lm.errors import CoconutError
     from coconut_lm.methods import get_method
     from coconut_lm.tasks.examples import load_examples
 
+    out = check_out_dir(out_dir, overwrite, "eval")
     dev = resolve_device(device)
     checkpoint = resolve_checkpoint(checkpoint)
     model, tokenizer, meta = load_model(checkpoint)
@@ -305,16 +351,12 @@ def evaluate_checkpoint(
     settings: list[tuple[int | None, float | None]] = (
         [(None, t) for t in thresholds] + [(k, None) for k in (latents or [])] if use_classifier
         else [(k, None) for k in (latents if latents else [meta.eval_thoughts])])
-    looks_like = data_task(examples)
-    if looks_like is not None and looks_like != task and not any_task:
-        raise CoconutError(f"eval: {data_path} looks like {looks_like} data but checkpoint {checkpoint} was trained on "
-                           f"{task}; pass --any-task to score it anyway")
-    form, trained_form = data_form(examples), checkpoint_form(meta, tokenizer)
-    if form is not None and trained_form is not None and form != trained_form and not any_task:
-        raise CoconutError(f"eval: {data_path} holds {looks_like or 'its'} data in the {form} form but checkpoint "
-                           f"{checkpoint} was trained on the {trained_form} form (coconut-lm data symbolic renders a word-form file); "
-                           f"pass --any-task to score it anyway")
-    data, unknown = tokenize_checked(examples, tokenizer, str(data_path))
+    if latents and set(latents) != {meta.eval_thoughts} and not method.has_thought_slots(layout, model.tokens):
+        raise CoconutError(f"eval: --latents {','.join(map(str, latents))}: checkpoint {checkpoint} is a "
+                           f"'{method.name}' model, whose prompt has no thought slots, so every k would be the same "
+                           f"run; leave --latents out")
+    checked = check_eval_data(examples, tokenizer, task, data_path, checkpoint, any_task, meta=meta)
+    data, unknown, looks_like = checked.data, checked.unknown, checked.looks_like
     limit = getattr(model, "_max_positions", None)
     most = max((meta.max_thoughts if k is None else k) for k, _ in settings)
     for i, ex in enumerate(data):  # a prompt that leaves no room for one new token cannot be answered at all
@@ -324,7 +366,8 @@ def evaluate_checkpoint(
                                f"and one new token need {need} positions, more than the model's {limit} "
                                f"(shorten the question)")
     summaries: dict[str, EvalSummary] = {}
-    out = Path(out_dir)
+    if overwrite:  # only now that everything checked out: a refused eval leaves the earlier results as they were
+        clear_outputs(out, EVAL_OUTPUTS)
     for k, t in settings:
         name = f"k{k}" if k is not None else ("classifier" if t == 0.5 else f"classifier@{t:g}")
         result = evaluate(model, tokenizer, examples, method, layout, task, k or 0, batch_size, budget,

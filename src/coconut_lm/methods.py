@@ -136,6 +136,11 @@ class Method:
         """Thoughts used at evaluation unless set explicitly: the final stage's count."""
         return 0
 
+    def has_thought_slots(self, cfg: LayoutConfig, tokens: SpecialTokens) -> bool:
+        """Whether the eval prompt changes with the thought count (so forced k means something)."""
+        probe = TokenizedExample(question=[tokens.eos], steps=[[tokens.eos]], answer=[tokens.eos])
+        return self.eval_prompt(probe, 0, cfg, tokens) != self.eval_prompt(probe, 1, cfg, tokens)
+
     def expected_steps(self, ex_steps: Sequence[str], n_thoughts: int, cfg: LayoutConfig) -> list[str] | None:
         """The language steps this method was trained to write at eval with `n_thoughts` thought slots.
 

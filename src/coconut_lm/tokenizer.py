@@ -163,12 +163,15 @@ def add_coconut_tokens(tok) -> int:
     return len(tok) - before
 
 
-def load_base_tokenizer(path_or_id: str | os.PathLike):
-    """Load an HF tokenizer folder or hub id as it is (see `load_tokenizer` for one ready for Coconut)."""
+def load_base_tokenizer(path_or_id: str | os.PathLike, **kwargs):
+    """Load an HF tokenizer folder or hub id as it is (see `load_tokenizer` for one ready for Coconut).
+
+    Extra keyword arguments go to `from_pretrained` (e.g. `local_files_only`).
+    """
     from transformers import AutoTokenizer
 
     try:
-        return AutoTokenizer.from_pretrained(str(path_or_id))
+        return AutoTokenizer.from_pretrained(str(path_or_id), **kwargs)
     except (OSError, ValueError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise CoconutError(f"cannot load a tokenizer from '{path_or_id}': {first}") from None

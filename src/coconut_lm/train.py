@@ -58,8 +58,13 @@ from coconut_lm.run_config import (
     schedule_config,
     val_thoughts,
 )
+from coconut_lm.runlock import RunLock, acquire_run_lock
 from coconut_lm.runlog import RunLog, live_bars
 from coconut_lm.tasks.examples import atomic_write_text, load_examples
+from coconut_lm.tasks.symbolic_prontoqa import is_symbolic_prontoqa
+
+#: The counters a trainer state restores (`Trainer.trainer_state` writes them).
+STATE_KEYS = ("epoch", "micro_index", "global_step", "reset_key", "reset_step", "best_accuracy", "best_epoch")
 
 
 @dataclass
@@ -93,6 +98,8 @@ class Trainer:
         self.run_dir = Path(cfg.out_dir)
         if self.run_dir.exists() and not self.run_dir.is_dir():
             raise CoconutError(f"config 'out_dir': {self.run_dir} is a file, not a folder; choose another out_dir")
+        if not cfg.train_path.strip():
+            raise CoconutError("config 'train_path': empty; give the training data file (coconut-lm data ...)")
         self.method = get_method(cfg.method)
         self.layout, self.schedule = layout_config(cfg), schedule_config(cfg)
         self.train_examples = load_examples(cfg.train_path)
@@ -103,6 +110,12 @@ class Trainer:
         self.symbolic = bool(self.train_examples) and all(is_symbolic(e) for e in self.train_examples)
         if cfg.relabel_every_epoch and not self.symbolic:
             raise CoconutError(f"{cfg.train_path}: relabel_every_epoch needs symbolic data (coconut-lm data symbolic)")
+        if cfg.relabel_every_epoch and not any(is_symbolic_prontoqa(e) for e in self.train_examples):
+            # relabelling reads each ProsQA graph: a bad one fails now, not epochs later
+            from coconut_lm.tasks.prosqa import graph_from_example
+
+            for i, ex in enumerate(self.train_examples):
+                graph_from_example(ex, i, str(cfg.train_path))
         texts = vocabulary_texts(self.train_examples) + ([alphabet_for(self.train_examples)] if self.symbolic else [])
         model, self.tokenizer = build_model(cfg, texts, symbolic=self.symbolic)
         self.model = model.to(env.device)
@@ -125,6 +138,7 @@ class Trainer:
         self.use_bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and env.device.type == "cuda")
         # Counters, saved in the trainer state for exact resume.
         self.epoch, self.micro_index, self.global_step = cfg.start_epoch, 0, 0
+        self.first_bad_step = torch.tensor(-1, device=env.device)
         self.reset_key: Any = None
         self.reset_step = 0  # warm-up counts from here
         self.best_accuracy, self.best_epoch, self.best_progress = -1.0, -1, -1
@@ -166,6 +180,7 @@ class Trainer:
 
         `epoch` is the epoch whose training the weights reflect (recorded in coconut.json).
         """
+        self.check_finite()
         model_state, optim_state = dist.full_state(self.wrapped, self.optimizer, self.env, self.cfg.distributed)
         if self.env.is_main:
             state = self.trainer_state(optim_state) if with_state else None
@@ -208,13 +223,20 @@ class Trainer:
                 raise CoconutError(f"cannot resume {found}: config '{key}' was {saved.get(key, defaults[key])!r} there and is "
                                    f"{getattr(self.cfg, key)!r} now; a resume continues the same run (its model, method and "
                                    f"data order), so set it back or start a new run")
+        missing = [k for k in (*STATE_KEYS, "optimizer", "torch_rng") if k not in state]
+        if missing or ("best_progress" not in state and "best_rank" not in state):
+            missing = missing or ["best_progress"]
+            raise CoconutError(f"cannot resume {found / ckpt.TRAINER_STATE}: the trainer state lacks "
+                               f"{', '.join(repr(k) for k in missing)} (not written by coconut-lm train?); nothing "
+                               f"was changed")
         loaded = CoconutLM.from_pretrained(found)
+        ckpt.check_finite_weights(loaded, found)
         dist.load_full_state(self.wrapped, self.optimizer, loaded.state_dict(), state["optimizer"], self.env,
                              self.cfg.distributed)
         torch.set_rng_state(state["torch_rng"])
         if "cuda_rng" in state and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["cuda_rng"])
-        for key in ("epoch", "micro_index", "global_step", "reset_key", "reset_step", "best_accuracy", "best_epoch"):
+        for key in STATE_KEYS:
             setattr(self, key, state[key])
         self.best_progress = state["best_progress"] if "best_progress" in state else state["best_rank"]  # older name
         self.earlier_seconds = float(state.get("train_seconds", 0.0))
@@ -312,7 +334,22 @@ class Trainer:
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.global_step += 1
+        # The first step whose loss was not finite, kept on the device: read only at log rows and saves.
+        self.first_bad_step = torch.where((self.first_bad_step < 0) & ~torch.isfinite(loss_share),
+                                          self.global_step, self.first_bad_step)
         return StepStats(loss_share, tokens, lr)
+
+    def check_finite(self) -> None:
+        """Stop with a CoconutError once any step's loss was NaN or infinite (on any rank), before it is logged or
+        saved: the weights after such a step are not finite either, and the last checkpoint stays the last good one."""
+        bad = int(self.first_bad_step)
+        if dist.all_reduce_sum(float(bad >= 0), self.env) == 0:
+            return
+        found = ckpt.latest_checkpoint(self.run_dir, warn=lambda _: None)
+        last = f"the last good checkpoint is {found} (--resume continues from it)" if found else "no checkpoint was saved"
+        at = f"at step {bad}" if bad >= 0 else "on another rank"
+        raise CoconutError(f"training stopped: the loss became non-finite (NaN or inf) {at} (lr={self.cfg.lr}); "
+                           f"nothing was saved after it and {last}; lower lr or check the data")
 
     def train_epoch(self) -> None:
         cfg, env = self.cfg, self.env
@@ -347,6 +384,7 @@ class Trainer:
             bar.update(1)
             steps_since_log += 1
             if self.global_step % cfg.log_every == 0 or step_in_epoch == ds.steps - 1:
+                self.check_finite()
                 # loss_sum holds this rank's share of each step's token-mean loss; the sum over ranks is the whole.
                 loss_val = dist.all_reduce_sum(float(loss_sum), env) / steps_since_log
                 elapsed = max(time.perf_counter() - t0, 1e-9)
@@ -399,6 +437,7 @@ class Trainer:
     def validate(self) -> dict[str, Any]:
         """Teacher-forced loss and generation accuracy on the validation set (rank 0; all ranks under FSDP)."""
         cfg, env = self.cfg, self.env
+        self.check_finite()
         row: dict[str, Any] = {"type": "val", "step": self.global_step, "epoch": self.epoch, "stage": self.stage(),
                                "progress": curriculum_progress(self.cfg, self.method, self.epoch, self.longest_chain)}
         if self.val_data and (env.is_main or self.lockstep):
@@ -418,11 +457,10 @@ class Trainer:
         return dist.broadcast_object(row, env)
 
     def run(self, resume: bool = False) -> TrainResult:
+        """Train to the end (or `max_train_seconds`): validate, checkpoint and log. `train` holds the run folder."""
         cfg, env = self.cfg, self.env
         start = self.started = time.perf_counter()
         self.out_of_time = False
-        if env.is_main:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
         if not resume:
             self.claim_run_dir()
         elif not self.resume() and env.is_main:
@@ -467,10 +505,46 @@ class Trainer:
                            total)
 
 
+def hold_run_dir(run_dir: Path, env: dist.DistEnv) -> RunLock | None:
+    """Become the run folder's one writer before anything is read or written: rank 0 takes `train.lock`
+    (`runlock`), or every rank raises the one-line refusal; then clear what a kill left behind there."""
+    lock, refusal = None, None
+    if env.is_main:
+        try:
+            if run_dir.exists() and not run_dir.is_dir():
+                raise CoconutError(f"config 'out_dir': {run_dir} is a file, not a folder; choose another out_dir")
+            try:
+                run_dir.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise CoconutError(f"{run_dir}: cannot create the run folder ({e.strerror or type(e).__name__})") \
+                    from None
+            lock = acquire_run_lock(run_dir)
+        except CoconutError as e:
+            refusal = str(e)
+    refusal = dist.broadcast_object(refusal, env)
+    if refusal is not None:
+        raise CoconutError(refusal)
+    if env.is_main:
+        if lock is not None and lock.previous:
+            print(f"note: took over {lock.path} from pid {lock.previous.get('pid')} on host "
+                  f"{lock.previous.get('host')}, which no longer holds it (it ended without cleaning up)")
+        for line in ckpt.clean_stray_checkpoints(run_dir):
+            print(f"note: {line}")
+    dist.barrier(env)
+    return lock
+
+
 def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, device: str = "auto") -> TrainResult:
-    """Run training for `cfg` (one process, or one rank of a torchrun job)."""
+    """Run training for `cfg` (one process, or one rank of a torchrun job) while holding its run folder."""
     env = dist.init_distributed(device)
+    run_dir = Path(cfg.out_dir)
+    created, lock = not run_dir.exists(), None
     try:
+        lock = hold_run_dir(run_dir, env)
         return Trainer(cfg, env, progress=progress).run(resume=resume)
     finally:
+        if lock is not None:
+            lock.release()
+            if created and env.is_main and not any(run_dir.iterdir()):  # refused before writing: leave no trace
+                run_dir.rmdir()
         dist.cleanup(env)

@@ -227,7 +227,8 @@ def _new_record(i: int, ex: Example, hops: Sequence[int], n_per_hop: int) -> Sea
 
 @torch.no_grad()
 def frontier_values(model, tokenizer, examples: Sequence[Example], hops: Sequence[int] = (1, 2),
-                    method=None, layout=None, batch_size: int = 64, progress: bool = True) -> list[SearchRecord]:
+                    method=None, layout=None, batch_size: int = 64, progress: bool = True,
+                    data=None) -> list[SearchRecord]:
     """The value of every frontier node after each hop count in `hops` (see the module docstring).
 
     Args:
@@ -238,6 +239,7 @@ def frontier_values(model, tokenizer, examples: Sequence[Example], hops: Sequenc
         method: lays out the prompt (default: coconut).
         layout: c and the other layout settings (default: c = 1).
         batch_size: rows (one per candidate node) per forward pass.
+        data: `examples` already tokenised (`evaluate.check_eval_data`); else done here.
 
     Each row is the prompt, the template prefix and one candidate's name, scored by one full
     multi-pass forward; rows are sorted by length and their first thoughts aligned (`collate`).
@@ -258,7 +260,9 @@ def frontier_values(model, tokenizer, examples: Sequence[Example], hops: Sequenc
     names = _NameTokens(tokenizer)
 
     rows: list[_Row] = []
-    for r, (rec, tex) in enumerate(zip(records, tokenize_examples(examples, tokenizer))):
+    if data is None:
+        data = tokenize_examples(examples, tokenizer)
+    for r, (rec, tex) in enumerate(zip(records, data)):
         for f, fr in enumerate(rec.frontiers):
             prompt = method.eval_prompt(tex, fr.n_thoughts, layout, tokens)
             # An empty frontier still gets a prefix-only row, so its prefix_prob is known.

@@ -226,13 +226,24 @@ def format_markdown(cells: Sequence[Cell], runs: Sequence[RunResult], warnings: 
     return "\n".join(lines) + "\n"
 
 
-def write_report(run_dirs: Sequence[str | os.PathLike], out: str | os.PathLike, eval_subdir: str = "eval") -> Report:
+def write_report(run_dirs: Sequence[str | os.PathLike], out: str | os.PathLike, eval_subdir: str = "eval",
+                 overwrite: bool = False) -> Report:
     """Read every run, write the markdown table to `out`, the same numbers to `out` with suffix .json,
-    and the validation curves to `<out stem>_curves.png` (when any run has val rows)."""
+    and the validation curves to `<out stem>_curves.png` (when any run has val rows).
+
+    Any of those three files that already exists (a demo's `results.md`, an earlier report) is
+    refused before anything is read or written, unless `overwrite`.
+    """
+    from coconut_lm.outputs import check_out_files
     from coconut_lm.tasks.examples import atomic_write_text
 
     if not run_dirs:
         raise CoconutError("report: give at least one run folder")
+    md_path = Path(out)
+    if md_path.suffix == ".json":
+        raise CoconutError(f"--out {md_path}: give the markdown file (e.g. results.md); the JSON goes beside it")
+    json_path, curves_path = md_path.with_suffix(".json"), md_path.with_name(f"{md_path.stem}_curves.png")
+    check_out_files([md_path, json_path, curves_path], overwrite, "report")
     seen, runs = set(), []
     for d in run_dirs:
         key = os.path.realpath(d)
@@ -240,10 +251,6 @@ def write_report(run_dirs: Sequence[str | os.PathLike], out: str | os.PathLike, 
             seen.add(key)
             runs.append(read_run(d, eval_subdir))
     cells, warnings = aggregate(runs)
-    md_path = Path(out)
-    if md_path.suffix == ".json":
-        raise CoconutError(f"--out {md_path}: give the markdown file (e.g. results.md); the JSON goes beside it")
-    json_path = md_path.with_suffix(".json")
     atomic_write_text(md_path, format_markdown(cells, runs, warnings))
     atomic_write_text(json_path, json.dumps(
         {"cells": [asdict(c) for c in cells], "runs": [asdict(r) for r in runs], "warnings": warnings,
@@ -256,7 +263,9 @@ def write_report(run_dirs: Sequence[str | os.PathLike], out: str | os.PathLike, 
         labels = method_labels()
         curves = plot_curves([{"label": f"{Path(r.run_dir).name} ({labels[r.method]}, seed {r.seed})",
                                "curve": r.curve} for r in runs if r.curve],
-                             md_path.with_name(f"{md_path.stem}_curves.png"))
+                             curves_path)
+    elif overwrite and curves_path.is_file():  # an earlier report's curves would no longer match its table
+        curves_path.unlink()
     return Report(md_path, json_path, cells, runs, warnings, curves)
 
 
@@ -265,7 +274,7 @@ def write_report(run_dirs: Sequence[str | os.PathLike], out: str | os.PathLike, 
 
 def cmd_report(args: argparse.Namespace) -> int:
     """`coconut-lm report`: write results.md and results.json, print the table."""
-    report = write_report(args.runs, args.out, eval_subdir=args.eval_subdir)
+    report = write_report(args.runs, args.out, eval_subdir=args.eval_subdir, overwrite=args.overwrite)
     print(report.markdown.read_text(), end="")
     curves = f" and {report.curves}" if report.curves else ""
     print(f"wrote {report.markdown}, {report.json}{curves} ({len(report.runs)} runs)")
@@ -274,14 +283,18 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def add_report_parser(sub: argparse._SubParsersAction) -> None:
     """Add the `report` subcommand to the `coconut-lm` parser (sets `func`)."""
+    from coconut_lm.argtypes import path
+
     p = sub.add_parser("report", help="the paper's Table 1 from run folders, ours beside the paper's numbers",
                        description="Collect method, task and seed (config.yaml) and accuracy and tokens "
                                    "(<run>/eval/summary.json, else the best val row of metrics.jsonl) from run "
                                    "folders; write Table 1 with the paper's numbers beside ours (mean ± std over "
                                    "seeds) as markdown, and the same numbers as JSON.")
-    p.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run folders (each holds config.yaml)")
-    p.add_argument("--out", default="results.md",
+    p.add_argument("runs", type=path, nargs="+", metavar="RUN_DIR", help="run folders (each holds config.yaml)")
+    p.add_argument("--out", type=path, default="results.md",
                    help="markdown output (default results.md); the JSON goes beside it with suffix .json")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing --out, its .json and its _curves.png (refused otherwise)")
     p.add_argument("--eval-subdir", default="eval",
                    help="folder inside each run that holds the eval summary.json (default eval)")
     p.set_defaults(func=cmd_report)

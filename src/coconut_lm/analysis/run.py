@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -42,6 +43,10 @@ from coconut_lm.tasks.symbolic import is_symbolic
 
 DEFAULT_LATENTS = (0, 1, 2, 3, 4, 5, 6)
 SEARCH_HOPS = (1, 2)
+#: What `analyze` writes into its --out (module docstring); `--overwrite` removes these first.
+ANALYSIS_OUTPUTS = re.compile(r"forced_k|reference|path_categories\.jsonl?|latent_search\.jsonl|"
+                              r"latent_search_summary\.json|thoughts\.json|figures|analysis\.md|settings\.json|"
+                              r"probes\.jsonl|probes_summary\.json|walkthrough\.jsonl|report\.html")
 
 
 @dataclass
@@ -67,14 +72,6 @@ def _load_prosqa(data: str | os.PathLike, max_examples: int | None):
     return examples, graphs
 
 
-def _has_thought_slots(method, layout, tokens) -> bool:
-    """Whether the method's prompt changes with the thought count (forced k means something)."""
-    from coconut_lm.methods import TokenizedExample
-
-    probe = TokenizedExample(question=[tokens.eos], steps=[[tokens.eos]], answer=[tokens.eos])
-    return method.eval_prompt(probe, 0, layout, tokens) != method.eval_prompt(probe, 1, layout, tokens)
-
-
 def _categorise(setting: dict[str, Any], records, graphs, hops: int) -> list[dict]:
     """Add the counts and fractions of the six path categories to `setting`; return one row per example."""
     from coconut_lm.analysis.paths import PathCategory, classify_chain
@@ -86,12 +83,12 @@ def _categorise(setting: dict[str, Any], records, graphs, hops: int) -> list[dic
             for r, c in zip(records, cats)]
 
 
-def _evaluate_setting(model, tok, examples, method, layout, k: int, out: Path, args: dict[str, Any],
+def _evaluate_setting(model, tok, examples, data, method, layout, k: int, out: Path, args: dict[str, Any],
                       extra: dict[str, Any], task: str = "prosqa"):
     from coconut_lm.evaluate import evaluate, write_eval
 
     result = evaluate(model, tok, examples, method, layout, task, k, args["batch_size"],
-                      args["max_new_tokens"], progress=args["progress"], desc=f"{extra['label']}")
+                      args["max_new_tokens"], progress=args["progress"], desc=f"{extra['label']}", data=data)
     write_eval(result, out, extra={**extra, "method": method.name, "task": task, "n_thoughts": k})
     return result
 
@@ -107,14 +104,17 @@ def _checkpoint_task(ckpt: Path) -> str | None:
 
 
 def _run_prontoqa(model, tok, meta, ckpt: Path, refs, data, out: Path, latents: Sequence[int],
-                  max_examples: int | None, args: dict[str, Any], decode_examples: int, dev) -> AnalysisResult:
+                  max_examples: int | None, args: dict[str, Any], decode_examples: int, dev,
+                  any_task: bool = False, overwrite: bool = False) -> AnalysisResult:
     """What applies to ProntoQA (no graph search): forced k with chain match, references, decoded thoughts.
 
     Writes forced_k/..., reference/..., settings.json, thoughts.json, figures/accuracy_vs_k.png, analysis.md.
     """
     from coconut_lm.analysis.plots import make_figures
     from coconut_lm.checkpoint import load_model
+    from coconut_lm.evaluate import check_eval_data
     from coconut_lm.methods import get_method
+    from coconut_lm.outputs import clear_outputs
     from coconut_lm.tasks.answers import data_task
     from coconut_lm.tasks.examples import atomic_write_text, load_examples
 
@@ -124,10 +124,18 @@ def _run_prontoqa(model, tok, meta, ckpt: Path, refs, data, out: Path, latents: 
     if data_task(examples) != "prontoqa":
         raise CoconutError(f"{data}: does not look like ProntoQA data (True/False answers), but checkpoint {ckpt} "
                            f"was trained on it")
+    data_ids = check_eval_data(examples, tok, "prontoqa", data, ckpt, any_task, "analyze", meta=meta).data
     method, layout = get_method(meta.method), meta.layout
-    if not _has_thought_slots(method, layout, model.tokens):
+    if not method.has_thought_slots(layout, model.tokens):
         raise CoconutError(f"checkpoint {ckpt}: method '{method.name}' has no thought slots, so forced k does not "
                            f"apply; analyse a coconut (or no_curriculum / pause_as_thought) checkpoint")
+    references = []
+    for name, label, path in refs:  # every model is loaded and its data checked before anything is written
+        rmodel, rtok, rmeta = load_model(path, f"--{name.replace('_', '-')}")
+        rdata = check_eval_data(examples, rtok, rmeta.task, data, path, any_task, "analyze", meta=rmeta).data
+        references.append((name, label, path, rmodel, rtok, rmeta, rdata))
+    if overwrite:
+        clear_outputs(out, ANALYSIS_OUTPUTS)
     model.to(dev).eval()
     result = AnalysisResult(out)
     settings, forced = [], {}
@@ -138,19 +146,19 @@ def _run_prontoqa(model, tok, meta, ckpt: Path, refs, data, out: Path, latents: 
                 "chain_match": ev.summary.cot_match}
 
     for k in latents:
-        ev = _evaluate_setting(model, tok, examples, method, layout, k, out / "forced_k" / f"k{k}", args,
+        ev = _evaluate_setting(model, tok, examples, data_ids, method, layout, k, out / "forced_k" / f"k{k}", args,
                                {"checkpoint": str(ckpt), "data": str(data), "label": f"k={k}"}, task="prontoqa")
         forced[f"k{k}"] = asdict(ev.summary)
         settings.append(setting(f"k{k}", f"k={k}", "forced_k", k, method, ckpt, ev))
     atomic_write_text(out / "forced_k" / "forced_k.json", json.dumps(forced, indent=2) + "\n")
-    for name, label, path in refs:
-        rmodel, rtok, rmeta = load_model(path)
+    for name, label, path, rmodel, rtok, rmeta, rdata in references:
         rmethod = get_method(rmeta.method)
-        ev = _evaluate_setting(rmodel.to(dev).eval(), rtok, examples, rmethod, rmeta.layout, rmeta.eval_thoughts,
+        ev = _evaluate_setting(rmodel.to(dev).eval(), rtok, examples, rdata, rmethod, rmeta.layout, rmeta.eval_thoughts,
                                out / "reference" / name, args, {"checkpoint": str(path), "data": str(data),
                                                                  "label": label}, task="prontoqa")
         settings.append(setting(name, label, "reference", rmeta.eval_thoughts, rmethod, path, ev))
         del rmodel
+    references.clear()
     atomic_write_text(out / "settings.json", json.dumps({
         "checkpoint": str(ckpt), "data": str(data), "task": "prontoqa", "task_label": "ProntoQA",
         "n_examples": len(examples), "settings": settings}, indent=2) + "\n")
@@ -158,7 +166,7 @@ def _run_prontoqa(model, tok, meta, ckpt: Path, refs, data, out: Path, latents: 
     decoded = []
     if method.continuous and decode_examples > 0:
         k = meta.eval_thoughts or max(latents)
-        decoded = _decode_examples(model, tok, examples[:decode_examples], [list(ex.steps) for ex in examples],
+        decoded = _decode_examples(model, tok, data_ids[:decode_examples], [list(ex.steps) for ex in examples],
                                    method, layout, k, args["max_new_tokens"])
     atomic_write_text(out / "thoughts.json", json.dumps({"checkpoint": str(ckpt), "examples": decoded}, indent=2) + "\n")
     result.figures = make_figures(out)
@@ -176,13 +184,13 @@ def _pick_tree_example(records) -> int:
     return records[0].index
 
 
-def _decode_examples(model, tok, examples, gold_paths, method, layout, k: int, max_new_tokens: int) -> list[dict]:
-    """Generate with k thoughts for `examples` and decode each thought's top tokens (`gold_paths[i]`: example i's chain)."""
+def _decode_examples(model, tok, data, gold_paths, method, layout, k: int, max_new_tokens: int) -> list[dict]:
+    """Generate with k thoughts for the tokenised examples `data` and decode each thought's top tokens
+    (`gold_paths[i]`: example i's chain)."""
     from coconut_lm.analysis.latent_search import decode_thoughts
-    from coconut_lm.data import tokenize_examples
     from coconut_lm.evaluate import generate_prompts
 
-    prompts = [method.eval_prompt(t, k, layout, model.tokens) for t in tokenize_examples(examples, tok)]
+    prompts = [method.eval_prompt(t, k, layout, model.tokens) for t in data]
     out = []
     for i, g in enumerate(generate_prompts(model, tok, prompts, max_new_tokens, return_thoughts=True)):
         top = decode_thoughts(model, tok, g.thought_states, k=5) if g.thought_states is not None else []
@@ -210,8 +218,15 @@ def run_analysis(
     html: bool = False,
     html_examples: int = 100,
     compare: Sequence[str] = (),
+    any_task: bool = False,
+    overwrite: bool = False,
 ) -> AnalysisResult:
     """Run the whole analysis of a ProsQA Coconut checkpoint and write its records, figures and analysis.md.
+
+    The data is checked and tokenised for each model as `eval` does (`evaluate.check_eval_data`:
+    another task's data, or ProsQA in the other form, is refused unless `any_task`; control-token
+    text always is). A non-empty `out` is refused unless `overwrite`; then an earlier analysis's
+    files there are removed just before the new ones are written.
 
     Args:
         checkpoint: the Coconut checkpoint (or its run folder).
@@ -231,6 +246,8 @@ def run_analysis(
         html_examples: examples in the page (their node values are computed after every thought).
         compare: more predictions shown in the page beside the model's, each `[LABEL=]PATH` of a
             predictions.jsonl (or an eval or run folder holding one) on the same data.
+        any_task: analyse data that looks like another task's, or another form's, than the checkpoint's.
+        overwrite: replace an earlier analysis in a non-empty `out`.
     """
     from coconut_lm.analysis.html import read_predictions
     from coconut_lm.analysis.latent_search import frontier_values, summarize_search, write_search
@@ -238,9 +255,12 @@ def run_analysis(
     from coconut_lm.analysis.plots import make_figures
     from coconut_lm.checkpoint import load_model, resolve_checkpoint
     from coconut_lm.dist import resolve_device
+    from coconut_lm.evaluate import check_eval_data
     from coconut_lm.methods import get_method
+    from coconut_lm.outputs import check_out_dir, clear_outputs
     from coconut_lm.tasks.examples import atomic_write_text
 
+    out = check_out_dir(out, overwrite, "analyze")
     if not latents:
         raise CoconutError("analyze: --latents is empty")
     ckpt = resolve_checkpoint(checkpoint)
@@ -256,21 +276,29 @@ def run_analysis(
         raise CoconutError("--html draws ProsQA graphs; a ProntoQA checkpoint has none (leave --html out)")
     for spec in compare:  # fail before any model runs
         read_predictions(spec)
-    out = Path(out)
     args = {"batch_size": batch_size, "max_new_tokens": max_new_tokens, "progress": progress}
     dev = resolve_device(device)
 
     model, tok, meta = load_model(ckpt)
     task = meta.task
     if task == "prontoqa":
-        return _run_prontoqa(model, tok, meta, ckpt, refs, data, out, latents, max_examples, args, decode_examples, dev)
+        return _run_prontoqa(model, tok, meta, ckpt, refs, data, out, latents, max_examples, args, decode_examples, dev,
+                             any_task, overwrite)
     if task != "prosqa":
         raise CoconutError(f"checkpoint {ckpt}: trained on '{task}'; path categories and latent search need ProsQA "
                            f"(ProntoQA gets forced k and decoded thoughts)")
     method, layout = get_method(meta.method), meta.layout
-    if not _has_thought_slots(method, layout, model.tokens):
+    if not method.has_thought_slots(layout, model.tokens):
         raise CoconutError(f"checkpoint {ckpt}: method '{method.name}' has no thought slots, so forced k and latent "
                            f"search do not apply; analyse a coconut (or no_curriculum / pause_as_thought) checkpoint")
+    data_ids = check_eval_data(examples, tok, task, data, ckpt, any_task, "analyze", meta=meta).data
+    references = []
+    for name, label, path in refs:  # every model is loaded and its data checked before anything is written
+        rmodel, rtok, rmeta = load_model(path, f"--{name.replace('_', '-')}")
+        rdata = check_eval_data(examples, rtok, rmeta.task, data, path, any_task, "analyze", meta=rmeta).data
+        references.append((name, label, path, rmodel, rtok, rmeta, rdata))
+    if overwrite:
+        clear_outputs(out, ANALYSIS_OUTPUTS)
     model.to(dev).eval()
     thoughts_per_hop = max(layout.c_thought, 1)
     result = AnalysisResult(out)
@@ -279,7 +307,7 @@ def run_analysis(
     settings, cat_rows, forced = [], [], {}
     for k in latents:
         name = f"k{k}"
-        ev = _evaluate_setting(model, tok, examples, method, layout, k, out / "forced_k" / name, args,
+        ev = _evaluate_setting(model, tok, examples, data_ids, method, layout, k, out / "forced_k" / name, args,
                                {"checkpoint": str(ckpt), "data": str(data), "label": f"k={k}"})
         forced[name] = asdict(ev.summary)
         setting = {"name": name, "label": f"k={k}", "kind": "forced_k", "k": k, "method": method.name,
@@ -288,13 +316,12 @@ def run_analysis(
         cat_rows += _categorise(setting, ev.records, graphs, k // thoughts_per_hop)
         settings.append(setting)
     atomic_write_text(out / "forced_k" / "forced_k.json", json.dumps(forced, indent=2) + "\n")
-    for name, label, path in refs:
-        rmodel, rtok, rmeta = load_model(path)
+    for name, label, path, rmodel, rtok, rmeta, rdata in references:
         rmethod = get_method(rmeta.method)
         if rmethod.name != name:
             print(f"note: --{name.replace('_', '-')} {path} is a '{rmethod.name}' checkpoint; shown as {label}")
         k = rmeta.eval_thoughts
-        ev = _evaluate_setting(rmodel.to(dev).eval(), rtok, examples, rmethod, rmeta.layout, k,
+        ev = _evaluate_setting(rmodel.to(dev).eval(), rtok, examples, rdata, rmethod, rmeta.layout, k,
                                out / "reference" / name, args, {"checkpoint": str(path), "data": str(data), "label": label})
         setting = {"name": name, "label": label, "kind": "reference", "k": k, "method": rmethod.name,
                    "checkpoint": str(path), "n": ev.summary.n, "accuracy": ev.summary.accuracy,
@@ -303,6 +330,7 @@ def run_analysis(
         cat_rows += _categorise(setting, ev.records, graphs, 0)
         settings.append(setting)
         del rmodel
+    references.clear()
     atomic_write_text(out / "path_categories.json", json.dumps({
         "checkpoint": str(ckpt), "data": str(data), "n_examples": len(examples),
         "categories": [{"key": c.value, "label": c.label} for c in PathCategory],
@@ -312,7 +340,7 @@ def run_analysis(
 
     # 3. latent search
     records = frontier_values(model, tok, examples, hops=search_hops, method=method, layout=layout,
-                              batch_size=batch_size, progress=progress)
+                              batch_size=batch_size, progress=progress, data=data_ids)
     tree = tree_example if tree_example is not None else _pick_tree_example(records)
     write_search(records, summarize_search(records), out,
                  extra={"checkpoint": str(ckpt), "data": str(data), "tree_example": tree,
@@ -322,7 +350,7 @@ def run_analysis(
     decoded = []
     k = meta.eval_thoughts or max(latents)
     if method.continuous and decode_examples > 0:
-        decoded = _decode_examples(model, tok, examples[:decode_examples], [r.gold_path for r in records],
+        decoded = _decode_examples(model, tok, data_ids[:decode_examples], [r.gold_path for r in records],
                                    method, layout, k, max_new_tokens)
     atomic_write_text(out / "thoughts.json", json.dumps({"checkpoint": str(ckpt), "examples": decoded}, indent=2) + "\n")
 
@@ -552,7 +580,8 @@ def cmd_analyze(args: argparse.Namespace) -> int:
                           max_new_tokens=args.max_new_tokens, search_hops=args.search_hops,
                           decode_examples=args.decode_examples, tree_example=args.tree_example,
                           device=args.device, progress=not args.no_progress, probe_examples=args.probe_examples,
-                          html=args.html, html_examples=args.html_examples, compare=args.compare)
+                          html=args.html, html_examples=args.html_examples, compare=args.compare,
+                          any_task=args.any_task, overwrite=args.overwrite)
     for name, acc in result.accuracy.items():
         print(f"{name:>8}: accuracy {acc:.3f}")
     print(f"wrote {len(result.files)} files ({len(result.figures)} figures) under {result.out_dir}; "
@@ -564,7 +593,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
 def add_analyze_parser(sub: argparse._SubParsersAction) -> None:
     """Add the `analyze` subcommand to the `coconut-lm` parser (sets `func`)."""
-    from coconut_lm.argtypes import int_list, non_negative_int, positive_int
+    from coconut_lm.argtypes import int_list, non_negative_int, path, positive_int
 
     p = sub.add_parser("analyze", help="ProsQA analysis of a Coconut checkpoint: forced k, path categories, latent search, figures",
                        description="The paper's section 5 on ProsQA: forced-k evaluation, path categories per k, "
@@ -574,14 +603,14 @@ def add_analyze_parser(sub: argparse._SubParsersAction) -> None:
                                    "with --html, a self-contained page to walk through each example's latent search. "
                                    "A ProntoQA checkpoint gets forced k (accuracy, chain match), the references and "
                                    "decoded thoughts.")
-    p.add_argument("checkpoint", metavar="CKPT", help="Coconut checkpoint folder, or a run folder (its best/ is used)")
-    p.add_argument("--data", required=True, metavar="FILE", help="ProsQA data with graph keys (e.g. prosqa_valid.json), or ProntoQA data in the checkpoint's form")
-    p.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    p.add_argument("checkpoint", type=path, metavar="CKPT", help="Coconut checkpoint folder, or a run folder (its best/ is used)")
+    p.add_argument("--data", type=path, required=True, metavar="FILE", help="ProsQA data with graph keys (e.g. prosqa_valid.json), or ProntoQA data in the checkpoint's form")
+    p.add_argument("--out", type=path, required=True, metavar="DIR", help="output folder")
     p.add_argument("--latents", type=int_list, default=list(DEFAULT_LATENTS), metavar="K,K,...",
                    help="thought counts k for forced-k evaluation (default 0,1,2,3,4,5,6)")
-    p.add_argument("--cot", default=None, metavar="RUN_OR_CKPT",
+    p.add_argument("--cot", type=path, default=None, metavar="RUN_OR_CKPT",
                    help="CoT reference, evaluated with its own setting and drawn beside the k bars")
-    p.add_argument("--no-cot", default=None, metavar="RUN_OR_CKPT", help="No-CoT reference, likewise")
+    p.add_argument("--no-cot", type=path, default=None, metavar="RUN_OR_CKPT", help="No-CoT reference, likewise")
     p.add_argument("--max-examples", type=positive_int, default=None, metavar="N",
                    help="analyse only the first N examples")
     p.add_argument("--batch-size", type=positive_int, default=64, metavar="B",
@@ -606,6 +635,11 @@ def add_analyze_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--compare", action="append", default=[], metavar="[LABEL=]PREDICTIONS",
                    help="with --html: show what another run wrote for each question: its predictions.jsonl, or the "
                         "eval or run folder holding one, on the same data (repeatable)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an earlier analysis in a non-empty --out (its files there are removed first)")
+    p.add_argument("--any-task", action="store_true",
+                   help="analyse data that looks like another task's, or another form's, than the checkpoint's "
+                        "(refused otherwise, as in eval)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="device (default: cuda if available)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_analyze)

@@ -80,6 +80,8 @@ def example_from_dict(obj: Any, index: int | None = None, path: str | os.PathLik
 
 def require_file(path: str | os.PathLike) -> Path:
     """`path` as a Path if it is a readable file; otherwise one ExampleFormatError saying what it is instead."""
+    if not str(path).strip():
+        raise ExampleFormatError("an empty path was given where a file is expected")
     p = Path(path)
     if p.is_dir():
         raise ExampleFormatError(f"{p}: is a directory, not a file")
@@ -136,9 +138,12 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, p)
-    except BaseException:
+    except BaseException as e:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(e, OSError):  # a full disk, a file-size limit (EFBIG), a quota: name the file, not the temp
+            raise CoconutError(f"{p}: cannot write it ({e.strerror or type(e).__name__}); nothing was "
+                               f"replaced") from None
         raise
 
 

@@ -158,6 +158,13 @@ def load_gsm8k(
     """Convert `source_path` to the common format, dropping questions that appear in `exclude`."""
     fmt = detect_format(source_path)
     examples = _READERS[fmt](source_path)
+    if fmt == "common":
+        from coconut_lm.tasks.answers import data_task
+
+        task = data_task(examples)
+        if task is not None and task != "gsm8k":
+            raise ExampleFormatError(f"{source_path}: looks like {task} data, not GSM8k (its answers are not all "
+                                     f"numbers, or its items carry a graph); convert a GSM8k file")
     n_read = len(examples)
     if exclude is None:
         return Gsm8kLoad(examples, fmt, n_read)

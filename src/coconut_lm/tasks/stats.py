@@ -73,6 +73,8 @@ class DatasetStats:
     answer_words: Summary
     graph: GraphStats | None
     """None when no item carries a graph."""
+    malformed_graphs: tuple[int, ...] = ()
+    """Items that carry graph keys which do not form a graph (an edge out of range...): left out of `graph`."""
 
 
 def _words(text: str) -> int:
@@ -153,6 +155,8 @@ def dataset_stats(examples: Sequence[Example]) -> DatasetStats:
         steps_words=Summary.of([sum(_words(s) for s in ex.steps) for ex in examples]),
         answer_words=Summary.of([_words(ex.answer) for ex in examples]),
         graph=_graph_stats(examples),
+        malformed_graphs=tuple(i for i, ex in enumerate(examples)
+                               if ("idx_to_symbol" in ex.extra or "edges" in ex.extra) and _graph_of(ex) is None),
     )
 
 
@@ -185,6 +189,10 @@ def _rows(stats: DatasetStats) -> list[tuple[str, str]]:
                 ("shortest path hops (min / mean / max)", _fmt(g.hops, 2)),
                 ("shortest paths per item (mean)", f"{g.shortest_paths:.2f}"),
             ]
+    if stats.malformed_graphs:
+        bad = stats.malformed_graphs
+        shown = ", ".join(map(str, bad[:10])) + (", ..." if len(bad) > 10 else "")
+        rows.append(("malformed graphs, left out (items)", f"{len(bad)} ({shown})"))
     return rows
 
 
