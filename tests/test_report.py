@@ -151,3 +151,23 @@ def test_validation_curves_go_into_the_json_and_one_figure(tmp_path):
     assert report.curves.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert write_report([old], tmp_path / "none.md").curves is None
     assert not (tmp_path / "none_curves.png").exists()
+
+
+def test_variants_get_their_own_rows_without_the_papers_number(tmp_path):
+    """A faithful-shift or rotary run is not averaged into the default method's cell."""
+    runs = [make_run(tmp_path, "d0", "coconut", "prosqa", 0, summary={"accuracy": 0.94, "mean_tokens": 6.0}),
+            make_run(tmp_path, "d1", "coconut", "prosqa", 1, summary={"accuracy": 0.92, "mean_tokens": 6.0}),
+            make_run(tmp_path, "f0", "coconut", "prosqa", 0, summary={"accuracy": 0.85, "mean_tokens": 6.0}),
+            make_run(tmp_path, "l0", "coconut", "prosqa", 0, summary={"accuracy": 0.50, "mean_tokens": 6.0})]
+    for run, extra in ((runs[2], {"shift_thoughts": False}), (runs[3], {"arch": "llama", "token_shift": 0})):
+        cfg = yaml.safe_load((run / "config.yaml").read_text())
+        (run / "config.yaml").write_text(yaml.safe_dump({**cfg, **extra}))
+    report = write_report(runs, tmp_path / "t.md")
+    cells = {(c.method, c.variant): c for c in report.cells if c.task == "prosqa" and c.method == "coconut"}
+    assert set(cells) == {("coconut", ""), ("coconut", "shift off the thoughts"), ("coconut", "llama, no token shift")}
+    assert cells[("coconut", "")].accuracy_mean == pytest.approx(93.0) and cells[("coconut", "")].seeds == [0, 1]
+    assert cells[("coconut", "shift off the thoughts")].accuracy_mean == pytest.approx(85.0)
+    assert cells[("coconut", "shift off the thoughts")].paper_accuracy is None
+    assert cells[("coconut", "")].paper_accuracy == PAPER["coconut"]["prosqa"][0]
+    md = report.markdown.read_text()
+    assert "| Coconut (shift off the thoughts) | – | – | – | – | 85.0 (6.0) [seed 0] | – |" in md

@@ -58,6 +58,7 @@ class RunResult:
     n: int | None  # evaluated examples, when known
     source: str  # e.g. "eval/summary.json (prosqa_valid.json, n=500)" or "metrics.jsonl best val (epoch 42)"
     curve: list[tuple[int, float]] = field(default_factory=list)  # (examples seen, val accuracy) per val row
+    variant: str = ""  # how the model departs from its method's default (`variant_of`); "" for the default
 
 
 @dataclass
@@ -74,6 +75,7 @@ class Cell:
     paper_accuracy: float | None
     paper_tokens: float | None
     sources: list[str]
+    variant: str = ""
 
 
 @dataclass
@@ -86,6 +88,19 @@ class Report:
     runs: list[RunResult]
     warnings: list[str]
     curves: Path | None = None  # the figure of the validation curves; None when no run has val rows
+
+
+def variant_of(cfg: dict[str, Any]) -> str:
+    """What sets a run apart from its method's default model, for its own table row: a rotary backbone
+    (`arch`), no token shift (`token_shift: 0`), the shift kept off the thoughts (`shift_thoughts: false`)."""
+    parts = []
+    if cfg.get("arch") not in (None, "gpt2"):
+        parts.append(str(cfg["arch"]))
+    if cfg.get("token_shift") == 0:
+        parts.append("no token shift")
+    elif cfg.get("shift_thoughts") is False:
+        parts.append("shift off the thoughts")
+    return ", ".join(parts)
 
 
 def _read_json(path: Path) -> Any:
@@ -134,7 +149,8 @@ def read_run(run_dir: str | os.PathLike, eval_subdir: str = "eval") -> RunResult
                 raise CoconutError(f"{summary_path}: field '{key}' is '{s[key]}' but {cfg_path} says '{want}'")
         data = f"{Path(str(s['data'])).name}, " if s.get("data") else ""
         return RunResult(str(run), method, task, seed, float(s["accuracy"]), s.get("mean_tokens"), s.get("n"),
-                         f"{summary_path.relative_to(run).as_posix()} ({data}n={s.get('n', '?')})", curve)
+                         f"{summary_path.relative_to(run).as_posix()} ({data}n={s.get('n', '?')})", curve,
+                         variant_of(cfg))
 
     if not vals:
         raise CoconutError(f"run {run}: no {eval_subdir}/summary.json and no val row with val_accuracy in metrics.jsonl")
@@ -152,7 +168,8 @@ def read_run(run_dir: str | os.PathLike, eval_subdir: str = "eval") -> RunResult
     best = max(vals, key=lambda r: (progress(r), r["val_accuracy"]))
     thoughts = f", {best['val_thoughts']} thoughts" if best.get("val_thoughts") is not None else ""
     return RunResult(str(run), method, task, seed, float(best["val_accuracy"]), best.get("val_tokens"), None,
-                     f"metrics.jsonl best val (epoch {int(best.get('epoch', -1)) + 1}{thoughts})", curve)
+                     f"metrics.jsonl best val (epoch {int(best.get('epoch', -1)) + 1}{thoughts})", curve,
+                     variant_of(cfg))
 
 
 def _mean_std(values: Sequence[float]) -> tuple[float | None, float | None]:
@@ -162,23 +179,26 @@ def _mean_std(values: Sequence[float]) -> tuple[float | None, float | None]:
 
 
 def aggregate(runs: Sequence[RunResult]) -> tuple[list[Cell], list[str]]:
-    """One `Cell` per method (paper order) and task: our mean ± std over seeds beside the paper's number."""
-    groups: dict[tuple[str, str], list[RunResult]] = defaultdict(list)
+    """One `Cell` per method (paper order), variant (the default first) and task: our mean ± std over seeds
+    beside the paper's number (which is for the default)."""
+    groups: dict[tuple[str, str, str], list[RunResult]] = defaultdict(list)
     for r in runs:
-        groups[(r.method, r.task)].append(r)
+        groups[(r.method, r.variant, r.task)].append(r)
     cells, warnings = [], []
     for method in method_labels():
-        for task in TASKS:
-            rs = sorted(groups.get((method, task), []), key=lambda r: r.seed)
+        variants = [""] + sorted({r.variant for r in runs if r.method == method and r.variant})
+        for variant, task in ((v, t) for v in variants for t in TASKS):
+            rs = sorted(groups.get((method, variant, task), []), key=lambda r: r.seed)
             seeds = [r.seed for r in rs]
+            name = f"{method}{f' ({variant})' if variant else ''}/{task}"
             if len(set(seeds)) < len(seeds):
-                warnings.append(f"{method}/{task}: a seed appears more than once ({seeds}); they are averaged as separate runs")
+                warnings.append(f"{name}: a seed appears more than once ({seeds}); they are averaged as separate runs")
             acc_m, acc_s = _mean_std([100 * r.accuracy for r in rs])
             tok = [r.tokens for r in rs if r.tokens is not None]
             tok_m, tok_s = _mean_std(tok) if len(tok) == len(rs) else (None, None)
-            paper = TASKS[task].paper.get(method)
+            paper = TASKS[task].paper.get(method) if not variant else None
             cells.append(Cell(method, task, seeds, acc_m, acc_s, tok_m, tok_s, paper[0] if paper else None,
-                              paper[1] if paper else None, [r.source for r in rs]))
+                              paper[1] if paper else None, [r.source for r in rs], variant))
     extra = sorted({r.task for r in runs} - set(TASKS))
     if extra:
         warnings.append(f"tasks not in the paper's table are listed only under 'Runs': {', '.join(extra)}")
@@ -204,20 +224,24 @@ def _paper(c: Cell) -> str:
 
 def format_markdown(cells: Sequence[Cell], runs: Sequence[RunResult], warnings: Sequence[str] = ()) -> str:
     """Table 1 (ours beside the paper's) and a per-run table naming each number's source."""
-    by = {(c.method, c.task): c for c in cells}
+    by = {(c.method, c.variant, c.task): c for c in cells}
     head = ["method"] + [f"{TASKS[t].label} {who}" for t in TASKS for who in ("ours", "paper")]
     lines = ["# Results: Table 1 of Hao et al. 2024 (Coconut), ours beside the paper's", "",
              "Accuracy in %, (tokens generated per answer, continuous thoughts included). Ours: mean ± sample "
-             "std over the seeds listed; paper: pretrained GPT-2 124M.", "",
+             "std over the seeds listed; paper: pretrained GPT-2 124M. A row with a note in parentheses is a variant "
+             "of the method (backbone or token shift); the paper has no number for it.", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for method, label in method_labels().items():
-        cols = [x for t in TASKS for x in (_ours(by[(method, t)]), _paper(by[(method, t)]))]
-        lines.append("| " + " | ".join([label, *cols]) + " |")
-    lines += ["", "## Runs", "", "| run | method | task | seed | accuracy % | tokens | source |", "|---|---|---|---|---|---|---|"]
-    row_of = {name: i for i, name in enumerate(method_labels())}
-    for r in sorted(runs, key=lambda r: (r.task, row_of[r.method], r.seed, r.run_dir)):
+    labels = method_labels()
+    for method, variant in dict.fromkeys((c.method, c.variant) for c in cells):
+        cols = [x for t in TASKS for x in (_ours(by[(method, variant, t)]), _paper(by[(method, variant, t)]))]
+        lines.append("| " + " | ".join([labels[method] + (f" ({variant})" if variant else ""), *cols]) + " |")
+    lines += ["", "## Runs", "", "| run | method | variant | task | seed | accuracy % | tokens | source |",
+              "|---|---|---|---|---|---|---|---|"]
+    row_of = {name: i for i, name in enumerate(labels)}
+    for r in sorted(runs, key=lambda r: (r.task, row_of[r.method], r.variant, r.seed, r.run_dir)):
         tok = "–" if r.tokens is None else f"{r.tokens:.1f}"
-        lines.append(f"| `{r.run_dir}` | {r.method} | {r.task} | {r.seed} | {100 * r.accuracy:.1f} | {tok} | {r.source} |")
+        lines.append(f"| `{r.run_dir}` | {r.method} | {r.variant or '–'} | {r.task} | {r.seed} | {100 * r.accuracy:.1f} "
+                     f"| {tok} | {r.source} |")
     lines += ["", "Source of each number: see the last column. † in the table: at least one run of that cell has no eval "
               "summary, so its number is the best validation accuracy during training (`metrics.jsonl`, with that "
               "stage's thought count); `eval/summary.json` numbers come from `coconut-lm eval`."]
