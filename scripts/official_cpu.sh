@@ -15,7 +15,8 @@
 # the official validation file and on 500 other fresh graphs (seed 777), neither of which chose it.
 # Needs ../shared/data/prosqa/prosqa_valid.json (or PROSQA_VALID=...). A stopped stage continues with
 # `coconut-lm train ROOT/NAME/config.yaml --resume [max_train_seconds=...]`; rerunning the script skips a
-# finished stage (one whose eval_fresh/ exists). STAGE4=0 stops after stage 3.
+# finished stage (one whose eval_fresh/ exists) and resumes a stopped one (its config.yaml is there; the
+# overrides given then, e.g. max_train_seconds=, apply to the resumed run). STAGE4=0 stops after stage 3.
 # N10_STEPS, N16_EPOCHS, TRAIN_N, VALID_N and C2_EPOCHS shrink the stages for a dry run (tests/test_scripts.py).
 set -euo pipefail
 root=${1:?usage: official_cpu.sh ROOT NAME [key=value ...]}
@@ -61,15 +62,24 @@ if [ ! -d "$root/n16/best" ]; then
 fi
 stage3=(train_path="$d/official_train.json" val_path="$d/select555.json" "fresh_data=${sym[*]}" num_epochs=100
         epochs_per_stage=8 max_latent_stage=6 eval_every=4 val_max_examples=300)
+# train RUN ARGS...: a new run, or the continuation of one that stopped (its config.yaml is there, no eval_fresh/).
+train() {
+  local run=$1; shift
+  if [ -f "$run/config.yaml" ]; then
+    "$CLI" train --no-progress "$run/config.yaml" --resume "$@" >> "$run.log" 2>&1
+  else
+    "$CLI" train "${common[@]}" "${stage3[@]}" out_dir="$run" "$@" > "$run.log" 2>&1
+  fi
+}
 if [ ! -d "$root/$name/eval_fresh" ]; then
-  "$CLI" train "${common[@]}" "${stage3[@]}" init_from="$root/n16/best" out_dir="$root/$name" "$@" > "$root/$name.log" 2>&1
+  train "$root/$name" init_from="$root/n16/best" "$@"
   score "$root/$name"
 fi
 [ "${STAGE4:-1}" = 0 ] && exit 0
 # Stage 4 starts inside the all-latent stage (epoch 56 of 8-epoch stages) and runs a cosine over C2_EPOCHS more.
 c2=$root/$name-c2
 if [ ! -d "$c2/eval_fresh" ]; then
-  "$CLI" train "${common[@]}" "${stage3[@]}" "$@" init_from="$root/$name/best" out_dir="$c2" \
-    start_epoch=56 num_epochs=$((56 + ${C2_EPOCHS:-80})) lr=3e-4 warmup_steps=500 seed=$((seed + 1)) > "$c2.log" 2>&1
+  train "$c2" "$@" init_from="$root/$name/best" start_epoch=56 num_epochs=$((56 + ${C2_EPOCHS:-80})) lr=3e-4 \
+    warmup_steps=500 seed=$((seed + 1))
   score "$c2"
 fi

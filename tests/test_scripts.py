@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -38,6 +39,16 @@ def test_official_cpu_recipe_script_runs_its_four_stages(tmp_path, prosqa_valid)
         official = json.loads((root / run / "eval_official" / "summary.json").read_text())
         fresh = json.loads((root / run / "eval_fresh" / "summary.json").read_text())
         assert official["n"] == 12 and fresh["n"] == 500, run
+
+    # A stage that stopped before its scores resumes when the script runs again; finished stages are skipped.
+    for sub in ("eval_fresh", "eval_official"):
+        shutil.rmtree(root / "try-c2" / sub)
+    proc = subprocess.run(["bash", str(ROOT / "scripts" / "official_cpu.sh"), str(root), "try", "num_epochs=1",
+                           "max_steps_per_epoch=2", "val_max_examples=6", "eval_every=1"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "resumed from" in (root / "try-c2.log").read_text() and "resumed" not in (root / "try.log").read_text()
+    assert (root / "try-c2" / "eval_fresh" / "summary.json").is_file()
 
     # The finished chain ships as a models/ folder that eval and report take as it is.
     shipped = tmp_path / "models" / "prosqa-coconut-try"
