@@ -29,11 +29,11 @@ import time
 
 import torch
 
-from coconut_lm.backbone import build_from_scratch
-from coconut_lm.bench_measures import matmul_flops_per_s, step_flops, time_interleaved
-from coconut_lm.compiled import compile_blocks
-from coconut_lm.model import CoconutLM
-from coconut_lm.tokenizer import SpecialTokens
+from coconut_lm.bench.measures import matmul_flops_per_s, step_flops, time_interleaved
+from coconut_lm.model.backbone import build_from_scratch
+from coconut_lm.model.coconut import CoconutLM
+from coconut_lm.model.compiled import compile_blocks
+from coconut_lm.recipe.tokens import SpecialTokens
 
 
 class GeluTanhSigmoid(torch.nn.Module):

@@ -26,8 +26,8 @@ from typing import Any
 import yaml
 
 from coconut_lm.errors import CoconutError
-from coconut_lm.lineage import Stage, run_chain
-from coconut_lm.model_files import read_checkpoint_info
+from coconut_lm.model.files import read_checkpoint_info
+from coconut_lm.training.lineage import Stage, run_chain
 
 
 def scores(run: Path) -> dict[str, dict[str, Any]]:

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import yaml
 
-from coconut_lm.runlog import read_metrics
+from coconut_lm.training.runlog import read_metrics
 
 
 def load_spec(path: Path) -> dict:

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 from coconut_lm.errors import CoconutError
-from coconut_lm.lineage import chain_curve, run_chain
+from coconut_lm.training.lineage import chain_curve, run_chain
 
 
 def first_reach(points: list[tuple[int, float, float, str]], target: float) -> tuple[int, float, str] | None:

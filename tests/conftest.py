@@ -58,10 +58,10 @@ def openai_train() -> Path:
 @pytest.fixture(scope="session")
 def coconut_checkpoint(tmp_path_factory):
     """A micro Coconut model trained for two steps on generated ProsQA (weights are near random)."""
-    from coconut_lm.config import load_config
     from coconut_lm.tasks.examples import save_examples
     from coconut_lm.tasks.prosqa import generate_prosqa
-    from coconut_lm.train import train
+    from coconut_lm.training.config import load_config
+    from coconut_lm.training.train import train
 
     root = tmp_path_factory.mktemp("ckpt")
     save_examples(generate_prosqa(16, seed=0, workers=1), root / "train.json")

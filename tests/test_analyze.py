@@ -32,10 +32,10 @@ def data_file(tmp_path_factory) -> Path:
 
 def make_checkpoint(path: Path, data: Path, **meta) -> Path:
     """A checkpoint of a tiny random model with a word tokenizer over `data` (no training)."""
-    from coconut_lm.backbone import build_backbone
-    from coconut_lm.data import segment_texts
-    from coconut_lm.model import CoconutLM
-    from coconut_lm.tokenizer import build_word_tokenizer, special_token_ids
+    from coconut_lm.data.pipeline import segment_texts
+    from coconut_lm.data.tokenizer import build_word_tokenizer, special_token_ids
+    from coconut_lm.model.backbone import build_backbone
+    from coconut_lm.model.coconut import CoconutLM
 
     texts = [t for ex in load_examples(data) for q, steps, a in [segment_texts(ex)] for t in (q, *steps, a)]
     tok = build_word_tokenizer(texts)
@@ -137,8 +137,8 @@ def test_tree_example_is_the_one_asked_for(tmp_path, data_file, checkpoints):
 
 @pytest.mark.slow
 def test_analyze_a_trained_tiny_checkpoint(tmp_path, data_file):
-    from coconut_lm.config import load_config
-    from coconut_lm.train import train
+    from coconut_lm.training.config import load_config
+    from coconut_lm.training.train import train
 
     run = tmp_path / "run"
     cfg = load_config(CONFIGS / "prosqa_coconut_tiny.yaml", [
@@ -150,7 +150,7 @@ def test_analyze_a_trained_tiny_checkpoint(tmp_path, data_file):
                   "--max-examples", "8", "--max-new-tokens", "16", "--device", "cpu", "--no-progress"])
     assert args.func(args) == 0
     # Thoughts are decoded with the eval setting best/ records: its stage's count, k*c.
-    from coconut_lm.model import read_meta
+    from coconut_lm.model.coconut import read_meta
 
     meta = read_meta(run / "best")
     assert meta["eval_thoughts"] == meta["stage"] * meta["c_thought"] > 0

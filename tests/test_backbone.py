@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from coconut_lm.backbone import (
+from coconut_lm.data.tokenizer import build_word_tokenizer, special_token_ids
+from coconut_lm.errors import CoconutError
+from coconut_lm.model.backbone import (
     PRESETS,
     build_backbone,
     build_tiny_llama,
@@ -13,13 +15,11 @@ from coconut_lm.backbone import (
     resize_for_new_tokens,
     tiny_llama_config,
 )
-from coconut_lm.errors import CoconutError
-from coconut_lm.tokenizer import build_word_tokenizer, special_token_ids
 
 
 @pytest.mark.parametrize("name", sorted(PRESETS))
 def test_every_preset_has_the_documented_shape(name):
-    from coconut_lm.backbone import gpt2_config
+    from coconut_lm.model.backbone import gpt2_config
 
     cfg = gpt2_config(name, vocab_size=100)  # a config only: the 124M model is not built here
     want = {"micro": (2, 64, 2), "mini": (3, 128, 4), "tiny": (4, 256, 4), "small": (6, 384, 6), "gpt2-124m": (12, 768, 12)}[name]
@@ -29,7 +29,7 @@ def test_every_preset_has_the_documented_shape(name):
 
 @pytest.mark.parametrize("arch", ["gpt2", "llama"])
 def test_build_from_scratch_shapes_and_overrides(arch):
-    from coconut_lm.backbone import build_from_scratch
+    from coconut_lm.model.backbone import build_from_scratch
 
     tok = build_word_tokenizer(["Tom is a wumpus ."])
     model = build_from_scratch("micro", len(tok), 96, special_token_ids(tok), arch=arch, n_layer=3, n_embd=None)
@@ -49,7 +49,7 @@ def test_build_from_scratch_shapes_and_overrides(arch):
 def test_activation_override_is_built_and_saved(arch, field, default, tmp_path):
     from transformers import AutoModelForCausalLM
 
-    from coconut_lm.backbone import build_from_scratch
+    from coconut_lm.model.backbone import build_from_scratch
 
     assert getattr(build_from_scratch("micro", 20, 32, arch=arch).config, field) == default
     torch.manual_seed(0)

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from coconut_lm.config import load_config
 from coconut_lm.errors import CoconutError
+from coconut_lm.training.config import load_config
 
 
 @pytest.mark.parametrize(
@@ -94,7 +94,7 @@ def test_generate_refuses_an_empty_question_and_negative_latents(coconut_checkpo
 def test_control_token_text_in_data_is_refused_in_train_eval_and_generate(coconut_checkpoint, tmp_path, capsys):
     from coconut_lm.cli import main
     from coconut_lm.tasks.examples import load_examples, save_examples
-    from coconut_lm.train import train
+    from coconut_lm.training.train import train
 
     examples = load_examples(coconut_checkpoint / "val.json")
     bad = tmp_path / "bad.json"
@@ -156,7 +156,7 @@ def test_data_out_that_is_a_directory_is_a_one_line_error(tmp_path, capsys):
 
 
 def test_a_mistyped_preset_is_named_with_the_presets_and_a_suggestion(coconut_checkpoint, tmp_path):
-    from coconut_lm.train import train
+    from coconut_lm.training.train import train
 
     over = [f"train_path={coconut_checkpoint / 'train.json'}", f"val_path={coconut_checkpoint / 'val.json'}",
             f"out_dir={tmp_path / 'r'}"]
@@ -168,7 +168,7 @@ def test_a_mistyped_preset_is_named_with_the_presets_and_a_suggestion(coconut_ch
 
 
 def test_train_out_dir_that_is_a_file_is_a_one_line_error(coconut_checkpoint, tmp_path):
-    from coconut_lm.train import train
+    from coconut_lm.training.train import train
 
     (tmp_path / "f").write_text("x")
     cfg = load_config(None, [f"train_path={coconut_checkpoint / 'train.json'}", f"val_path={coconut_checkpoint / 'val.json'}",
@@ -192,7 +192,7 @@ def test_eval_names_the_file_and_item_of_an_over_long_question(coconut_checkpoin
 
 
 def test_progress_in_a_log_file_is_one_plain_line_per_epoch(coconut_checkpoint, tmp_path, capsys):
-    from coconut_lm.train import train
+    from coconut_lm.training.train import train
 
     cfg = load_config(None, [f"train_path={coconut_checkpoint / 'train.json'}", f"val_path={coconut_checkpoint / 'val.json'}",
                              "model=micro", f"out_dir={tmp_path / 'r'}", "num_epochs=2", "batch_size=4",
@@ -238,7 +238,7 @@ def test_paths_that_cannot_be_written_are_one_line_errors(coconut_checkpoint, ca
 def test_resume_without_a_complete_checkpoint_refuses_and_changes_nothing(coconut_checkpoint, tmp_path, damage):
     import hashlib
 
-    from coconut_lm.train import train
+    from coconut_lm.training.train import train
 
     cfg = load_config(None, [f"train_path={coconut_checkpoint / 'train.json'}", f"val_path={coconut_checkpoint / 'val.json'}",
                              "model=micro", f"out_dir={tmp_path / 'r'}", "num_epochs=1", "batch_size=4",
@@ -267,7 +267,7 @@ def test_resume_refuses_a_training_file_that_changed(coconut_checkpoint, tmp_pat
     import shutil
 
     from coconut_lm.tasks.examples import load_examples, save_examples
-    from coconut_lm.train import train
+    from coconut_lm.training.train import train
 
     data = tmp_path / "train.json"
     shutil.copy(coconut_checkpoint / "train.json", data)
@@ -305,8 +305,8 @@ def test_an_unreadable_file_is_named_as_such(tmp_path, monkeypatch, capsys):
 
 
 def test_a_resumed_run_logs_its_total_time_and_how_many_steps_each_loss_averages(coconut_checkpoint, tmp_path):
-    from coconut_lm.runlog import read_metrics
-    from coconut_lm.train import train
+    from coconut_lm.training.runlog import read_metrics
+    from coconut_lm.training.train import train
 
     cfg = load_config(None, [f"train_path={coconut_checkpoint / 'train.json'}", f"val_path={coconut_checkpoint / 'val.json'}",
                              "model=micro", f"out_dir={tmp_path / 'r'}", "num_epochs=1", "batch_size=4",
@@ -335,12 +335,12 @@ def _analyze_args(ckpt, data, out, *extra):
 @pytest.fixture(scope="module")
 def symbolic_checkpoint(coconut_checkpoint, tmp_path_factory):
     """An untrained micro Coconut checkpoint that reads symbolic ProsQA (a symbol tokenizer), and its data."""
-    from coconut_lm.backbone import build_backbone
-    from coconut_lm.data import vocabulary_texts
-    from coconut_lm.model import CoconutLM
+    from coconut_lm.data.pipeline import vocabulary_texts
+    from coconut_lm.data.tokenizer import build_symbol_tokenizer, special_token_ids
+    from coconut_lm.model.backbone import build_backbone
+    from coconut_lm.model.coconut import CoconutLM
     from coconut_lm.tasks.examples import load_examples, save_examples
     from coconut_lm.tasks.symbolic import alphabet, symbolize
-    from coconut_lm.tokenizer import build_symbol_tokenizer, special_token_ids
 
     root = tmp_path_factory.mktemp("symbolic")
     examples = symbolize(load_examples(coconut_checkpoint / "val.json"), seed=0)
@@ -470,12 +470,12 @@ def test_a_second_train_into_a_held_run_folder_is_refused_and_a_dead_owners_lock
     import sys
 
     from coconut_lm.cli import main
-    from coconut_lm.runlock import LOCK_NAME
+    from coconut_lm.training.runlock import LOCK_NAME
 
     run = tmp_path / "r"
     run.mkdir()
     holder = subprocess.Popen(  # another `train` holding the folder
-        [sys.executable, "-c", "import sys, time; from coconut_lm.runlock import acquire_run_lock; "
+        [sys.executable, "-c", "import sys, time; from coconut_lm.training.runlock import acquire_run_lock; "
                                "acquire_run_lock(sys.argv[1]); print('held', flush=True); time.sleep(120)", str(run)],
         stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
     try:
@@ -497,8 +497,8 @@ def test_a_second_train_into_a_held_run_folder_is_refused_and_a_dead_owners_lock
 
 
 def test_the_lock_is_released_when_training_fails(coconut_checkpoint, tmp_path):
-    from coconut_lm.runlock import LOCK_NAME
-    from coconut_lm.train import train
+    from coconut_lm.training.runlock import LOCK_NAME
+    from coconut_lm.training.train import train
 
     cfg = load_config(None, _train_args(coconut_checkpoint, tmp_path / "r")[1:-1])
     train(cfg, progress=False, device="cpu")
@@ -511,8 +511,8 @@ def test_stray_temporary_checkpoints_of_a_killed_write_are_cleaned_at_the_next_s
                                                                                      capsys):
     import shutil
 
-    from coconut_lm.checkpoint import verify_checkpoint
-    from coconut_lm.train import train
+    from coconut_lm.training.checkpoint import verify_checkpoint
+    from coconut_lm.training.train import train
 
     cfg = load_config(None, _train_args(coconut_checkpoint, tmp_path / "r")[1:-1])
     train(cfg, progress=False, device="cpu")
@@ -569,10 +569,10 @@ def test_a_non_finite_loss_stops_training_and_keeps_the_last_good_checkpoint(coc
 
     import torch
 
-    from coconut_lm.checkpoint import latest_checkpoint, load_model, verify_checkpoint
     from coconut_lm.cli import main
-    from coconut_lm.runlog import read_metrics
-    from coconut_lm.train import Trainer
+    from coconut_lm.training.checkpoint import latest_checkpoint, load_model, verify_checkpoint
+    from coconut_lm.training.runlog import read_metrics
+    from coconut_lm.training.train import Trainer
 
     original = Trainer.train_step
 
@@ -628,8 +628,8 @@ def test_a_hub_id_without_a_network_fails_in_seconds_saying_to_pass_a_local_fold
                                                                                    monkeypatch, capsys):
     import time
 
-    from coconut_lm import backbone
     from coconut_lm.cli import main
+    from coconut_lm.model import backbone
 
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)  # nothing says offline: the probe finds out
     monkeypatch.setattr(backbone, "hub_reachable", lambda timeout=3.0: False)
@@ -646,7 +646,7 @@ def test_the_hub_probe_answers_quickly_when_nothing_listens(monkeypatch):
     import socket
     import time
 
-    from coconut_lm.backbone import hub_offline, hub_reachable
+    from coconut_lm.model.backbone import hub_offline, hub_reachable
 
     with socket.socket() as s:  # a port that was just free: nothing answers there
         s.bind(("127.0.0.1", 0))
@@ -670,8 +670,8 @@ def _one_error_line(err: str) -> bool:
 def test_resume_with_a_trainer_state_that_lacks_keys_is_one_line(coconut_checkpoint, tmp_path, capsys):
     import torch
 
-    from coconut_lm.checkpoint import write_manifest
     from coconut_lm.cli import main
+    from coconut_lm.training.checkpoint import write_manifest
 
     run = tmp_path / "r"
     assert main(_train_args(coconut_checkpoint, run)) == 0
@@ -691,7 +691,7 @@ def test_relabelling_symbolic_data_with_an_out_of_range_edge_is_refused_before_t
                                                                                           symbolic_checkpoint,
                                                                                           tmp_path):
     from coconut_lm.tasks.examples import load_examples, save_examples
-    from coconut_lm.train import train
+    from coconut_lm.training.train import train
 
     examples = load_examples(symbolic_checkpoint / "val.json")
     bad = examples[1].extra["edges"] + [[0, 99]]
@@ -869,7 +869,7 @@ def test_data_stats_names_the_graphs_it_leaves_out(coconut_checkpoint, tmp_path,
 
 
 def test_an_allocator_error_for_absurd_bench_sizes_is_one_line(monkeypatch, capsys):
-    from coconut_lm import bench
+    from coconut_lm.bench import run as bench
     from coconut_lm.cli import main
 
     def out_of_memory(cfg):  # what torch raises for sizes the machine cannot hold (not run for real: it might fit)

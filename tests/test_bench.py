@@ -14,12 +14,12 @@ import sys
 import pytest
 import torch
 
-from coconut_lm.bench import FIRST_WORD, bench_batch, bench_tokens
+from coconut_lm.bench.run import FIRST_WORD, bench_batch, bench_tokens
 from coconut_lm.errors import CoconutError
 
 RUN = """
 import argparse, sys
-from coconut_lm.bench import add_bench_parser
+from coconut_lm.bench.run import add_bench_parser
 parser = argparse.ArgumentParser()
 add_bench_parser(parser.add_subparsers())
 args = parser.parse_args(["bench", *sys.argv[1:]])
@@ -31,7 +31,7 @@ MICRO = ["--preset", "micro", "--batch-size", "2", "--latents", "2", "--question
 
 
 def _parse(*argv: str) -> argparse.Namespace:
-    from coconut_lm.bench import add_bench_parser
+    from coconut_lm.bench.run import add_bench_parser
 
     parser = argparse.ArgumentParser()
     add_bench_parser(parser.add_subparsers())
@@ -124,8 +124,9 @@ def test_gpu_bench_script_dry_runs_on_cpu(tmp_path):
 
 def test_bench_compile_flag_compiles_the_blocks_before_timing(monkeypatch):
     """`--compile MODE` hands the bench model to compile_blocks (mocked here: inductor would build C++)."""
-    from coconut_lm import bench, compiled
-    from coconut_lm.bench import BenchConfig, run_bench
+    from coconut_lm.bench import run as bench
+    from coconut_lm.bench.run import BenchConfig, run_bench
+    from coconut_lm.model import compiled
 
     seen = []
     monkeypatch.setattr(compiled, "compile_blocks", lambda model, mode: seen.append((type(model).__name__, mode)))

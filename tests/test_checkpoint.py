@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from coconut_lm import checkpoint as ckpt
+from coconut_lm.data.tokenizer import build_word_tokenizer
 from coconut_lm.errors import CoconutError
-from coconut_lm.tokenizer import build_word_tokenizer
+from coconut_lm.training import checkpoint as ckpt
 
 TOK = build_word_tokenizer(["a b c"])
 
@@ -91,9 +91,9 @@ def test_trainer_state_loads_with_weights_only(tmp_path):
 
 
 def test_run_meta_round_trips_and_fills_in_what_old_checkpoints_lack():
-    from coconut_lm.checkpoint import RunMeta
     from coconut_lm.errors import CoconutError
-    from coconut_lm.methods import LayoutConfig
+    from coconut_lm.recipe.methods import LayoutConfig
+    from coconut_lm.training.checkpoint import RunMeta
 
     meta = RunMeta(method="pause", task="gsm8k", layout=LayoutConfig(c_thought=2, pause_tokens=4), epoch=3, stage=1,
                    eval_thoughts=4, max_new_tokens=64)

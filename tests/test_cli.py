@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from coconut_lm.cli import COMMANDS, main, parse_args
-from coconut_lm.model import read_meta
+from coconut_lm.model.coconut import read_meta
 from coconut_lm.tasks.examples import load_examples
 
 
@@ -134,7 +134,7 @@ def test_eval_compile_gives_the_same_predictions(coconut_checkpoint, monkeypatch
     """`eval --compile MODE` compiles the blocks (here through dynamo's capture only, aot_eager) and changes no output."""
     import torch
 
-    from coconut_lm import compiled
+    from coconut_lm.model import compiled
 
     real, modes = compiled.compile_blocks, []
 

@@ -1,4 +1,4 @@
-"""Compiled transformer blocks (coconut_lm.compiled) against the slow reference.
+"""Compiled transformer blocks (coconut_lm.model.compiled) against the slow reference.
 
 On CPU the blocks go through dynamo's graph capture and AOT autograd ("aot_eager": the graphs
 that inductor would turn into code, without the C++ build, so the test takes seconds;
@@ -15,9 +15,9 @@ import pytest
 import torch
 from test_model import TOL, assert_close, grads, make_model, make_rows, pad_batch
 
-from coconut_lm.compiled import compile_blocks, transformer_blocks
 from coconut_lm.errors import CoconutError
-from coconut_lm.reference import reference_forward, reference_generate
+from coconut_lm.model.compiled import compile_blocks, transformer_blocks
+from coconut_lm.model.reference import reference_forward, reference_generate
 
 CPU_BACKEND = os.environ.get("COCONUT_TEST_COMPILE_BACKEND", "aot_eager")
 SETTINGS = [pytest.param("cpu", "default", CPU_BACKEND, id=f"cpu-{CPU_BACKEND}"),
@@ -116,11 +116,11 @@ def test_blocks_are_found_and_bad_modes_refused():
 
 def test_trainer_compiles_the_blocks_after_wrapping(tmp_path, monkeypatch):
     """`compile=true` reaches compile_blocks with `compile_mode`, after the model is wrapped."""
-    from coconut_lm import train
-    from coconut_lm.config import load_config
-    from coconut_lm.dist import init_distributed
     from coconut_lm.tasks.examples import save_examples
     from coconut_lm.tasks.prosqa import generate_prosqa
+    from coconut_lm.training import train
+    from coconut_lm.training.config import load_config
+    from coconut_lm.training.dist import init_distributed
 
     calls = []
     wrap_model = train.dist.wrap_model

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from coconut_lm.config import TrainConfig, describe_fields, load_config
 from coconut_lm.errors import CoconutError
-from coconut_lm.methods import METHODS
+from coconut_lm.recipe.methods import METHODS
+from coconut_lm.training.config import TrainConfig, describe_fields, load_config
 
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from coconut_lm.curriculum import (
+from coconut_lm.recipe.curriculum import (
     ALL_TOKENS,
     ScheduleConfig,
     coconut_stage,
@@ -15,7 +15,7 @@ from coconut_lm.curriculum import (
     optimizer_reset_key,
     sample_removal_offsets,
 )
-from coconut_lm.methods import get_method
+from coconut_lm.recipe.methods import get_method
 
 COCONUT, ICOT, COT = get_method("coconut"), get_method("icot"), get_method("cot")
 

@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from coconut_lm.batching import collate, left_pad
-from coconut_lm.curriculum import ScheduleConfig
-from coconut_lm.data import BatchPlan, EpochBatches, check_lengths, tokenize_examples
+from coconut_lm.data.batching import collate, left_pad
+from coconut_lm.data.pipeline import BatchPlan, EpochBatches, check_lengths, tokenize_examples
+from coconut_lm.data.tokenizer import build_word_tokenizer, special_token_ids
 from coconut_lm.errors import CoconutError
-from coconut_lm.methods import IGNORE, Layout, LayoutConfig, TokenizedExample, get_method
+from coconut_lm.recipe.curriculum import ScheduleConfig
+from coconut_lm.recipe.methods import IGNORE, Layout, LayoutConfig, TokenizedExample, get_method
 from coconut_lm.tasks.examples import Example
-from coconut_lm.tokenizer import build_word_tokenizer, special_token_ids
 
 X = IGNORE
 

@@ -39,7 +39,7 @@ def test_table_says_plainly_when_nothing_was_learned():
 def test_demo_methods_option_takes_a_list_or_all():
     from coconut_lm.cli import build_parser
     from coconut_lm.demo import METHOD_OVERRIDES
-    from coconut_lm.methods import METHODS
+    from coconut_lm.recipe.methods import METHODS
 
     assert set(METHOD_OVERRIDES) == set(METHODS)  # every method of Table 1 has the demo's recipe
     parse = build_parser().parse_args
@@ -66,8 +66,8 @@ def test_demo_configs_need_no_file_and_match_the_tiny_presets(tmp_path):
     """The demo builds its configs in code (it runs from an installed wheel); they equal configs/*_tiny.yaml + its keys."""
     from pathlib import Path
 
-    from coconut_lm.config import load_config
     from coconut_lm.demo import METHOD_OVERRIDES, method_overrides
+    from coconut_lm.training.config import load_config
 
     configs = Path(__file__).resolve().parents[1] / "configs"
     for method in METHOD_OVERRIDES:

@@ -7,15 +7,15 @@ import json
 import numpy as np
 import pytest
 
-from coconut_lm import methods
-from coconut_lm.config import load_config
-from coconut_lm.curriculum import Schedule
-from coconut_lm.methods import METHODS, Coconut, register_method
-from coconut_lm.model import read_meta
+from coconut_lm.model.coconut import read_meta
+from coconut_lm.recipe import methods
+from coconut_lm.recipe.curriculum import Schedule
+from coconut_lm.recipe.methods import METHODS, Coconut, register_method
 from coconut_lm.tasks import registry
 from coconut_lm.tasks.examples import Example, save_examples
 from coconut_lm.tasks.registry import TASKS, Task, register_task
-from coconut_lm.train import train
+from coconut_lm.training.config import load_config
+from coconut_lm.training.train import train
 
 
 class EveryOtherEpoch(Schedule):

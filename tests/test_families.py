@@ -1,7 +1,7 @@
 """Every current decoder family under CoconutLM equals the slow reference: loss, gradients, generation, reload.
 
 Each family is a tiny random model built from its transformers config class (no hub). The fast
-multi-pass forward and the batched KV-cache generation must match `coconut_lm.reference`, which
+multi-pass forward and the batched KV-cache generation must match `coconut_lm.model.reference`, which
 recomputes everything with no cache, so a family whose cache or attention the fast path mishandles
 fails here rather than training quietly on wrong numbers. Float64 where the family computes in it.
 """
@@ -12,8 +12,8 @@ import pytest
 import torch
 from test_model import TK, VOCAB, assert_close, grads, make_rows, pad_batch
 
-from coconut_lm.model import CoconutLM
-from coconut_lm.reference import reference_forward, reference_generate
+from coconut_lm.model.coconut import CoconutLM
+from coconut_lm.model.reference import reference_forward, reference_generate
 
 SMALL = {"vocab_size": VOCAB, "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
          "num_attention_heads": 4, "num_key_value_heads": 2, "max_position_embeddings": 128,

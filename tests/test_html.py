@@ -145,7 +145,7 @@ def test_graph_layout_puts_reached_nodes_at_their_distance(setup):
 
 @pytest.fixture(scope="module")
 def model(setup):
-    from coconut_lm.checkpoint import load_model
+    from coconut_lm.training.checkpoint import load_model
 
     m, tok, meta = load_model(setup["ckpt"])
     return m.eval(), tok, meta
@@ -153,9 +153,9 @@ def model(setup):
 
 def generated_thoughts(model, ex) -> torch.Tensor:
     """The thoughts as generation makes them (KV cache, one thought per pass): (K, H)."""
-    from coconut_lm.data import tokenize_examples
-    from coconut_lm.evaluate import generate_prompts
-    from coconut_lm.methods import get_method
+    from coconut_lm.data.pipeline import tokenize_examples
+    from coconut_lm.eval.evaluate import generate_prompts
+    from coconut_lm.recipe.methods import get_method
 
     m, tok, meta = model
     (tex,) = tokenize_examples([ex], tok)
@@ -218,7 +218,7 @@ def test_attention_by_hand(setup, model):
     rec = read_jsonl(setup["out"] / "probes.jsonl")[0]
     ex = setup["examples"][0]
     g = graph_from_example(ex)
-    from coconut_lm.data import tokenize_examples
+    from coconut_lm.data.pipeline import tokenize_examples
 
     (tex,) = tokenize_examples([ex], tok)
     thoughts = generated_thoughts(model, ex)
@@ -277,7 +277,7 @@ def test_logit_lens_inner_layer_by_hand(setup, model):
     """Layer 0 (the inputs) at <bot>: the final norm and LM head on embedding + position, by hand."""
     m, tok, _ = model
     rec = read_jsonl(setup["out"] / "probes.jsonl")[0]
-    from coconut_lm.data import tokenize_examples
+    from coconut_lm.data.pipeline import tokenize_examples
 
     (tex,) = tokenize_examples([setup["examples"][0]], tok)
     q = len(tex.question)

@@ -28,10 +28,10 @@ from coconut_lm.analysis.latent_search import (
     value_by_height,
     write_search,
 )
-from coconut_lm.data import segment_texts
+from coconut_lm.data.pipeline import segment_texts
+from coconut_lm.data.tokenizer import build_word_tokenizer, special_token_ids
 from coconut_lm.errors import CoconutError
 from coconut_lm.tasks.examples import Example
-from coconut_lm.tokenizer import build_word_tokenizer, special_token_ids
 
 #   Tom -> wumpus -> lempus -> zumpus (target);  Tom -> yumpus -> {lempus, rompus -> gorpus -> zumpus}
 #   Tom -> sterpus -> impus (a dead end);  lempus -> impus;  Bob -> scrompus (the distractor)
@@ -184,8 +184,8 @@ def test_multi_token_name_value_is_the_product_of_its_tokens():
 
 
 def _tiny_coconut(tok, seed: int = 0):
-    from coconut_lm.backbone import build_backbone
-    from coconut_lm.model import CoconutLM
+    from coconut_lm.model.backbone import build_backbone
+    from coconut_lm.model.coconut import CoconutLM
 
     torch.manual_seed(seed)
     tokens = special_token_ids(tok)
@@ -195,7 +195,7 @@ def _tiny_coconut(tok, seed: int = 0):
 
 
 def test_real_model_batched_values_match_one_row_forward():
-    from coconut_lm.data import tokenize_examples
+    from coconut_lm.data.pipeline import tokenize_examples
 
     tok = word_tokenizer()
     model = _tiny_coconut(tok)

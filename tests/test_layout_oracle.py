@@ -2,7 +2,7 @@
 
 The oracle is written from the official pipeline's documented behaviour (facebookresearch/coconut,
 `dataset.py`: the training and question-only datasets, `run.py`: which flags each method sets), not
-from `coconut_lm.methods`. It takes a tokenised example, a stage, c, `max_latent_stage` and
+from `coconut_lm.recipe.methods`. It takes a tokenised example, a stage, c, `max_latent_stage` and
 `pad_latent_to_max` (stage mixing off) and returns the exact tokens and labels the official code
 trains on, and the prompt it evaluates with. Methods the official code lacks (iCoT, pause, w/o
 curriculum) are checked against the paper's descriptions.
@@ -14,10 +14,10 @@ import itertools
 
 import pytest
 
-from coconut_lm.config import load_config
-from coconut_lm.methods import IGNORE, LayoutConfig, TokenizedExample, get_method
-from coconut_lm.tokenizer import SpecialTokens
-from coconut_lm.train import val_thoughts
+from coconut_lm.recipe.methods import IGNORE, LayoutConfig, TokenizedExample, get_method
+from coconut_lm.recipe.tokens import SpecialTokens
+from coconut_lm.training.config import load_config
+from coconut_lm.training.train import val_thoughts
 
 T = SpecialTokens(bot=901, eot=902, latent=903, pause=904, pad=0, eos=999)
 ANSWER = [77, 78, T.eos]  # "### answer" then EOS

@@ -12,10 +12,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from coconut_lm.config import load_config
 from coconut_lm.tasks.examples import save_examples
 from coconut_lm.tasks.recall import generate_recall
-from coconut_lm.train import train
+from coconut_lm.training.config import load_config
+from coconut_lm.training.train import train
 
 
 @pytest.mark.slow

@@ -1,4 +1,4 @@
-"""Run lineage (coconut_lm.lineage) and the time-to-accuracy tool on hand-written run folders."""
+"""Run lineage (coconut_lm.training.lineage) and the time-to-accuracy tool on hand-written run folders."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from coconut_lm.errors import CoconutError
-from coconut_lm.lineage import chain_curve, run_chain
+from coconut_lm.training.lineage import chain_curve, run_chain
 
 ROOT = Path(__file__).resolve().parents[1]
 

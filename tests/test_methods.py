@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from coconut_lm.methods import (
+from coconut_lm.recipe.methods import (
     IGNORE,
     METHODS,
     LayoutConfig,
@@ -12,7 +12,7 @@ from coconut_lm.methods import (
     get_method,
     latent_steps,
 )
-from coconut_lm.tokenizer import SpecialTokens
+from coconut_lm.recipe.tokens import SpecialTokens
 
 T = SpecialTokens(bot=901, eot=902, latent=903, pause=904, pad=0, eos=999)
 # Question [1, 2], three steps [11, 12] [21] [31, 32, 33], answer [41, 999].

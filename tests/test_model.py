@@ -1,4 +1,4 @@
-"""CoconutLM against the slow reference (coconut_lm.reference) on tiny random GPT-2 and Llama models.
+"""CoconutLM against the slow reference (coconut_lm.model.reference) on tiny random GPT-2 and Llama models.
 
 Everything runs in float64 so that "equal" can mean equal to ~1e-9 (Llama: to float32 rounding,
 see TOL): loss, logits, the gradient of every parameter, greedy generations, thoughts and the
@@ -12,12 +12,12 @@ import json
 import pytest
 import torch
 
-from coconut_lm import model as model_module
-from coconut_lm.backbone import build_backbone, build_tiny_llama
 from coconut_lm.errors import CoconutError
-from coconut_lm.model import CoconutLM, read_checkpoint_info, read_meta
-from coconut_lm.reference import reference_forward, reference_generate
-from coconut_lm.tokenizer import SpecialTokens
+from coconut_lm.model import coconut as model_module
+from coconut_lm.model.backbone import build_backbone, build_tiny_llama
+from coconut_lm.model.coconut import CoconutLM, read_checkpoint_info, read_meta
+from coconut_lm.model.reference import reference_forward, reference_generate
+from coconut_lm.recipe.tokens import SpecialTokens
 
 TK = SpecialTokens(pad=0, eos=1, bot=3, eot=4, latent=5, pause=6)
 VOCAB = 40

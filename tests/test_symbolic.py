@@ -7,12 +7,12 @@ import random
 
 import pytest
 
-from coconut_lm.data import tokenize_examples, vocabulary_texts
+from coconut_lm.data.pipeline import tokenize_examples, vocabulary_texts
+from coconut_lm.data.tokenizer import build_symbol_tokenizer
 from coconut_lm.errors import CoconutError
 from coconut_lm.tasks.examples import load_examples
 from coconut_lm.tasks.prosqa import ProsQAConfig, all_shortest_paths, generate_prosqa, graph_from_example
 from coconut_lm.tasks.symbolic import alphabet, is_symbolic, relabel, symbolize, to_symbolic
-from coconut_lm.tokenizer import build_symbol_tokenizer
 
 
 def _check(sym, word=None):
@@ -91,7 +91,7 @@ def test_cli_renders_the_official_file(tmp_path, prosqa_valid):
 
 
 def test_fast_symbol_tokenisation_equals_the_tokenizers_own():
-    from coconut_lm.data import segment_texts
+    from coconut_lm.data.pipeline import segment_texts
 
     sym = symbolize(generate_prosqa(30, seed=2, workers=1), seed=1, relabel=True)
     tok = build_symbol_tokenizer(vocabulary_texts(sym[:1]))  # later items hold unknown symbols
@@ -293,12 +293,12 @@ def test_symbolic_prontoqa_trains_and_evaluates_end_to_end(tmp_path, capsys):
     from pathlib import Path
 
     from coconut_lm.cli import main
-    from coconut_lm.config import load_config
-    from coconut_lm.model import read_meta
+    from coconut_lm.model.coconut import read_meta
     from coconut_lm.tasks.answers import answers_match
     from coconut_lm.tasks.examples import save_examples
     from coconut_lm.tasks.prontoqa import generate_prontoqa
-    from coconut_lm.train import train
+    from coconut_lm.training.config import load_config
+    from coconut_lm.training.train import train
 
     prontoqa_valid = Path(__file__).resolve().parents[2] / "shared" / "data" / "prontoqa" / "prontoqa_valid.json"
     if not prontoqa_valid.is_file():

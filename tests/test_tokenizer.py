@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from coconut_lm.data import segment_texts, tokenize_examples, unknown_tokens, vocabulary_texts
-from coconut_lm.errors import CoconutError
-from coconut_lm.tasks.examples import load_examples
-from coconut_lm.tokenizer import (
-    COCONUT_TOKENS,
+from coconut_lm.data.pipeline import segment_texts, tokenize_examples, unknown_tokens, vocabulary_texts
+from coconut_lm.data.tokenizer import (
     add_coconut_tokens,
     build_bpe_tokenizer,
     build_word_tokenizer,
@@ -16,6 +13,9 @@ from coconut_lm.tokenizer import (
     special_token_ids,
     word_pieces,
 )
+from coconut_lm.errors import CoconutError
+from coconut_lm.recipe.tokens import COCONUT_TOKENS
+from coconut_lm.tasks.examples import load_examples
 
 
 @pytest.mark.parametrize("fixture", ["prosqa_valid", "prontoqa_valid", "gsm_valid"])

@@ -13,13 +13,13 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from coconut_lm import checkpoint as ckpt
-from coconut_lm import dist
-from coconut_lm.config import load_config
 from coconut_lm.errors import CoconutError
-from coconut_lm.methods import METHODS
-from coconut_lm.runlog import read_metrics
+from coconut_lm.recipe.methods import METHODS
 from coconut_lm.tasks.examples import save_examples
+from coconut_lm.training import checkpoint as ckpt
+from coconut_lm.training import dist
+from coconut_lm.training.config import load_config
+from coconut_lm.training.runlog import read_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"
@@ -58,7 +58,7 @@ def _cfg(tmp_path: Path, task: str, method: str, *extra: str):
 @pytest.mark.parametrize("task", ["prosqa", "prontoqa", "gsm8k"])
 @pytest.mark.parametrize("method", sorted(METHODS))
 def test_every_method_trains_end_to_end_on_tiny_presets(tmp_path, task, method):
-    from coconut_lm.train import train
+    from coconut_lm.training.train import train
 
     cfg = _cfg(tmp_path, task, method, "num_epochs=3", "epochs_per_stage=1", "max_latent_stage=2", "max_steps_per_epoch=2")
     result = train(cfg, progress=False, device="cpu")
@@ -132,7 +132,7 @@ def test_sigkill_mid_epoch_then_resume_gives_identical_weights(tmp_path):
 
 
 def test_resume_ignores_a_corrupt_latest_checkpoint(tmp_path):
-    from coconut_lm.train import train
+    from coconut_lm.training.train import train
 
     cfg = _cfg(tmp_path, "prosqa", "cot", "num_epochs=1", "max_steps_per_epoch=2", "save_every_steps=1", "keep_last=3")
     train(cfg, progress=False, device="cpu")
@@ -147,9 +147,9 @@ def test_resume_ignores_a_corrupt_latest_checkpoint(tmp_path):
 
 DDP_SCRIPT = """
 import sys, torch
-from coconut_lm.config import load_config
+from coconut_lm.training.config import load_config
 from coconut_lm.errors import CoconutError
-from coconut_lm.train import train
+from coconut_lm.training.train import train
 cfg = load_config(sys.argv[1], sys.argv[2:])
 train(cfg, progress=False, device="cpu")
 """
@@ -193,9 +193,9 @@ def test_two_gloo_ranks_equal_one_process(tmp_path, strategy):
 
 @pytest.mark.parametrize("task", ["prosqa", "prontoqa", "gsm8k"])
 def test_word_tokenizer_covers_every_training_piece(tmp_path, task):
-    from coconut_lm.data import segment_texts, tokenize_examples, vocabulary_texts
+    from coconut_lm.data.pipeline import segment_texts, tokenize_examples, vocabulary_texts
     from coconut_lm.tasks.examples import load_examples
-    from coconut_lm.train import build_model
+    from coconut_lm.training.train import build_model
 
     cfg = _cfg(tmp_path, task, "cot")
     examples = load_examples(cfg.train_path)
@@ -208,7 +208,7 @@ def test_word_tokenizer_covers_every_training_piece(tmp_path, task):
 
 
 def test_time_limit_stops_validates_and_resumes(tmp_path):
-    from coconut_lm.train import train
+    from coconut_lm.training.train import train
 
     cfg = _cfg(tmp_path, "prosqa", "coconut", "num_epochs=2", "epochs_per_stage=1", "max_latent_stage=2",
                "max_train_seconds=0.000001")
@@ -225,7 +225,7 @@ def test_time_limit_stops_validates_and_resumes(tmp_path):
 
 
 def test_eot_classifier_trains_and_ends_latent_mode_at_eval(tmp_path):
-    from coconut_lm.train import train
+    from coconut_lm.training.train import train
 
     cfg = _cfg(tmp_path, "prosqa", "coconut", "num_epochs=3", "epochs_per_stage=1", "max_latent_stage=2",
                "eot_classifier=true", "eval_use_classifier=true", "max_thoughts=4", "lr=3e-3")
@@ -233,7 +233,7 @@ def test_eot_classifier_trains_and_ends_latent_mode_at_eval(tmp_path):
     assert (result.run_dir / "best" / "eot_head.safetensors").is_file()
     vals = [r for r in read_metrics(result.run_dir) if r["type"] == "val"]
     assert len(vals) == 3 and all(0 <= r["val_accuracy"] <= 1 for r in vals)
-    from coconut_lm.evaluate import evaluate_checkpoint
+    from coconut_lm.eval.evaluate import evaluate_checkpoint
 
     summaries = evaluate_checkpoint(result.run_dir / "best", cfg.val_path, tmp_path / "eval", max_new_tokens=8,
                                     device="cpu", progress=False)
@@ -243,7 +243,7 @@ def test_eot_classifier_trains_and_ends_latent_mode_at_eval(tmp_path):
     # A threshold sweep with fixed counts beside it: one summary each, thoughts by hop count, the rank correlation.
     import json
 
-    from coconut_lm.evaluate import spearman
+    from coconut_lm.eval.evaluate import spearman
 
     sweep = evaluate_checkpoint(result.run_dir / "best", cfg.val_path, tmp_path / "sweep", latents=[0, 2],
                                 use_classifier=True, eot_thresholds=[0.05, 0.95], max_new_tokens=8, device="cpu",
@@ -268,7 +268,7 @@ def test_eot_classifier_trains_and_ends_latent_mode_at_eval(tmp_path):
 
 def test_existing_run_folder_is_not_overwritten_by_accident(tmp_path):
     from coconut_lm.errors import CoconutError
-    from coconut_lm.train import train
+    from coconut_lm.training.train import train
 
     cfg = _cfg(tmp_path, "prosqa", "cot", "num_epochs=1", "max_steps_per_epoch=1")
     train(cfg, progress=False, device="cpu")
@@ -284,7 +284,7 @@ def test_existing_run_folder_is_not_overwritten_by_accident(tmp_path):
 
 def test_resume_refuses_a_changed_data_order(tmp_path):
     from coconut_lm.errors import CoconutError
-    from coconut_lm.train import train
+    from coconut_lm.training.train import train
 
     cfg = _cfg(tmp_path, "prosqa", "cot", "num_epochs=1", "max_steps_per_epoch=1")
     train(cfg, progress=False, device="cpu")
@@ -294,8 +294,8 @@ def test_resume_refuses_a_changed_data_order(tmp_path):
 
 
 def test_best_checkpoint_comes_from_the_latest_stage_and_records_its_setting(tmp_path, monkeypatch):
-    from coconut_lm import train as train_module
-    from coconut_lm.model import read_meta
+    from coconut_lm.model.coconut import read_meta
+    from coconut_lm.training import train as train_module
 
     # Validation accuracy falls stage by stage: the best number is stage 0's (plain CoT), but best/
     # must hold the last stage's model, evaluated with that stage's thoughts.
@@ -315,8 +315,8 @@ def test_best_checkpoint_comes_from_the_latest_stage_and_records_its_setting(tmp
 
 
 def test_icot_best_checkpoint_comes_only_from_epochs_with_the_chain_removed(tmp_path, monkeypatch):
-    from coconut_lm import train as train_module
-    from coconut_lm.model import read_meta
+    from coconut_lm.model.coconut import read_meta
+    from coconut_lm.training import train as train_module
 
     # One chain token removed per epoch, the whole chain once 3 are scheduled: epochs 0 and 1 still
     # write part of it. Their high accuracy must not win; among epochs 2 and 3 the better one does.
@@ -340,7 +340,7 @@ def test_icot_best_checkpoint_comes_only_from_epochs_with_the_chain_removed(tmp_
 def test_fresh_data_and_relabelling_draw_new_seeded_epochs(tmp_path):
     """fresh_data draws a new training set per epoch; relabelling renames it; both are pure functions of (seed, epoch)."""
     from coconut_lm.cli import main
-    from coconut_lm.train import Trainer
+    from coconut_lm.training.train import Trainer
 
     args = ["prosqa", "--format", "symbolic", "--nodes", "8", "--min-hops", "1", "--max-hops", "2"]
     for name, seed in (("train", 0), ("val", 1)):
@@ -373,9 +373,9 @@ def test_gsm8k_from_scratch_gets_bpe_and_unknown_validation_words_are_reported(t
     import json
     import shutil
 
-    from coconut_lm.evaluate import evaluate_checkpoint
+    from coconut_lm.eval.evaluate import evaluate_checkpoint
     from coconut_lm.tasks.examples import Example
-    from coconut_lm.train import train
+    from coconut_lm.training.train import train
 
     cfg = _cfg(tmp_path, "gsm8k", "cot", "num_epochs=1", "max_steps_per_epoch=1", "max_new_tokens=4",
                *([f"tokenizer={tokenizer}"] if tokenizer else []))
@@ -400,9 +400,9 @@ def test_gsm8k_from_scratch_gets_bpe_and_unknown_validation_words_are_reported(t
 
 def test_resume_compares_a_key_the_old_run_never_recorded_with_its_default(tmp_path):
     """A run saved before `length_buckets` existed used no bucketing: resuming it with bucketing is refused."""
-    from coconut_lm import checkpoint as ckpt
     from coconut_lm.errors import CoconutError
-    from coconut_lm.train import train
+    from coconut_lm.training import checkpoint as ckpt
+    from coconut_lm.training.train import train
 
     cfg = _cfg(tmp_path, "prosqa", "cot", "num_epochs=1", "max_steps_per_epoch=1")
     train(cfg, progress=False, device="cpu")
@@ -422,7 +422,7 @@ def test_resume_compares_a_key_the_old_run_never_recorded_with_its_default(tmp_p
 def test_activation_is_kept_by_resume_and_init_from_and_refused_for_hf_models(tmp_path):
     """The weights keep the activation they were trained with: a change is an error, not a new model."""
     from coconut_lm.errors import CoconutError
-    from coconut_lm.train import train
+    from coconut_lm.training.train import train
 
     cfg = _cfg(tmp_path, "prosqa", "cot", "num_epochs=1", "max_steps_per_epoch=1", "activation=gelu")
     first = train(cfg, progress=False, device="cpu")
@@ -445,8 +445,8 @@ def test_activation_is_kept_by_resume_and_init_from_and_refused_for_hf_models(tm
 
 def test_shift_thoughts_is_saved_and_init_from_keeps_or_overrides_it(tmp_path):
     """`shift_thoughts=false` trains the faithful variant; its checkpoint says so, init_from keeps it unless told."""
-    from coconut_lm.model_files import read_checkpoint_info
-    from coconut_lm.train import train
+    from coconut_lm.model.files import read_checkpoint_info
+    from coconut_lm.training.train import train
 
     cfg = _cfg(tmp_path, "prosqa", "coconut", "num_epochs=1", "max_steps_per_epoch=1", "token_shift=1",
                "shift_thoughts=false")

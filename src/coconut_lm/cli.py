@@ -15,8 +15,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from coconut_lm.argtypes import Parser, int_list, non_blank, non_negative_int, path, positive_int, probability_list
-from coconut_lm.compiled import COMPILE_MODES
 from coconut_lm.errors import CoconutError
+from coconut_lm.model.compiled import COMPILE_MODES
 from coconut_lm.tasks.generate import add_prontoqa_arguments, add_prosqa_arguments, write_prosqa
 
 # ----------------------------------------------------------------------------------------- data
@@ -119,14 +119,14 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from coconut_lm.config import describe_fields, load_config
+    from coconut_lm.training.config import describe_fields, load_config
 
     if args.help_config:
         print("Config keys (YAML or key=value):\n" + describe_fields())
         return 0
     if args.config is None and not args.overrides:
         raise CoconutError("give a config file (see configs/) and/or key=value overrides")
-    from coconut_lm.train import train
+    from coconut_lm.training.train import train
 
     config, overrides = args.config, list(args.overrides)
     if config is not None and "=" in config:  # only overrides were given
@@ -154,7 +154,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from coconut_lm.evaluate import evaluate_checkpoint, format_summaries
+    from coconut_lm.eval.evaluate import evaluate_checkpoint, format_summaries
 
     summaries = evaluate_checkpoint(args.checkpoint, args.data, args.out, latents=args.latents,
                                     batch_size=args.batch_size, max_new_tokens=args.max_new_tokens,
@@ -202,11 +202,11 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_generate(args: argparse.Namespace) -> int:
-    from coconut_lm.checkpoint import load_model
-    from coconut_lm.data import check_control_tokens, tokenize_examples
-    from coconut_lm.evaluate import generate_prompts
-    from coconut_lm.methods import get_method
+    from coconut_lm.data.pipeline import check_control_tokens, tokenize_examples
+    from coconut_lm.eval.evaluate import generate_prompts
+    from coconut_lm.recipe.methods import get_method
     from coconut_lm.tasks.examples import Example
+    from coconut_lm.training.checkpoint import load_model
 
     model, tok, meta = load_model(args.checkpoint)
     method = get_method(meta.method)
@@ -286,7 +286,7 @@ def _add_analyze(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_bench(sub: argparse._SubParsersAction) -> None:
-    from coconut_lm.bench import add_bench_parser
+    from coconut_lm.bench.run import add_bench_parser
 
     add_bench_parser(sub)
 

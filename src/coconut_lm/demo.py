@@ -110,9 +110,9 @@ def _train_and_eval(method: str, overrides: list[str], test_path: str, threads: 
     """Worker: train one method (its output into its run folder's train.log), then score it on the test set."""
     import torch
 
-    from coconut_lm.config import load_config
-    from coconut_lm.evaluate import evaluate_checkpoint
-    from coconut_lm.train import train
+    from coconut_lm.eval.evaluate import evaluate_checkpoint
+    from coconut_lm.training.config import load_config
+    from coconut_lm.training.train import train
 
     torch.set_num_threads(threads)
     cfg = load_config(None, overrides)
@@ -131,7 +131,7 @@ def _train_and_eval(method: str, overrides: list[str], test_path: str, threads: 
 
 def _status(run_dir: Path, steps: int) -> str:
     """One method's progress from its metrics.jsonl: step, stage and last validation accuracy."""
-    from coconut_lm.runlog import read_metrics
+    from coconut_lm.training.runlog import read_metrics
 
     rows = read_metrics(run_dir)  # [] until the run writes its first row
     train = [r for r in rows if r.get("type") == "train"]

@@ -47,8 +47,8 @@ import torch
 from tqdm.auto import tqdm
 
 from coconut_lm.errors import CoconutError
-from coconut_lm.model import upcast
-from coconut_lm.runlog import live_bars
+from coconut_lm.eval.outputs import live_bars
+from coconut_lm.model.coconut import upcast
 from coconut_lm.tasks.examples import Example, atomic_write_text
 
 STEP_PREFIX = "Every"  # the first word of every concept-to-concept step
@@ -245,8 +245,8 @@ def frontier_values(model, tokenizer, examples: Sequence[Example], hops: Sequenc
     multi-pass forward; rows are sorted by length and their first thoughts aligned (`collate`).
     The LM head runs only at the scored positions, so no (rows, length, vocabulary) logits exist.
     """
-    from coconut_lm.data import tokenize_examples
-    from coconut_lm.methods import METHODS, LayoutConfig
+    from coconut_lm.data.pipeline import tokenize_examples
+    from coconut_lm.recipe.methods import METHODS, LayoutConfig
 
     if not examples:
         raise CoconutError("frontier_values: no examples")
@@ -292,8 +292,8 @@ def node_values(model, tokenizer, examples: Sequence[Example], n_thoughts: Seque
     being "Every" (the symbolic form: none). Returns one dict per example: "n_thoughts" (the list
     given), "values" (per t, one value per node index) and "prefix_prob" (per t).
     """
-    from coconut_lm.data import tokenize_examples
-    from coconut_lm.methods import METHODS, LayoutConfig
+    from coconut_lm.data.pipeline import tokenize_examples
+    from coconut_lm.recipe.methods import METHODS, LayoutConfig
     from coconut_lm.tasks.prosqa import graph_from_example
 
     if not examples:
@@ -330,8 +330,8 @@ def _score_rows(model, tokens, rows: Sequence[_Row], batch_size: int, progress: 
     Rows are sorted by length and their first thoughts aligned (`collate`); one full multi-pass
     forward per batch, with the LM head only at the scored positions.
     """
-    from coconut_lm.batching import collate
-    from coconut_lm.methods import IGNORE, Layout
+    from coconut_lm.data.batching import collate
+    from coconut_lm.recipe.methods import IGNORE, Layout
 
     out: list[tuple[float, float]] = [(0.0, 0.0)] * len(rows)
     order = sorted(range(len(rows)), key=lambda i: len(rows[i].ids))

@@ -17,6 +17,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from coconut_lm.analysis.figstyle import FONT, _figure, _save
+
 # One colour per path category, in the paper's spirit: greens for reaching the target, warm colours
 # for errors, blues for answer-only outputs.
 CATEGORY_COLORS = {
@@ -25,27 +27,6 @@ CATEGORY_COLORS = {
 }
 TOPK_COLORS = {1: "#1b5e20", 2: "#1976d2", 3: "#f57c00"}
 CORRECT_COLOR, INCORRECT_COLOR, TARGET_COLOR = "#2e7d32", "#c62828", "#ffb300"
-FONT = {"title": 14, "label": 12, "tick": 11, "legend": 10}
-DPI = 130
-
-
-def _figure(width: float, height: float, nrows: int = 1, ncols: int = 1, **kw: Any):
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
-    axes = fig.subplots(nrows, ncols, squeeze=False, **kw)
-    for ax in axes.flat:
-        ax.tick_params(labelsize=FONT["tick"])
-    return fig, axes
-
-
-def _save(fig, out: str | os.PathLike) -> Path:
-    p = Path(out)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(p, dpi=DPI)
-    return p
-
-
 def _settings(paths: dict[str, Any]) -> tuple[list[dict], list[dict]]:
     refs = [s for s in paths["settings"] if s["kind"] == "reference"]
     forced = sorted((s for s in paths["settings"] if s["kind"] == "forced_k"), key=lambda s: s["k"])

@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from coconut_lm.analysis.plots import FONT, _figure, _save
+from coconut_lm.analysis.figstyle import FONT, _figure, _save
 
 NODE_COLORS = {"target": "#ffb300", "optimal": "#2e7d32", "frontier": "#1e88e5", "reachable": "#8e24aa",
                "unreachable": "#9e9e9e"}

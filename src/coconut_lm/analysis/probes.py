@@ -40,7 +40,7 @@ from typing import Any
 import torch
 
 from coconut_lm.errors import CoconutError
-from coconut_lm.model import default_position_ids, upcast
+from coconut_lm.model.coconut import default_position_ids, upcast
 from coconut_lm.tasks.examples import Example, atomic_write_text
 
 NODE_CATEGORIES = ("target", "optimal", "frontier", "reachable", "unreachable")
@@ -249,7 +249,7 @@ def node_embeddings(model, tokenizer, graph) -> tuple[torch.Tensor, list[list[in
 def probe_example(model, tokenizer, example: Example, index: int, n_thoughts: int, method, layout,
                   top_k: int = 5) -> dict[str, Any]:
     """Every probe of one example with `n_thoughts` thoughts (module docstring), as a JSON-ready dict."""
-    from coconut_lm.data import segment_texts, tokenize_examples
+    from coconut_lm.data.pipeline import segment_texts, tokenize_examples
     from coconut_lm.tasks.prosqa import graph_from_example
 
     graph = graph_from_example(example, index=index)
@@ -290,8 +290,8 @@ def probe_examples(model, tokenizer, examples: Sequence[Example], n_thoughts: in
     """`probe_example` for each example (index = its position in `examples`)."""
     from tqdm.auto import tqdm
 
-    from coconut_lm.methods import METHODS, LayoutConfig
-    from coconut_lm.runlog import live_bars
+    from coconut_lm.eval.outputs import live_bars
+    from coconut_lm.recipe.methods import METHODS, LayoutConfig
 
     method = method or METHODS["coconut"]
     layout = layout or LayoutConfig()

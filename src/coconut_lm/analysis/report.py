@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from coconut_lm.errors import CoconutError
-from coconut_lm.methods import METHODS, get_method
+from coconut_lm.recipe.methods import METHODS, get_method
 from coconut_lm.tasks.registry import TASKS
 
 
@@ -114,7 +114,7 @@ def read_run(run_dir: str | os.PathLike, eval_subdir: str = "eval") -> RunResult
     """Method, task, seed (config.yaml) and accuracy/tokens (eval summary, else best val row) of a run."""
     import yaml
 
-    from coconut_lm.runlog import read_metrics
+    from coconut_lm.training.runlog import read_metrics
 
     run = Path(run_dir)
     if not run.is_dir():
@@ -258,7 +258,7 @@ def write_report(run_dirs: Sequence[str | os.PathLike], out: str | os.PathLike, 
     Any of those three files that already exists (a demo's `results.md`, an earlier report) is
     refused before anything is read or written, unless `overwrite`.
     """
-    from coconut_lm.outputs import check_out_files
+    from coconut_lm.eval.outputs import check_out_files
     from coconut_lm.tasks.examples import atomic_write_text
 
     if not run_dirs:

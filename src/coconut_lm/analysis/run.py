@@ -85,7 +85,7 @@ def _categorise(setting: dict[str, Any], records, graphs, hops: int) -> list[dic
 
 def _evaluate_setting(model, tok, examples, data, method, layout, k: int, out: Path, args: dict[str, Any],
                       extra: dict[str, Any], task: str = "prosqa"):
-    from coconut_lm.evaluate import evaluate, write_eval
+    from coconut_lm.eval.evaluate import evaluate, write_eval
 
     result = evaluate(model, tok, examples, method, layout, task, k, args["batch_size"],
                       args["max_new_tokens"], progress=args["progress"], desc=f"{extra['label']}", data=data)
@@ -95,7 +95,7 @@ def _evaluate_setting(model, tok, examples, data, method, layout, k: int, out: P
 
 def _checkpoint_task(ckpt: Path) -> str | None:
     """The task a checkpoint's `coconut.json` records (None if unreadable: load_model then says why)."""
-    from coconut_lm.model import read_meta
+    from coconut_lm.model.coconut import read_meta
 
     try:
         return read_meta(ckpt).get("task")
@@ -111,12 +111,12 @@ def _run_prontoqa(model, tok, meta, ckpt: Path, refs, data, out: Path, latents: 
     Writes forced_k/..., reference/..., settings.json, thoughts.json, figures/accuracy_vs_k.png, analysis.md.
     """
     from coconut_lm.analysis.plots import make_figures
-    from coconut_lm.checkpoint import load_model
-    from coconut_lm.evaluate import check_eval_data
-    from coconut_lm.methods import get_method
-    from coconut_lm.outputs import clear_outputs
+    from coconut_lm.eval.evaluate import check_eval_data
+    from coconut_lm.eval.outputs import clear_outputs
+    from coconut_lm.recipe.methods import get_method
     from coconut_lm.tasks.answers import data_task
     from coconut_lm.tasks.examples import atomic_write_text, load_examples
+    from coconut_lm.training.checkpoint import load_model
 
     examples = load_examples(data)[:max_examples]
     if not examples:
@@ -188,7 +188,7 @@ def _decode_examples(model, tok, data, gold_paths, method, layout, k: int, max_n
     """Generate with k thoughts for the tokenised examples `data` and decode each thought's top tokens
     (`gold_paths[i]`: example i's chain)."""
     from coconut_lm.analysis.latent_search import decode_thoughts
-    from coconut_lm.evaluate import generate_prompts
+    from coconut_lm.eval.evaluate import generate_prompts
 
     prompts = [method.eval_prompt(t, k, layout, model.tokens) for t in data]
     out = []
@@ -253,12 +253,12 @@ def run_analysis(
     from coconut_lm.analysis.latent_search import frontier_values, summarize_search, write_search
     from coconut_lm.analysis.paths import PathCategory
     from coconut_lm.analysis.plots import make_figures
-    from coconut_lm.checkpoint import load_model, resolve_checkpoint
-    from coconut_lm.dist import resolve_device
-    from coconut_lm.evaluate import check_eval_data
-    from coconut_lm.methods import get_method
-    from coconut_lm.outputs import check_out_dir, clear_outputs
+    from coconut_lm.eval.evaluate import check_eval_data
+    from coconut_lm.eval.outputs import check_out_dir, clear_outputs
+    from coconut_lm.recipe.methods import get_method
     from coconut_lm.tasks.examples import atomic_write_text
+    from coconut_lm.training.checkpoint import load_model, resolve_checkpoint
+    from coconut_lm.training.dist import resolve_device
 
     out = check_out_dir(out, overwrite, "analyze")
     if not latents:

@@ -15,7 +15,7 @@ import random
 
 from coconut_lm.errors import CoconutError
 from coconut_lm.tasks.examples import Example
-from coconut_lm.tasks.symbolic import QUERY, SYMBOLIC
+from coconut_lm.tasks.symbolic_form import QUERY, SYMBOLIC
 
 
 def generate_recall(n: int, pairs: int = 8, n_keys: int = 32, n_values: int = 32, seed: int = 0) -> list[Example]:

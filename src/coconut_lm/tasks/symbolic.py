@@ -28,9 +28,8 @@ from collections.abc import Sequence
 
 from coconut_lm.errors import CoconutError
 from coconut_lm.tasks.examples import Example
+from coconut_lm.tasks.symbolic_form import EDGE_SEP, QUERY, ROOT, SYMBOLIC
 
-SYMBOLIC = "symbolic"
-EDGE_SEP, QUERY, ROOT = "|", "[Q]", "[R]"
 #: Node names available to relabelling: the official graphs have at most 28 nodes.
 DEFAULT_SYMBOLS = 32
 

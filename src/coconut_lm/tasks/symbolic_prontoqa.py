@@ -36,7 +36,7 @@ from collections.abc import Sequence
 
 from coconut_lm.errors import CoconutError
 from coconut_lm.tasks.examples import Example
-from coconut_lm.tasks.symbolic import EDGE_SEP, QUERY, SYMBOLIC
+from coconut_lm.tasks.symbolic_form import EDGE_SEP, QUERY, SYMBOLIC
 
 TASK = "prontoqa"
 NEG = "~"

@@ -12,10 +12,10 @@ import difflib
 from pathlib import Path
 from typing import Any
 
-from coconut_lm import checkpoint as ckpt
-from coconut_lm.config import TrainConfig
 from coconut_lm.errors import CoconutError
 from coconut_lm.tasks.registry import get_task
+from coconut_lm.training import checkpoint as ckpt
+from coconut_lm.training.config import TrainConfig
 
 #: Previous inputs a from-scratch preset's token shift mixes in. One was best for recall and for symbolic
 #: ProsQA without latent markers; wider shifts bridge markers but learn slower (docs/experiments.md).
@@ -31,9 +31,7 @@ def build_model(cfg: TrainConfig, train_texts: list[str], symbolic: bool = False
     one token per symbol when `symbolic` (the training data is in the symbolic form), byte-level BPE
     for GSM8k (open vocabulary), word-level for ProsQA and ProntoQA (closed vocabularies).
     """
-    from coconut_lm.backbone import PRESETS, build_from_scratch, hub_offline, load_backbone, resize_for_new_tokens
-    from coconut_lm.model import CoconutLM
-    from coconut_lm.tokenizer import (
+    from coconut_lm.data.tokenizer import (
         BUILT_TOKENIZERS,
         add_coconut_tokens,
         build_bpe_tokenizer,
@@ -42,6 +40,8 @@ def build_model(cfg: TrainConfig, train_texts: list[str], symbolic: bool = False
         load_base_tokenizer,
         special_token_ids,
     )
+    from coconut_lm.model.backbone import PRESETS, build_from_scratch, hub_offline, load_backbone, resize_for_new_tokens
+    from coconut_lm.model.coconut import CoconutLM
 
     if cfg.init_from:
         model, tok, meta = ckpt.load_model(cfg.init_from, "config 'init_from':")

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from coconut_lm.errors import CoconutError
-from coconut_lm.runlog import read_metrics
+from coconut_lm.training.runlog import read_metrics
 
 
 @dataclass

@@ -20,35 +20,12 @@ from __future__ import annotations
 import os
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
 
 from coconut_lm.errors import CoconutError
+from coconut_lm.recipe.tokens import BOT, COCONUT_TOKENS, EOS, EOT, LATENT, PAD, PAUSE, UNK, SpecialTokens
 
-BOT, EOT, LATENT, PAUSE, PAD, EOS, UNK = "<bot>", "<eot>", "<latent>", "<pause>", "<pad>", "<eos>", "<unk>"
-COCONUT_TOKENS = (BOT, EOT, LATENT, PAUSE)
 # Splits the text into words with their leading space (as "▁"), single punctuation marks and digits.
 _SPLIT_PATTERN = r"[^\w▁]|\d"
-
-
-@dataclass(frozen=True)
-class SpecialTokens:
-    """Ids of the tokens Coconut needs; saved in `coconut.json` with every checkpoint."""
-
-    bot: int
-    eot: int
-    latent: int
-    pause: int
-    pad: int
-    eos: int
-
-    def to_dict(self) -> dict[str, int]:
-        """A plain dict for JSON."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, int]) -> SpecialTokens:
-        """Rebuild from `to_dict` output."""
-        return cls(**{k: int(d[k]) for k in ("bot", "eot", "latent", "pause", "pad", "eos")})
 
 
 def _pre_tokenizer():
@@ -190,7 +167,7 @@ def special_token_ids(tok) -> SpecialTokens:
     ids = {}
     for name, text in (("bot", BOT), ("eot", EOT), ("latent", LATENT), ("pause", PAUSE)):
         if text not in vocab:
-            raise CoconutError(f"tokenizer has no '{text}' token; load it with coconut_lm.tokenizer.load_tokenizer")
+            raise CoconutError(f"tokenizer has no '{text}' token; load it with coconut_lm.data.tokenizer.load_tokenizer")
         ids[name] = vocab[text]
     if tok.pad_token_id is None or tok.eos_token_id is None:
         raise CoconutError("tokenizer needs both a pad and an eos token")

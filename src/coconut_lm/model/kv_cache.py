@@ -59,7 +59,7 @@ def _buffer_layer_class() -> type:
         Writes go through `.data`, which autograd does not version: a view saved for backward
         by an earlier pass covers only positions that are never written again. `torch.compile`
         does not keep that distinction (it would trace the write as a versioned in-place
-        update), so `update` stays eager inside compiled blocks (coconut_lm.compiled).
+        update), so `update` stays eager inside compiled blocks (coconut_lm.model.compiled).
         """
 
         def __init__(self, capacity: int):

@@ -15,10 +15,10 @@ import dataclasses
 import math
 from typing import Any
 
-from coconut_lm import checkpoint as ckpt
-from coconut_lm.config import TrainConfig, section
-from coconut_lm.curriculum import ScheduleConfig
-from coconut_lm.methods import LayoutConfig, Method
+from coconut_lm.recipe.curriculum import ScheduleConfig
+from coconut_lm.recipe.methods import LayoutConfig, Method
+from coconut_lm.training import checkpoint as ckpt
+from coconut_lm.training.config import TrainConfig, section
 
 #: Fresh training data of epoch e is drawn with seed FRESH_SEED + seed * 10**6 + e (far from any val/test seed).
 FRESH_SEED = 10**9

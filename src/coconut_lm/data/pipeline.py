@@ -21,12 +21,12 @@ from dataclasses import dataclass
 import numpy as np
 from torch.utils.data import Dataset
 
-from coconut_lm.batching import Batch, collate
-from coconut_lm.curriculum import ScheduleConfig, example_positions
+from coconut_lm.data.batching import Batch, collate
 from coconut_lm.errors import CoconutError
-from coconut_lm.methods import IGNORE, Layout, LayoutConfig, Method, TokenizedExample
+from coconut_lm.recipe.curriculum import ScheduleConfig, example_positions
+from coconut_lm.recipe.methods import IGNORE, Layout, LayoutConfig, Method, TokenizedExample
+from coconut_lm.recipe.tokens import SpecialTokens
 from coconut_lm.tasks.examples import Example
-from coconut_lm.tokenizer import SpecialTokens
 
 
 def segment_texts(ex: Example) -> tuple[str, list[str], str]:

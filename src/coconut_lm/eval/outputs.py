@@ -1,4 +1,5 @@
-"""What a command may write over: the `--out`/`--overwrite` rules every command shares.
+"""What a command may write over: the `--out`/`--overwrite` rules every command shares; and whether it
+draws live progress bars (`live_bars`).
 
     check_out_dir("runs/x/eval", overwrite=False, command="eval")   # refuse a file or a non-empty folder
     clear_outputs("runs/x/eval", EVAL_OUTPUTS)                        # --overwrite: remove the earlier run's files
@@ -15,6 +16,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -53,3 +55,9 @@ def check_out_files(paths: Sequence[str | os.PathLike], overwrite: bool, command
         if p.exists() and not overwrite:
             raise CoconutError(f"{command}: {p} already exists (earlier results, or another command's?); choose "
                                f"another --out or pass --overwrite to replace it")
+
+
+def live_bars(progress: bool) -> bool:
+    """Whether to draw live progress bars: asked for, and stderr is a terminal (in a log file they would
+    write thousands of carriage-return updates; callers print plain lines there instead)."""
+    return progress and sys.stderr.isatty()

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -90,9 +89,3 @@ def read_metrics(run_dir: str | os.PathLike) -> list[dict[str, Any]]:
             except json.JSONDecodeError:
                 continue
     return rows
-
-
-def live_bars(progress: bool) -> bool:
-    """Whether to draw live progress bars: asked for, and stderr is a terminal (in a log file they would
-    write thousands of carriage-return updates; callers print plain lines there instead)."""
-    return progress and sys.stderr.isatty()

@@ -29,13 +29,7 @@ import yaml
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from coconut_lm import checkpoint as ckpt
-from coconut_lm import dist
-from coconut_lm.build import build_model
-from coconut_lm.compiled import compile_blocks
-from coconut_lm.config import TrainConfig
-from coconut_lm.curriculum import optimizer_reset_key
-from coconut_lm.data import (
+from coconut_lm.data.pipeline import (
     BatchPlan,
     EpochBatches,
     MicroBatch,
@@ -46,9 +40,18 @@ from coconut_lm.data import (
     vocabulary_texts,
 )
 from coconut_lm.errors import CoconutError
-from coconut_lm.evaluate import evaluate, validation_loss
-from coconut_lm.methods import get_method
-from coconut_lm.run_config import (
+from coconut_lm.eval.evaluate import evaluate, validation_loss
+from coconut_lm.eval.outputs import live_bars
+from coconut_lm.model.compiled import compile_blocks
+from coconut_lm.recipe.curriculum import optimizer_reset_key
+from coconut_lm.recipe.methods import get_method
+from coconut_lm.tasks.examples import atomic_write_text, load_examples
+from coconut_lm.tasks.symbolic_prontoqa import is_symbolic_prontoqa
+from coconut_lm.training import checkpoint as ckpt
+from coconut_lm.training import dist
+from coconut_lm.training.build import build_model
+from coconut_lm.training.config import TrainConfig
+from coconut_lm.training.run_config import (
     FRESH_SEED,
     RESUME_KEYS,
     checkpoint_meta,
@@ -58,10 +61,8 @@ from coconut_lm.run_config import (
     schedule_config,
     val_thoughts,
 )
-from coconut_lm.runlock import RunLock, acquire_run_lock
-from coconut_lm.runlog import RunLog, live_bars
-from coconut_lm.tasks.examples import atomic_write_text, load_examples
-from coconut_lm.tasks.symbolic_prontoqa import is_symbolic_prontoqa
+from coconut_lm.training.runlock import RunLock, acquire_run_lock
+from coconut_lm.training.runlog import RunLog
 
 #: The counters a trainer state restores (`Trainer.trainer_state` writes them).
 STATE_KEYS = ("epoch", "micro_index", "global_step", "reset_key", "reset_step", "best_accuracy", "best_epoch")
@@ -193,7 +194,7 @@ class Trainer:
 
     def resume(self) -> bool:
         """Load the latest complete checkpoint of this run; False when there is none."""
-        from coconut_lm.model import CoconutLM
+        from coconut_lm.model.coconut import CoconutLM
 
         problems: list[str] = []
         found = ckpt.latest_checkpoint(self.run_dir, warn=problems.append)

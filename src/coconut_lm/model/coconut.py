@@ -41,9 +41,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from coconut_lm.errors import CoconutError
-from coconut_lm.kv_cache import new_cache
-from coconut_lm.methods import IGNORE
-from coconut_lm.model_files import (  # noqa: F401  (the folder format's names, also importable from here)
+from coconut_lm.model.files import (  # noqa: F401  (the folder format's names, also importable from here)
     COCONUT_JSON,
     EOT_HEAD_FILE,
     FORMAT_VERSION,
@@ -54,7 +52,9 @@ from coconut_lm.model_files import (  # noqa: F401  (the folder format's names, 
     read_meta,
     save_folder,
 )
-from coconut_lm.tokenizer import SpecialTokens
+from coconut_lm.model.kv_cache import new_cache
+from coconut_lm.recipe.methods import IGNORE
+from coconut_lm.recipe.tokens import SpecialTokens
 
 # Above this many logits (N * V) the loss runs in chunks whose logits are recomputed in backward,
 # so that a large vocabulary never holds (N, V) logits and their gradient at once.

@@ -3,7 +3,7 @@
     coconut-lm bench --device cpu --preset tiny --batch-size 16 --json bench_cpu.json
     coconut-lm bench --device cuda --preset gpt2-124m --batch-size 32 --json bench_gpu_b32.json
 
-`run_bench` runs the measures of `coconut_lm.bench_measures` ((a) step, (b) memory, (c) eval,
+`run_bench` runs the measures of `coconut_lm.bench.measures` ((a) step, (b) memory, (c) eval,
 (d) loop) in one process, checks them against the goals, and returns the record that
 `format_table` prints and `--json` writes, with the machine and the library versions.
 """
@@ -21,7 +21,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from coconut_lm.bench_measures import (  # noqa: F401  (FIRST_WORD, bench_tokens: also importable from here)
+from coconut_lm.bench.measures import (  # noqa: F401  (FIRST_WORD, bench_tokens: also importable from here)
     FIRST_WORD,
     BenchConfig,
     bench_batch,
@@ -79,8 +79,8 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
     """Run every section not in `cfg.skip`; returns the JSON-ready record (see module docstring)."""
     import torch
 
-    from coconut_lm.backbone import build_backbone
-    from coconut_lm.model import CoconutLM
+    from coconut_lm.model.backbone import build_backbone
+    from coconut_lm.model.coconut import CoconutLM
 
     device = torch.device(cfg.device)
     if cfg.threads is not None:
@@ -94,7 +94,7 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
     base = build_backbone(shape, vocab_size=cfg.vocab, n_positions=1024)
     model = CoconutLM(base, bench_tokens(cfg.vocab)).to(device).train()
     if cfg.compile is not None:  # the warm-up rounds absorb the compilation
-        from coconut_lm.compiled import compile_blocks
+        from coconut_lm.model.compiled import compile_blocks
 
         compile_blocks(model, cfg.compile)
     if {"step", "memory"} - set(cfg.skip):
@@ -199,7 +199,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     """`coconut-lm bench`: run, print the table, write the JSON record if asked."""
     import torch
 
-    from coconut_lm.backbone import PRESETS
+    from coconut_lm.model.backbone import PRESETS
 
     for flag in ("preset", "loop_preset"):
         if getattr(args, flag) not in PRESETS:
@@ -238,7 +238,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 def add_bench_parser(sub: argparse._SubParsersAction) -> None:
     """Add the `bench` subcommand to the `coconut-lm` parser (sets `func`)."""
     from coconut_lm.argtypes import positive_int
-    from coconut_lm.compiled import COMPILE_MODES
+    from coconut_lm.model.compiled import COMPILE_MODES
 
     d = BenchConfig()
     p = sub.add_parser("bench", help="time Coconut's train step, memory, eval and training loop against baselines",

@@ -1,4 +1,4 @@
-"""The four measures of `coconut-lm bench` (coconut_lm.bench runs them, prints and records them).
+"""The four measures of `coconut-lm bench` (coconut_lm.bench.run runs them, prints and records them).
 
 All four measures run side by side in one process, after warm-up, as medians over repeats.
 The variants of a measure run in interleaved rounds (A, B, A, B, ...), so that load from other
@@ -15,7 +15,7 @@ processes hits them alike. Each ratio is the median of the same-round ratios.
     back to the OS. "step" is the rise over the memory held just before the step, and
     "saved" is the activations autograd keeps for backward.
 (c) eval: examples/s of batched KV-cache generation of prompts with thoughts, against the
-    row-by-row no-cache reference (`coconut_lm.reference`), which recomputes the whole
+    row-by-row no-cache reference (`coconut_lm.model.reference`), which recomputes the whole
     sequence for every new position, as the official code does.
 (d) loop: examples/s of the real `Trainer.train_epoch` on generated ProsQA (data loading
     included), against the same model steps on batches built beforehand.
@@ -33,13 +33,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from coconut_lm.memory import RssSampler, map_large_blocks, saved_activation_bytes, step_memory
-from coconut_lm.tokenizer import SpecialTokens
+from coconut_lm.bench.memory import RssSampler, map_large_blocks, saved_activation_bytes, step_memory
+from coconut_lm.recipe.tokens import SpecialTokens
 
 if TYPE_CHECKING:  # torch is imported where it is used, so that `coconut-lm --help` stays quick
     import torch
 
-    from coconut_lm.model import CoconutLM
+    from coconut_lm.model.coconut import CoconutLM
 
 # The special ids of the word tokenizer (pad, eos, unk, bot, eot, latent, pause); words follow.
 # EOS lies outside the vocabulary, so every row generates exactly the requested number of tokens.
@@ -71,7 +71,7 @@ class BenchConfig:
     threads: int | None = None  # torch CPU threads; None: torch's default
     hf_yardstick: bool = False  # also time HF's own forward+loss and generate
     reference_step: bool = False  # also time the slow reference's forward+backward (whole sequence per thought)
-    compile: str | None = None  # torch.compile mode for every transformer block (coconut_lm.compiled); None: eager
+    compile: str | None = None  # torch.compile mode for every transformer block (coconut_lm.model.compiled); None: eager
     skip: tuple[str, ...] = ()
 
 
@@ -193,7 +193,7 @@ def train_steps(model: CoconutLM, b: BenchBatch, precision: str, hf_yardstick: b
     """The step variants (coconut, plain; plain_hf and reference if asked), sharing one AdamW."""
     import torch
 
-    from coconut_lm.model import default_position_ids
+    from coconut_lm.model.coconut import default_position_ids
 
     opt = torch.optim.AdamW(model.parameters(), lr=1e-6)  # tiny: the weights barely move between steps
     pos = default_position_ids(b.mask)
@@ -205,7 +205,7 @@ def train_steps(model: CoconutLM, b: BenchBatch, precision: str, hf_yardstick: b
         losses["plain_hf"] = lambda: model.base(input_ids=b.plain_ids, attention_mask=b.mask, position_ids=pos,
                                                 labels=b.labels).loss
     if reference:
-        from coconut_lm.reference import reference_forward
+        from coconut_lm.model.reference import reference_forward
 
         losses["reference"] = lambda: reference_forward(model, b.ids, b.mask, b.labels).loss
     return {name: TrainStep(model, opt, fn, precision) for name, fn in losses.items()}
@@ -293,7 +293,7 @@ def bench_eval(model: CoconutLM, b: BenchBatch, cfg: BenchConfig, device: torch.
     """Batched generation vs the row-by-row no-cache reference, in examples/s (one reference row per round)."""
     import torch
 
-    from coconut_lm.reference import reference_generate
+    from coconut_lm.model.reference import reference_generate
 
     ids, mask = b.ids[:, :b.n_prompt], b.mask[:, :b.n_prompt]
     rows = itertools.cycle([ids[i][mask[i] == 1].tolist() for i in range(ids.shape[0])])
@@ -329,12 +329,12 @@ def bench_loop(cfg: BenchConfig, device: torch.device) -> dict[str, Any]:
     """The real Trainer's epoch (data included) vs its model steps alone on prebuilt batches."""
     from torch.utils.data import DataLoader
 
-    from coconut_lm.config import TrainConfig
-    from coconut_lm.data import EpochBatches
-    from coconut_lm.dist import init_distributed
+    from coconut_lm.data.pipeline import EpochBatches
     from coconut_lm.tasks.examples import save_examples
     from coconut_lm.tasks.prosqa import generate_prosqa
-    from coconut_lm.train import Trainer
+    from coconut_lm.training.config import TrainConfig
+    from coconut_lm.training.dist import init_distributed
+    from coconut_lm.training.train import Trainer
 
     n = cfg.loop_batch_size * cfg.loop_steps
     with tempfile.TemporaryDirectory(prefix="coconut-bench-") as tmp:

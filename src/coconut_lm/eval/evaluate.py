@@ -21,12 +21,11 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from coconut_lm.batching import collate, left_pad
-from coconut_lm.data import UnknownTokens, is_symbol_tokenizer, tokenize_checked, tokenize_examples
+from coconut_lm.data.batching import collate, left_pad
+from coconut_lm.data.pipeline import UnknownTokens, is_symbol_tokenizer, tokenize_checked, tokenize_examples
 from coconut_lm.errors import CoconutError
-from coconut_lm.methods import LayoutConfig, Method, TokenizedExample
-from coconut_lm.outputs import check_out_dir, clear_outputs
-from coconut_lm.runlog import live_bars
+from coconut_lm.eval.outputs import check_out_dir, clear_outputs, live_bars
+from coconut_lm.recipe.methods import LayoutConfig, Method, TokenizedExample
 from coconut_lm.tasks.answers import answers_match, chain_lines, data_task, extract_answer, same_chain
 from coconut_lm.tasks.examples import Example, atomic_write_text
 from coconut_lm.tasks.symbolic import is_symbolic
@@ -315,15 +314,15 @@ def evaluate_checkpoint(
     A data file that looks like another task's than the checkpoint's, or in the other form, is refused
     unless `any_task` (`check_eval_data`). A non-empty `out_dir` is refused unless `overwrite`; then the
     earlier eval's files in it are removed just before the new ones are written, so the two never mix.
-    `compile` names a `torch.compile` mode for every transformer block (coconut_lm.compiled).
+    `compile` names a `torch.compile` mode for every transformer block (coconut_lm.model.compiled).
 
     Writes `<out>/predictions.jsonl` and `<out>/summary.json` for one setting, or `<out>/k<k>/...`
     plus `<out>/forced_k.json` for several. Returns the summaries keyed "k<k>" (or "classifier").
     """
-    from coconut_lm.checkpoint import load_model, resolve_checkpoint
-    from coconut_lm.dist import resolve_device
-    from coconut_lm.methods import get_method
+    from coconut_lm.recipe.methods import get_method
     from coconut_lm.tasks.examples import load_examples
+    from coconut_lm.training.checkpoint import load_model, resolve_checkpoint
+    from coconut_lm.training.dist import resolve_device
 
     out = check_out_dir(out_dir, overwrite, "eval")
     dev = resolve_device(device)
@@ -331,7 +330,7 @@ def evaluate_checkpoint(
     model, tokenizer, meta = load_model(checkpoint)
     model.to(dev)
     if compile is not None:
-        from coconut_lm.compiled import compile_blocks
+        from coconut_lm.model.compiled import compile_blocks
 
         compile_blocks(model, compile)
     method = get_method(meta.method)

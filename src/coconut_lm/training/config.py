@@ -21,10 +21,10 @@ from typing import Any
 
 import yaml
 
-from coconut_lm.compiled import COMPILE_MODES
-from coconut_lm.curriculum import ScheduleConfig
 from coconut_lm.errors import CoconutError
-from coconut_lm.methods import LayoutConfig, get_method
+from coconut_lm.model.compiled import COMPILE_MODES
+from coconut_lm.recipe.curriculum import ScheduleConfig
+from coconut_lm.recipe.methods import LayoutConfig, get_method
 
 #: The largest learning rate accepted: AdamW moves every weight by about lr per step, so past 1 a run only diverges.
 MAX_LR = 1.0
@@ -114,14 +114,14 @@ class TrainConfig:
     num_workers: int = _f(0, "DataLoader worker processes for batch assembly")
     report_to: str = _f("none", "none | tensorboard | wandb (optional extras)")
     distributed: str = _f("ddp", "ddp | fsdp: how torchrun runs shard the model")
-    compile: bool = _f(False, "torch.compile each transformer block (coconut_lm.compiled; a failing backend falls back to eager); pays on GPU, not on CPU (docs/performance.md)")
+    compile: bool = _f(False, "torch.compile each transformer block (coconut_lm.model.compiled; a failing backend falls back to eager); pays on GPU, not on CPU (docs/performance.md)")
     compile_mode: str = _f("default", "torch.compile mode with compile=true: default | reduce-overhead (CUDA graphs) | max-autotune | max-autotune-no-cudagraphs")
     compile_backend: str = _f("inductor", "torch.compile backend with compile=true: inductor (which compile_mode tunes), or e.g. aot_eager (graph capture only, to debug a compile problem)")
     log_every: int = _f(10, "optimizer steps between metrics.jsonl training rows")
 
     def validate(self) -> None:
         """Check values that types alone cannot; raise CoconutError naming the field."""
-        from coconut_lm.methods import METHODS
+        from coconut_lm.recipe.methods import METHODS
         from coconut_lm.tasks.registry import TASKS
 
         choices = {

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from coconut_lm.methods import IGNORE, Layout
+from coconut_lm.recipe.methods import IGNORE, Layout
 
 
 @dataclass

@@ -31,8 +31,8 @@ from typing import Any
 import torch
 
 from coconut_lm.errors import CoconutError
-from coconut_lm.methods import LayoutConfig
-from coconut_lm.model_files import COCONUT_JSON
+from coconut_lm.model.files import COCONUT_JSON
+from coconut_lm.recipe.methods import LayoutConfig
 
 MANIFEST = "MANIFEST.json"
 TRAINER_STATE = "trainer_state.pt"
@@ -299,9 +299,9 @@ def load_model(path: str | os.PathLike, what: str = "checkpoint"):
     The folder is found by `resolve_checkpoint`; a manifest, when present, is verified first.
     Folders written by `CoconutLM.save_pretrained` alone (no manifest) load too.
     """
-    from coconut_lm.model import CoconutLM
-    from coconut_lm.model_files import read_meta
-    from coconut_lm.tokenizer import load_tokenizer
+    from coconut_lm.data.tokenizer import load_tokenizer
+    from coconut_lm.model.coconut import CoconutLM
+    from coconut_lm.model.files import read_meta
 
     p = resolve_checkpoint(path, what)
     if (p / MANIFEST).exists() or not (p / COCONUT_JSON).exists():

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from coconut_lm.errors import CoconutError
-from coconut_lm.tokenizer import SpecialTokens
+from coconut_lm.recipe.tokens import SpecialTokens
 
 M = TypeVar("M", bound=nn.Module)  # CoconutLM, which imports this module
 
@@ -92,7 +92,7 @@ def save_folder(model: nn.Module, path: str | os.PathLike, meta: dict[str, Any] 
 
 def load_folder(cls: type[M], path: str | os.PathLike, **load_kwargs: Any) -> M:
     """A `cls` (CoconutLM) from a folder written by `save_folder`; keyword arguments go to the backbone loader."""
-    from coconut_lm.backbone import load_backbone
+    from coconut_lm.model.backbone import load_backbone
 
     info = read_checkpoint_info(path)
     with _no_hf_progress():

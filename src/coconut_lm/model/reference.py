@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 if TYPE_CHECKING:
-    from coconut_lm.model import CoconutLM
+    from coconut_lm.model.coconut import CoconutLM
 
 
 @dataclass

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from coconut_lm.errors import CoconutError
-from coconut_lm.tokenizer import SpecialTokens
+from coconut_lm.recipe.tokens import SpecialTokens
 
 # GPT-2-architecture presets for from-scratch training. Dropout is off for the small presets: they
 # train on synthetic data for many epochs, where the official 0.1 only slows the fit; the 124M

@@ -32,8 +32,8 @@ import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from coconut_lm.curriculum import FIXED, STAGES, TOKEN_REMOVAL, Schedule
-from coconut_lm.tokenizer import SpecialTokens
+from coconut_lm.recipe.curriculum import FIXED, STAGES, TOKEN_REMOVAL, Schedule
+from coconut_lm.recipe.tokens import SpecialTokens
 
 IGNORE = -100
 

@@ -1,0 +1,1 @@
+"""Benchmarks: speed and memory of the multi-pass forward, generation and training steps."""

@@ -1,0 +1,1 @@
+"""From examples to batches: tokenizers, the epoch pipeline (stage layouts, shuffling, sharding), padding and collation."""
