@@ -118,3 +118,16 @@ def test_make_figures_skips_missing_records(tmp_path):
     (tmp_path / "path_categories.json").write_text(json.dumps(paths_record()))
     assert sorted(p.name for p in make_figures(tmp_path)) == ["accuracy_vs_k.png", "path_categories.png"]
     assert make_figures(tmp_path / "nothing") == []
+
+
+def test_tradeoff_figure_draws_the_sweep_in_threshold_order_and_the_fixed_counts(tmp_path):
+    from coconut_lm.analysis.plots import plot_tradeoff, tradeoff_figure
+
+    s = {"classifier@0.7": {"use_classifier": True, "eot_threshold": 0.7, "mean_thoughts": 4.0, "accuracy": 0.9},
+         "classifier@0.3": {"use_classifier": True, "eot_threshold": 0.3, "mean_thoughts": 2.0, "accuracy": 0.8},
+         "k4": {"use_classifier": False, "eot_threshold": None, "mean_thoughts": 4.0, "accuracy": 0.92}}
+    ax = tradeoff_figure(s).axes[0]
+    (line,) = ax.get_lines()
+    assert list(line.get_xdata()) == [2.0, 4.0] and list(line.get_ydata()) == [80.0, 90.0]
+    assert [list(p) for p in ax.collections[0].get_offsets()] == [[4.0, 92.0]]
+    assert plot_tradeoff(s, tmp_path / "t.png").stat().st_size > 1000

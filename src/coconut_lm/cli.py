@@ -163,6 +163,10 @@ def _cmd_eval(args: argparse.Namespace) -> int:
                                     any_task=args.any_task, compile=args.compile, eot_thresholds=args.eot_threshold,
                                     overwrite=args.overwrite)
     print(format_summaries(summaries))
+    if sum(s.use_classifier for s in summaries.values()) > 1:  # a threshold sweep: the trade-off as a figure
+        from coconut_lm.analysis.plots import plot_tradeoff
+
+        print(f"wrote {plot_tradeoff(summaries, Path(args.out) / 'tradeoff.png')}")
     if len(summaries) > 1:
         print(f"wrote {args.out}/forced_k.json and predictions.jsonl, summary.json in each of "
               + ", ".join(f"{args.out}/{name}" for name in summaries))

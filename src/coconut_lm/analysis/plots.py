@@ -299,3 +299,34 @@ def make_figures(analysis_dir: str | os.PathLike, names: Sequence[str] | None = 
 
         made += plot_probes(json.loads((root / "probes_summary.json").read_text()), figs)
     return made
+
+
+def tradeoff_figure(summaries: dict[str, Any]):
+    """Accuracy against mean thoughts: the classifier's threshold sweep as a line, fixed counts as points.
+
+    `summaries` maps a setting name ("classifier@0.3", "k4", ...) to its summary (`EvalSummary` or dict).
+    """
+    fig, axes = _figure(6.0, 4.2)
+    ax = axes[0, 0]
+    rows = {name: (s if isinstance(s, dict) else s.__dict__) for name, s in summaries.items()}
+    sweep = sorted(((r["mean_thoughts"], 100 * r["accuracy"], r.get("eot_threshold"))
+                    for name, r in rows.items() if r.get("use_classifier")), key=lambda t: t[2])
+    if sweep:
+        ax.plot([t[0] for t in sweep], [t[1] for t in sweep], marker="o", label="<eot> classifier (threshold)")
+        for x, y, t in sweep:
+            ax.annotate(f"{t:g}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=FONT["legend"])
+    fixed = sorted((r["mean_thoughts"], 100 * r["accuracy"], name) for name, r in rows.items()
+                   if not r.get("use_classifier"))
+    if fixed:
+        ax.scatter([t[0] for t in fixed], [t[1] for t in fixed], marker="s", color="C1", label="fixed count", zorder=3)
+        for x, y, name in fixed:
+            ax.annotate(name, (x, y), textcoords="offset points", xytext=(4, -12), fontsize=FONT["legend"])
+    ax.set_xlabel("mean thoughts per question", fontsize=FONT["label"])
+    ax.set_ylabel("accuracy (%)", fontsize=FONT["label"])
+    ax.legend(fontsize=FONT["legend"])
+    return fig
+
+
+def plot_tradeoff(summaries: dict[str, Any], out: str | os.PathLike) -> Path:
+    """Draw `tradeoff_figure` and save it as a PNG."""
+    return _save(tradeoff_figure(summaries), out)

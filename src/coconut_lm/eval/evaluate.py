@@ -31,7 +31,7 @@ from coconut_lm.tasks.examples import Example, atomic_write_text
 from coconut_lm.tasks.symbolic import is_symbolic
 
 #: What `eval` writes into its --out (and `--overwrite` removes first): one setting's files, or forced k's.
-EVAL_OUTPUTS = re.compile(r"predictions\.jsonl|summary\.json|forced_k\.json|k\d+|classifier(@[0-9.e-]+)?")
+EVAL_OUTPUTS = re.compile(r"predictions\.jsonl|summary\.json|forced_k\.json|k\d+|classifier(@[0-9.e-]+)?|tradeoff\.png")
 
 
 @dataclass
