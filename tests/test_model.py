@@ -51,13 +51,14 @@ def make_model(kind: str, eot_classifier: bool = False, seed: int = 0,
     return model
 
 
-def make_rows(q_lens, ks, a_len=3, seed=1):
-    """Token lists: question, <bot>, <latent>*k, <eot>, answer, <eos>; and the prompt length."""
+def make_rows(q_lens, ks, a_len=3, seed=1, markers=True):
+    """Token lists: question, <bot>, <latent>*k, <eot>, answer, <eos> (without `markers`: no <bot>/<eot>);
+    and the prompt length."""
     g = torch.Generator().manual_seed(seed)
     rows, n_prompt = [], []
     for q, k in zip(q_lens, ks):
         words = lambda n: torch.randint(FIRST_WORD, VOCAB, (n,), generator=g).tolist()  # noqa: E731
-        prompt = words(q) + [TK.bot] + [TK.latent] * k + [TK.eot]
+        prompt = words(q) + ([TK.bot] + [TK.latent] * k + [TK.eot] if markers else [TK.latent] * k)
         rows.append(prompt + words(a_len) + [TK.eos])
         n_prompt.append(len(prompt))
     return rows, n_prompt
@@ -65,9 +66,11 @@ def make_rows(q_lens, ks, a_len=3, seed=1):
 
 def pad_batch(rows, n_prompt, mode: str):
     """Pad left, right, or "align" (left-pad so every <bot> shares a column, then right-pad)."""
-    bot_col = [r.index(TK.bot) for r in rows]
-    left = {"left": [max(map(len, rows)) - len(r) for r in rows], "right": [0] * len(rows),
-            "align": [max(bot_col) - c for c in bot_col]}[mode]
+    if mode == "align":
+        bot_col = [r.index(TK.bot) for r in rows]
+        left = [max(bot_col) - c for c in bot_col]
+    else:
+        left = {"left": [max(map(len, rows)) - len(r) for r in rows], "right": [0] * len(rows)}[mode]
     width = max(lp + len(r) for lp, r in zip(left, rows))
     ids = torch.full((len(rows), width), TK.pad)
     labels = torch.full((len(rows), width), -100)
@@ -306,6 +309,53 @@ def test_classifier_generation_matches_row_by_row_reference(kind, mode, shift, t
             assert_close(a, b, TOL[kind])
     if threshold == 0.5:  # the model's logits are tuned so rows differ here; other thresholds may stop all alike
         assert len({r.num_thoughts for r in refs}) > 1, "rows should stop thinking at different counts"
+
+
+@pytest.mark.parametrize("shift", SHIFTS)
+@pytest.mark.parametrize("kind", ["gpt2", "llama"])
+@pytest.mark.parametrize("mode", ["left", "right"])
+def test_classifier_without_markers_matches_reference(kind, mode, shift):
+    """Without <bot>/<eot> the classifier decides from the question's last token on; a stop decodes at once.
+    Its loss (decisions at the last question token and each slot) and generation equal the reference."""
+    model = make_model(kind, eot_classifier=True, seed=3, token_shift=shift)
+    ids, mask, labels = pad_batch(*make_rows([5, 2, 7], (0, 3, 8), markers=False), mode)
+    out = model(ids, mask, labels)
+    fast = grads(model, out.loss + out.eot_loss)
+    ref = reference_forward(model, ids, mask, labels)
+    slow = grads(model, ref.loss + ref.eot_loss)
+    assert_close(out.eot_loss, ref.eot_loss, TOL[kind])
+    for name, g in slow.items():
+        assert_close(fast[name], g, TOL[kind])
+    rows, _ = make_rows([3, 6, 1, 4, 5, 2], (0,) * 6, seed=4, markers=False)
+    prompts = [r[:-4] for r in rows]  # the question alone (answer of 3 words and <eos> cut)
+    pids, pmask, _ = pad_batch(prompts, [len(p) for p in prompts], mode)
+    gen = model.generate(pids, pmask, max_new_tokens=5, use_eot_classifier=True, max_thoughts=4, return_thoughts=True)
+    refs = [reference_generate(model, p, 5, use_eot_classifier=True, max_thoughts=4) for p in prompts]
+    for i, r in enumerate(refs):
+        assert gen.num_thoughts[i] == r.num_thoughts
+        assert gen.sequences[i, :len(r.tokens)].tolist() == r.tokens
+        for a, b in zip(gen.thoughts[i], r.thoughts):
+            assert_close(a, b, TOL[kind])
+
+
+def test_stop_decisions_of_a_layout_and_of_a_padded_batch_agree():
+    """One rule, two forms: `recipe.tokens.stop_decisions` on ids and `stop_decision_mask` on batches."""
+    from coconut_lm.model.coconut import stop_decision_mask
+    from coconut_lm.recipe.tokens import stop_decisions
+
+    for markers in (True, False):
+        rows, n_prompt = make_rows([5, 2, 7, 3], (0, 3, 8, 1), markers=markers)
+        ids, mask, _ = pad_batch(rows, n_prompt, "left")
+        at, stop = stop_decision_mask(ids, mask, TK)
+        for i, r in enumerate(rows):
+            lp = ids.shape[1] - len(r)
+            want = stop_decisions(r, TK)
+            assert (at[i].nonzero().flatten() - lp).tolist() == want
+            assert (stop[i].nonzero().flatten() - lp).tolist() == ([want[-1]] if want else [])
+        # With markers: every <bot> and <latent> decides, and latent mode ends where <eot> follows.
+        if markers:
+            assert at.sum() == ((ids == TK.bot) | (ids == TK.latent)).sum()
+    assert stop_decisions([9, 9, TK.latent, TK.latent, 8], TK) == [1, 2, 3]
 
 
 def test_a_higher_eot_threshold_thinks_at_least_as_long():

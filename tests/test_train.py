@@ -457,3 +457,19 @@ def test_shift_thoughts_is_saved_and_init_from_keeps_or_overrides_it(tmp_path):
         nxt = _cfg(tmp_path / sub, "prosqa", "coconut", "num_epochs=1", "max_steps_per_epoch=1",
                    f"init_from={first.run_dir / 'best'}", *extra)
         assert read_checkpoint_info(train(nxt, progress=False, device="cpu").run_dir / "best").shift_thoughts is want
+
+
+def test_eot_classifier_without_markers_trains_and_stops_at_eval(tmp_path):
+    """The from-scratch layout (no <bot>/<eot>) with the classifier: it trains, and eval lets it stop."""
+    from coconut_lm.eval.evaluate import evaluate_checkpoint
+    from coconut_lm.training.train import train
+
+    cfg = _cfg(tmp_path, "prosqa", "coconut", "num_epochs=3", "epochs_per_stage=1", "max_latent_stage=2",
+               "latent_markers=false", "eot_classifier=true", "eval_use_classifier=true", "max_thoughts=4",
+               "pad_latent_to_max=false")
+    result = train(cfg, progress=False, device="cpu")
+    s = evaluate_checkpoint(result.run_dir / "best", cfg.val_path, tmp_path / "eval", max_new_tokens=8,
+                            device="cpu", progress=False)["classifier"]
+    assert s.use_classifier and 0 <= s.mean_thoughts <= 4
+    preds = (tmp_path / "eval" / "predictions.jsonl").read_text()
+    assert "<bot>" not in preds and "<eot>" not in preds

@@ -25,7 +25,7 @@ from coconut_lm.data.batching import Batch, collate
 from coconut_lm.errors import CoconutError
 from coconut_lm.recipe.curriculum import ScheduleConfig, example_positions
 from coconut_lm.recipe.methods import IGNORE, Layout, LayoutConfig, Method, TokenizedExample
-from coconut_lm.recipe.tokens import SpecialTokens
+from coconut_lm.recipe.tokens import SpecialTokens, stop_decisions
 from coconut_lm.tasks.examples import Example
 
 
@@ -204,7 +204,7 @@ class MicroBatch:
 
     `global_label_tokens` counts supervised tokens in the whole global batch (all ranks, all
     micro-batches), so that summing token losses / that count gives the same gradient however
-    the batch is split; `global_thought_slots` counts its `<bot>` and `<latent>` positions, where
+    the batch is split; `global_thought_slots` counts its classifier decisions (`stop_decisions`), where
     the `<eot>` classifier's loss lives, for the same reason. `step_frac` is how far through the
     epoch the step is (the schedule and the optimizer resets both read it).
     """
@@ -304,7 +304,7 @@ class EpochBatches(Dataset):
         if self._step_cache is None or self._step_cache[0] != step:
             idx, ks = self.positions(step)
             layouts = [self.method.train_layout(self.data[j], int(k), self.layout, self.tokens) for j, k in zip(idx, ks)]
-            slots = sum(lay.input_ids.count(self.tokens.bot) + lay.input_ids.count(self.tokens.latent) for lay in layouts)
+            slots = sum(len(stop_decisions(lay.input_ids, self.tokens)) for lay in layouts)
             self._step_cache = (step, layouts, ks, sum(_n_targets(lay.labels) for lay in layouts), slots)
         _, layouts, ks, total, slots = self._step_cache
         per_rank = self.plan.batch_size // self.plan.world_size

@@ -140,7 +140,8 @@ def evaluate(
     if data is None:
         data = tokenize_examples(examples, tokenizer)
     if use_classifier:
-        prompts = [list(ex.question) + [tokens.bot] for ex in data]
+        # The model thinks from <bot>, or, without latent markers, from the question's last token.
+        prompts = [list(ex.question) + ([tokens.bot] if layout_cfg.latent_markers else []) for ex in data]
     else:
         prompts = [method.eval_prompt(ex, n_thoughts, layout_cfg, tokens) for ex in data]
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))

@@ -115,6 +115,20 @@ def pick_tokens(logits: torch.Tensor, temperature: float = 0.0, top_p: float = 1
     return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
 
 
+def stop_decision_mask(input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                       tokens: SpecialTokens) -> tuple[torch.Tensor, torch.Tensor]:
+    """(where the `<eot>` classifier decides, where it should say stop), both (B, T) bool.
+
+    It decides at every real `<bot>` and `<latent>` and at the input just before a `<latent>` (without
+    markers, the last question token); it should stop where the next input is not a `<latent>`. With
+    markers that is "the next input is `<eot>`". The rule of `recipe.tokens.stop_decisions`, batched.
+    """
+    lat = input_ids == tokens.latent
+    next_lat = F.pad(lat[:, 1:], (0, 1), value=False)
+    at = (lat | next_lat | (input_ids == tokens.bot)) & attention_mask.bool()
+    return at, at & ~next_lat
+
+
 def eot_stop_logit(threshold: float) -> float:
     """The `<eot>` classifier's logit above which latent mode ends: sigmoid(z) > threshold, 0 < threshold < 1."""
     if not 0.0 < threshold < 1.0:
@@ -335,12 +349,10 @@ class CoconutLM(nn.Module):
 
     def _eot_loss(self, hidden: torch.Tensor, input_ids: torch.Tensor,
                   attention_mask: torch.Tensor) -> torch.Tensor:
-        """BCE of "the next input is <eot>" at every real <bot> or <latent> position."""
-        t = self.tokens
-        at = ((input_ids == t.bot) | (input_ids == t.latent)) & attention_mask.bool()  # (B, T)
-        is_eot = F.pad(input_ids[:, 1:] == t.eot, (0, 1), value=False)  # next input is <eot>
+        """BCE of "latent mode ends here" at every decision position (`stop_decision_mask`)."""
+        at, stop = stop_decision_mask(input_ids, attention_mask, self.tokens)
         z = self.eot_head(hidden[at]).squeeze(-1)  # (M,)
-        bce = F.binary_cross_entropy_with_logits(upcast(z), is_eot[at].to(upcast(z).dtype), reduction="sum")
+        bce = F.binary_cross_entropy_with_logits(upcast(z), stop[at].to(upcast(z).dtype), reduction="sum")
         return bce / max(z.numel(), 1)
 
     # ----- generation ----------------------------------------------------------------------------
@@ -354,7 +366,9 @@ class CoconutLM(nn.Module):
 
         The prompt (left or right padded) may hold `<latent>` slots, filled by the same passes
         as `forward`. With `use_eot_classifier`, each prompt ends at `<bot>` and the model adds
-        thoughts until `eot_head` says stop (sigmoid > `eot_threshold`) or `max_thoughts`, then feeds `<eot>`.
+        thoughts until `eot_head` says stop (sigmoid > `eot_threshold`) or `max_thoughts`, then feeds `<eot>`;
+        prompts without latent markers end at the question, and a row that stops decodes its first
+        token from the state where it stopped (the layout of `latent_markers=false`).
         Rows move through thinking and decoding independently: at each step every row feeds one
         new position (a thought, `<eot>`, its last token, or a pad once finished), so each row's
         result equals what it would get alone. Call `model.eval()` first.
@@ -389,8 +403,13 @@ class CoconutLM(nn.Module):
             if not self.shift_thoughts:
                 real = real & ~latent[r, cols]
             before = inputs * real[..., None].to(inputs.dtype)
-        if use_eot_classifier and not bool((input_ids[rows, last] == tk.bot).all()):
-            raise CoconutError("with use_eot_classifier every prompt must end with <bot>")
+        markers = True  # with the classifier: prompts end at <bot>, and a stop feeds <eot>
+        if use_eot_classifier:
+            ends_bot = input_ids[rows, last] == tk.bot
+            markers = bool(ends_bot.all())
+            if not markers and bool(ends_bot.any()):
+                raise CoconutError("with use_eot_classifier every prompt must end with <bot> (latent markers), "
+                                   "or none (no markers)")
 
         seq = torch.full((b, max_new_tokens + 1), tk.pad, dtype=torch.long, device=dev)  # last col: dump
         n_tok = torch.zeros(b, dtype=torch.long, device=dev)
@@ -399,6 +418,12 @@ class CoconutLM(nn.Module):
         done = torch.zeros(b, dtype=torch.bool, device=dev)
         steps_h, steps_m = [], []  # classifier thoughts per step, for return_thoughts
         for step in range(n_steps):
+            if use_eot_classifier:
+                stop = (self.eot_head(h_last).squeeze(-1) > stop_logit) | (n_thought >= max_thoughts)
+                think = thinking & ~stop
+                stopping = thinking & stop
+                if not markers:  # a row that stops decodes from this very state
+                    thinking = think
             decoding = ~thinking & ~done
             tok = pick_tokens(self.logits(h_last), temperature, top_p, generator)
             seq.scatter_(1, torch.where(decoding, n_tok, max_new_tokens)[:, None], tok[:, None])
@@ -406,9 +431,8 @@ class CoconutLM(nn.Module):
             done |= decoding & ((tok == tk.eos) | (n_tok >= max_new_tokens))
             ids = torch.where(decoding, tok, tk.pad)
             if use_eot_classifier:
-                stop = (self.eot_head(h_last).squeeze(-1) > stop_logit) | (n_thought >= max_thoughts)
-                think = thinking & ~stop
-                ids = torch.where(thinking & stop, tk.eot, ids)
+                if markers:
+                    ids = torch.where(stopping, tk.eot, ids)
                 n_thought += think
                 steps_h.append(h_last)
                 steps_m.append(think)

@@ -80,13 +80,16 @@ def reference_forward(model: CoconutLM, input_ids: torch.Tensor, attention_mask:
 
     eot_loss = None
     if model.eot_head is not None:
+        # The classifier decides at <bot>, at each <latent> and at the input before a <latent> (no markers:
+        # the last question token); latent mode should end where the next input is not a <latent>.
         terms = []
         for i in range(b):
             for j in range(t):
-                if attention_mask[i, j] == 1 and int(input_ids[i, j]) in (tk.bot, tk.latent):
-                    nxt = j + 1 < t and int(input_ids[i, j + 1]) == tk.eot
+                next_latent = j + 1 < t and int(input_ids[i, j + 1]) == tk.latent
+                if attention_mask[i, j] == 1 and (int(input_ids[i, j]) in (tk.bot, tk.latent) or next_latent):
                     z = model.eot_head(hidden[i, j])[0]
-                    terms.append(F.binary_cross_entropy_with_logits(z, torch.tensor(float(nxt), dtype=z.dtype)))
+                    terms.append(F.binary_cross_entropy_with_logits(z, torch.tensor(float(not next_latent),
+                                                                                     dtype=z.dtype)))
         eot_loss = torch.stack(terms).mean() if terms else None
     return RefForward(loss=loss, logits=logits, eot_loss=eot_loss, hidden=hidden)
 
@@ -117,11 +120,13 @@ def reference_generate(model: CoconutLM, prompt: list[int], max_new_tokens: int,
             vecs.append(table(torch.tensor(tok, device=device)))
         is_thought.append(tok == tk.latent)
     if use_eot_classifier:
+        markers = bool(prompt) and prompt[-1] == tk.bot  # without markers a stop decodes from that state
         while True:
             h = run(vecs)[1]
             if torch.sigmoid(model.eot_head(h)[0]) > eot_threshold or len(thoughts) >= max_thoughts:
-                vecs.append(table(torch.tensor(tk.eot, device=device)))
-                is_thought.append(False)
+                if markers:
+                    vecs.append(table(torch.tensor(tk.eot, device=device)))
+                    is_thought.append(False)
                 break
             thoughts.append(h)
             vecs.append(h)

@@ -170,8 +170,6 @@ class TrainConfig:
                                    f"(transformers.activations.ACT2FN), e.g. gelu, gelu_pytorch_tanh, relu, silu")
         if self.max_train_seconds is not None and self.max_train_seconds <= 0:
             raise CoconutError(f"config 'max_train_seconds': must be > 0, got {self.max_train_seconds}")
-        if self.eot_classifier and not self.latent_markers:
-            raise CoconutError("config 'eot_classifier': needs latent_markers=true (the classifier decides when to emit <eot>)")
         if self.eot_classifier and not get_method(self.method).continuous:
             raise CoconutError(f"config 'eot_classifier': method {self.method} has no continuous thoughts, so no latent "
                                f"state to classify (coconut and no_curriculum have)")

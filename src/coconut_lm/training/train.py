@@ -42,6 +42,7 @@ from coconut_lm.data.pipeline import (
 from coconut_lm.errors import CoconutError
 from coconut_lm.eval.evaluate import evaluate, validation_loss
 from coconut_lm.eval.outputs import live_bars
+from coconut_lm.model.coconut import stop_decision_mask
 from coconut_lm.model.compiled import compile_blocks
 from coconut_lm.recipe.curriculum import optimizer_reset_key
 from coconut_lm.recipe.methods import get_method
@@ -319,8 +320,7 @@ class Trainer:
                 scale = n_local / max(mb.global_label_tokens, 1) * env.world_size
                 loss = out.loss * scale
                 if out.eot_loss is not None:  # a mean over this micro-batch's slots: reweight to the global batch's
-                    slots = int((((mb.batch.input_ids == self.tokens.bot) | (mb.batch.input_ids == self.tokens.latent))
-                                 & mb.batch.attention_mask.bool()).sum())
+                    slots = int(stop_decision_mask(mb.batch.input_ids, mb.batch.attention_mask, self.tokens)[0].sum())
                     share = slots / max(mb.global_thought_slots, 1) * env.world_size
                     loss = loss + cfg.eot_loss_weight * out.eot_loss * share
                 loss.backward()
