@@ -192,15 +192,30 @@
         shown >= 0.005 || state.colorBy === "cos" ? fmt(shown, 2) : ""));
     });
     byId("legend").textContent = "Node fill and size: " + (state.colorBy === "cos" && cos ? "cosine of thought " + t + " with the node's embedding (blue +, red \u2212)" :
-      "value after " + t + " thoughts = P(node named next | question, " + t + " thoughts)") +
+      "value after " + t + " thoughts = P(node named next | question, " + t + " thoughts), a node at hop " + valueHop(ex, t)) +
       ". Rings: blue root, orange target, dashed red the other option. Edges: " +
       (state.edgeBy === "attention" && att ? "width = last-layer attention from the position writing thought " + t + "; colour = edge category." : "green = gold chain.");
+  }
+
+  // The hop whose node a value after t thoughts names: in the symbolic form a step is the node it
+  // reaches, so after t thoughts (t / c whole hops) the next one written is at hop t / c + 1; in the
+  // word form the step "Every {node} is a ..." names the node at hop ceil(t / c) (latent_search docs).
+  function valueHop(ex, t) {
+    var p = ex.probes, c = p ? Math.max(1, p.hops.filter(function (h) { return h === 1; }).length) : 1;
+    return ex.symbolic ? Math.floor(t / c) + 1 : Math.ceil(t / c);
+  }
+
+  function valueCategories(ex, t) {
+    var p = ex.probes;
+    if (!p) return null;
+    var i = p.hops.indexOf(valueHop(ex, t));
+    return i >= 0 ? p.node_categories[i] : null;
   }
 
   function renderTopNodes(ex, t) {
     var table = clear(byId("top-nodes"));
     var values = ex.values[ex.n_thoughts.indexOf(t)];
-    var cats = ex.probes && t > 0 ? ex.probes.node_categories[t - 1] : null;
+    var cats = valueCategories(ex, t);  // the categories of the hop these values name
     row(table, ["node", "value", "category"], true);
     values.map(function (v, n) { return [v, n]; }).sort(function (a, b) { return b[0] - a[0]; }).slice(0, 8).forEach(function (vn) {
       row(table, [ex.names[vn[1]], Number(fmt(vn[0], 4)), cats ? cats[vn[1]] : "-"]);
