@@ -85,3 +85,20 @@ def test_cpu_levers_script_times_every_variant():
     assert set(rows) >= {"eager fp32", "bf16 autocast", "exact GELU fp32", "eager attention", "fused AdamW"}
     assert rows["eager fp32"][1] == "1.00x"
     assert all(cells[1].endswith("x") and cells[2].endswith("%") for cells in rows.values())
+
+
+@pytest.mark.slow
+def test_adaptive_cpu_script_trains_the_classifier_and_sweeps_thresholds(tmp_path):
+    """scripts/adaptive_cpu.sh with a few steps: the classifier run, then the sweep on both splits."""
+    env = {**os.environ, "CLI": str(Path(sys.executable).parent / "coconut-lm"), "TRAIN_N": "64", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(["bash", str(ROOT / "scripts" / "adaptive_cpu.sh"), str(tmp_path / "a"), "num_epochs=1",
+                           "max_steps_per_epoch=2", "val_max_examples=8"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    cfg = (tmp_path / "a" / "run" / "config.yaml").read_text()
+    assert "eot_classifier: true" in cfg and "latent_markers: false" in cfg and "pad_latent_to_max: false" in cfg
+    for split in ("val", "test"):
+        sweep = json.loads((tmp_path / "a" / f"sweep_{split}" / "forced_k.json").read_text())
+        assert list(sweep) == ["classifier@0.2", "classifier@0.35", "classifier", "classifier@0.65", "classifier@0.8",
+                               "k2", "k3", "k4"]
+        assert (tmp_path / "a" / f"sweep_{split}" / "tradeoff.png").is_file()
