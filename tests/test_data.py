@@ -115,8 +115,10 @@ def test_step_fraction_follows_the_capped_epoch():
 def test_thought_slots_are_counted_over_the_global_batch():
     one = _epoch(1, 0, 4)
     mbs = [one[0], one[1]]
-    local = [int(((m.batch.input_ids == 3) | (m.batch.input_ids == 5)).logical_and(m.batch.attention_mask.bool()).sum())
-             for m in mbs]
+    from coconut_lm.model.coconut import stop_decision_mask
+
+    tokens = special_token_ids(build_word_tokenizer(["x"]))
+    local = [int(stop_decision_mask(m.batch.input_ids, m.batch.attention_mask, tokens)[0].sum()) for m in mbs]
     assert mbs[0].global_thought_slots == sum(local) > 0
 
 
