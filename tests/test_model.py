@@ -506,8 +506,9 @@ def test_bad_inputs_raise_coconut_error(tmp_path):
     with pytest.raises(CoconutError, match="JSON"):
         model.save_pretrained(tmp_path / "x", meta={"bad": object()})
     clf = make_model("gpt2", eot_classifier=True)
-    with pytest.raises(CoconutError, match="<bot>"):
-        clf.generate(torch.tensor([[9, 10]]), torch.ones(1, 2, dtype=torch.long), 3, use_eot_classifier=True)
+    with pytest.raises(CoconutError, match="<bot>"):  # markers in one row and not in another
+        clf.generate(torch.tensor([[9, 10], [9, TK.bot]]), torch.ones(2, 2, dtype=torch.long), 3,
+                     use_eot_classifier=True)
 
 
 def test_padding_past_n_positions_is_fine_while_every_row_fits():
