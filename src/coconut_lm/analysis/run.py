@@ -103,6 +103,20 @@ def _checkpoint_task(ckpt: Path) -> str | None:
         return None
 
 
+def _load_references(refs, examples, data, any_task: bool) -> list[tuple]:
+    """Load every --cot/--no-cot model and check the data for it, before anything is written:
+    (name, label, path, model, tokenizer, meta, tokenised data) each."""
+    from coconut_lm.eval.evaluate import check_eval_data
+    from coconut_lm.training.checkpoint import load_model
+
+    out = []
+    for name, label, path in refs:
+        rmodel, rtok, rmeta = load_model(path, f"--{name.replace('_', '-')}")
+        rdata = check_eval_data(examples, rtok, rmeta.task, data, path, any_task, "analyze", meta=rmeta).data
+        out.append((name, label, path, rmodel, rtok, rmeta, rdata))
+    return out
+
+
 def _run_prontoqa(model, tok, meta, ckpt: Path, refs, data, out: Path, latents: Sequence[int],
                   max_examples: int | None, args: dict[str, Any], decode_examples: int, dev,
                   any_task: bool = False, overwrite: bool = False) -> AnalysisResult:
@@ -116,7 +130,6 @@ def _run_prontoqa(model, tok, meta, ckpt: Path, refs, data, out: Path, latents: 
     from coconut_lm.recipe.methods import get_method
     from coconut_lm.tasks.answers import data_task
     from coconut_lm.tasks.examples import atomic_write_text, load_examples
-    from coconut_lm.training.checkpoint import load_model
 
     examples = load_examples(data)[:max_examples]
     if not examples:
@@ -129,11 +142,7 @@ def _run_prontoqa(model, tok, meta, ckpt: Path, refs, data, out: Path, latents: 
     if not method.has_thought_slots(layout, model.tokens):
         raise CoconutError(f"checkpoint {ckpt}: method '{method.name}' has no thought slots, so forced k does not "
                            f"apply; analyse a coconut (or no_curriculum / pause_as_thought) checkpoint")
-    references = []
-    for name, label, path in refs:  # every model is loaded and its data checked before anything is written
-        rmodel, rtok, rmeta = load_model(path, f"--{name.replace('_', '-')}")
-        rdata = check_eval_data(examples, rtok, rmeta.task, data, path, any_task, "analyze", meta=rmeta).data
-        references.append((name, label, path, rmodel, rtok, rmeta, rdata))
+    references = _load_references(refs, examples, data, any_task)
     if overwrite:
         clear_outputs(out, ANALYSIS_OUTPUTS)
     model.to(dev).eval()
@@ -292,11 +301,7 @@ def run_analysis(
         raise CoconutError(f"checkpoint {ckpt}: method '{method.name}' has no thought slots, so forced k and latent "
                            f"search do not apply; analyse a coconut (or no_curriculum / pause_as_thought) checkpoint")
     data_ids = check_eval_data(examples, tok, task, data, ckpt, any_task, "analyze", meta=meta).data
-    references = []
-    for name, label, path in refs:  # every model is loaded and its data checked before anything is written
-        rmodel, rtok, rmeta = load_model(path, f"--{name.replace('_', '-')}")
-        rdata = check_eval_data(examples, rtok, rmeta.task, data, path, any_task, "analyze", meta=rmeta).data
-        references.append((name, label, path, rmodel, rtok, rmeta, rdata))
+    references = _load_references(refs, examples, data, any_task)
     if overwrite:
         clear_outputs(out, ANALYSIS_OUTPUTS)
     model.to(dev).eval()
