@@ -28,6 +28,7 @@ from coconut_lm.eval.outputs import check_out_dir, clear_outputs, live_bars
 from coconut_lm.recipe.methods import LayoutConfig, Method, TokenizedExample
 from coconut_lm.tasks.answers import answers_match, chain_lines, data_task, extract_answer, same_chain
 from coconut_lm.tasks.examples import Example, atomic_write_text
+from coconut_lm.tasks.registry import TASKS
 from coconut_lm.tasks.symbolic import is_symbolic
 
 #: What `eval` writes into its --out (and `--overwrite` removes first): one setting's files, or forced k's.
@@ -278,16 +279,13 @@ def check_eval_data(examples: Sequence[Example], tokenizer, task: str, data_path
     if form is not None and trained is not None and form != trained and not any_task:
         unit = {"prosqa": "node", "prontoqa": "concept"}.get(looks_like or task, "symbol")
         label = {"symbolic": f"the symbolic form (one token per {unit})", "words": "the word form"}
-        name = TASK_LABELS.get(looks_like or task, looks_like or task)
+        name = TASKS[looks_like or task].label if (looks_like or task) in TASKS else looks_like or task
         hint = f" (convert it: coconut-lm data symbolic {data_path} --out FILE)" if trained == "symbolic" else ""
         raise CoconutError(f"{command}: {data_path} is {name} in {label[form]} but checkpoint {checkpoint} reads "
                            f"{label[trained]}{hint}; pass --any-task to score it anyway")
     data, unknown = tokenize_checked(examples, tokenizer, str(data_path))
     return CheckedData(data, unknown, looks_like)
 
-
-#: How a task is named in messages.
-TASK_LABELS = {"prosqa": "ProsQA", "prontoqa": "ProntoQA", "gsm8k": "GSM8k"}
 
 
 def evaluate_checkpoint(
