@@ -17,6 +17,9 @@
 # `coconut-lm train ROOT/NAME/config.yaml --resume [max_train_seconds=...]`; rerunning the script skips a
 # finished stage (one whose eval_fresh/ exists) and resumes a stopped one (its config.yaml is there; the
 # overrides given then, e.g. max_train_seconds=, apply to the resumed run). STAGE4=0 stops after stage 3.
+# STOP_AT=TIME (anything `date -d` reads, e.g. "04:20" or "+2 hours") gives each official-size stage the seconds
+# left until then as max_train_seconds; a stage cut short is validated and checkpointed but not scored, and the
+# script stops there, so rerunning it later resumes that stage (one session's end need not cut a chain).
 # N10_STEPS, N16_EPOCHS, TRAIN_N, VALID_N and C2_EPOCHS shrink the stages for a dry run (tests/test_scripts.py).
 set -euo pipefail
 root=${1:?usage: official_cpu.sh ROOT NAME [key=value ...]}
@@ -63,12 +66,24 @@ fi
 stage3=(train_path="$d/official_train.json" val_path="$d/select555.json" "fresh_data=${sym[*]}" num_epochs=100
         epochs_per_stage=8 max_latent_stage=6 eval_every=4 val_max_examples=300)
 # train RUN ARGS...: a new run, or the continuation of one that stopped (its config.yaml is there, no eval_fresh/).
+# It ends the script (exit 0, nothing scored) when the run stopped on its time budget (STOP_AT or max_train_seconds=).
 train() {
   local run=$1; shift
+  local budget=(max_train_seconds=null) before=0  # a resumed run must not keep the budget of the session that cut it
+  if [ -n "${STOP_AT:-}" ]; then
+    local left=$(( $(date -d "$STOP_AT" +%s) - $(date +%s) ))
+    if [ "$left" -lt 60 ]; then echo "STOP_AT=$STOP_AT: no time left for $run; rerun to go on"; exit 0; fi
+    budget=(max_train_seconds="$left")
+  fi
+  [ -f "$run.log" ] && before=$(wc -l < "$run.log")
   if [ -f "$run/config.yaml" ]; then
-    "$CLI" train --no-progress "$run/config.yaml" --resume "$@" >> "$run.log" 2>&1
+    "$CLI" train --no-progress "$run/config.yaml" --resume "${budget[@]}" "$@" >> "$run.log" 2>&1
   else
-    "$CLI" train "${common[@]}" "${stage3[@]}" out_dir="$run" "$@" > "$run.log" 2>&1
+    "$CLI" train "${common[@]}" "${stage3[@]}" out_dir="$run" "${budget[@]}" "$@" > "$run.log" 2>&1
+  fi
+  if tail -n +$((before + 1)) "$run.log" | grep -q "^max_train_seconds=.* reached"; then
+    echo "$run stopped on its time budget before its last epoch (not scored); rerun the same command to resume it"
+    exit 0
   fi
 }
 if [ ! -d "$root/$name/eval_fresh" ]; then

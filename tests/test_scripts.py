@@ -24,6 +24,12 @@ def test_official_cpu_recipe_script_runs_its_four_stages(tmp_path, prosqa_valid)
            "N10_STEPS": "4", "N16_EPOCHS": "1", "TRAIN_N": "64", "VALID_N": "8", "C2_EPOCHS": "1",
            "OMP_NUM_THREADS": "1", "SEED": "3"}
     root = tmp_path / "runs"
+    # STOP_AT already past: stages 1-2 run (they are short), the official-size stage is not started.
+    proc = subprocess.run(["bash", str(ROOT / "scripts" / "official_cpu.sh"), str(root), "try", "num_epochs=1",
+                           "max_steps_per_epoch=2", "val_max_examples=6", "eval_every=1"],
+                          cwd=ROOT, env={**env, "STOP_AT": "-1 minute"}, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "no time left" in proc.stdout and (root / "n16" / "best").is_dir() and not (root / "try").exists()
     proc = subprocess.run(["bash", str(ROOT / "scripts" / "official_cpu.sh"), str(root), "try", "num_epochs=1",
                            "max_steps_per_epoch=2", "val_max_examples=6", "eval_every=1"],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
@@ -41,8 +47,14 @@ def test_official_cpu_recipe_script_runs_its_four_stages(tmp_path, prosqa_valid)
         assert official["n"] == 12 and fresh["n"] == 500, run
 
     # A stage that stopped before its scores resumes when the script runs again; finished stages are skipped.
-    for sub in ("eval_fresh", "eval_official"):
-        shutil.rmtree(root / "try-c2" / sub)
+    # One cut on its time budget (max_train_seconds here, as STOP_AT gives it) is left unscored for the rerun.
+    shutil.rmtree(root / "try-c2")
+    (root / "try-c2.log").unlink()
+    proc = subprocess.run(["bash", str(ROOT / "scripts" / "official_cpu.sh"), str(root), "try", "num_epochs=1",
+                           "max_steps_per_epoch=2", "val_max_examples=6", "eval_every=1", "max_train_seconds=1e-6"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "not scored" in proc.stdout and not (root / "try-c2" / "eval_fresh").exists()
     proc = subprocess.run(["bash", str(ROOT / "scripts" / "official_cpu.sh"), str(root), "try", "num_epochs=1",
                            "max_steps_per_epoch=2", "val_max_examples=6", "eval_every=1"],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
