@@ -92,27 +92,31 @@ def _stated_in(rule: Rule, context: list[str]) -> bool:
     return any(parse_sentence(s) == rule for s in context)
 
 
-@pytest.mark.parametrize("source", ["valid", "generated"])
+@pytest.mark.parametrize("source", ["valid", "generated", "hops 1-6"])
 def test_answers_and_steps_follow_from_the_context(
     source: str, generated: list[Example], request: pytest.FixtureRequest
 ) -> None:
-    examples = (
-        load_examples(request.getfixturevalue("prontoqa_valid")) if source == "valid" else generated
-    )
+    if source == "valid":
+        examples = load_examples(request.getfixturevalue("prontoqa_valid"))
+    else:
+        examples = generated if source == "generated" else generate_prontoqa(120, seed=5, min_hops=1, max_hops=6)
+    hop_counts = Counter()
     for e in examples:
         assert derive_prontoqa_answer(e.question) == e.answer
         context, query = split_question(e.question)
         entity = parse_sentence(query.removeprefix("True or false: ")).entity
-        assert len(e.steps) == 6
+        hops = len(e.extra["chain_concepts"])
+        hop_counts[hops] += 1
+        assert len(e.steps) == hops + 1 and len(context) == 4 * hops + 5
         concept = e.extra["chain_concepts"][0]
         assert f"{entity} is {'an' if concept[0] in 'aeiou' else 'a'} {concept}." in context
-        for i, step in enumerate(e.steps[:5]):
+        for i, step in enumerate(e.steps[:-1]):
             membership, rule = map(parse_sentence, split_sentences(step))
             assert membership == Membership(entity, concept)
             assert _stated_in(rule, context)
-            assert rule.subject == concept and rule.to_concept == (i < 4)
+            assert rule.subject == concept and rule.to_concept == (i < hops - 1)
             concept = rule.obj
-        last = split_sentences(e.steps[5])
+        last = split_sentences(e.steps[-1])
         assert len(last) == 1 and parse_sentence(last[0]) == Fact(entity, rule.obj, rule.negated)
         # the "relevant" distractor: the same property with the other polarity, stated elsewhere
         distractor = (rule.obj, not rule.negated, False)
@@ -120,7 +124,25 @@ def test_answers_and_steps_follow_from_the_context(
         assert any(
             isinstance(p, Rule) and (p.obj, p.negated, p.to_concept) == distractor for p in parsed
         )
-        assert e.extra["idx_to_symbol"][:6] == [entity, *e.extra["chain_concepts"]]
+        assert e.extra["idx_to_symbol"][:hops + 1] == [entity, *e.extra["chain_concepts"]]
+    assert set(hop_counts) == ({5} if source != "hops 1-6" else {1, 2, 3, 4, 5, 6})
+
+
+def test_hop_range_and_its_defaults(tmp_path: Path) -> None:
+    """`data prontoqa --min-hops/--max-hops` draw shorter chains; the default stays the official 5 hops,
+    and a range outside 1..6 is refused."""
+    from coconut_lm.cli import main
+
+    for args, lengths in [([], {6}), (["--max-hops", "2"], {3}), (["--min-hops", "4"], {5, 6}),
+                          (["--min-hops", "6"], {7}), (["--min-hops", "2", "--max-hops", "3"], {3, 4})]:
+        out = tmp_path / "h.json"
+        assert main(["data", "prontoqa", "--n", "60", "--seed", "2", "--format", "symbolic", *args,
+                     "--out", str(out)]) == 0
+        assert {len(e.steps) for e in load_examples(out)} == lengths, args
+    with pytest.raises(CoconutError, match="max_hops <= 6"):
+        generate_prontoqa(3, min_hops=2, max_hops=7)
+    with pytest.raises(CoconutError, match="min_hops <= max_hops"):
+        generate_prontoqa(3, min_hops=4, max_hops=3)
 
 
 def test_generation_is_deterministic(generated: list[Example]) -> None:

@@ -82,7 +82,7 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
     dsub = p.add_subparsers(dest="data_cmd", required=True, metavar="{prosqa,prontoqa,symbolic,gsm8k,stats}")
     for name, fn, what in (
         ("prosqa", _cmd_data_prosqa, "ProsQA: graph reasoning over a random DAG (paper Algorithm 1)"),
-        ("prontoqa", _cmd_data_prontoqa, "ProntoQA: 5-hop fictional-ontology true/false questions"),
+        ("prontoqa", _cmd_data_prontoqa, "ProntoQA: 5-hop fictional-ontology true/false questions (--min-hops/--max-hops for shorter chains)"),
     ):
         g = dsub.add_parser(name, help=f"generate {what}", description=f"Generate {what}.")
         g.add_argument("--n", type=positive_int, required=True, help="number of examples")

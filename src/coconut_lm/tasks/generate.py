@@ -59,6 +59,11 @@ def prosqa_examples(args: argparse.Namespace) -> list:
 
 def add_prontoqa_arguments(g: argparse.ArgumentParser) -> None:
     """The generator options of `coconut-lm data prontoqa` (besides --n, --seed and --out)."""
+    g.add_argument("--min-hops", type=positive_int, default=None,
+                   help="shortest chain of concepts (default 5, the official shape, or --max-hops if lower)")
+    g.add_argument("--max-hops", type=positive_int, default=None,
+                   help="longest chain of concepts, at most 6; each example's length is drawn uniformly from "
+                        "min..max (default 5, or --min-hops if higher)")
     g.add_argument("--format", choices=("words", "symbolic"), default="words",
                    help="words: the official sentences (default); symbolic: one token per concept, property and "
                         "entity, 'wumpus tumpus | wumpus ~happy | ... [Q] Alex happy' (see coconut_lm.tasks.symbolic_prontoqa)")
@@ -72,7 +77,11 @@ def prontoqa_examples(args: argparse.Namespace) -> list:
 
     if args.relabel and args.format != "symbolic":
         raise CoconutError("--relabel needs --format symbolic")
-    examples = generate_prontoqa(args.n, seed=args.seed)
+    from coconut_lm.tasks.prontoqa import HOPS
+
+    lo = args.min_hops or min(HOPS, args.max_hops or HOPS)
+    hi = args.max_hops or max(lo, HOPS)
+    examples = generate_prontoqa(args.n, seed=args.seed, min_hops=lo, max_hops=hi)
     if args.format == "symbolic":
         from coconut_lm.tasks.symbolic_prontoqa import symbolize_prontoqa
 

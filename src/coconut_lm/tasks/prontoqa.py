@@ -319,13 +319,19 @@ def load_prontoqa_raw(path: str | os.PathLike) -> list[Example]:
 # ----------------------------------------------------------------------------- generation
 
 
-def _sample_raw(rng: random.Random) -> dict[str, Any]:
-    """One question in the generator's raw layout: question, query, chain_of_thought, answer."""
+def _sample_raw(rng: random.Random, hops: int = HOPS) -> dict[str, Any]:
+    """One question in the generator's raw layout: question, query, chain_of_thought, answer.
+
+    `hops` is the chain's length (the module docstring's shape has 5: c1..c5); the chain's side concepts,
+    the leaves under its last concept and the three distractor concepts keep their shape for any length,
+    and the rng draws for 5 hops are exactly those the generator has always made.
+    """
+    h = hops
     entity = rng.choice(ENTITY_NAMES)
-    names = rng.sample(CONCEPT_NAMES, 14)
-    chain, sides = names[0:5], names[5:9]
-    leaf_with_prop, bare_leaf, member, member_child, unconnected = names[9:14]
-    families = rng.sample(PROPERTY_FAMILIES, 11)
+    names = rng.sample(CONCEPT_NAMES, 2 * h + 4)
+    chain, sides = names[0:h], names[h:2 * h - 1]
+    leaf_with_prop, bare_leaf, member, member_child, unconnected = names[2 * h - 1:2 * h + 4]
+    families = rng.sample(PROPERTY_FAMILIES, 2 * h + 1)
 
     def form() -> str:
         return rng.choice(RULE_FORMS)
@@ -334,17 +340,17 @@ def _sample_raw(rng: random.Random) -> dict[str, Any]:
         return Rule(concept, rng.choice(family), rng.random() < p_negated, False, form())
 
     chain_links = [Rule(a, b, False, True, form()) for a, b in zip(chain, chain[1:])]
-    chain_props = [prop_rule(c, families[i], P_NEGATED_CHAIN) for i, c in enumerate(chain[:4])]
-    c5_prop = prop_rule(chain[4], families[4], P_NEGATED_C5)
-    rules = [*chain_links, *chain_props, c5_prop]
+    chain_props = [prop_rule(c, families[i], P_NEGATED_CHAIN) for i, c in enumerate(chain[:-1])]
+    last_prop = prop_rule(chain[-1], families[h - 1], P_NEGATED_C5)
+    rules = [*chain_links, *chain_props, last_prop]
     rules += [Rule(c, s, False, True, form()) for c, s in zip(chain, sides)]
-    rules += [prop_rule(s, families[5 + i], P_NEGATED_OTHER) for i, s in enumerate(sides)]
-    rules += [Rule(chain[4], leaf, False, True, form()) for leaf in (leaf_with_prop, bare_leaf)]
-    rules.append(prop_rule(leaf_with_prop, families[9], P_NEGATED_OTHER))
+    rules += [prop_rule(s, families[h + i], P_NEGATED_OTHER) for i, s in enumerate(sides)]
+    rules += [Rule(chain[-1], leaf, False, True, form()) for leaf in (leaf_with_prop, bare_leaf)]
+    rules.append(prop_rule(leaf_with_prop, families[2 * h - 1], P_NEGATED_OTHER))
     rules.append(Rule(member, member_child, False, True, form()))
-    rules.append(prop_rule(member, families[10], P_NEGATED_OTHER))
+    rules.append(prop_rule(member, families[2 * h], P_NEGATED_OTHER))
     # The "relevant" distractor: the query's property with the other polarity, out of reach.
-    rules.append(Rule(unconnected, c5_prop.obj, not c5_prop.negated, False, form()))
+    rules.append(Rule(unconnected, last_prop.obj, not last_prop.negated, False, form()))
     context = [render(r) for r in rules]
     rng.shuffle(context)
     memberships = [render(Membership(entity, chain[0])), render(Membership(entity, member))]
@@ -353,22 +359,35 @@ def _sample_raw(rng: random.Random) -> dict[str, Any]:
     query_negated = rng.random() < 0.5
     cot = []
     for i, c in enumerate(chain):
-        cot += [render(Membership(entity, c)), render(chain_links[i] if i < 4 else c5_prop)]
-    cot.append(render(Fact(entity, c5_prop.obj, c5_prop.negated)))
+        cot += [render(Membership(entity, c)), render(chain_links[i] if i < h - 1 else last_prop)]
+    cot.append(render(Fact(entity, last_prop.obj, last_prop.negated)))
     return {
         "question": " ".join(context + memberships),
-        "query": QUERY_PREFIX + render(Fact(entity, c5_prop.obj, query_negated)),
+        "query": QUERY_PREFIX + render(Fact(entity, last_prop.obj, query_negated)),
         "chain_of_thought": cot,
-        "answer": "True" if query_negated == c5_prop.negated else "False",
+        "answer": "True" if query_negated == last_prop.negated else "False",
     }
 
 
-def generate_prontoqa(n: int, seed: int = 0) -> list[Example]:
-    """Generate `n` 5-hop ProntoQA examples in the common format; a pure function of (n, seed).
+#: Chain lengths the generator can draw: 17 concept names hold 2h + 4 concepts, 13 families 2h + 1 properties.
+MAX_HOPS = 6
 
-    The first k examples of a run do not depend on n, so a larger set extends a smaller one.
+
+def generate_prontoqa(n: int, seed: int = 0, min_hops: int = HOPS, max_hops: int = HOPS) -> list[Example]:
+    """Generate `n` ProntoQA examples in the common format; a pure function of (n, seed, min_hops, max_hops).
+
+    Each chain has `min_hops`..`max_hops` concepts (drawn uniformly per example when they differ; the official
+    shape has 5, the default), so shorter chains can serve as a curriculum. The first k examples of a run do not
+    depend on n, so a larger set extends a smaller one.
     """
     if n < 0:
         raise CoconutError(f"the number of examples must be >= 0, got {n}")
+    if not 1 <= min_hops <= max_hops <= MAX_HOPS:
+        raise CoconutError(f"ProntoQA hops must satisfy 1 <= min_hops <= max_hops <= {MAX_HOPS}, "
+                           f"got min_hops={min_hops}, max_hops={max_hops}")
     rng = random.Random(seed)
-    return [prontoqa_from_raw(_sample_raw(rng), where=f"generated item {i}") for i in range(n)]
+    out = []
+    for i in range(n):
+        hops = min_hops if min_hops == max_hops else rng.randint(min_hops, max_hops)
+        out.append(prontoqa_from_raw(_sample_raw(rng, hops), where=f"generated item {i}"))
+    return out
