@@ -217,9 +217,6 @@ class TrainConfig:
             if given:
                 raise CoconutError(f"config '{given[0]}': set, but lora_r=0 (LoRA off); set lora_r to train adapters")
             return
-        if self.distributed == "fsdp":
-            raise CoconutError("config 'distributed': fsdp with LoRA (lora_r > 0) is not supported yet; use "
-                               "distributed=ddp (the adapters are small, so each rank holding all of them costs little)")
         from coconut_lm.model.lora import require_peft
 
         require_peft()
