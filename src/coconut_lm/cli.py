@@ -240,6 +240,25 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_generate)
 
 
+def _cmd_export(args: argparse.Namespace) -> int:
+    from coconut_lm.training.export import export_merged
+
+    print(f"wrote {export_merged(args.checkpoint, args.out)}")
+    return 0
+
+
+def _add_export(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export", help="write a checkpoint as one HF folder, LoRA adapters merged in",
+                       description="Write a checkpoint (or a run folder's best/) as a plain Hugging Face model folder "
+                                   "with its tokenizer: LoRA adapters and the added tokens' rows are merged into the "
+                                   "weights, so model=OUT trains from it and coconut-lm eval OUT scores it.")
+    p.add_argument("checkpoint", type=path, help="checkpoint folder, or a run folder (its best/ is used)")
+    p.add_argument("--merge", action="store_true", required=True,
+                   help="merge the adapters into the weights (required: the one export there is)")
+    p.add_argument("--out", type=path, required=True, help="output folder, new or empty")
+    p.set_defaults(func=_cmd_export)
+
+
 # ------------------------------------------------------------------------------------------ demo
 
 
@@ -307,6 +326,7 @@ COMMANDS: dict[str, Callable[[argparse._SubParsersAction], None]] = {
     "train": _add_train,
     "eval": _add_eval,
     "generate": _add_generate,
+    "export": _add_export,
     "demo": _add_demo,
     "analyze": _add_analyze,
     "report": _add_report,

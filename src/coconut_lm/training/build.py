@@ -3,12 +3,14 @@
     model, tokenizer = build_model(cfg, texts_of_the_training_data, symbolic=False)
 
 A from-scratch preset (backbone.PRESETS) with a tokenizer built from the training data, an HF
-model folder or hub id with Coconut's tokens added, or a coconut-lm checkpoint (`init_from`).
+model folder or hub id with Coconut's tokens added, or a coconut-lm checkpoint (`init_from`);
+with `lora_r > 0`, LoRA adapters on the pretrained one (`coconut_lm.model.lora`).
 """
 
 from __future__ import annotations
 
 import difflib
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -54,11 +56,16 @@ def build_model(cfg: TrainConfig, train_texts: list[str], symbolic: bool = False
             grown = CoconutLM(model.base, model.tokens, eot_classifier=True)
             grown.token_shift, grown.shift_width = model.token_shift, model.shift_width
             grown.shift_thoughts = model.shift_thoughts
+            if "lora_info" in model.__dict__:  # the same adapted backbone
+                grown.__dict__["lora_info"] = model.__dict__["lora_info"]
             model = grown
         if cfg.shift_thoughts is not None:
             model.shift_thoughts = cfg.shift_thoughts
-        return model, tok
+        return _with_lora(cfg, model, str(ckpt.resolve_checkpoint(cfg.init_from).resolve()), ()), tok
     if cfg.model in PRESETS:
+        if cfg.lora_r:
+            raise CoconutError(f"config 'lora_r': LoRA adapts a pretrained model, and model={cfg.model} is a preset "
+                               f"trained from scratch; give model=PATH_OR_HF_ID or init_from=CHECKPOINT")
         kind = cfg.tokenizer or ("symbol" if symbolic else get_task(cfg.task).tokenizer)
         if kind == "bpe":  # natural language: subwords, so validation words are never unknown
             tok = build_bpe_tokenizer(train_texts, cfg.bpe_vocab_size)
@@ -99,12 +106,53 @@ def build_model(cfg: TrainConfig, train_texts: list[str], symbolic: bool = False
                    f"(model=/path/to/{Path(cfg.model).name})") if offline else str(e)
             raise CoconutError(f"config 'model': '{cfg.model}' is neither a preset ({', '.join(PRESETS)}) nor a local "
                                f"folder, and loading it as a hub id failed: {why}") from None
+        old_rows = base.get_input_embeddings().weight.shape[0]
         n_new = add_coconut_tokens(tok)
         resize_for_new_tokens(base, tok, n_new=n_new)
+        # The tokens just added, and any matrix row that is new: neither has a trained value in the base.
+        new_rows = base.get_input_embeddings().weight.shape[0]
+        added = sorted({*range(len(tok) - n_new, len(tok)), *range(old_rows, new_rows)})
     small = cfg.model in PRESETS and cfg.model not in PAPER_SIZE_PRESETS
     shift = cfg.token_shift if cfg.token_shift is not None else (DEFAULT_TOKEN_SHIFT if small else 0)
-    return CoconutLM(base, special_token_ids(tok), eot_classifier=cfg.eot_classifier, token_shift=shift,
-                     shift_thoughts=cfg.shift_thoughts is not False), tok
+    model = CoconutLM(base, special_token_ids(tok), eot_classifier=cfg.eot_classifier, token_shift=shift,
+                      shift_thoughts=cfg.shift_thoughts is not False)
+    if cfg.model in PRESETS:
+        return model, tok
+    return _with_lora(cfg, model, cfg.model if not Path(cfg.model).exists() else str(Path(cfg.model).resolve()),
+                      added), tok
+
+
+def _with_lora(cfg: TrainConfig, model, base: str, added_rows: Sequence[int]):
+    """`model` as `lora_r` asks: LoRA adapters on `base` (model=, or init_from's folder), or every weight training.
+
+    The trained embedding rows are those of `<bot>`, `<eot>`, `<latent>`, `<pause>` and of `added_rows`
+    (what this run added to the base's vocabulary). An `init_from` checkpoint with adapters goes on with
+    them when the settings match, and is merged into full weights when `lora_r=0`.
+    """
+    from coconut_lm.model.lora import LoraInfo, apply_lora, default_targets, lora_info, merge_lora
+
+    have = lora_info(model)
+    if have is not None and not cfg.lora_r:
+        merge_lora(model)
+        return model
+    if not cfg.lora_r:
+        return model
+    targets = tuple(t.strip() for t in cfg.lora_targets.split(",") if t.strip()) if cfg.lora_targets \
+        else default_targets(model.base)
+    alpha = cfg.lora_alpha if cfg.lora_alpha is not None else 2.0 * cfg.lora_r
+    if have is not None:
+        if (have.r, have.alpha, have.dropout, have.targets) != (cfg.lora_r, alpha, cfg.lora_dropout, targets):
+            raise CoconutError(f"config 'init_from': {cfg.init_from} holds LoRA adapters with r={have.r}, "
+                               f"alpha={have.alpha:g}, dropout={have.dropout:g}, targets={','.join(have.targets)}; "
+                               f"train them on with the same lora_* settings, or set lora_r=0 to merge them and "
+                               f"train every weight")
+        return model
+    tk = model.tokens
+    rows = tuple(sorted({tk.bot, tk.eot, tk.latent, tk.pause, *added_rows}))
+    vocab_rows = model.base.get_input_embeddings().weight.shape[0]
+    apply_lora(model, LoraInfo(r=cfg.lora_r, alpha=alpha, dropout=cfg.lora_dropout, targets=targets, base=base,
+                               rows=rows, vocab_rows=vocab_rows))
+    return model
 
 
 def _check_activation(cfg: TrainConfig, base_config: Any, source: str) -> None:

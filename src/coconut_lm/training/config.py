@@ -69,6 +69,11 @@ class TrainConfig:
     token_shift: int | None = _f(None, "add W [x_{t-1}; ..; x_{t-K}] to every backbone input x_t, K = this (docs/methods.md); 0: off; None: 1 for the small from-scratch presets, 0 for gpt2-124m (the paper's size) and HF models", resume=True)
     shift_thoughts: bool | None = _f(None, "whether the token shift also acts at thought positions (a thought's input h + W x_prev, and W h_last on the position after the last thought); false: the faithful variant, thoughts enter exactly as h and are nobody's predecessor (docs/methods.md); None: init_from's choice, else true", resume=True)
     max_length: int = _f(512, "longest sequence allowed (position table size for presets); longer examples are an error")
+    # --- LoRA (pip install 'coconut-lm[peft]'; docs/bigger_models.md)
+    lora_r: int = _f(0, "rank of LoRA adapters on a pretrained model (model=PATH_OR_HF_ID or init_from); 0: off, every weight trains. With LoRA only the adapters, the embedding rows of <bot>, <eot>, <latent>, <pause> and of any token added to the base (a pad or eos it lacked), and the <eot> classifier and token shift train; checkpoints hold just those and the base's path", resume=True)
+    lora_alpha: float | None = _f(None, "LoRA scale: the update is (lora_alpha / lora_r) B A x; None: 2 * lora_r", resume=True)
+    lora_dropout: float = _f(0.0, "dropout on the input of each LoRA branch, in [0, 1)", resume=True)
+    lora_targets: str | None = _f(None, "comma-separated layer names (or dotted suffixes) inside the transformer blocks that get adapters, e.g. q_proj,v_proj; None: every linear layer of the blocks (GPT-2: c_attn,c_proj,c_fc; Llama, Qwen2/3, Mistral, Gemma 2/3, OLMo 2, SmolLM3: q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj; Phi-3: qkv_proj,o_proj,gate_up_proj,down_proj)", resume=True)
     # --- method
     method: str = _f("coconut", "cot | no_cot | icot | pause | coconut | no_curriculum | no_thought | pause_as_thought", resume=True)
     c_thought: int = _f(LayoutConfig.c_thought, "continuous thoughts per reasoning step (c)", resume=True)
@@ -148,7 +153,7 @@ class TrainConfig:
                 "val_max_examples"),
             0: ("c_thought", "max_latent_stage", "epochs_per_stage", "pause_tokens", "warmup_steps", "start_epoch",
                 "save_every_steps", "max_thoughts", "num_workers", "grad_clip", "weight_decay", "icot_delta",
-                "icot_lambda", "icot_max_removed", "eot_loss_weight", "token_shift", "length_buckets"),
+                "icot_lambda", "icot_max_removed", "eot_loss_weight", "token_shift", "length_buckets", "lora_r"),
         }
         if self.bpe_vocab_size < 263:
             raise CoconutError(f"config 'bpe_vocab_size': must be >= 263 (256 bytes and 7 special tokens), "
@@ -162,6 +167,7 @@ class TrainConfig:
             raise CoconutError(f"config 'betas': expects two numbers in [0, 1), got {list(self.betas)}")
         if self.dropout is not None and not 0.0 <= self.dropout < 1.0:
             raise CoconutError(f"config 'dropout': must be in [0, 1), got {self.dropout}")
+        self._validate_lora()
         if self.activation is not None:
             from transformers.activations import ACT2FN
 
@@ -196,6 +202,24 @@ class TrainConfig:
         if self.eval_use_classifier and self.max_thoughts < 1:
             raise CoconutError("config 'max_thoughts': must be >= 1 with eval_use_classifier=true (the classifier "
                                "reads the state after the first thought), got 0")
+
+    def _validate_lora(self) -> None:
+        if not 0.0 <= self.lora_dropout < 1.0:
+            raise CoconutError(f"config 'lora_dropout': must be in [0, 1), got {self.lora_dropout}")
+        if self.lora_alpha is not None and self.lora_alpha <= 0:
+            raise CoconutError(f"config 'lora_alpha': must be > 0, got {self.lora_alpha}")
+        if self.lora_targets is not None and not any(t.strip() for t in self.lora_targets.split(",")):
+            raise CoconutError("config 'lora_targets': empty; name layers (e.g. q_proj,v_proj) or leave it unset "
+                               "for the family's default")
+        if not self.lora_r:
+            given = [k for k in ("lora_alpha", "lora_targets") if getattr(self, k) is not None]
+            given += ["lora_dropout"] if self.lora_dropout else []
+            if given:
+                raise CoconutError(f"config '{given[0]}': set, but lora_r=0 (LoRA off); set lora_r to train adapters")
+            return
+        from coconut_lm.model.lora import require_peft
+
+        require_peft()
 
     def to_dict(self) -> dict[str, Any]:
         """Plain values for YAML/JSON."""
