@@ -405,13 +405,12 @@ def validation_loss(model, data, method: Method, layout: LayoutConfig, position:
     for b in range(0, len(data), batch_size):
         layouts = [method.train_layout(ex, position, layout, tokens) for ex in data[b:b + batch_size]]
         batch = collate(layouts, tokens.pad, tokens.latent)
-        n = batch.n_label_tokens
-        if n == 0:
+        if batch.n_label_tokens == 0:
             continue
         batch = batch.to(device)
         with autocast():
             out = model(batch.input_ids, batch.attention_mask, labels=batch.labels)
-        total += out.loss.double() * n
-        count += n
+        total += out.loss_sum.double()
+        count += out.n_label_tokens
     model.train(was_training)
     return float(total) / max(count, 1)

@@ -56,21 +56,35 @@ CE_CHUNK_ELEMENTS = 2**26
 
 @dataclass
 class CoconutOutput:
-    """What `CoconutLM.forward` returns.
+    """What `CoconutLM.forward` returns: summed losses and their counts; whoever averages divides once.
 
-    loss: mean NLL over labels != IGNORE (-100; label t predicted at t-1), or None without labels.
+    loss_sum: summed NLL over labels != IGNORE (-100; label t predicted at t-1), or None without labels.
+    n_label_tokens: the supervised positions behind `loss_sum`.
     logits: (B, T, V) when `return_logits`, else None.
-    eot_loss: the `<eot>` classifier's mean BCE, or None without a classifier.
+    eot_loss_sum: the `<eot>` classifier's summed BCE over its decisions, or None without a classifier.
+    n_eot_decisions: the decisions behind `eot_loss_sum` (`stop_decision_mask`).
     n_passes: backbone passes run (number of distinct latent columns + 1).
-    n_label_tokens: supervised positions behind `loss`, for token-weighted averaging across
-        micro-batches or ranks (loss * n_label_tokens is the summed NLL).
+
+    `loss` and `eot_loss` are the means over this batch alone (0 for an empty one, still in the graph);
+    the trainer divides the sums by the global batch's counts instead, so any split gives the same gradient.
     """
 
-    loss: torch.Tensor | None
+    loss_sum: torch.Tensor | None
     logits: torch.Tensor | None
-    eot_loss: torch.Tensor | None
+    eot_loss_sum: torch.Tensor | None
     n_passes: int
     n_label_tokens: int = 0
+    n_eot_decisions: int = 0
+
+    @property
+    def loss(self) -> torch.Tensor | None:
+        """Mean NLL per supervised position of this batch, or None without labels."""
+        return None if self.loss_sum is None else self.loss_sum / max(self.n_label_tokens, 1)
+
+    @property
+    def eot_loss(self) -> torch.Tensor | None:
+        """The `<eot>` classifier's mean BCE per decision of this batch, or None without a classifier."""
+        return None if self.eot_loss_sum is None else self.eot_loss_sum / max(self.n_eot_decisions, 1)
 
 
 def stop_decision_mask(input_ids: torch.Tensor, attention_mask: torch.Tensor,
@@ -236,9 +250,9 @@ class CoconutLM(nn.Module):
         hidden, n_passes = self._hidden(input_ids, attention_mask, position_ids, split_columns)
         logits = self.logits(hidden) if return_logits else None
         loss, n_label = (None, 0) if labels is None else self._lm_loss(hidden, labels, logits)
-        eot_loss = None if self.eot_head is None else self._eot_loss(hidden, input_ids, attention_mask)
-        return CoconutOutput(loss=loss, logits=logits, eot_loss=eot_loss, n_passes=n_passes,
-                             n_label_tokens=n_label)
+        eot_loss, n_eot = (None, 0) if self.eot_head is None else self._eot_loss(hidden, input_ids, attention_mask)
+        return CoconutOutput(loss_sum=loss, logits=logits, eot_loss_sum=eot_loss, n_passes=n_passes,
+                             n_label_tokens=n_label, n_eot_decisions=n_eot)
 
     def hidden_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                       position_ids: torch.Tensor | None = None) -> torch.Tensor:
@@ -260,35 +274,34 @@ class CoconutLM(nn.Module):
 
     def _lm_loss(self, hidden: torch.Tensor, labels: torch.Tensor,
                  logits: torch.Tensor | None) -> tuple[torch.Tensor, int]:
-        """Mean NLL of labels[:, t+1] given position t, with the head only on supervised positions."""
+        """(Summed NLL of labels[:, t+1] given position t, N), with the head only on the N supervised positions."""
         target = labels[:, 1:]
         keep = target != IGNORE  # (B, T-1)
         y = target[keep]  # (N,)
-        n = max(y.numel(), 1)  # an empty batch gives 0 (still in the graph), not NaN
         if logits is not None:
-            return F.cross_entropy(upcast(logits[:, :-1][keep]), y, reduction="sum") / n, y.numel()
+            return F.cross_entropy(upcast(logits[:, :-1][keep]), y, reduction="sum"), y.numel()
         h = hidden[:, :-1][keep]  # (N, H)
         chunk = max(1, CE_CHUNK_ELEMENTS // self.base.get_output_embeddings().weight.shape[0])
         if h.shape[0] <= chunk:
-            return self._ce_sum(h, y) / n, y.numel()
+            return self._ce_sum(h, y), y.numel()
         grad = torch.is_grad_enabled()
         total = 0.0
         for i in range(0, h.shape[0], chunk):
             hc, yc = h[i:i + chunk], y[i:i + chunk]
             total = total + (checkpoint(self._ce_sum, hc, yc, use_reentrant=False) if grad
                              else self._ce_sum(hc, yc))
-        return total / n, y.numel()
+        return total, y.numel()
 
     def _ce_sum(self, h: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(upcast(self.logits(h)), y, reduction="sum")
 
     def _eot_loss(self, hidden: torch.Tensor, input_ids: torch.Tensor,
-                  attention_mask: torch.Tensor) -> torch.Tensor:
-        """BCE of "latent mode ends here" at every decision position (`stop_decision_mask`)."""
+                  attention_mask: torch.Tensor) -> tuple[torch.Tensor, int]:
+        """(Summed BCE of "latent mode ends here" at the M decision positions (`stop_decision_mask`), M)."""
         at, stop = stop_decision_mask(input_ids, attention_mask, self.tokens)
         z = self.eot_head(hidden[at]).squeeze(-1)  # (M,)
         bce = F.binary_cross_entropy_with_logits(upcast(z), stop[at].to(upcast(z).dtype), reduction="sum")
-        return bce / max(z.numel(), 1)
+        return bce, z.numel()
 
     # ----- generation ----------------------------------------------------------------------------
 

@@ -42,7 +42,6 @@ from coconut_lm.data.pipeline import (
 from coconut_lm.errors import CoconutError
 from coconut_lm.eval.evaluate import evaluate, validation_loss
 from coconut_lm.eval.outputs import live_bars
-from coconut_lm.model.coconut import stop_decision_mask
 from coconut_lm.model.compiled import compile_blocks
 from coconut_lm.recipe.curriculum import optimizer_reset_key
 from coconut_lm.recipe.methods import get_method
@@ -310,21 +309,19 @@ class Trainer:
                 width, split = dist.lockstep_plan(batch.input_ids, self.tokens.latent, env)
                 batch = batch.pad_to(width, self.tokens.pad)
             batch = batch.to(env.device, non_blocking=True)
-            n_local = mb.batch.n_label_tokens
             last = i == len(micro_batches) - 1
             sync = contextlib.nullcontext() if last or not hasattr(self.wrapped, "no_sync") else self.wrapped.no_sync()
             with sync:
                 with self.autocast():
                     out = self.wrapped(batch.input_ids, batch.attention_mask, labels=batch.labels, split_columns=split)
-                # Token-sum over the global batch; DDP averages over ranks, hence * world_size.
-                scale = n_local / max(mb.global_label_tokens, 1) * env.world_size
-                loss = out.loss * scale
-                if out.eot_loss is not None:  # a mean over this micro-batch's slots: reweight to the global batch's
-                    slots = int(stop_decision_mask(mb.batch.input_ids, mb.batch.attention_mask, self.tokens)[0].sum())
-                    share = slots / max(mb.global_thought_slots, 1) * env.world_size
-                    loss = loss + cfg.eot_loss_weight * out.eot_loss * share
+                # The one normalisation: sums over the global batch's counts. DDP averages over ranks, hence * world_size.
+                per_token = 1 / max(mb.global_label_tokens, 1)
+                loss = out.loss_sum * (per_token * env.world_size)
+                if out.eot_loss_sum is not None:
+                    per_slot = 1 / max(mb.global_thought_slots, 1)
+                    loss = loss + cfg.eot_loss_weight * out.eot_loss_sum * (per_slot * env.world_size)
                 loss.backward()
-            loss_share += out.loss.detach() * (n_local / max(mb.global_label_tokens, 1))
+            loss_share += out.loss_sum.detach() * per_token
             tokens += int(mb.batch.attention_mask.sum())
             self.micro_index += 1
         lr = lr_at(cfg, self.global_step, self.reset_step, self.total_steps)
