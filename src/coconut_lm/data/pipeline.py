@@ -23,7 +23,7 @@ from torch.utils.data import Dataset
 
 from coconut_lm.data.batching import Batch, collate
 from coconut_lm.errors import CoconutError
-from coconut_lm.recipe.curriculum import ScheduleConfig, example_positions
+from coconut_lm.recipe.curriculum import ScheduleConfig
 from coconut_lm.recipe.methods import IGNORE, Layout, LayoutConfig, Method, TokenizedExample
 from coconut_lm.recipe.tokens import SpecialTokens, stop_decisions
 from coconut_lm.tasks.examples import Example
@@ -293,8 +293,8 @@ class EpochBatches(Dataset):
         """(example indices, schedule positions) of global batch `step`."""
         idx = self.order[step * self.plan.batch_size:(step + 1) * self.plan.batch_size]
         rng = np.random.default_rng([self.seed, self.epoch, step, 1])
-        ks = example_positions(self.method, self.schedule, self.epoch, self.step_frac(step),
-                               self.n_steps[idx], self.n_chain[idx], rng)
+        ks = self.method.schedule.positions(self.schedule, self.epoch, self.step_frac(step),
+                                            self.n_steps[idx], self.n_chain[idx], rng)
         return idx, ks
 
     def __getitem__(self, i: int) -> MicroBatch:

@@ -43,7 +43,6 @@ from coconut_lm.errors import CoconutError
 from coconut_lm.eval.evaluate import evaluate, validation_loss
 from coconut_lm.eval.outputs import live_bars
 from coconut_lm.model.compiled import compile_blocks
-from coconut_lm.recipe.curriculum import optimizer_reset_key
 from coconut_lm.recipe.methods import get_method
 from coconut_lm.tasks.examples import atomic_write_text, load_examples
 from coconut_lm.tasks.symbolic_prontoqa import is_symbolic_prontoqa
@@ -55,7 +54,6 @@ from coconut_lm.training.run_config import (
     FRESH_SEED,
     RESUME_KEYS,
     checkpoint_meta,
-    curriculum_progress,
     layout_config,
     lr_at,
     schedule_config,
@@ -247,7 +245,7 @@ class Trainer:
         return True
 
     def maybe_reset_optimizer(self, step_frac: float) -> None:
-        key = optimizer_reset_key(self.method, self.schedule, self.epoch, step_frac, self.longest_chain)
+        key = self.method.schedule.optimizer_key(self.schedule, self.epoch, step_frac, self.longest_chain)
         if key != self.reset_key:
             if self.reset_key is not None:
                 self.optimizer = self._new_optimizer()
@@ -437,7 +435,7 @@ class Trainer:
         cfg, env = self.cfg, self.env
         self.check_finite()
         row: dict[str, Any] = {"type": "val", "step": self.global_step, "epoch": self.epoch, "stage": self.stage(),
-                               "progress": curriculum_progress(self.cfg, self.method, self.epoch, self.longest_chain)}
+                               "progress": self.method.schedule.progress(self.schedule, self.epoch, self.longest_chain)}
         if self.val_data and (env.is_main or self.lockstep):
             model = dist.unwrap(self.wrapped)
             position = self.method.schedule.eval_position(self.schedule, self.epoch)
@@ -481,7 +479,7 @@ class Trainer:
                         stage = f"stage {row['stage']}, " if self.method.schedule.staged else ""
                         print(f"epoch {self.epoch + 1}: {stage}val loss {row.get('val_loss', float('nan')):.4f}, "
                               f"val accuracy {acc:.3f}")
-                    progress = curriculum_progress(cfg, self.method, self.epoch, self.longest_chain)
+                    progress = self.method.schedule.progress(self.schedule, self.epoch, self.longest_chain)
                     if (progress, acc) > (self.best_progress, self.best_accuracy):
                         self.best_accuracy, self.best_epoch, self.best_progress = acc, self.epoch, progress
                         self.save(self.run_dir / "best", with_state=False, epoch=self.epoch)
