@@ -233,7 +233,7 @@ def test_eot_classifier_trains_and_ends_latent_mode_at_eval(tmp_path):
     assert (result.run_dir / "best" / "eot_head.safetensors").is_file()
     vals = [r for r in read_metrics(result.run_dir) if r["type"] == "val"]
     assert len(vals) == 3 and all(0 <= r["val_accuracy"] <= 1 for r in vals)
-    from coconut_lm.eval.evaluate import evaluate_checkpoint
+    from coconut_lm.checkpoint_eval import evaluate_checkpoint
 
     summaries = evaluate_checkpoint(result.run_dir / "best", cfg.val_path, tmp_path / "eval", max_new_tokens=8,
                                     device="cpu", progress=False)
@@ -373,7 +373,7 @@ def test_gsm8k_from_scratch_gets_bpe_and_unknown_validation_words_are_reported(t
     import json
     import shutil
 
-    from coconut_lm.eval.evaluate import evaluate_checkpoint
+    from coconut_lm.checkpoint_eval import evaluate_checkpoint
     from coconut_lm.tasks.examples import Example
     from coconut_lm.training.train import train
 
@@ -461,7 +461,7 @@ def test_shift_thoughts_is_saved_and_init_from_keeps_or_overrides_it(tmp_path):
 
 def test_eot_classifier_without_markers_trains_and_stops_at_eval(tmp_path):
     """The from-scratch layout (no <bot>/<eot>) with the classifier: it trains, and eval lets it stop."""
-    from coconut_lm.eval.evaluate import evaluate_checkpoint
+    from coconut_lm.checkpoint_eval import evaluate_checkpoint
     from coconut_lm.training.train import train
 
     cfg = _cfg(tmp_path, "prosqa", "coconut", "num_epochs=3", "epochs_per_stage=1", "max_latent_stage=2",
