@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import inspect
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -105,9 +106,8 @@ class CoconutLM(nn.Module):
     """Coconut around any HF causal LM (`base`), which stays unmodified and HF-loadable.
 
     `tokens` gives the special ids; `eot_classifier=True` adds `eot_head`, a linear probe on the
-    latent state that predicts when to emit `<eot>`; `token_shift=K` adds `token_shift`, the
-    map W of x_t + W [x_{t-1}; ...; x_{t-K}] on the backbone's inputs, K = `token_shift` (module
-    docstring; 0: none); `shift_thoughts=False` keeps the shift off thought positions.
+    latent state that predicts when to emit `<eot>`; `token_shift=K` adds `token_shift` (`TokenShift`;
+    0: none), and `shift_thoughts=False` keeps it off thought positions.
     """
 
     def __init__(self, base: nn.Module, tokens: SpecialTokens, eot_classifier: bool = False,
@@ -122,8 +122,7 @@ class CoconutLM(nn.Module):
             raise CoconutError(f"cannot find the transformer body of {type(base).__name__}")
         hidden = base.get_input_embeddings().weight.shape[1]
         param = next(base.parameters())
-        self.eot_head = (nn.Linear(hidden, 1, device=param.device, dtype=param.dtype)
-                         if eot_classifier else None)
+        self.eot_head = nn.Linear(hidden, 1, device=param.device, dtype=param.dtype) if eot_classifier else None
         if int(token_shift) < 0:
             raise CoconutError(f"token_shift must be >= 0, got {token_shift}")
         self.shift_width = int(token_shift)
@@ -235,7 +234,7 @@ class CoconutLM(nn.Module):
             raise CoconutError(f"a sequence of {length} positions exceeds the model's "
                                f"n_positions={self._max_positions}")
 
-    # ----- training forward --------------------------------------------------------------------
+    # ----- forward and loss ---------------------------------------------------------------------
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                 labels: torch.Tensor | None = None, position_ids: torch.Tensor | None = None,
@@ -249,8 +248,10 @@ class CoconutLM(nn.Module):
         self._check_inputs(input_ids, attention_mask, labels)
         hidden, n_passes = self._hidden(input_ids, attention_mask, position_ids, split_columns)
         logits = self.logits(hidden) if return_logits else None
-        loss, n_label = (None, 0) if labels is None else self._lm_loss(hidden, labels, logits)
-        eot_loss, n_eot = (None, 0) if self.eot_head is None else self._eot_loss(hidden, input_ids, attention_mask)
+        vocab = self.base.get_output_embeddings().weight.shape[0]
+        loss, n_label = (None, 0) if labels is None else summed_nll(hidden, labels, logits, self.logits, vocab)
+        eot_loss, n_eot = ((None, 0) if self.eot_head is None
+                           else summed_stop_bce(hidden, input_ids, attention_mask, self.tokens, self.eot_head))
         return CoconutOutput(loss_sum=loss, logits=logits, eot_loss_sum=eot_loss, n_passes=n_passes,
                              n_label_tokens=n_label, n_eot_decisions=n_eot)
 
@@ -272,59 +273,18 @@ class CoconutLM(nn.Module):
         embeds = self.base.get_input_embeddings()(input_ids)  # (B, T, H)
         return self._multipass(embeds, attention_mask, position_ids, latent, bounds), len(bounds) - 1
 
-    def _lm_loss(self, hidden: torch.Tensor, labels: torch.Tensor,
-                 logits: torch.Tensor | None) -> tuple[torch.Tensor, int]:
-        """(Summed NLL of labels[:, t+1] given position t, N), with the head only on the N supervised positions."""
-        target = labels[:, 1:]
-        keep = target != IGNORE  # (B, T-1)
-        y = target[keep]  # (N,)
-        if logits is not None:
-            return F.cross_entropy(upcast(logits[:, :-1][keep]), y, reduction="sum"), y.numel()
-        h = hidden[:, :-1][keep]  # (N, H)
-        chunk = max(1, CE_CHUNK_ELEMENTS // self.base.get_output_embeddings().weight.shape[0])
-        if h.shape[0] <= chunk:
-            return self._ce_sum(h, y), y.numel()
-        grad = torch.is_grad_enabled()
-        total = 0.0
-        for i in range(0, h.shape[0], chunk):
-            hc, yc = h[i:i + chunk], y[i:i + chunk]
-            total = total + (checkpoint(self._ce_sum, hc, yc, use_reentrant=False) if grad
-                             else self._ce_sum(hc, yc))
-        return total, y.numel()
-
-    def _ce_sum(self, h: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(upcast(self.logits(h)), y, reduction="sum")
-
-    def _eot_loss(self, hidden: torch.Tensor, input_ids: torch.Tensor,
-                  attention_mask: torch.Tensor) -> tuple[torch.Tensor, int]:
-        """(Summed BCE of "latent mode ends here" at the M decision positions (`stop_decision_mask`), M)."""
-        at, stop = stop_decision_mask(input_ids, attention_mask, self.tokens)
-        z = self.eot_head(hidden[at]).squeeze(-1)  # (M,)
-        bce = F.binary_cross_entropy_with_logits(upcast(z), stop[at].to(upcast(z).dtype), reduction="sum")
-        return bce, z.numel()
-
-    # ----- generation ----------------------------------------------------------------------------
-
     def generate(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, max_new_tokens: int, *,
                  use_eot_classifier: bool = False, max_thoughts: int = 6, return_thoughts: bool = False,
                  temperature: float = 0.0, top_p: float = 1.0, generator: torch.Generator | None = None,
                  eot_threshold: float = 0.5) -> GenerationOutput:
-        """Batched decoding with one KV cache; each row stops at its own EOS (`generation.generate`).
+        """Batched decoding with one KV cache; each row stops at its own EOS. Call `model.eval()` first.
 
-        The prompt (left or right padded) may hold `<latent>` slots, filled by the same passes
-        as `forward`. With `use_eot_classifier`, each prompt ends at `<bot>` and the model adds
-        thoughts until `eot_head` says stop (sigmoid > `eot_threshold`) or `max_thoughts`, then feeds `<eot>`;
-        prompts without latent markers end at the question, and a row that stops decodes its first
-        token from the state where it stopped (the layout of `latent_markers=false`).
-        Rows move through thinking and decoding independently: at each step every row feeds one
-        new position (a thought, `<eot>`, its last token, or a pad once finished), so each row's
-        result equals what it would get alone. Call `model.eval()` first.
+        `generation.generate` documents the arguments: the thoughts (the prompt's `<latent>` slots, or
+        the `<eot>` classifier's own count), then greedy or sampled decoding.
         """
         return generate(self, input_ids, attention_mask, max_new_tokens, use_eot_classifier=use_eot_classifier,
                         max_thoughts=max_thoughts, return_thoughts=return_thoughts, temperature=temperature,
                         top_p=top_p, generator=generator, eot_threshold=eot_threshold)
-
-    # ----- checkpoints ---------------------------------------------------------------------------
 
     def save_pretrained(self, path: str | os.PathLike, meta: dict[str, Any] | None = None,
                         state_dict: dict[str, torch.Tensor] | None = None) -> None:
@@ -339,6 +299,42 @@ class CoconutLM(nn.Module):
     def from_pretrained(cls, path: str | os.PathLike, **load_kwargs: Any) -> CoconutLM:
         """Load a folder written by `save_pretrained`; keyword arguments go to the backbone loader."""
         return load_folder(cls, path, **load_kwargs)
+
+
+def summed_nll(hidden: torch.Tensor, labels: torch.Tensor, logits: torch.Tensor | None,
+               head: Callable[[torch.Tensor], torch.Tensor], vocab: int) -> tuple[torch.Tensor, int]:
+    """(Summed NLL of labels[:, t+1] given position t, N), with the LM `head` only on the N supervised positions.
+
+    `logits` (B, T, V), when the forward computed them anyway, are used as they are.
+    """
+    target = labels[:, 1:]
+    keep = target != IGNORE  # (B, T-1)
+    y = target[keep]  # (N,)
+    if logits is not None:
+        return F.cross_entropy(upcast(logits[:, :-1][keep]), y, reduction="sum"), y.numel()
+    h = hidden[:, :-1][keep]  # (N, H)
+    chunk = max(1, CE_CHUNK_ELEMENTS // vocab)
+    if h.shape[0] <= chunk:
+        return _ce_sum(head, h, y), y.numel()
+    grad = torch.is_grad_enabled()
+    total = 0.0
+    for i in range(0, h.shape[0], chunk):
+        hc, yc = h[i:i + chunk], y[i:i + chunk]
+        total = total + (checkpoint(_ce_sum, head, hc, yc, use_reentrant=False) if grad else _ce_sum(head, hc, yc))
+    return total, y.numel()
+
+
+def _ce_sum(head: Callable[[torch.Tensor], torch.Tensor], h: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return F.cross_entropy(upcast(head(h)), y, reduction="sum")
+
+
+def summed_stop_bce(hidden: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                    tokens: SpecialTokens, eot_head: nn.Module) -> tuple[torch.Tensor, int]:
+    """(Summed BCE of "latent mode ends here" at the M decision positions (`stop_decision_mask`), M)."""
+    at, stop = stop_decision_mask(input_ids, attention_mask, tokens)
+    z = eot_head(hidden[at]).squeeze(-1)  # (M,)
+    bce = F.binary_cross_entropy_with_logits(upcast(z), stop[at].to(upcast(z).dtype), reduction="sum")
+    return bce, z.numel()
 
 
 def upcast(x: torch.Tensor) -> torch.Tensor:

@@ -72,8 +72,17 @@ def generate(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Te
              eot_threshold: float = 0.5) -> GenerationOutput:
     """Batched decoding of a `CoconutLM` with one KV cache; each row stops at its own EOS.
 
-    `CoconutLM.generate` documents the arguments. This module does not import `coconut` (which
-    imports it): `model` is the CoconutLM whose passes (`_plan`, `_multipass`, `_pass`) it drives.
+    The prompt (left or right padded) may hold `<latent>` slots, filled by the same passes as
+    `forward`. With `use_eot_classifier`, each prompt ends at `<bot>` and the model adds thoughts
+    until `eot_head` says stop (sigmoid > `eot_threshold`) or `max_thoughts`, then feeds `<eot>`;
+    prompts without latent markers end at the question, and a row that stops decodes its first
+    token from the state where it stopped (the layout of `latent_markers=false`). Rows move through
+    thinking and decoding independently: at each step every row feeds one new position (a thought,
+    `<eot>`, its last token, or a pad once finished), so each row's result equals what it would get
+    alone. Temperature 0 decodes greedily, else nucleus sampling (`top_p`, `generator`).
+
+    This module does not import `coconut` (which imports it): `model` is the CoconutLM whose
+    passes (`_plan`, `_multipass`, `_pass`, `_shift`) it drives.
     """
     model._check_inputs(input_ids, attention_mask)
     if use_eot_classifier and model.eot_head is None:
