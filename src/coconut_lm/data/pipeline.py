@@ -3,7 +3,7 @@
     data = tokenize_examples(examples, tokenizer)
     plan = BatchPlan(batch_size=128, micro_batch_size=32, world_size=1, rank=0)
     epoch = EpochBatches(data, method, layout_cfg, schedule_cfg, tokens, plan, seed=0, epoch=3)
-    for mb in DataLoader(epoch, batch_size=None, num_workers=2): ...
+    for mb in epoch.loader(start=0, num_workers=2): ...
 
 An epoch is a seeded permutation cut into global batches (the last incomplete one is dropped).
 Each global batch is split across ranks, then into micro-batches for gradient accumulation. The
@@ -19,7 +19,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from torch.utils.data import Dataset
+import torch
+from torch.utils.data import DataLoader, Dataset
 
 from coconut_lm.data.batching import Batch, collate
 from coconut_lm.errors import CoconutError
@@ -284,6 +285,13 @@ class EpochBatches(Dataset):
 
     def __len__(self) -> int:
         return self.steps * self.plan.accumulation
+
+    def loader(self, start: int = 0, num_workers: int = 0, pin_memory: bool = False) -> DataLoader:
+        """The micro-batches from number `start` on, in order (a resumed epoch starts mid-way)."""
+        # Its own generator: an iterator would otherwise draw from the global RNG, which resume restores.
+        return DataLoader(self, batch_size=None, sampler=range(start, len(self)),
+                          generator=torch.Generator().manual_seed(self.seed * 100_003 + self.epoch),
+                          num_workers=num_workers, pin_memory=pin_memory, persistent_workers=False)
 
     def step_frac(self, step: int) -> float:
         """How far through the epoch (as trained, i.e. after `max_steps`) global batch `step` is, in [0, 1)."""
