@@ -20,9 +20,6 @@ from coconut_lm.recipe.methods import LayoutConfig, Method
 from coconut_lm.training import checkpoint as ckpt
 from coconut_lm.training.config import TrainConfig, section
 
-#: Fresh training data of epoch e is drawn with seed FRESH_SEED + seed * 10**6 + e (far from any val/test seed).
-FRESH_SEED = 10**9
-
 #: Config keys a resumed run must keep (they shape the data order or the layouts): the fields marked `resume`.
 RESUME_KEYS = tuple(f.name for f in dataclasses.fields(TrainConfig) if f.metadata.get("resume"))
 
