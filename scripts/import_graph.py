@@ -30,6 +30,7 @@ LAYERS = [
     "model",       # CoconutLM: multi-pass forward, generation, backbones, KV buffer, folder format
     "eval",        # evaluation: generate, extract, score; command output folders
     "training",    # config, build, the trainer, checkpoints, distributed, the run folder
+    "checkpoint_eval",  # the eval command: load a checkpoint, score it (eval/), write the records
     "bench",       # speed and memory benchmarks
     "analysis",    # the paper's analysis: path categories, latent search, probes, report, plots
     "demo",        # the end-to-end demo
@@ -37,12 +38,7 @@ LAYERS = [
 ]
 
 # (importer, imported) -> why the upward import is allowed for now.
-EXCEPTIONS = {
-    ("coconut_lm.eval.evaluate", "coconut_lm.training.checkpoint"): (
-        "evaluate_checkpoint loads a checkpoint; issue 26 part 2 moves it out of the pure evaluation"),
-    ("coconut_lm.eval.evaluate", "coconut_lm.training.dist"): (
-        "evaluate_checkpoint resolves the device (resolve_device); goes with evaluate_checkpoint (issue 26 part 2)"),
-}
+EXCEPTIONS: dict[tuple[str, str], str] = {}
 
 
 def module_name(path: Path) -> str:

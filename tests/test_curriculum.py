@@ -8,11 +8,8 @@ from coconut_lm.recipe.curriculum import (
     ALL_TOKENS,
     ScheduleConfig,
     coconut_stage,
-    eval_position,
-    example_positions,
     icot_removal,
     icot_scheduled_removal,
-    optimizer_reset_key,
     sample_removal_offsets,
 )
 from coconut_lm.recipe.methods import get_method
@@ -27,14 +24,14 @@ def test_stage_is_epoch_over_epochs_per_stage():
 
 def test_positions_follow_stage_without_mixing():
     cfg = ScheduleConfig(epochs_per_stage=2)
-    ks = example_positions(COCONUT, cfg, 5, 0.3, np.array([3, 4, 5]), np.array([9, 9, 9]), np.random.default_rng(0))
+    ks = COCONUT.schedule.positions(cfg, 5, 0.3, np.array([3, 4, 5]), np.array([9, 9, 9]), np.random.default_rng(0))
     assert ks.tolist() == [2, 2, 2]
 
 
 def test_stage_mixing_draws_uniformly_up_to_n_steps():
     cfg = ScheduleConfig(epochs_per_stage=100, uniform_prob=0.5)
     n_steps = np.full(20000, 4)
-    ks = example_positions(COCONUT, cfg, 0, 0.0, n_steps, n_steps, np.random.default_rng(1))
+    ks = COCONUT.schedule.positions(cfg, 0, 0.0, n_steps, n_steps, np.random.default_rng(1))
     mixed = ks[ks > 0]
     # Half the examples are mixed, each with a stage uniform on 0..4, so 0.5 * 4/5 = 40% are > 0.
     assert abs(len(mixed) / len(ks) - 0.4) < 0.02
@@ -62,34 +59,34 @@ def test_icot_smoothing_offsets_are_geometric_with_lambda():
 
 def test_icot_positions_use_schedule_plus_offsets():
     cfg = ScheduleConfig(icot_delta=10, icot_lambda=0)
-    ks = example_positions(ICOT, cfg, 1, 0.5, np.array([3, 3]), np.array([12, 40]), np.random.default_rng(0))
+    ks = ICOT.schedule.positions(cfg, 1, 0.5, np.array([3, 3]), np.array([12, 40]), np.random.default_rng(0))
     assert ks.tolist() == [12, 15]
 
 
 def test_reset_key_changes_at_stage_boundaries_only():
     cfg = ScheduleConfig(epochs_per_stage=2, max_latent_stage=2)
-    keys = [optimizer_reset_key(COCONUT, cfg, e, 0.0) for e in range(10)]
+    keys = [COCONUT.schedule.optimizer_key(cfg, e, 0.0) for e in range(10)]
     assert keys == [0, 0, 1, 1, 2, 2, 3, 3, 3, 3]
     every = ScheduleConfig(reset_optimizer="epoch")
-    assert [optimizer_reset_key(COCONUT, every, e, 0.0) for e in range(3)] == [0, 1, 2]
-    assert optimizer_reset_key(COT, cfg, 5, 0.0) is None
-    assert optimizer_reset_key(COCONUT, ScheduleConfig(reset_optimizer="never"), 5, 0.0) is None
+    assert [COCONUT.schedule.optimizer_key(every, e, 0.0) for e in range(3)] == [0, 1, 2]
+    assert COT.schedule.optimizer_key(cfg, 5, 0.0) is None
+    assert COCONUT.schedule.optimizer_key(ScheduleConfig(reset_optimizer="never"), 5, 0.0) is None
 
 
 def test_reset_key_for_icot_follows_each_new_removal():
     cfg = ScheduleConfig(icot_delta=4, icot_max_removed=6)
-    keys = [optimizer_reset_key(ICOT, cfg, 0, f) for f in (0.0, 0.2, 0.3, 0.5, 0.75)]
+    keys = [ICOT.schedule.optimizer_key(cfg, 0, f) for f in (0.0, 0.2, 0.3, 0.5, 0.75)]
     assert keys == [0, 0, 1, 2, 3]
-    assert optimizer_reset_key(ICOT, cfg, 5, 0.0) == 6
+    assert ICOT.schedule.optimizer_key(cfg, 5, 0.0) == 6
 
 
 def test_eval_position():
-    assert eval_position(COCONUT, ScheduleConfig(epochs_per_stage=3), 7) == 2
-    assert eval_position(ICOT, ScheduleConfig(icot_delta=8), 1) == 15
-    assert eval_position(ICOT, ScheduleConfig(icot_delta=8, icot_max_removed=10), 1) == ALL_TOKENS
+    assert COCONUT.schedule.eval_position(ScheduleConfig(epochs_per_stage=3), 7) == 2
+    assert ICOT.schedule.eval_position(ScheduleConfig(icot_delta=8), 1) == 15
+    assert ICOT.schedule.eval_position(ScheduleConfig(icot_delta=8, icot_max_removed=10), 1) == ALL_TOKENS
 
 
 def test_icot_resets_stop_once_every_chain_is_removed():
     cfg = ScheduleConfig(icot_delta=8)
-    keys = [optimizer_reset_key(ICOT, cfg, e, 0.0, longest_chain=20) for e in range(6)]
+    keys = [ICOT.schedule.optimizer_key(cfg, e, 0.0, longest_chain=20) for e in range(6)]
     assert keys == [0, 8, 16, 20, 20, 20]

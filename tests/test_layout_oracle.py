@@ -17,7 +17,7 @@ import pytest
 from coconut_lm.recipe.methods import IGNORE, LayoutConfig, TokenizedExample, get_method
 from coconut_lm.recipe.tokens import SpecialTokens
 from coconut_lm.training.config import load_config
-from coconut_lm.training.train import val_thoughts
+from coconut_lm.training.run_config import val_thoughts
 
 T = SpecialTokens(bot=901, eot=902, latent=903, pause=904, pad=0, eos=999)
 ANSWER = [77, 78, T.eos]  # "### answer" then EOS

@@ -39,7 +39,7 @@ def test_models_are_shipped():
 
 @pytest.mark.parametrize("model", MODELS, ids=[m.name for m in MODELS])
 def test_a_shipped_model_scores_what_its_card_says(model, scored_sets, tmp_path):
-    from coconut_lm.eval.evaluate import evaluate_checkpoint
+    from coconut_lm.checkpoint_eval import evaluate_checkpoint
 
     for name in ("MODEL.md", "config.yaml", "metrics.jsonl", "stages.json", "best/coconut.json", "best/MANIFEST.json"):
         assert (model / name).is_file(), name

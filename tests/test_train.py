@@ -233,7 +233,7 @@ def test_eot_classifier_trains_and_ends_latent_mode_at_eval(tmp_path):
     assert (result.run_dir / "best" / "eot_head.safetensors").is_file()
     vals = [r for r in read_metrics(result.run_dir) if r["type"] == "val"]
     assert len(vals) == 3 and all(0 <= r["val_accuracy"] <= 1 for r in vals)
-    from coconut_lm.eval.evaluate import evaluate_checkpoint
+    from coconut_lm.checkpoint_eval import evaluate_checkpoint
 
     summaries = evaluate_checkpoint(result.run_dir / "best", cfg.val_path, tmp_path / "eval", max_new_tokens=8,
                                     device="cpu", progress=False)
@@ -373,7 +373,7 @@ def test_gsm8k_from_scratch_gets_bpe_and_unknown_validation_words_are_reported(t
     import json
     import shutil
 
-    from coconut_lm.eval.evaluate import evaluate_checkpoint
+    from coconut_lm.checkpoint_eval import evaluate_checkpoint
     from coconut_lm.tasks.examples import Example
     from coconut_lm.training.train import train
 
@@ -461,7 +461,7 @@ def test_shift_thoughts_is_saved_and_init_from_keeps_or_overrides_it(tmp_path):
 
 def test_eot_classifier_without_markers_trains_and_stops_at_eval(tmp_path):
     """The from-scratch layout (no <bot>/<eot>) with the classifier: it trains, and eval lets it stop."""
-    from coconut_lm.eval.evaluate import evaluate_checkpoint
+    from coconut_lm.checkpoint_eval import evaluate_checkpoint
     from coconut_lm.training.train import train
 
     cfg = _cfg(tmp_path, "prosqa", "coconut", "num_epochs=3", "epochs_per_stage=1", "max_latent_stage=2",
@@ -473,3 +473,50 @@ def test_eot_classifier_without_markers_trains_and_stops_at_eval(tmp_path):
     assert s.use_classifier and 0 <= s.mean_thoughts <= 4
     preds = (tmp_path / "eval" / "predictions.jsonl").read_text()
     assert "<bot>" not in preds and "<eot>" not in preds
+
+
+def test_trainer_state_round_trips_and_reads_the_older_key_layout():
+    """`TrainerState` writes the flat keys every coconut-lm wrote; `best_rank`, the older name of `best_progress`, still loads."""
+    from coconut_lm.training.state import COUNTERS, TrainerState
+
+    state = TrainerState(epoch=3, micro_index=2, global_step=40, reset_key=1, reset_step=30, best_accuracy=0.5,
+                         best_epoch=2, best_progress=1, earlier_seconds=5.0)
+    saved = state.state_dict()
+    assert set(COUNTERS) | {"best_progress", "torch_rng", "train_seconds"} <= set(saved)
+    assert saved["train_seconds"] >= 5.0
+    older = {k: v for k, v in saved.items() if k not in ("best_progress", "train_seconds")} | {"best_rank": 1}
+    assert TrainerState.missing(older) == []
+    restored = TrainerState()
+    restored.load_state_dict(older)
+    assert [getattr(restored, k) for k in (*COUNTERS, "best_progress")] == \
+        [getattr(state, k) for k in (*COUNTERS, "best_progress")]
+    assert restored.earlier_seconds == 0.0  # written before the training time was recorded
+    assert TrainerState.missing({k: v for k, v in saved.items() if k not in ("reset_step", "best_progress")}) == \
+        ["reset_step", "best_progress"]
+
+
+def test_a_run_saved_in_the_older_trainer_state_layout_resumes_with_the_same_metrics(tmp_path):
+    """A trainer state written before `best_progress`, `train_seconds` and the fingerprints existed resumes as today's does."""
+    import shutil
+
+    from coconut_lm.training.train import train
+
+    cfg = _cfg(tmp_path, "prosqa", "coconut", "num_epochs=1", "epochs_per_stage=1", "max_latent_stage=2",
+               "max_steps_per_epoch=2", "uniform_prob=0.5", "dropout=0.1")
+    train(cfg, progress=False, device="cpu")
+    new, old = Path(cfg.out_dir), tmp_path / "old"
+    shutil.copytree(new, old)
+    latest = ckpt.latest_checkpoint(old)
+    state = ckpt.load_trainer_state(latest)
+    state["best_rank"] = state.pop("best_progress")
+    del state["train_seconds"], state["fingerprints"]
+    torch.save(state, latest / ckpt.TRAINER_STATE)
+    (latest / ckpt.MANIFEST).unlink()
+    ckpt.write_manifest(latest)
+    rows = {}
+    for run in (new, old):
+        cfg.out_dir, cfg.num_epochs = str(run), 3
+        assert train(cfg, resume=True, progress=False, device="cpu").global_step == 6
+        rows[run] = [{k: v for k, v in r.items() if not k.endswith(("_per_s", "seconds"))}
+                     for r in read_metrics(run) if r["type"] in ("train", "val")]
+    assert rows[old] == rows[new] and len(rows[old]) > 6

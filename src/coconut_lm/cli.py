@@ -154,7 +154,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from coconut_lm.eval.evaluate import evaluate_checkpoint, format_summaries
+    from coconut_lm.checkpoint_eval import evaluate_checkpoint
+    from coconut_lm.eval.evaluate import format_summaries
 
     summaries = evaluate_checkpoint(args.checkpoint, args.data, args.out, latents=args.latents,
                                     batch_size=args.batch_size, max_new_tokens=args.max_new_tokens,

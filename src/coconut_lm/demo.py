@@ -110,7 +110,7 @@ def _train_and_eval(method: str, overrides: list[str], test_path: str, threads: 
     """Worker: train one method (its output into its run folder's train.log), then score it on the test set."""
     import torch
 
-    from coconut_lm.eval.evaluate import evaluate_checkpoint
+    from coconut_lm.checkpoint_eval import evaluate_checkpoint
     from coconut_lm.training.config import load_config
     from coconut_lm.training.train import train
 

@@ -239,7 +239,7 @@ def frontier_values(model, tokenizer, examples: Sequence[Example], hops: Sequenc
         method: lays out the prompt (default: coconut).
         layout: c and the other layout settings (default: c = 1).
         batch_size: rows (one per candidate node) per forward pass.
-        data: `examples` already tokenised (`evaluate.check_eval_data`); else done here.
+        data: `examples` already tokenised (`data_check.check_eval_data`); else done here.
 
     Each row is the prompt, the template prefix and one candidate's name, scored by one full
     multi-pass forward; rows are sorted by length and their first thoughts aligned (`collate`).

@@ -85,7 +85,8 @@ def _categorise(setting: dict[str, Any], records, graphs, hops: int) -> list[dic
 
 def _evaluate_setting(model, tok, examples, data, method, layout, k: int, out: Path, args: dict[str, Any],
                       extra: dict[str, Any], task: str = "prosqa"):
-    from coconut_lm.eval.evaluate import evaluate, write_eval
+    from coconut_lm.checkpoint_eval import write_eval
+    from coconut_lm.eval.evaluate import evaluate
 
     result = evaluate(model, tok, examples, method, layout, task, k, args["batch_size"],
                       args["max_new_tokens"], progress=args["progress"], desc=f"{extra['label']}", data=data)
@@ -106,7 +107,7 @@ def _checkpoint_task(ckpt: Path) -> str | None:
 def _load_references(refs, examples, data, any_task: bool) -> list[tuple]:
     """Load every --cot/--no-cot model and check the data for it, before anything is written:
     (name, label, path, model, tokenizer, meta, tokenised data) each."""
-    from coconut_lm.eval.evaluate import check_eval_data
+    from coconut_lm.eval.data_check import check_eval_data
     from coconut_lm.training.checkpoint import load_model
 
     out = []
@@ -125,7 +126,7 @@ def _run_prontoqa(model, tok, meta, ckpt: Path, refs, data, out: Path, latents: 
     Writes forced_k/..., reference/..., settings.json, thoughts.json, figures/accuracy_vs_k.png, analysis.md.
     """
     from coconut_lm.analysis.plots import make_figures
-    from coconut_lm.eval.evaluate import check_eval_data
+    from coconut_lm.eval.data_check import check_eval_data
     from coconut_lm.eval.outputs import clear_outputs
     from coconut_lm.recipe.methods import get_method
     from coconut_lm.tasks.answers import data_task
@@ -232,7 +233,7 @@ def run_analysis(
 ) -> AnalysisResult:
     """Run the whole analysis of a ProsQA Coconut checkpoint and write its records, figures and analysis.md.
 
-    The data is checked and tokenised for each model as `eval` does (`evaluate.check_eval_data`:
+    The data is checked and tokenised for each model as `eval` does (`data_check.check_eval_data`:
     another task's data, or ProsQA in the other form, is refused unless `any_task`; control-token
     text always is). A non-empty `out` is refused unless `overwrite`; then an earlier analysis's
     files there are removed just before the new ones are written.
@@ -262,7 +263,7 @@ def run_analysis(
     from coconut_lm.analysis.latent_search import frontier_values, summarize_search, write_search
     from coconut_lm.analysis.paths import PathCategory
     from coconut_lm.analysis.plots import make_figures
-    from coconut_lm.eval.evaluate import check_eval_data
+    from coconut_lm.eval.data_check import check_eval_data
     from coconut_lm.eval.outputs import check_out_dir, clear_outputs
     from coconut_lm.recipe.methods import get_method
     from coconut_lm.tasks.examples import atomic_write_text

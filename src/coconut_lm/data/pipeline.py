@@ -3,7 +3,7 @@
     data = tokenize_examples(examples, tokenizer)
     plan = BatchPlan(batch_size=128, micro_batch_size=32, world_size=1, rank=0)
     epoch = EpochBatches(data, method, layout_cfg, schedule_cfg, tokens, plan, seed=0, epoch=3)
-    for mb in DataLoader(epoch, batch_size=None, num_workers=2): ...
+    for mb in epoch.loader(start=0, num_workers=2): ...
 
 An epoch is a seeded permutation cut into global batches (the last incomplete one is dropped).
 Each global batch is split across ranks, then into micro-batches for gradient accumulation. The
@@ -19,11 +19,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from torch.utils.data import Dataset
+import torch
+from torch.utils.data import DataLoader, Dataset
 
 from coconut_lm.data.batching import Batch, collate
 from coconut_lm.errors import CoconutError
-from coconut_lm.recipe.curriculum import ScheduleConfig, example_positions
+from coconut_lm.recipe.curriculum import ScheduleConfig
 from coconut_lm.recipe.methods import IGNORE, Layout, LayoutConfig, Method, TokenizedExample
 from coconut_lm.recipe.tokens import SpecialTokens, stop_decisions
 from coconut_lm.tasks.examples import Example
@@ -285,6 +286,13 @@ class EpochBatches(Dataset):
     def __len__(self) -> int:
         return self.steps * self.plan.accumulation
 
+    def loader(self, start: int = 0, num_workers: int = 0, pin_memory: bool = False) -> DataLoader:
+        """The micro-batches from number `start` on, in order (a resumed epoch starts mid-way)."""
+        # Its own generator: an iterator would otherwise draw from the global RNG, which resume restores.
+        return DataLoader(self, batch_size=None, sampler=range(start, len(self)),
+                          generator=torch.Generator().manual_seed(self.seed * 100_003 + self.epoch),
+                          num_workers=num_workers, pin_memory=pin_memory, persistent_workers=False)
+
     def step_frac(self, step: int) -> float:
         """How far through the epoch (as trained, i.e. after `max_steps`) global batch `step` is, in [0, 1)."""
         return step / self.steps
@@ -293,8 +301,8 @@ class EpochBatches(Dataset):
         """(example indices, schedule positions) of global batch `step`."""
         idx = self.order[step * self.plan.batch_size:(step + 1) * self.plan.batch_size]
         rng = np.random.default_rng([self.seed, self.epoch, step, 1])
-        ks = example_positions(self.method, self.schedule, self.epoch, self.step_frac(step),
-                               self.n_steps[idx], self.n_chain[idx], rng)
+        ks = self.method.schedule.positions(self.schedule, self.epoch, self.step_frac(step),
+                                            self.n_steps[idx], self.n_chain[idx], rng)
         return idx, ks
 
     def __getitem__(self, i: int) -> MicroBatch:

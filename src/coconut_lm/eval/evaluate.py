@@ -1,8 +1,11 @@
-"""Generation evaluation: accuracy, tokens per answer, and a record per example.
+"""Generation evaluation, pure scoring: accuracy, tokens per answer, and a record per example.
 
     result = evaluate(model, tokenizer, examples, method, layout_cfg, task="prosqa", n_thoughts=6)
     result.summary.accuracy, result.records[0].text
-    write_eval(result, "runs/x/eval")      # predictions.jsonl + summary.json
+    validation_loss(model, data, method, layout_cfg, position, batch_size, device, autocast)
+
+Nothing here reads a checkpoint or writes a file: the `eval` command (`checkpoint_eval`) does, and
+the trainer validates with these same functions.
 
 Prompts are sorted by length and generated in batches with a KV cache (`CoconutLM.generate`).
 "Tokens" follows the paper: language tokens generated (EOS included) plus continuous thoughts.
@@ -10,29 +13,19 @@ Prompts are sorted by length and generated in batches with a KV cache (`CoconutL
 
 from __future__ import annotations
 
-import json
-import os
-import re
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import dataclass
 
 import torch
 from tqdm.auto import tqdm
 
 from coconut_lm.data.batching import collate, left_pad
-from coconut_lm.data.pipeline import UnknownTokens, is_symbol_tokenizer, tokenize_checked, tokenize_examples
-from coconut_lm.errors import CoconutError
-from coconut_lm.eval.outputs import check_out_dir, clear_outputs, live_bars
+from coconut_lm.data.pipeline import tokenize_examples
+from coconut_lm.eval.outputs import live_bars
 from coconut_lm.recipe.methods import LayoutConfig, Method, TokenizedExample
-from coconut_lm.tasks.answers import answers_match, chain_lines, data_task, extract_answer, same_chain
-from coconut_lm.tasks.examples import Example, atomic_write_text
-from coconut_lm.tasks.registry import TASKS
-from coconut_lm.tasks.symbolic import is_symbolic
-
-#: What `eval` writes into its --out (and `--overwrite` removes first): one setting's files, or forced k's.
-EVAL_OUTPUTS = re.compile(r"predictions\.jsonl|summary\.json|forced_k\.json|k\d+|classifier(@[0-9.e-]+)?|tradeoff\.png")
+from coconut_lm.tasks.answers import answers_match, chain_lines, extract_answer, same_chain
+from coconut_lm.tasks.examples import Example
 
 
 @dataclass
@@ -196,15 +189,6 @@ def summarize(records: Sequence[EvalRecord], seconds: float, n_thoughts: int | N
     )
 
 
-def write_eval(result: EvalResult, out_dir: str | os.PathLike, extra: dict | None = None) -> Path:
-    """Write `predictions.jsonl` and `summary.json` (plus `extra` keys) into out_dir, atomically."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "predictions.jsonl", "".join(json.dumps(asdict(r)) + "\n" for r in result.records))
-    atomic_write_text(out / "summary.json", json.dumps({**asdict(result.summary), **(extra or {})}, indent=2) + "\n")
-    return out
-
-
 def accuracy_by_steps(examples: Sequence[Example], records: Sequence[EvalRecord]) -> dict[str, dict[str, float]]:
     """Accuracy and mean thoughts per gold chain length (for ProsQA, the hop count), e.g.
     {"3": {"n": 124, "accuracy": 0.97, "mean_thoughts": 3.4}}."""
@@ -238,153 +222,6 @@ def spearman(xs: Sequence[float], ys: Sequence[float]) -> float | None:
     return cov / (sum((a - mx) ** 2 for a in rx) * sum((b - my) ** 2 for b in ry)) ** 0.5
 
 
-def data_form(examples: Sequence[Example]) -> str | None:
-    """"symbolic" when every item is in a symbolic form, "words" when none is, None for a mix or no items."""
-    marks = {is_symbolic(ex) for ex in examples}
-    return None if len(marks) != 1 else "symbolic" if marks == {True} else "words"
-
-
-def checkpoint_form(meta, tokenizer) -> str | None:
-    """The form a checkpoint was trained on: its `data_format` (meta may be None), else "symbolic" for a
-    symbol tokenizer, else unknown (None)."""
-    if meta is not None and meta.data_format:
-        return meta.data_format
-    return "symbolic" if is_symbol_tokenizer(tokenizer) else None
-
-
-@dataclass
-class CheckedData:
-    """A data file's examples tokenised for one checkpoint through the checked path, and what they looked like."""
-
-    data: list[TokenizedExample]
-    unknown: UnknownTokens | None  # None when every token is known
-    looks_like: str | None  # the task the data looks like (`data_task`), or None
-
-
-def check_eval_data(examples: Sequence[Example], tokenizer, task: str, data_path: str | os.PathLike,
-                    checkpoint: str | os.PathLike, any_task: bool = False, command: str = "eval",
-                    meta=None) -> CheckedData:
-    """Check data against a checkpoint as every scoring command (`eval`, `analyze`) does, then tokenise it.
-
-    Data that looks like another task's than the checkpoint's, or in the other form (word form for a
-    model that reads symbols, or the reverse; `meta.data_format`, else the tokenizer, says which the
-    model reads), is refused unless `any_task`; control-token text is always refused; unknown tokens
-    are counted and reported in one line.
-    """
-    looks_like = data_task(examples)
-    if looks_like is not None and looks_like != task and not any_task:
-        raise CoconutError(f"{command}: {data_path} looks like {looks_like} data but checkpoint {checkpoint} was "
-                           f"trained on {task}; pass --any-task to score it anyway")
-    form, trained = data_form(examples), checkpoint_form(meta, tokenizer)
-    if form is not None and trained is not None and form != trained and not any_task:
-        unit = {"prosqa": "node", "prontoqa": "concept"}.get(looks_like or task, "symbol")
-        label = {"symbolic": f"the symbolic form (one token per {unit})", "words": "the word form"}
-        name = TASKS[looks_like or task].label if (looks_like or task) in TASKS else looks_like or task
-        hint = f" (convert it: coconut-lm data symbolic {data_path} --out FILE)" if trained == "symbolic" else ""
-        raise CoconutError(f"{command}: {data_path} is {name} in {label[form]} but checkpoint {checkpoint} reads "
-                           f"{label[trained]}{hint}; pass --any-task to score it anyway")
-    data, unknown = tokenize_checked(examples, tokenizer, str(data_path))
-    return CheckedData(data, unknown, looks_like)
-
-
-
-def evaluate_checkpoint(
-    checkpoint: str | os.PathLike,
-    data_path: str | os.PathLike,
-    out_dir: str | os.PathLike,
-    latents: Sequence[int] | None = None,
-    batch_size: int = 64,
-    max_new_tokens: int | None = None,
-    use_classifier: bool | None = None,
-    max_examples: int | None = None,
-    device: str = "auto",
-    progress: bool = True,
-    any_task: bool = False,
-    compile: str | None = None,
-    eot_thresholds: Sequence[float] | None = None,
-    overwrite: bool = False,
-) -> dict[str, EvalSummary]:
-    """Evaluate a checkpoint (or a run folder's best/) on a data file, once per thought count in `latents` (forced k).
-
-    With the classifier, once per threshold in `eot_thresholds` (default 0.5: "classifier", else
-    "classifier@<t>"), and once per count in `latents` given beside it, so the model's own stop and a
-    fixed count of the same checkpoint sit in one table; each classifier summary also records the
-    Spearman correlation between the thoughts each example used and its gold chain length.
-    A data file that looks like another task's than the checkpoint's, or in the other form, is refused
-    unless `any_task` (`check_eval_data`). A non-empty `out_dir` is refused unless `overwrite`; then the
-    earlier eval's files in it are removed just before the new ones are written, so the two never mix.
-    `compile` names a `torch.compile` mode for every transformer block (coconut_lm.model.compiled).
-
-    Writes `<out>/predictions.jsonl` and `<out>/summary.json` for one setting, or `<out>/k<k>/...`
-    plus `<out>/forced_k.json` for several. Returns the summaries keyed "k<k>" (or "classifier").
-    """
-    from coconut_lm.recipe.methods import get_method
-    from coconut_lm.tasks.examples import load_examples
-    from coconut_lm.training.checkpoint import load_model, resolve_checkpoint
-    from coconut_lm.training.dist import resolve_device
-
-    out = check_out_dir(out_dir, overwrite, "eval")
-    dev = resolve_device(device)
-    checkpoint = resolve_checkpoint(checkpoint)
-    model, tokenizer, meta = load_model(checkpoint)
-    model.to(dev)
-    if compile is not None:
-        from coconut_lm.model.compiled import compile_blocks
-
-        compile_blocks(model, compile)
-    method = get_method(meta.method)
-    layout = meta.layout
-    # The training run's generation budget unless asked otherwise (128 when the checkpoint does not record it).
-    budget = max_new_tokens if max_new_tokens is not None else meta.max_new_tokens
-    task = meta.task
-    examples = load_examples(data_path)[:max_examples]
-    if use_classifier is None:
-        use_classifier = meta.eval_use_classifier
-    if use_classifier and model.eot_head is None:
-        raise CoconutError(f"checkpoint {checkpoint}: has no <eot> classifier (train with eot_classifier=true)")
-    if eot_thresholds and not use_classifier:
-        raise CoconutError("eval: an <eot> threshold needs the classifier (--use-classifier)")
-    thresholds = list(eot_thresholds or [0.5])
-    # A setting is (fixed thought count, None) or (None, classifier threshold).
-    settings: list[tuple[int | None, float | None]] = (
-        [(None, t) for t in thresholds] + [(k, None) for k in (latents or [])] if use_classifier
-        else [(k, None) for k in (latents if latents else [meta.eval_thoughts])])
-    if latents and set(latents) != {meta.eval_thoughts} and not method.has_thought_slots(layout, model.tokens):
-        raise CoconutError(f"eval: --latents {','.join(map(str, latents))}: checkpoint {checkpoint} is a "
-                           f"'{method.name}' model, whose prompt has no thought slots, so every k would be the same "
-                           f"run; leave --latents out")
-    checked = check_eval_data(examples, tokenizer, task, data_path, checkpoint, any_task, meta=meta)
-    data, unknown, looks_like = checked.data, checked.unknown, checked.looks_like
-    limit = getattr(model, "_max_positions", None)
-    most = max((meta.max_thoughts if k is None else k) for k, _ in settings)
-    for i, ex in enumerate(data):  # a prompt that leaves no room for one new token cannot be answered at all
-        need = len(method.eval_prompt(ex, most, layout, model.tokens)) + (2 if use_classifier else 1)
-        if limit is not None and need > limit:
-            raise CoconutError(f"{data_path}: item {i}: its prompt ({len(ex.question)} question tokens, {most} thoughts) "
-                               f"and one new token need {need} positions, more than the model's {limit} "
-                               f"(shorten the question)")
-    summaries: dict[str, EvalSummary] = {}
-    if overwrite:  # only now that everything checked out: a refused eval leaves the earlier results as they were
-        clear_outputs(out, EVAL_OUTPUTS)
-    for k, t in settings:
-        name = f"k{k}" if k is not None else ("classifier" if t == 0.5 else f"classifier@{t:g}")
-        result = evaluate(model, tokenizer, examples, method, layout, task, k or 0, batch_size, budget,
-                          use_classifier=k is None, max_thoughts=meta.max_thoughts,
-                          progress=progress, desc=f"eval {name}", data=data, eot_threshold=t or 0.5)
-        where = out if len(settings) == 1 else out / name
-        extra = {"checkpoint": str(checkpoint), "data": str(data_path), "method": method.name, "task": task,
-                 "data_task": looks_like, "unknown_tokens": unknown.count if unknown else 0,
-                 "accuracy_by_steps": accuracy_by_steps(examples, result.records)}
-        if k is None:
-            extra["thoughts_steps_spearman"] = spearman([r.thoughts for r in result.records],
-                                                        [len(ex.steps) for ex in examples])
-        write_eval(result, where, extra=extra)
-        summaries[name] = result.summary
-    if len(settings) > 1:
-        atomic_write_text(out / "forced_k.json", json.dumps({k: asdict(s) for k, s in summaries.items()}, indent=2) + "\n")
-    return summaries
-
-
 def format_summaries(summaries: dict[str, EvalSummary]) -> str:
     """A text table: one row per evaluation setting."""
     rows = [f"{'setting':<16}{'n':>6}{'accuracy':>10}{'tokens':>9}{'thoughts':>10}{'cot match':>11}{'ex/s':>9}"]
@@ -405,13 +242,12 @@ def validation_loss(model, data, method: Method, layout: LayoutConfig, position:
     for b in range(0, len(data), batch_size):
         layouts = [method.train_layout(ex, position, layout, tokens) for ex in data[b:b + batch_size]]
         batch = collate(layouts, tokens.pad, tokens.latent)
-        n = batch.n_label_tokens
-        if n == 0:
+        if batch.n_label_tokens == 0:
             continue
         batch = batch.to(device)
         with autocast():
             out = model(batch.input_ids, batch.attention_mask, labels=batch.labels)
-        total += out.loss.double() * n
-        count += n
+        total += out.loss_sum.double()
+        count += out.n_label_tokens
     model.train(was_training)
     return float(total) / max(count, 1)

@@ -6,16 +6,8 @@ rows), the forward runs n+1 passes over one KV cache: [0, p_1), [p_1, p_2), ...,
 pass computes only its new positions, puts the thoughts in with one out-of-place `torch.where`,
 and gradients flow through all passes. The LM head runs only where a loss or an output needs it.
 
-Token shift (optional, `token_shift=K`): every input vector x_t (a token's embedding or a
-thought) enters the backbone as x_t + W [x_{t-1}; ...; x_{t-K}], a short causal convolution, with
-positions before the start and padded positions taken as zero. It hands each position its K
-predecessors for free, which a from-scratch model otherwise has to gather with a previous-token
-attention head before it can do any in-context lookup (docs/experiments.md: associative recall
-goes from a 12% plateau to 100% in 750 steps). W (H x K*H) is the only weight outside the
-backbone; it is saved beside it in `token_shift.safetensors`. The shift is not in the paper. With
-`shift_thoughts=False` it leaves the thoughts alone: a thought enters exactly as the hidden state
-it copies, and counts as zero among its successors' predecessors, so no linear path runs from a
-thought to the positions after it (the faithful variant; docs/methods.md).
+An optional token shift on the backbone's inputs (`token_shift=K`, not in the paper) lives in
+`token_shift.py`; generation (the thoughts, then decoding with the KV cache) in `generation.py`.
 
     model = CoconutLM(build_backbone("tiny", len(tok)), special_token_ids(tok))
     out = model(batch.input_ids, batch.attention_mask, labels=batch.labels)   # out.loss, out.n_passes
@@ -30,8 +22,8 @@ Shapes: B batch, T sequence, H hidden size, V vocabulary, N supervised positions
 from __future__ import annotations
 
 import inspect
-import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,7 +44,9 @@ from coconut_lm.model.files import (  # noqa: F401  (the folder format's names, 
     read_meta,
     save_folder,
 )
+from coconut_lm.model.generation import GenerationOutput, default_position_ids, generate
 from coconut_lm.model.kv_cache import new_cache
+from coconut_lm.model.token_shift import TokenShift
 from coconut_lm.recipe.methods import IGNORE
 from coconut_lm.recipe.tokens import SpecialTokens
 
@@ -63,56 +57,35 @@ CE_CHUNK_ELEMENTS = 2**26
 
 @dataclass
 class CoconutOutput:
-    """What `CoconutLM.forward` returns.
+    """What `CoconutLM.forward` returns: summed losses and their counts; whoever averages divides once.
 
-    loss: mean NLL over labels != IGNORE (-100; label t predicted at t-1), or None without labels.
+    loss_sum: summed NLL over labels != IGNORE (-100; label t predicted at t-1), or None without labels.
+    n_label_tokens: the supervised positions behind `loss_sum`.
     logits: (B, T, V) when `return_logits`, else None.
-    eot_loss: the `<eot>` classifier's mean BCE, or None without a classifier.
+    eot_loss_sum: the `<eot>` classifier's summed BCE over its decisions, or None without a classifier.
+    n_eot_decisions: the decisions behind `eot_loss_sum` (`stop_decision_mask`).
     n_passes: backbone passes run (number of distinct latent columns + 1).
-    n_label_tokens: supervised positions behind `loss`, for token-weighted averaging across
-        micro-batches or ranks (loss * n_label_tokens is the summed NLL).
+
+    `loss` and `eot_loss` are the means over this batch alone (0 for an empty one, still in the graph);
+    the trainer divides the sums by the global batch's counts instead, so any split gives the same gradient.
     """
 
-    loss: torch.Tensor | None
+    loss_sum: torch.Tensor | None
     logits: torch.Tensor | None
-    eot_loss: torch.Tensor | None
+    eot_loss_sum: torch.Tensor | None
     n_passes: int
     n_label_tokens: int = 0
+    n_eot_decisions: int = 0
 
+    @property
+    def loss(self) -> torch.Tensor | None:
+        """Mean NLL per supervised position of this batch, or None without labels."""
+        return None if self.loss_sum is None else self.loss_sum / max(self.n_label_tokens, 1)
 
-@dataclass
-class GenerationOutput:
-    """What `CoconutLM.generate` returns.
-
-    sequences: (B, L) generated token ids, padded with the pad id after each row's EOS.
-    num_tokens: (B,) language tokens generated per row, EOS included.
-    num_thoughts: (B,) continuous thoughts per row (prompt slots, or those the classifier chose).
-    thoughts: with `return_thoughts`, one (num_thoughts[b], H) tensor per row; else None.
-    """
-
-    sequences: torch.Tensor
-    num_tokens: torch.Tensor
-    num_thoughts: torch.Tensor
-    thoughts: list[torch.Tensor] | None = None
-
-
-def default_position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
-    """Positions that count only real tokens, so left padding does not shift them: (B, T)."""
-    return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
-
-
-def pick_tokens(logits: torch.Tensor, temperature: float = 0.0, top_p: float = 1.0,
-                generator: torch.Generator | None = None) -> torch.Tensor:
-    """Next token ids (B,) from (B, V) logits: greedy at temperature 0, else nucleus sampling."""
-    if temperature <= 0.0:
-        return logits.argmax(-1)
-    probs = torch.softmax(logits.float() / temperature, -1)
-    if top_p < 1.0:
-        sorted_p, order = probs.sort(-1, descending=True)
-        # Keep the smallest prefix whose mass reaches top_p (the top token always survives).
-        drop = sorted_p.cumsum(-1) - sorted_p >= top_p
-        probs = torch.zeros_like(probs).scatter(-1, order, sorted_p.masked_fill(drop, 0.0))
-    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+    @property
+    def eot_loss(self) -> torch.Tensor | None:
+        """The `<eot>` classifier's mean BCE per decision of this batch, or None without a classifier."""
+        return None if self.eot_loss_sum is None else self.eot_loss_sum / max(self.n_eot_decisions, 1)
 
 
 def stop_decision_mask(input_ids: torch.Tensor, attention_mask: torch.Tensor,
@@ -129,20 +102,12 @@ def stop_decision_mask(input_ids: torch.Tensor, attention_mask: torch.Tensor,
     return at, at & ~next_lat
 
 
-def eot_stop_logit(threshold: float) -> float:
-    """The `<eot>` classifier's logit above which latent mode ends: sigmoid(z) > threshold, 0 < threshold < 1."""
-    if not 0.0 < threshold < 1.0:
-        raise CoconutError(f"eot threshold must be strictly between 0 and 1, got {threshold}")
-    return math.log(threshold / (1.0 - threshold))
-
-
 class CoconutLM(nn.Module):
     """Coconut around any HF causal LM (`base`), which stays unmodified and HF-loadable.
 
     `tokens` gives the special ids; `eot_classifier=True` adds `eot_head`, a linear probe on the
-    latent state that predicts when to emit `<eot>`; `token_shift=K` adds `token_shift`, the
-    map W of x_t + W [x_{t-1}; ...; x_{t-K}] on the backbone's inputs, K = `token_shift` (module
-    docstring; 0: none); `shift_thoughts=False` keeps the shift off thought positions.
+    latent state that predicts when to emit `<eot>`; `token_shift=K` adds `token_shift` (`TokenShift`;
+    0: none), and `shift_thoughts=False` keeps it off thought positions.
     """
 
     def __init__(self, base: nn.Module, tokens: SpecialTokens, eot_classifier: bool = False,
@@ -157,17 +122,15 @@ class CoconutLM(nn.Module):
             raise CoconutError(f"cannot find the transformer body of {type(base).__name__}")
         hidden = base.get_input_embeddings().weight.shape[1]
         param = next(base.parameters())
-        self.eot_head = (nn.Linear(hidden, 1, device=param.device, dtype=param.dtype)
-                         if eot_classifier else None)
+        self.eot_head = nn.Linear(hidden, 1, device=param.device, dtype=param.dtype) if eot_classifier else None
         if int(token_shift) < 0:
             raise CoconutError(f"token_shift must be >= 0, got {token_shift}")
         self.shift_width = int(token_shift)
         self.shift_thoughts = bool(shift_thoughts)
         self.token_shift = None
         if self.shift_width:
-            self.token_shift = nn.Linear(hidden * self.shift_width, hidden, bias=False, device=param.device,
-                                         dtype=param.dtype)
-            nn.init.normal_(self.token_shift.weight, std=float(getattr(base.config, "initializer_range", 0.02)))
+            self.token_shift = TokenShift(hidden, self.shift_width, float(getattr(base.config, "initializer_range", 0.02)),
+                                          device=param.device, dtype=param.dtype)
         # transformers renamed `past_key_values` to `cache` (5.2x); pass whichever this one takes.
         params = inspect.signature(self.body.forward).parameters
         self._cache_kw = "cache" if "cache" in params else "past_key_values"
@@ -196,28 +159,13 @@ class CoconutLM(nn.Module):
 
     def _shift(self, x: torch.Tensor, real: torch.Tensor | None, before: torch.Tensor | None,
                thought: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Token shift of new inputs x (B, q, H): (x_t + W [x_{t-1}; ...; x_{t-K}], the last K masked inputs).
+        """The token shift of new inputs x (B, q, H) (`TokenShift.shift`), or x as is without one.
 
-        `real` (B, q) zeroes padded inputs as predecessors (None: all real); `before` (B, K, H) holds
-        the K inputs just before x[:, 0] (None: nothing, i.e. zeros); `thought` (B, q) marks the
-        thoughts among x, which `shift_thoughts=False` leaves unshifted and zeroes as predecessors.
-        Without a shift, x is returned as is.
+        `thought` (B, q) marks the thoughts among x, which `shift_thoughts=False` leaves unshifted.
         """
         if self.token_shift is None:
             return x, None
-        k, q = self.shift_width, x.shape[1]
-        off = None if self.shift_thoughts or thought is None else thought[..., None]  # (B, q, 1)
-        xm = x if real is None else x * real[..., None].to(x.dtype)
-        if off is not None:
-            xm = xm.masked_fill(off, 0.0)
-        if before is None:
-            before = xm.new_zeros(xm.shape[0], k, xm.shape[2])
-        ext = torch.cat([before, xm], 1)  # (B, K+q, H)
-        prev = torch.cat([ext[:, k - j: k - j + q] for j in range(1, k + 1)], -1)  # (B, q, K*H)
-        shift = self.token_shift(prev)
-        if off is not None:
-            shift = shift.masked_fill(off, 0.0)
-        return x + shift, ext[:, -k:]
+        return self.token_shift.shift(x, real, before, None if self.shift_thoughts else thought)
 
     def _multipass(self, embeds: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor,
                    latent: torch.Tensor, bounds: list[int], cache=None) -> torch.Tensor:
@@ -286,7 +234,7 @@ class CoconutLM(nn.Module):
             raise CoconutError(f"a sequence of {length} positions exceeds the model's "
                                f"n_positions={self._max_positions}")
 
-    # ----- training forward --------------------------------------------------------------------
+    # ----- forward and loss ---------------------------------------------------------------------
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                 labels: torch.Tensor | None = None, position_ids: torch.Tensor | None = None,
@@ -300,10 +248,12 @@ class CoconutLM(nn.Module):
         self._check_inputs(input_ids, attention_mask, labels)
         hidden, n_passes = self._hidden(input_ids, attention_mask, position_ids, split_columns)
         logits = self.logits(hidden) if return_logits else None
-        loss, n_label = (None, 0) if labels is None else self._lm_loss(hidden, labels, logits)
-        eot_loss = None if self.eot_head is None else self._eot_loss(hidden, input_ids, attention_mask)
-        return CoconutOutput(loss=loss, logits=logits, eot_loss=eot_loss, n_passes=n_passes,
-                             n_label_tokens=n_label)
+        vocab = self.base.get_output_embeddings().weight.shape[0]
+        loss, n_label = (None, 0) if labels is None else summed_nll(hidden, labels, logits, self.logits, vocab)
+        eot_loss, n_eot = ((None, 0) if self.eot_head is None
+                           else summed_stop_bce(hidden, input_ids, attention_mask, self.tokens, self.eot_head))
+        return CoconutOutput(loss_sum=loss, logits=logits, eot_loss_sum=eot_loss, n_passes=n_passes,
+                             n_label_tokens=n_label, n_eot_decisions=n_eot)
 
     def hidden_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                       position_ids: torch.Tensor | None = None) -> torch.Tensor:
@@ -323,140 +273,18 @@ class CoconutLM(nn.Module):
         embeds = self.base.get_input_embeddings()(input_ids)  # (B, T, H)
         return self._multipass(embeds, attention_mask, position_ids, latent, bounds), len(bounds) - 1
 
-    def _lm_loss(self, hidden: torch.Tensor, labels: torch.Tensor,
-                 logits: torch.Tensor | None) -> tuple[torch.Tensor, int]:
-        """Mean NLL of labels[:, t+1] given position t, with the head only on supervised positions."""
-        target = labels[:, 1:]
-        keep = target != IGNORE  # (B, T-1)
-        y = target[keep]  # (N,)
-        n = max(y.numel(), 1)  # an empty batch gives 0 (still in the graph), not NaN
-        if logits is not None:
-            return F.cross_entropy(upcast(logits[:, :-1][keep]), y, reduction="sum") / n, y.numel()
-        h = hidden[:, :-1][keep]  # (N, H)
-        chunk = max(1, CE_CHUNK_ELEMENTS // self.base.get_output_embeddings().weight.shape[0])
-        if h.shape[0] <= chunk:
-            return self._ce_sum(h, y) / n, y.numel()
-        grad = torch.is_grad_enabled()
-        total = 0.0
-        for i in range(0, h.shape[0], chunk):
-            hc, yc = h[i:i + chunk], y[i:i + chunk]
-            total = total + (checkpoint(self._ce_sum, hc, yc, use_reentrant=False) if grad
-                             else self._ce_sum(hc, yc))
-        return total / n, y.numel()
-
-    def _ce_sum(self, h: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(upcast(self.logits(h)), y, reduction="sum")
-
-    def _eot_loss(self, hidden: torch.Tensor, input_ids: torch.Tensor,
-                  attention_mask: torch.Tensor) -> torch.Tensor:
-        """BCE of "latent mode ends here" at every decision position (`stop_decision_mask`)."""
-        at, stop = stop_decision_mask(input_ids, attention_mask, self.tokens)
-        z = self.eot_head(hidden[at]).squeeze(-1)  # (M,)
-        bce = F.binary_cross_entropy_with_logits(upcast(z), stop[at].to(upcast(z).dtype), reduction="sum")
-        return bce / max(z.numel(), 1)
-
-    # ----- generation ----------------------------------------------------------------------------
-
-    @torch.no_grad()
     def generate(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, max_new_tokens: int, *,
                  use_eot_classifier: bool = False, max_thoughts: int = 6, return_thoughts: bool = False,
                  temperature: float = 0.0, top_p: float = 1.0, generator: torch.Generator | None = None,
                  eot_threshold: float = 0.5) -> GenerationOutput:
-        """Batched decoding with one KV cache; each row stops at its own EOS.
+        """Batched decoding with one KV cache; each row stops at its own EOS. Call `model.eval()` first.
 
-        The prompt (left or right padded) may hold `<latent>` slots, filled by the same passes
-        as `forward`. With `use_eot_classifier`, each prompt ends at `<bot>` and the model adds
-        thoughts until `eot_head` says stop (sigmoid > `eot_threshold`) or `max_thoughts`, then feeds `<eot>`;
-        prompts without latent markers end at the question, and a row that stops decodes its first
-        token from the state where it stopped (the layout of `latent_markers=false`).
-        Rows move through thinking and decoding independently: at each step every row feeds one
-        new position (a thought, `<eot>`, its last token, or a pad once finished), so each row's
-        result equals what it would get alone. Call `model.eval()` first.
+        `generation.generate` documents the arguments: the thoughts (the prompt's `<latent>` slots, or
+        the `<eot>` classifier's own count), then greedy or sampled decoding.
         """
-        self._check_inputs(input_ids, attention_mask)
-        if use_eot_classifier and self.eot_head is None:
-            raise CoconutError("use_eot_classifier=True needs a model built with eot_classifier=True")
-        stop_logit = eot_stop_logit(eot_threshold)
-        b, t = input_ids.shape
-        dev, tk = input_ids.device, self.tokens
-        n_steps = max_new_tokens + (max_thoughts + 1 if use_eot_classifier else 0)
-        rows = torch.arange(b, device=dev)
-        # Preallocated mask: every generated position is real, so later columns are ones already.
-        mask = torch.cat([attention_mask.long(), attention_mask.new_ones(b, n_steps).long()], 1)
-        pos = default_position_ids(attention_mask)
-        latent, bounds = self._plan(input_ids, attention_mask, pos, new_positions=n_steps)
-        embed = self.base.get_input_embeddings()
-        cache = self.new_cache(t + n_steps)
-        embeds = embed(input_ids)
-        hidden = self._multipass(embeds, attention_mask, pos, latent, bounds, cache)
-        last = t - 1 - attention_mask.long().flip(1).argmax(1)  # last real position per row
-        h_last, next_pos = hidden[rows, last], pos[rows, last] + 1  # (B, H), (B,)
-        before = None  # the token shift's predecessors of the next input: the last K real inputs
-        if self.token_shift is not None:
-            cols = last[:, None] - torch.arange(self.shift_width - 1, -1, -1, device=dev)  # (B, K), oldest first
-            ok = cols >= 0
-            cols = cols.clamp(min=0)
-            r = rows[:, None]
-            # A slot's input is the hidden state before it; a prompt's first column has no such state.
-            inputs = torch.where(latent[r, cols, None], hidden[r, (cols - 1).clamp(min=0)], embeds[r, cols])
-            real = ok & attention_mask.bool()[r, cols]
-            if not self.shift_thoughts:
-                real = real & ~latent[r, cols]
-            before = inputs * real[..., None].to(inputs.dtype)
-        markers = True  # with the classifier: prompts end at <bot>, and a stop feeds <eot>
-        if use_eot_classifier:
-            ends_bot = input_ids[rows, last] == tk.bot
-            markers = bool(ends_bot.all())
-            if not markers and bool(ends_bot.any()):
-                raise CoconutError("with use_eot_classifier every prompt must end with <bot> (latent markers), "
-                                   "or none (no markers)")
-
-        seq = torch.full((b, max_new_tokens + 1), tk.pad, dtype=torch.long, device=dev)  # last col: dump
-        n_tok = torch.zeros(b, dtype=torch.long, device=dev)
-        n_thought = latent.sum(1)
-        thinking = torch.full((b,), use_eot_classifier, dtype=torch.bool, device=dev)
-        done = torch.zeros(b, dtype=torch.bool, device=dev)
-        steps_h, steps_m = [], []  # classifier thoughts per step, for return_thoughts
-        for step in range(n_steps):
-            if use_eot_classifier:
-                stop = (self.eot_head(h_last).squeeze(-1) > stop_logit) | (n_thought >= max_thoughts)
-                think = thinking & ~stop
-                stopping = thinking & stop
-                if not markers:  # a row that stops decodes from this very state
-                    thinking = think
-            decoding = ~thinking & ~done
-            tok = pick_tokens(self.logits(h_last), temperature, top_p, generator)
-            seq.scatter_(1, torch.where(decoding, n_tok, max_new_tokens)[:, None], tok[:, None])
-            n_tok += decoding
-            done |= decoding & ((tok == tk.eos) | (n_tok >= max_new_tokens))
-            ids = torch.where(decoding, tok, tk.pad)
-            if use_eot_classifier:
-                if markers:
-                    ids = torch.where(stopping, tk.eot, ids)
-                n_thought += think
-                steps_h.append(h_last)
-                steps_m.append(think)
-                thinking = think
-            if bool(done.all()):  # the one host sync per step
-                break
-            x = embed(ids)
-            if use_eot_classifier:
-                x = torch.where(think[:, None], h_last.to(x.dtype), x)
-            x, before = self._shift(x[:, None], None, before, think[:, None] if use_eot_classifier else None)
-            h_last = self._pass(x, mask[:, : t + step + 1], next_pos[:, None], cache)[:, -1]
-            next_pos = next_pos + 1
-
-        thoughts = None
-        if return_thoughts:
-            thoughts = [hidden[i, latent[i].nonzero().flatten() - 1] for i in range(b)]
-            if steps_h:
-                hs, ms = torch.stack(steps_h, 1), torch.stack(steps_m, 1)  # (B, S, H), (B, S)
-                thoughts = [torch.cat([thoughts[i], hs[i][ms[i]]]) for i in range(b)]
-        width = int(n_tok.max()) if b else 0
-        return GenerationOutput(sequences=seq[:, :width], num_tokens=n_tok, num_thoughts=n_thought,
-                                thoughts=thoughts)
-
-    # ----- checkpoints ---------------------------------------------------------------------------
+        return generate(self, input_ids, attention_mask, max_new_tokens, use_eot_classifier=use_eot_classifier,
+                        max_thoughts=max_thoughts, return_thoughts=return_thoughts, temperature=temperature,
+                        top_p=top_p, generator=generator, eot_threshold=eot_threshold)
 
     def save_pretrained(self, path: str | os.PathLike, meta: dict[str, Any] | None = None,
                         state_dict: dict[str, torch.Tensor] | None = None) -> None:
@@ -471,6 +299,42 @@ class CoconutLM(nn.Module):
     def from_pretrained(cls, path: str | os.PathLike, **load_kwargs: Any) -> CoconutLM:
         """Load a folder written by `save_pretrained`; keyword arguments go to the backbone loader."""
         return load_folder(cls, path, **load_kwargs)
+
+
+def summed_nll(hidden: torch.Tensor, labels: torch.Tensor, logits: torch.Tensor | None,
+               head: Callable[[torch.Tensor], torch.Tensor], vocab: int) -> tuple[torch.Tensor, int]:
+    """(Summed NLL of labels[:, t+1] given position t, N), with the LM `head` only on the N supervised positions.
+
+    `logits` (B, T, V), when the forward computed them anyway, are used as they are.
+    """
+    target = labels[:, 1:]
+    keep = target != IGNORE  # (B, T-1)
+    y = target[keep]  # (N,)
+    if logits is not None:
+        return F.cross_entropy(upcast(logits[:, :-1][keep]), y, reduction="sum"), y.numel()
+    h = hidden[:, :-1][keep]  # (N, H)
+    chunk = max(1, CE_CHUNK_ELEMENTS // vocab)
+    if h.shape[0] <= chunk:
+        return _ce_sum(head, h, y), y.numel()
+    grad = torch.is_grad_enabled()
+    total = 0.0
+    for i in range(0, h.shape[0], chunk):
+        hc, yc = h[i:i + chunk], y[i:i + chunk]
+        total = total + (checkpoint(_ce_sum, head, hc, yc, use_reentrant=False) if grad else _ce_sum(head, hc, yc))
+    return total, y.numel()
+
+
+def _ce_sum(head: Callable[[torch.Tensor], torch.Tensor], h: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return F.cross_entropy(upcast(head(h)), y, reduction="sum")
+
+
+def summed_stop_bce(hidden: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                    tokens: SpecialTokens, eot_head: nn.Module) -> tuple[torch.Tensor, int]:
+    """(Summed BCE of "latent mode ends here" at the M decision positions (`stop_decision_mask`), M)."""
+    at, stop = stop_decision_mask(input_ids, attention_mask, tokens)
+    z = eot_head(hidden[at]).squeeze(-1)  # (M,)
+    bce = F.binary_cross_entropy_with_logits(upcast(z), stop[at].to(upcast(z).dtype), reduction="sum")
+    return bce, z.numel()
 
 
 def upcast(x: torch.Tensor) -> torch.Tensor:

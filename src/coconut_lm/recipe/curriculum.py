@@ -6,22 +6,22 @@ report ask it everything schedule-shaped and never branch on its kind:
     sched = METHODS["coconut"].schedule                                  # a Stages
     ks = sched.positions(cfg, epoch, step_frac, n_steps, n_chain_tokens, rng)   # one k per example
     sched.stage(cfg, epoch)                    # the stage logs and checkpoints record
-    sched.reset_key(cfg, epoch, step_frac)     # changes value => the optimizer is reset
+    sched.optimizer_key(cfg, epoch, step_frac) # changes value => the optimizer is reset (`reset_key`, by policy)
     sched.eval_position(cfg, epoch)            # the position validation loss uses
-    sched.val_thoughts(cfg, epoch, c, final)   # thought slots validation generates with
+    sched.val_thoughts(cfg, epoch, c, final)   # thought slots validation generates with (`Method.eval_thoughts`)
     sched.progress(cfg, epoch)                 # how far through its curriculum: what best/ compares first
     sched.finished(cfg, epoch)                 # past the last position the layouts change at
 
 A position `k` is a stage for the stage-based methods and a number of removed chain tokens for
-iCoT. The module-level functions below (`example_positions`, `optimizer_reset_key`, ...) are the
-same answers for a method, with the `reset_optimizer` policy applied.
+iCoT. A new schedule kind overrides what differs; `optimizer_key` applies the `reset_optimizer`
+policy to any kind's `reset_key`.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Literal
 
 import numpy as np
 
@@ -111,6 +111,19 @@ class Schedule:
         """A value that changes exactly when the layouts change (None: they never do)."""
         return None
 
+    def optimizer_key(self, cfg: ScheduleConfig, epoch: int, step_frac: float,
+                      longest_chain: int | None = None) -> int | None:
+        """A value that changes exactly when the optimizer should be reset (None: never reset).
+
+        `reset_optimizer` picks the policy: at each change of the layouts (`stage`: `reset_key`),
+        every epoch (`epoch`, as the official code does), or `never`.
+        """
+        if cfg.reset_optimizer == "never":
+            return None
+        if cfg.reset_optimizer == "epoch":
+            return epoch
+        return self.reset_key(cfg, epoch, step_frac, longest_chain)
+
     def eval_position(self, cfg: ScheduleConfig, epoch: int) -> int:
         """The schedule position whose layout validation loss uses at the end of `epoch`."""
         return 0
@@ -123,7 +136,13 @@ class Schedule:
         return final
 
     def progress(self, cfg: ScheduleConfig, epoch: int, longest_chain: int | None = None) -> int:
-        """How far through its curriculum the run is after `epoch`: a higher value's checkpoint beats a lower one's."""
+        """How far through its curriculum the run is after `epoch`: a higher value's checkpoint beats a lower one's.
+
+        `best/` compares it before accuracy. Without it, the best validation accuracy of a Coconut
+        run could come from stage 0, which is plain CoT, and `best/` would not be a Coconut model at
+        all. For iCoT only epochs whose schedule has removed every chain token (`longest_chain`, or
+        past `icot_max_removed`) compete on accuracy; before that each epoch outranks the previous one.
+        """
         return 0
 
     def finished(self, cfg: ScheduleConfig, epoch: int, longest_chain: int | None = None) -> bool:
@@ -204,36 +223,3 @@ class TokenRemoval(Schedule):
 
 
 FIXED, STAGES, TOKEN_REMOVAL = Schedule(), Stages(), TokenRemoval()
-
-
-# ---------------------------------------------------------------- a method's schedule, with the reset policy
-
-class Method(Protocol):
-    """Anything with a schedule: a `methods.Method` (not imported here, so methods can import this module)."""
-
-    schedule: Schedule
-
-
-def example_positions(method: Method, cfg: ScheduleConfig, epoch: int, step_frac: float, n_steps: np.ndarray,
-                      n_chain_tokens: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """One schedule position k per example in a batch (`Schedule.positions` of the method's schedule)."""
-    return method.schedule.positions(cfg, epoch, step_frac, n_steps, n_chain_tokens, rng)
-
-
-def optimizer_reset_key(method: Method, cfg: ScheduleConfig, epoch: int, step_frac: float,
-                        longest_chain: int | None = None) -> int | None:
-    """A value that changes exactly when the optimizer should be reset (None: never reset).
-
-    `reset_optimizer` picks the policy: at each change of the method's layouts (`stage`), every
-    epoch (`epoch`, as the official code does), or `never`.
-    """
-    if cfg.reset_optimizer == "never":
-        return None
-    if cfg.reset_optimizer == "epoch":
-        return epoch
-    return method.schedule.reset_key(cfg, epoch, step_frac, longest_chain)
-
-
-def eval_position(method: Method, cfg: ScheduleConfig, epoch: int) -> int:
-    """The schedule position whose layout validation loss uses at the end of `epoch`."""
-    return method.schedule.eval_position(cfg, epoch)

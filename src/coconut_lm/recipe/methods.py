@@ -8,6 +8,7 @@ for the stage-based methods, the number of removed chain tokens for iCoT, and un
     layout = method.train_layout(ex, k=2, cfg=cfg, tokens=tokens)
     prompt = method.eval_prompt(ex, n_thoughts=6, cfg=cfg, tokens=tokens)
     method.expected_steps(example.steps, n_thoughts=6, cfg=cfg)   # the chain it should write, or None
+    method.eval_thoughts(cfg, schedule_cfg, epoch=9)              # the thought count evaluation uses
 
 Layouts (Q question, S_i steps, A "### answer<eos>", labels masked on everything in brackets):
 
@@ -32,7 +33,7 @@ import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from coconut_lm.recipe.curriculum import FIXED, STAGES, TOKEN_REMOVAL, Schedule
+from coconut_lm.recipe.curriculum import FIXED, STAGES, TOKEN_REMOVAL, Schedule, ScheduleConfig
 from coconut_lm.recipe.tokens import SpecialTokens
 
 IGNORE = -100
@@ -135,6 +136,18 @@ class Method:
     def default_eval_thoughts(self, cfg: LayoutConfig) -> int:
         """Thoughts used at evaluation unless set explicitly: the final stage's count."""
         return 0
+
+    def eval_thoughts(self, cfg: LayoutConfig, schedule: ScheduleConfig, epoch: int, fixed: int | None = None) -> int:
+        """Thought (or pause) slots evaluation uses after `epoch`: the one place this number is decided.
+
+        The final setting is `fixed` (the config's `eval_thoughts`) or, unset, the final stage's count
+        (`default_eval_thoughts`); the schedule says when it applies (`Schedule.val_thoughts`): Coconut's
+        stages validate with the current stage's k*c until the last latent stage, every other method
+        with the final setting. Validation uses it, and each checkpoint records it as `eval_thoughts`.
+        """
+        final = fixed if fixed is not None else self.default_eval_thoughts(cfg)
+        slots_per_stage = cfg.c_thought if self.default_eval_thoughts(cfg) > 0 else 0
+        return self.schedule.val_thoughts(schedule, epoch, slots_per_stage, final)
 
     def has_thought_slots(self, cfg: LayoutConfig, tokens: SpecialTokens) -> bool:
         """Whether the eval prompt changes with the thought count (so forced k means something)."""

@@ -1,5 +1,5 @@
 """What a run's config means for its method: the layout and schedule sections, the validation
-setting, curriculum progress, the checkpoint's `RunMeta`, the learning rate, the resume keys.
+setting, the checkpoint's `RunMeta`, the learning rate, the resume keys.
 
     layout_config(cfg)                       # LayoutConfig of a flat TrainConfig
     val_thoughts(cfg, method, epoch)         # thought slots validation uses after `epoch`
@@ -20,9 +20,6 @@ from coconut_lm.recipe.methods import LayoutConfig, Method
 from coconut_lm.training import checkpoint as ckpt
 from coconut_lm.training.config import TrainConfig, section
 
-#: Fresh training data of epoch e is drawn with seed FRESH_SEED + seed * 10**6 + e (far from any val/test seed).
-FRESH_SEED = 10**9
-
 #: Config keys a resumed run must keep (they shape the data order or the layouts): the fields marked `resume`.
 RESUME_KEYS = tuple(f.name for f in dataclasses.fields(TrainConfig) if f.metadata.get("resume"))
 
@@ -37,32 +34,10 @@ def schedule_config(cfg: TrainConfig) -> ScheduleConfig:
     return section(cfg, ScheduleConfig)
 
 
-def final_eval_thoughts(cfg: TrainConfig, method: Method) -> int:
-    """Thoughts used by the final evaluation: `eval_thoughts` if set, else the method's final-stage count."""
-    return cfg.eval_thoughts if cfg.eval_thoughts is not None else method.default_eval_thoughts(layout_config(cfg))
-
-
 def val_thoughts(cfg: TrainConfig, method: Method, epoch: int) -> int:
-    """Thoughts (or slots) for validation after `epoch`, and the eval setting its checkpoint records.
-
-    The method's schedule decides (`Schedule.val_thoughts`): Coconut's stages use the current
-    stage's count, k*c, until the last latent stage; from then on, and for every other method, the
-    final setting (`final_eval_thoughts`).
-    """
-    layout = layout_config(cfg)
-    slots = layout.c_thought if method.default_eval_thoughts(layout) > 0 else 0
-    return method.schedule.val_thoughts(schedule_config(cfg), epoch, slots, final_eval_thoughts(cfg, method))
-
-
-def curriculum_progress(cfg: TrainConfig, method: Method, epoch: int, longest_chain: int | None = None) -> int:
-    """How far through its curriculum a method is after `epoch` (`Schedule.progress`): `best/` compares it first.
-
-    Without it, the best validation accuracy of a Coconut run could come from stage 0, which is
-    plain CoT, and `best/` would not be a Coconut model at all. For iCoT only epochs whose schedule
-    has removed every chain token (`longest_chain`, or past `icot_max_removed`) compete on accuracy;
-    before that each epoch outranks the previous one, so `best/` is the latest model until then.
-    """
-    return method.schedule.progress(schedule_config(cfg), epoch, longest_chain)
+    """Thoughts (or slots) for validation after `epoch`, and the eval setting its checkpoint records
+    (`Method.eval_thoughts` decides; this reads its arguments off the config)."""
+    return method.eval_thoughts(layout_config(cfg), schedule_config(cfg), epoch, cfg.eval_thoughts)
 
 
 def checkpoint_meta(cfg: TrainConfig, method: Method, epoch: int, data_format: str = "") -> dict[str, Any]:

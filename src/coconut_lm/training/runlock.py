@@ -3,6 +3,7 @@
     lock = acquire_run_lock("runs/x")     # CoconutError if a live process holds it
     ...
     lock.release()                        # removes the file
+    lock = hold_run_dir(run_dir, env)     # train's way in: rank 0 takes the lock, every rank sees a refusal, strays go
 
 The lock is an `flock` on the file, so the kernel drops it when its process ends, however it ends
 (`kill -9` included); the pid and host in the file only name the owner in messages. A lock file
@@ -23,6 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from coconut_lm.errors import CoconutError
+from coconut_lm.training import checkpoint as ckpt
+from coconut_lm.training import dist
 
 try:
     import fcntl
@@ -123,3 +126,32 @@ def acquire_run_lock(run_dir: str | os.PathLike) -> RunLock:
         os.fsync(fd)
         stale = previous if previous and previous.get("pid") != me["pid"] else None
         return RunLock(path, fd, stale)
+
+
+def hold_run_dir(run_dir: Path, env: dist.DistEnv) -> RunLock | None:
+    """Become the run folder's one writer before anything is read or written: rank 0 takes `train.lock`
+    (`runlock`), or every rank raises the one-line refusal; then clear what a kill left behind there."""
+    lock, refusal = None, None
+    if env.is_main:
+        try:
+            if run_dir.exists() and not run_dir.is_dir():
+                raise CoconutError(f"config 'out_dir': {run_dir} is a file, not a folder; choose another out_dir")
+            try:
+                run_dir.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise CoconutError(f"{run_dir}: cannot create the run folder ({e.strerror or type(e).__name__})") \
+                    from None
+            lock = acquire_run_lock(run_dir)
+        except CoconutError as e:
+            refusal = str(e)
+    refusal = dist.broadcast_object(refusal, env)
+    if refusal is not None:
+        raise CoconutError(refusal)
+    if env.is_main:
+        if lock is not None and lock.previous:
+            print(f"note: took over {lock.path} from pid {lock.previous.get('pid')} on host "
+                  f"{lock.previous.get('host')}, which no longer holds it (it ended without cleaning up)")
+        for line in ckpt.clean_stray_checkpoints(run_dir):
+            print(f"note: {line}")
+    dist.barrier(env)
+    return lock
