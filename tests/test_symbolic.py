@@ -109,21 +109,25 @@ def test_fast_symbol_tokenisation_equals_the_tokenizers_own():
 def _forward_chain_check(sym):
     """Check a symbolic ProntoQA item with a forward-chaining reader of the compact form alone.
 
-    Every group is 'subject object'; the entity's memberships start the chain; each step must follow
+    Every group is 'subject object [~]'; the entity's memberships start the chain; each step must follow
     from the previous one by a stated rule; the last step is a property literal; the answer says whether
     it equals the query's literal; and the closure of all rules decides the query the same way.
     """
     context, query = sym.question.split(" [Q] ")
-    groups = [tuple(g.split()) for g in context.split(" | ")]
-    assert all(len(g) == 2 for g in groups)
-    entity, goal = query.split()
+    groups = []
+    for g in context.split(" | "):
+        tokens = g.split()
+        assert len(tokens) == 2 or (len(tokens) == 3 and tokens[2] == "~"), g
+        groups.append((tokens[0], " ".join(tokens[1:])))  # (subject, object literal)
+    entity, *goal_tokens = query.split()
+    goal = " ".join(goal_tokens)
     rules = set(groups)
     known = {o for s, o in groups if s == entity}
     assert (entity, sym.steps[0]) in rules  # the first step is a stated membership
     for prev, nxt in zip(sym.steps, sym.steps[1:]):
         assert (prev, nxt) in rules, (prev, nxt)
     last = sym.steps[-1]
-    assert last.removeprefix("~") == goal.removeprefix("~")  # the chain ends at the queried property
+    assert last.split()[0] == goal.split()[0]  # the chain ends at the queried property
     assert sym.answer == ("True" if last == goal else "False")
     frontier = list(known)
     while frontier:  # the closure: every concept and literal that follows for the entity
@@ -132,7 +136,7 @@ def _forward_chain_check(sym):
             if s == c and o not in known:
                 known.add(o)
                 frontier.append(o)
-    negation = goal[1:] if goal.startswith("~") else "~" + goal
+    negation = goal.split()[0] if goal.endswith(" ~") else goal + " ~"
     assert (goal in known) != (negation in known)  # decided, and only one way
     assert sym.answer == ("True" if goal in known else "False")
     return groups, entity, goal
@@ -161,7 +165,7 @@ def test_symbolic_prontoqa_chain_follows_from_the_rules():
             p = parse_sentence(sentence)
             subject = getattr(p, "subject", None) or p.entity
             obj = getattr(p, "obj", None) or getattr(p, "concept", None)
-            assert group == (subject, ("~" if getattr(p, "negated", False) else "") + obj)
+            assert group == (subject, obj + (" ~" if getattr(p, "negated", False) else ""))
         answers[s.answer] += 1
     assert min(answers.values()) > 30
     # a wrong answer fails the checker: it can fail
@@ -179,8 +183,8 @@ def test_symbolic_prontoqa_renders_each_sentence_form():
                  ["Alex is a wumpus. Every wumpus is a tumpus.", "Alex is a tumpus. Tumpuses are not happy.",
                   "Alex is not happy."], "False")
     s = prontoqa_to_symbolic(ex)
-    assert s.question == "wumpus tumpus | tumpus ~happy | wumpus windy | Alex wumpus [Q] Alex happy"
-    assert s.steps == ["wumpus", "tumpus", "~happy"] and s.answer == "False"
+    assert s.question == "wumpus tumpus | tumpus happy ~ | wumpus windy | Alex wumpus [Q] Alex happy"
+    assert s.steps == ["wumpus", "tumpus", "happy ~"] and s.answer == "False"
     _forward_chain_check(s)
     with pytest.raises(CoconutError, match="field 'answer'"):  # an answer the context does not prove
         prontoqa_to_symbolic(Example(ex.question, ex.steps, "True"), index=4)
@@ -199,8 +203,9 @@ def test_official_prontoqa_file_converts_with_every_item_valid(prontoqa_valid, t
         _forward_chain_check(s)
         assert s.steps[:5] == w.extra["chain_concepts"]
         assert "edges" not in s.extra  # not mistaken for ProsQA by graph tools
-    n_tokens = [len(s.question.split()) for s in sym]
-    assert set(n_tokens) == {25 * 3 - 1 + 3}  # 25 groups of 2 with 24 separators, then '[Q] entity literal'
+    for s in sym:  # 25 groups of 2 with 24 separators, then '[Q] entity property', and one '~' per negation
+        tokens = s.question.split()
+        assert len(tokens) == 25 * 3 - 1 + 3 + tokens.count("~") and 0 < tokens.count("~") < 12
     # relabelled, from the CLI: seeded, and still every item valid
     rel = tmp_path / "rel.json"
     assert main(["data", "symbolic", str(prontoqa_valid), "--relabel", "--seed", "5", "--out", str(rel)]) == 0
@@ -247,11 +252,10 @@ def test_prontoqa_relabelling_keeps_answers_and_structure():
         old, new = s.question.split(), same_order.question.split()
         assert len(old) == len(new)
         rename = {}
-        for o, n in zip(old + s.steps, new + same_order.steps):
-            assert o.startswith("~") == n.startswith("~")
-            o, n = o.removeprefix("~"), n.removeprefix("~")
+        steps = lambda x: [t for step in x.steps for t in step.split()]  # noqa: E731
+        for o, n in zip(old + steps(s), new + steps(same_order)):
             assert rename.setdefault(o, n) == n  # a function ...
-            if o in PROPERTIES or o in ("|", "[Q]"):
+            if o in PROPERTIES or o in ("|", "[Q]", "~"):
                 assert n == o  # properties and markers keep their names
             elif o == s.extra["entity"]:
                 assert n in ENTITY_NAMES
@@ -277,11 +281,11 @@ def test_symbolic_prontoqa_tokenizer_answers_and_task_detection(prontoqa_valid):
     for s, d in zip(sym, data):
         assert tok.unk_token_id not in d.question  # the alphabet covers every official name
         assert d.question == tok.convert_tokens_to_ids(s.question.split())
-        assert [len(step) for step in d.steps] == [1] * 6
+        assert [len(step) for step in d.steps] == [1] * 5 + [len(s.steps[-1].split())]
         assert d.answer[:-1] == tok.convert_tokens_to_ids(["###", s.answer])
     relabelled = [relabel(s, random.Random(i)) for i, s in enumerate(sym)]
     assert all(tok.unk_token_id not in d.question for d in tokenize_examples(relabelled, tok))
-    assert answers_match("prontoqa", "tumpus gorpus ~happy ### False", "False")
+    assert answers_match("prontoqa", "tumpus gorpus happy ~ ### False", "False")
     assert not answers_match("prontoqa", "tumpus gorpus happy ### True", "False")
     assert data_task(sym) == "prontoqa"
     assert data_task(symbolize(generate_prosqa(5, seed=0, workers=1))) == "prosqa"

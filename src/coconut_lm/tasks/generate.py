@@ -66,7 +66,7 @@ def add_prontoqa_arguments(g: argparse.ArgumentParser) -> None:
                         "min..max (default 5, or --min-hops if higher)")
     g.add_argument("--format", choices=("words", "symbolic"), default="words",
                    help="words: the official sentences (default); symbolic: one token per concept, property and "
-                        "entity, 'wumpus tumpus | wumpus ~happy | ... [Q] Alex happy' (see coconut_lm.tasks.symbolic_prontoqa)")
+                        "entity, 'wumpus tumpus | wumpus happy ~ | ... [Q] Alex happy' (see coconut_lm.tasks.symbolic_prontoqa)")
     g.add_argument("--relabel", action="store_true",
                    help="symbolic form: draw each example's concept and entity names anew (seeded)")
 

@@ -5,21 +5,25 @@
     examples = symbolize_prontoqa(load_examples("prontoqa_valid.json"), seed=0)
     relabel_prontoqa(sym, rng)                           # the same problem under new names (every epoch)
 
-Every sentence of the context becomes a two-token group `subject object`, the groups separated by
-`|`, in the order of the word form (the rules, then the entity's memberships); then the query:
+Every sentence of the context becomes a group `subject object`, the groups separated by `|`, in the
+order of the word form (the rules, then the entity's memberships); then the query:
 
     "Every wumpus is a tumpus."  / "Wumpuses are tumpuses."  ->  "wumpus tumpus"
     "Each wumpus is happy."                                    ->  "wumpus happy"
-    "Wumpuses are not happy."                                  ->  "wumpus ~happy"
+    "Wumpuses are not happy."                                  ->  "wumpus happy ~"
     "Alex is a wumpus."                                        ->  "Alex wumpus"
-    "True or false: Alex is not happy."                        ->  "[Q] Alex ~happy"
+    "True or false: Alex is not happy."                        ->  "[Q] Alex happy ~"
 
-A negated object is one token, `~` glued to the name (`~happy`), so every rule is a pair and the
-object always stands right after its subject: the lookup "which rule has subject X" reads the
-token after X. The steps are what each word-form step concludes about the entity, one token each:
-the concepts of the chain, then the property literal it reaches:
+The object always stands right after its subject, so the lookup "which rule has subject X" reads the
+token after X. A negation is its own token `~` after the property (a literal is `happy` or
+`happy ~`): a property has one token whatever its polarity, so the model finds the queried property
+by an exact match, and the answer is a parity of two negation marks (the derived literal's and the
+query's) rather than an equality over ninety literal tokens (docs/experiments.md, "ProntoQA from
+scratch"). A token shift of 2 shows the `~` position its property and subject. The steps are what
+each word-form step concludes about the entity: the concepts of the chain, one token each, then the
+property literal it reaches:
 
-    steps   ["tumpus", "gorpus", "wumpus", "sterpus", "brimpus", "happy"]
+    steps   ["tumpus", "gorpus", "wumpus", "sterpus", "brimpus", "happy"]   (or the last "happy ~")
     answer  "True"              (the derived literal equals the query's literal, else "False")
 
 The answer stays `True`/`False`, so the ProntoQA answer rule scores it. Items carry
@@ -43,8 +47,14 @@ NEG = "~"
 
 
 def literal(name: str, negated: bool) -> str:
-    """The token of a (possibly negated) object: "happy" or "~happy"."""
-    return NEG + name if negated else name
+    """The text of a (possibly negated) object: "happy" or "happy ~"."""
+    return f"{name} {NEG}" if negated else name
+
+
+def split_literal(text: str) -> tuple[str, bool]:
+    """(name, negated) of a literal's text: "happy ~" -> ("happy", True)."""
+    name, _, neg = text.partition(" ")
+    return name, neg == NEG
 
 
 def alphabet() -> str:
@@ -53,7 +63,7 @@ def alphabet() -> str:
 
     props = [p for family in PROPERTY_FAMILIES for p in family]
     objects = [*CONCEPT_NAMES, *props]
-    return " ".join([*ENTITY_NAMES, *objects, *(literal(o, True) for o in objects), EDGE_SEP, QUERY, "True", "False"])
+    return " ".join([*ENTITY_NAMES, *objects, NEG, EDGE_SEP, QUERY, "True", "False"])
 
 
 def is_symbolic_prontoqa(example: Example) -> bool:
@@ -79,17 +89,22 @@ def _render(groups: Sequence[tuple[str, str]], entity: str, query: str) -> str:
 
 
 def parse_symbolic_question(question: str) -> tuple[list[tuple[str, str]], str, str]:
-    """The groups `(subject, object)`, the entity and the query literal of a symbolic ProntoQA question."""
+    """The groups `(subject, object literal)`, the entity and the query literal of a symbolic ProntoQA question."""
     context, sep, query = question.partition(f" {QUERY} ")
     q = query.split()
-    if not sep or len(q) != 2:
+    if not sep or len(q) not in (2, 3) or (len(q) == 3 and q[2] != NEG):
         raise CoconutError(f"not a symbolic ProntoQA question (no '{QUERY} entity literal' at the end): "
                            f"...{question[-40:]!r}")
-    groups = [tuple(g.split()) for g in context.split(f" {EDGE_SEP} ")]
-    bad = next((g for g in groups if len(g) != 2), None)
-    if bad is not None:
-        raise CoconutError(f"not a symbolic ProntoQA question: group {' '.join(bad)!r} is not 'subject object'")
-    return groups, q[0], q[1]  # type: ignore[return-value]
+    groups = []
+    for g in context.split(f" {EDGE_SEP} "):
+        tokens = g.split()
+        if len(tokens) == 3 and tokens[2] == NEG:
+            groups.append((tokens[0], f"{tokens[1]} {NEG}"))
+        elif len(tokens) == 2 and NEG not in tokens:
+            groups.append((tokens[0], tokens[1]))
+        else:
+            raise CoconutError(f"not a symbolic ProntoQA question: group {g!r} is not 'subject object [{NEG}]'")
+    return groups, q[0], " ".join(q[1:])
 
 
 def prontoqa_to_symbolic(example: Example, relabel: random.Random | None = None, index: int | None = None) -> Example:
@@ -140,7 +155,7 @@ def prontoqa_to_symbolic(example: Example, relabel: random.Random | None = None,
             raise CoconutError(f"{_where(index)}field 'steps': step {j} does not begin with a fact about "
                                f"{goal.entity}: {step!r}")
         steps.append(first.concept if isinstance(first, Membership) else literal(first.prop, first.negated))
-    chain = [s for s in steps if not s.startswith(NEG) and s not in _properties()]
+    chain = [s for s in steps if split_literal(s)[0] not in _properties()]
     sym = Example(question=_render(groups, goal.entity, literal(goal.prop, goal.negated)), steps=steps,
                   answer=example.answer,
                   extra={"format": SYMBOLIC, "task": TASK, "entity": goal.entity, "chain_concepts": chain})
@@ -173,7 +188,7 @@ def relabel_prontoqa(example: Example, rng: random.Random, shuffle: bool = True)
     groups, entity, query = parse_symbolic_question(example.question)
     props = _properties()
     concepts: list[str] = []
-    for token in [t.removeprefix(NEG) for g in groups for t in g]:
+    for token in [split_literal(t)[0] for g in groups for t in g]:
         if token != entity and token not in props and token not in concepts:
             concepts.append(token)
     if len(concepts) > len(CONCEPT_NAMES):
@@ -182,8 +197,8 @@ def relabel_prontoqa(example: Example, rng: random.Random, shuffle: bool = True)
     rename[entity] = new_entity = rng.choice(ENTITY_NAMES)
 
     def name(token: str) -> str:
-        neg, bare = token.startswith(NEG), token.removeprefix(NEG)
-        return literal(rename.get(bare, bare), neg)
+        bare, negated = split_literal(token)
+        return literal(rename.get(bare, bare), negated)
 
     renamed = [(name(s), name(o)) for s, o in groups]
     if shuffle:
