@@ -22,13 +22,8 @@ from test_analyze import make_checkpoint
 from coconut_lm.analysis.run import run_analysis
 from coconut_lm.errors import CoconutError
 from coconut_lm.tasks.examples import load_examples, save_examples
-from coconut_lm.tasks.prosqa import (
-    all_shortest_paths,
-    frontier,
-    generate_prosqa,
-    graph_from_example,
-    shortest_distances,
-)
+from coconut_lm.tasks.prosqa import generate_prosqa
+from coconut_lm.tasks.prosqa_graph import all_shortest_paths, frontier, graph_from_example, shortest_distances
 
 N = 6
 PROBE_FIGURES = ["probe_attention.png", "probe_lens.png", "probe_similarity.png"]

@@ -11,7 +11,8 @@ from coconut_lm.data.pipeline import tokenize_examples, vocabulary_texts
 from coconut_lm.data.tokenizer import build_symbol_tokenizer
 from coconut_lm.errors import CoconutError
 from coconut_lm.tasks.examples import load_examples
-from coconut_lm.tasks.prosqa import ProsQAConfig, all_shortest_paths, generate_prosqa, graph_from_example
+from coconut_lm.tasks.prosqa import ProsQAConfig, generate_prosqa
+from coconut_lm.tasks.prosqa_graph import all_shortest_paths, graph_from_example
 from coconut_lm.tasks.symbolic import alphabet, is_symbolic, relabel, symbolize, to_symbolic
 
 

@@ -27,7 +27,7 @@ the hop-h node is the first thing written after (h-1)*c thoughts, so frontier h 
 with an empty prefix.
 
 The frontier after h hops is every node at the end of some h-edge path from the root
-(`tasks.prosqa.frontier`): the root's children after 1 thought and its grandchildren after 2.
+(`tasks.prosqa_graph.frontier`): the root's children after 1 thought and its grandchildren after 2.
 This is the same "k hidden hops" reading that the path categories use. A node is *correct* when
 the target is reachable from it. Its height is its distance to a leaf, both shortest and longest.
 """
@@ -178,7 +178,7 @@ class _NameTokens:
 
 
 def _gold_path(ex: Example) -> list[str]:
-    from coconut_lm.tasks.prosqa import parse_fact
+    from coconut_lm.tasks.prosqa_graph import parse_fact
     from coconut_lm.tasks.symbolic import is_symbolic
 
     if is_symbolic(ex):  # the steps are the nodes after the root
@@ -195,7 +195,7 @@ def _gold_path(ex: Example) -> list[str]:
 
 def _new_record(i: int, ex: Example, hops: Sequence[int], n_per_hop: int) -> SearchRecord:
     """A record with every frontier's nodes laid out and values still at zero."""
-    from coconut_lm.tasks.prosqa import (
+    from coconut_lm.tasks.prosqa_graph import (
         frontier,
         graph_from_example,
         node_heights,
@@ -294,7 +294,7 @@ def node_values(model, tokenizer, examples: Sequence[Example], n_thoughts: Seque
     """
     from coconut_lm.data.pipeline import tokenize_examples
     from coconut_lm.recipe.methods import METHODS, LayoutConfig
-    from coconut_lm.tasks.prosqa import graph_from_example
+    from coconut_lm.tasks.prosqa_graph import graph_from_example
 
     if not examples:
         raise CoconutError("node_values: no examples")

@@ -60,7 +60,7 @@ def hop_of_thought(t: int, c: int) -> int:
 
 def _distances(graph) -> tuple[dict[int, int], dict[int, int]]:
     """Hops from the root to each node it reaches, and from each node to the target (when it reaches it)."""
-    from coconut_lm.tasks.prosqa import shortest_distances
+    from coconut_lm.tasks.prosqa_graph import shortest_distances
 
     to_target = {n: d[graph.target] for n in range(len(graph.names))
                  if graph.target in (d := shortest_distances(graph, n))}
@@ -69,7 +69,7 @@ def _distances(graph) -> tuple[dict[int, int], dict[int, int]]:
 
 def node_categories(graph, hops: int) -> list[str]:
     """Each node's category after `hops` hops (module docstring), in `NODE_CATEGORIES`."""
-    from coconut_lm.tasks.prosqa import frontier
+    from coconut_lm.tasks.prosqa_graph import frontier
 
     dist, to_target = _distances(graph)
     total = dist.get(graph.target)
@@ -91,7 +91,7 @@ def node_categories(graph, hops: int) -> list[str]:
 
 def edge_categories(graph, hops: int) -> list[str]:
     """Each edge's category for the thoughts of hop `hops` (module docstring), in `EDGE_CATEGORIES`."""
-    from coconut_lm.tasks.prosqa import frontier
+    from coconut_lm.tasks.prosqa_graph import frontier
 
     dist, to_target = _distances(graph)
     total = dist.get(graph.target)
@@ -250,7 +250,7 @@ def probe_example(model, tokenizer, example: Example, index: int, n_thoughts: in
                   top_k: int = 5) -> dict[str, Any]:
     """Every probe of one example with `n_thoughts` thoughts (module docstring), as a JSON-ready dict."""
     from coconut_lm.data.pipeline import segment_texts, tokenize_examples
-    from coconut_lm.tasks.prosqa import graph_from_example
+    from coconut_lm.tasks.prosqa_graph import graph_from_example
 
     graph = graph_from_example(example, index=index)
     (tex,) = tokenize_examples([example], tokenizer)

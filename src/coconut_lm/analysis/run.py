@@ -63,7 +63,7 @@ class AnalysisResult:
 def _load_prosqa(data: str | os.PathLike, max_examples: int | None):
     """The examples and their graphs; any item without the ProsQA graph keys is a one-line error."""
     from coconut_lm.tasks.examples import load_examples
-    from coconut_lm.tasks.prosqa import graph_from_example
+    from coconut_lm.tasks.prosqa_graph import graph_from_example
 
     examples = load_examples(data)[:max_examples]
     if not examples:
