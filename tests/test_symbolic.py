@@ -150,7 +150,8 @@ def _symbolic_prontoqa(n, seed=0, relabel=False):
 
 
 def test_symbolic_prontoqa_chain_follows_from_the_rules():
-    from coconut_lm.tasks.prontoqa import generate_prontoqa, parse_sentence, split_question
+    from coconut_lm.tasks.prontoqa import generate_prontoqa
+    from coconut_lm.tasks.prontoqa_sentences import parse_sentence, split_question
     from coconut_lm.tasks.symbolic_prontoqa import is_symbolic_prontoqa
 
     word = generate_prontoqa(100, seed=3)
@@ -233,7 +234,7 @@ def test_prontoqa_generator_file_converts(prontoqa_valid, tmp_path):
 
 
 def test_prontoqa_relabelling_keeps_answers_and_structure():
-    from coconut_lm.tasks.prontoqa import CONCEPT_NAMES, ENTITY_NAMES, PROPERTIES
+    from coconut_lm.tasks.prontoqa_sentences import CONCEPT_NAMES, ENTITY_NAMES, PROPERTIES
     from coconut_lm.tasks.symbolic_prontoqa import relabel_prontoqa
 
     base = _symbolic_prontoqa(40, seed=1)
