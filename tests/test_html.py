@@ -190,7 +190,7 @@ def test_similarity_by_hand(setup, model):
 
 
 def test_similarity_summary_by_hand(setup):
-    from coconut_lm.analysis.probes import NODE_CATEGORIES
+    from coconut_lm.analysis.probe_categories import NODE_CATEGORIES
 
     recs = read_jsonl(setup["out"] / "probes.jsonl")
     summary = json.loads((setup["out"] / "probes_summary.json").read_text())
