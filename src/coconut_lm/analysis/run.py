@@ -260,9 +260,10 @@ def run_analysis(
         overwrite: replace an earlier analysis in a non-empty `out`.
     """
     from coconut_lm.analysis.html import read_predictions
-    from coconut_lm.analysis.latent_search import frontier_values, summarize_search, write_search
+    from coconut_lm.analysis.latent_search import frontier_values
     from coconut_lm.analysis.paths import PathCategory
     from coconut_lm.analysis.plots import make_figures
+    from coconut_lm.analysis.search_records import summarize_search, write_search
     from coconut_lm.eval.data_check import check_eval_data
     from coconut_lm.eval.outputs import check_out_dir, clear_outputs
     from coconut_lm.recipe.methods import get_method
