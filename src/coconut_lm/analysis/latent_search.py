@@ -2,6 +2,7 @@
 
     records = frontier_values(model, tokenizer, examples, hops=(1, 2))   # list[SearchRecord]
     decode_thoughts(model, tokenizer, gen.thoughts[0], k=5)   # top tokens of each thought
+    decoded_thoughts(model, tokenizer, data[:3], gold_paths, method, layout, k, 64)  # the same, per example
     node_values(model, tokenizer, examples, n_thoughts=range(4))  # every node's value after t = 0..3 thoughts
 
 **The value of a frontier node, exactly.** After h hops' worth of thoughts (h*c thoughts) the
@@ -306,3 +307,17 @@ def decode_thoughts(model, tokenizer, thoughts: torch.Tensor, k: int = 5) -> lis
     top = probs.topk(min(k, probs.shape[-1]), dim=-1)
     return [[(tokenizer.decode([int(i)]), float(p)) for p, i in zip(ps.tolist(), ids.tolist())]
             for ps, ids in zip(top.values, top.indices)]
+
+
+def decoded_thoughts(model, tok, data, gold_paths, method, layout, k: int, max_new_tokens: int) -> list[dict]:
+    """Generate with k thoughts for the tokenised examples `data` and decode each thought's top tokens
+    (`gold_paths[i]`: example i's chain)."""
+    from coconut_lm.eval.evaluate import generate_prompts
+
+    prompts = [method.eval_prompt(t, k, layout, model.tokens) for t in data]
+    out = []
+    for i, g in enumerate(generate_prompts(model, tok, prompts, max_new_tokens, return_thoughts=True)):
+        top = decode_thoughts(model, tok, g.thought_states, k=5) if g.thought_states is not None else []
+        out.append({"index": i, "n_thoughts": k, "gold_path": gold_paths[i], "text": g.text,
+                    "thoughts": [[{"token": t, "prob": p} for t, p in row] for row in top]})
+    return out

@@ -25,6 +25,11 @@ from coconut_lm.errors import CoconutError
 from coconut_lm.tasks.examples import atomic_write_text
 
 TOP_KS = (1, 2, 3)
+#: How a frontier node's value is read, per form of the data (see analysis.latent_search).
+VALUE_DEFINITION = {
+    "words": "P(name | question <bot> <latent>*(h*c) <eot> 'Every') after h hops of thoughts",
+    "symbolic": "P(name | question <bot> <latent>*((h-1)*c) <eot>): a symbolic step is the node it reaches",
+}
 
 
 # ------------------------------------------------------------------------------------- records
