@@ -16,7 +16,8 @@ from coconut_lm.analysis.paths import classify_chain
 from coconut_lm.analysis.run import add_analyze_parser, run_analysis
 from coconut_lm.errors import CoconutError
 from coconut_lm.tasks.examples import load_examples, save_examples
-from coconut_lm.tasks.prosqa import frontier, generate_prosqa, graph_from_example
+from coconut_lm.tasks.prosqa import generate_prosqa
+from coconut_lm.tasks.prosqa_graph import frontier, graph_from_example
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 FIGURES = ["accuracy_vs_k.png", "parallelism.png", "path_categories.png", "probe_attention.png", "probe_lens.png",

@@ -22,13 +22,8 @@ from test_analyze import make_checkpoint
 from coconut_lm.analysis.run import run_analysis
 from coconut_lm.errors import CoconutError
 from coconut_lm.tasks.examples import load_examples, save_examples
-from coconut_lm.tasks.prosqa import (
-    all_shortest_paths,
-    frontier,
-    generate_prosqa,
-    graph_from_example,
-    shortest_distances,
-)
+from coconut_lm.tasks.prosqa import generate_prosqa
+from coconut_lm.tasks.prosqa_graph import all_shortest_paths, frontier, graph_from_example, shortest_distances
 
 N = 6
 PROBE_FIGURES = ["probe_attention.png", "probe_lens.png", "probe_similarity.png"]
@@ -195,7 +190,7 @@ def test_similarity_by_hand(setup, model):
 
 
 def test_similarity_summary_by_hand(setup):
-    from coconut_lm.analysis.probes import NODE_CATEGORIES
+    from coconut_lm.analysis.probe_categories import NODE_CATEGORIES
 
     recs = read_jsonl(setup["out"] / "probes.jsonl")
     summary = json.loads((setup["out"] / "probes_summary.json").read_text())

@@ -16,12 +16,11 @@ import pytest
 import torch
 from torch import nn
 
-from coconut_lm.analysis.latent_search import (
+from coconut_lm.analysis.latent_search import decode_thoughts, frontier_values
+from coconut_lm.analysis.search_records import (
     Frontier,
     NodeValue,
     SearchRecord,
-    decode_thoughts,
-    frontier_values,
     load_search_records,
     parallelism,
     summarize_search,

@@ -12,7 +12,7 @@ from coconut_lm.analysis.paths import (
 )
 from coconut_lm.errors import CoconutError
 from coconut_lm.tasks.examples import load_examples
-from coconut_lm.tasks.prosqa import ProsQAGraph, graph_from_example, parse_question
+from coconut_lm.tasks.prosqa_graph import ProsQAGraph, graph_from_example, parse_question
 
 #   Tom -> wumpus -> lempus -> zumpus (target)        shortest: 3 hops
 #   Tom -> yumpus -> lempus,  Tom -> yumpus -> rompus -> gorpus -> zumpus (4 hops: longer)

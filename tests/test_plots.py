@@ -8,7 +8,6 @@ from dataclasses import asdict
 
 import pytest
 
-from coconut_lm.analysis.latent_search import Frontier, NodeValue, SearchRecord, summarize_search
 from coconut_lm.analysis.plots import (
     CATEGORY_COLORS,
     make_figures,
@@ -17,6 +16,7 @@ from coconut_lm.analysis.plots import (
     search_tree_figure,
     value_vs_height_figure,
 )
+from coconut_lm.analysis.search_records import Frontier, NodeValue, SearchRecord, summarize_search
 
 CATS = ["correct_path", "longer_path", "hallucination", "wrong_target", "correct_label", "incorrect_label"]
 

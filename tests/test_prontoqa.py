@@ -11,15 +11,13 @@ import pytest
 
 from coconut_lm.errors import CoconutError
 from coconut_lm.tasks.examples import Example, dumps_examples, load_examples
-from coconut_lm.tasks.prontoqa import (
+from coconut_lm.tasks.prontoqa import generate_prontoqa, load_prontoqa_raw, prontoqa_from_raw
+from coconut_lm.tasks.prontoqa_sentences import (
     Fact,
     Membership,
     Rule,
     derive_prontoqa_answer,
-    generate_prontoqa,
-    load_prontoqa_raw,
     parse_sentence,
-    prontoqa_from_raw,
     split_question,
     split_sentences,
 )

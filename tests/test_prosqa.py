@@ -6,17 +6,14 @@ import pytest
 
 from coconut_lm.errors import CoconutError
 from coconut_lm.tasks.examples import Example, ExampleFormatError, example_from_dict, load_examples
-from coconut_lm.tasks.prosqa import (
-    CONCEPT_NAMES,
-    ENTITY_NAMES,
+from coconut_lm.tasks.prosqa import CONCEPT_NAMES, ENTITY_NAMES, ProsQAConfig, generate_prosqa
+from coconut_lm.tasks.prosqa_graph import (
     NodeHeight,
-    ProsQAConfig,
     ProsQAFormatError,
     ProsQAGraph,
     all_shortest_paths,
     descendants,
     frontier,
-    generate_prosqa,
     graph_from_example,
     node_heights,
     parse_question,

@@ -11,7 +11,8 @@ from coconut_lm.data.pipeline import tokenize_examples, vocabulary_texts
 from coconut_lm.data.tokenizer import build_symbol_tokenizer
 from coconut_lm.errors import CoconutError
 from coconut_lm.tasks.examples import load_examples
-from coconut_lm.tasks.prosqa import ProsQAConfig, all_shortest_paths, generate_prosqa, graph_from_example
+from coconut_lm.tasks.prosqa import ProsQAConfig, generate_prosqa
+from coconut_lm.tasks.prosqa_graph import all_shortest_paths, graph_from_example
 from coconut_lm.tasks.symbolic import alphabet, is_symbolic, relabel, symbolize, to_symbolic
 
 
@@ -149,7 +150,8 @@ def _symbolic_prontoqa(n, seed=0, relabel=False):
 
 
 def test_symbolic_prontoqa_chain_follows_from_the_rules():
-    from coconut_lm.tasks.prontoqa import generate_prontoqa, parse_sentence, split_question
+    from coconut_lm.tasks.prontoqa import generate_prontoqa
+    from coconut_lm.tasks.prontoqa_sentences import parse_sentence, split_question
     from coconut_lm.tasks.symbolic_prontoqa import is_symbolic_prontoqa
 
     word = generate_prontoqa(100, seed=3)
@@ -232,7 +234,7 @@ def test_prontoqa_generator_file_converts(prontoqa_valid, tmp_path):
 
 
 def test_prontoqa_relabelling_keeps_answers_and_structure():
-    from coconut_lm.tasks.prontoqa import CONCEPT_NAMES, ENTITY_NAMES, PROPERTIES
+    from coconut_lm.tasks.prontoqa_sentences import CONCEPT_NAMES, ENTITY_NAMES, PROPERTIES
     from coconut_lm.tasks.symbolic_prontoqa import relabel_prontoqa
 
     base = _symbolic_prontoqa(40, seed=1)

@@ -34,7 +34,7 @@ WALKTHROUGH = "walkthrough.jsonl"
 def graph_layout(graph) -> list[list[float]]:
     """(x, layer) per node: nodes the root reaches sit at their distance from it, the others one layer
     below their lowest parent; within a layer, nodes are ordered under their parents, x in (0, 1)."""
-    from coconut_lm.tasks.prosqa import _topological_order, shortest_distances
+    from coconut_lm.tasks.prosqa_graph import _topological_order, shortest_distances
 
     dist = shortest_distances(graph, graph.root)
     layer: dict[int, int] = {}
@@ -57,7 +57,7 @@ def graph_layout(graph) -> list[list[float]]:
 def walkthrough_record(example: Example, index: int, values: dict[str, Any]) -> dict[str, Any]:
     """One example's graph, question and node values per thought (from `latent_search.node_values`)."""
     from coconut_lm.analysis.latent_search import _gold_path
-    from coconut_lm.tasks.prosqa import graph_from_example, shortest_distances
+    from coconut_lm.tasks.prosqa_graph import graph_from_example, shortest_distances
 
     g = graph_from_example(example, index=index)
     return {"index": index, "question_id": str(example.extra.get("id", index)), "question": example.question,

@@ -1,9 +1,8 @@
 """Latent search (paper §5): the value a model gives each frontier node after k continuous thoughts.
 
     records = frontier_values(model, tokenizer, examples, hops=(1, 2))   # list[SearchRecord]
-    summary = summarize_search(records)          # frontier stats, parallelism, value against height
-    write_search(records, summary, "analysis/")  # latent_search.jsonl + latent_search_summary.json
     decode_thoughts(model, tokenizer, gen.thoughts[0], k=5)   # top tokens of each thought
+    decoded_thoughts(model, tokenizer, data[:3], gold_paths, method, layout, k, 64)  # the same, per example
     node_values(model, tokenizer, examples, n_thoughts=range(4))  # every node's value after t = 0..3 thoughts
 
 **The value of a frontier node, exactly.** After h hops' worth of thoughts (h*c thoughts) the
@@ -27,110 +26,30 @@ the hop-h node is the first thing written after (h-1)*c thoughts, so frontier h 
 with an empty prefix.
 
 The frontier after h hops is every node at the end of some h-edge path from the root
-(`tasks.prosqa.frontier`): the root's children after 1 thought and its grandchildren after 2.
+(`tasks.prosqa_graph.frontier`): the root's children after 1 thought and its grandchildren after 2.
 This is the same "k hidden hops" reading that the path categories use. A node is *correct* when
 the target is reachable from it. Its height is its distance to a leaf, both shortest and longest.
+The records, their summary (parallelism, value against height) and their files are in
+`analysis.search_records`.
 """
 
 from __future__ import annotations
 
-import json
 import math
-import os
-from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from tqdm.auto import tqdm
 
+from coconut_lm.analysis.search_records import Frontier, NodeValue, SearchRecord
 from coconut_lm.errors import CoconutError
 from coconut_lm.eval.outputs import live_bars
 from coconut_lm.model.coconut import upcast
-from coconut_lm.tasks.examples import Example, atomic_write_text
+from coconut_lm.tasks.examples import Example
 
 STEP_PREFIX = "Every"  # the first word of every concept-to-concept step
-TOP_KS = (1, 2, 3)
-
-
-# ------------------------------------------------------------------------------------- records
-
-
-@dataclass
-class NodeValue:
-    """One frontier node and the value the model gives it."""
-
-    node: int
-    name: str
-    value: float  # P(name tokens | prompt, template prefix)
-    log_value: float
-    correct: bool  # the target is reachable from this node
-    is_target: bool
-    height_shortest: int
-    height_longest: int
-    parents: list[int]  # its parents in the previous frontier (the root for h = 1)
-    n_tokens: int  # tokens of the name
-
-
-@dataclass
-class Frontier:
-    """The frontier after `hops` hops' worth of thoughts, with every node's value."""
-
-    hops: int
-    n_thoughts: int
-    prefix: str  # the template text before the name: "Every", or "" when h = 0
-    prefix_prob: float  # P(prefix | prompt); 1.0 when the prefix is empty
-    nodes: list[NodeValue]
-
-    def ranked(self) -> list[float]:
-        """Node values, largest first."""
-        return sorted((n.value for n in self.nodes), reverse=True)
-
-    def top_k(self, k: int) -> float:
-        """Cumulative value of the k best nodes (all of them when there are fewer than k)."""
-        return sum(self.ranked()[:k])
-
-
-@dataclass
-class SearchRecord:
-    """One example's latent-search values: a `Frontier` per hop count."""
-
-    index: int
-    question_id: str
-    root: int
-    root_name: str
-    target: int
-    target_name: str
-    target_hops: int  # shortest root -> target distance
-    gold_path: list[str]  # node names along the example's steps (empty if they do not parse)
-    frontiers: list[Frontier] = field(default_factory=list)
-
-    def frontier(self, hops: int) -> Frontier | None:
-        """The frontier after `hops` hops, or None if it was not computed."""
-        return next((f for f in self.frontiers if f.hops == hops), None)
-
-
-def search_record_from_dict(d: dict[str, Any]) -> SearchRecord:
-    """Rebuild a `SearchRecord` from its JSON form (one line of latent_search.jsonl)."""
-    frontiers = [Frontier(**{**f, "nodes": [NodeValue(**n) for n in f["nodes"]]}) for f in d["frontiers"]]
-    return SearchRecord(**{**d, "frontiers": frontiers})
-
-
-def load_search_records(path: str | os.PathLike) -> list[SearchRecord]:
-    """Read latent_search.jsonl."""
-    p = Path(path)
-    if not p.is_file():
-        raise CoconutError(f"{p}: no such file")
-    out = []
-    for i, line in enumerate(p.read_text().splitlines()):
-        if line.strip():
-            try:
-                out.append(search_record_from_dict(json.loads(line)))
-            except (json.JSONDecodeError, TypeError, KeyError) as e:
-                raise CoconutError(f"{p}: line {i + 1}: not a latent-search record ({e})") from None
-    return out
 
 
 # ------------------------------------------------------------------------------------- values
@@ -178,7 +97,7 @@ class _NameTokens:
 
 
 def _gold_path(ex: Example) -> list[str]:
-    from coconut_lm.tasks.prosqa import parse_fact
+    from coconut_lm.tasks.prosqa_graph import parse_fact
     from coconut_lm.tasks.symbolic import is_symbolic
 
     if is_symbolic(ex):  # the steps are the nodes after the root
@@ -195,7 +114,7 @@ def _gold_path(ex: Example) -> list[str]:
 
 def _new_record(i: int, ex: Example, hops: Sequence[int], n_per_hop: int) -> SearchRecord:
     """A record with every frontier's nodes laid out and values still at zero."""
-    from coconut_lm.tasks.prosqa import (
+    from coconut_lm.tasks.prosqa_graph import (
         frontier,
         graph_from_example,
         node_heights,
@@ -294,7 +213,7 @@ def node_values(model, tokenizer, examples: Sequence[Example], n_thoughts: Seque
     """
     from coconut_lm.data.pipeline import tokenize_examples
     from coconut_lm.recipe.methods import METHODS, LayoutConfig
-    from coconut_lm.tasks.prosqa import graph_from_example
+    from coconut_lm.tasks.prosqa_graph import graph_from_example
 
     if not examples:
         raise CoconutError("node_values: no examples")
@@ -366,126 +285,6 @@ def _score_rows(model, tokens, rows: Sequence[_Row], batch_size: int, progress: 
     return out
 
 
-# ------------------------------------------------------------------------------------ summary
-
-
-@dataclass
-class FrontierStats:
-    """Averages over examples of one frontier (thought h)."""
-
-    hops: int
-    n_examples: int  # examples with a non-empty frontier
-    mean_size: float  # frontier nodes per example
-    mean_total_value: float  # probability mass the model puts on frontier nodes
-    mean_correct_value: float | None  # mean value of a node that leads to the target
-    mean_incorrect_value: float | None  # mean value of a node that does not
-    top_node_correct: float | None  # fraction of examples whose best-valued node leads to the target
-    mean_prefix_prob: float  # P("Every" | prompt), averaged
-
-
-@dataclass
-class ParallelismCurve:
-    """Cumulative value of the top-k frontier nodes at thought `hops`, one per example."""
-
-    hops: int
-    k: int
-    n: int
-    mean: float
-    sorted_values: list[float]  # ascending: the value at each percentile of the test set
-
-
-@dataclass
-class HeightBin:
-    """Mean value of the frontier nodes of one height (of one kind), correct or not."""
-
-    hops: int
-    height_kind: str  # "shortest" or "longest" distance to a leaf
-    correct: bool
-    height: int
-    n: int
-    mean_value: float
-    sem: float  # standard error of the mean (0 when n = 1)
-
-
-@dataclass
-class SearchSummary:
-    """Everything the latent-search figures and tables show."""
-
-    n_examples: int
-    frontiers: list[FrontierStats]
-    parallelism: list[ParallelismCurve]
-    value_by_height: list[HeightBin]
-
-
-def _mean(values: Sequence[float]) -> float | None:
-    return sum(values) / len(values) if values else None
-
-
-def frontier_stats(records: Sequence[SearchRecord], hops: int) -> FrontierStats:
-    """Averages of the frontier after `hops` hops over the examples that have one."""
-    frs = [f for r in records if (f := r.frontier(hops)) is not None]
-    full = [f for f in frs if f.nodes]
-    nodes = [n for f in full for n in f.nodes]
-    return FrontierStats(
-        hops=hops, n_examples=len(full),
-        mean_size=_mean([len(f.nodes) for f in full]) or 0.0,
-        mean_total_value=_mean([sum(n.value for n in f.nodes) for f in full]) or 0.0,
-        mean_correct_value=_mean([n.value for n in nodes if n.correct]),
-        mean_incorrect_value=_mean([n.value for n in nodes if not n.correct]),
-        top_node_correct=_mean([float(max(f.nodes, key=lambda n: n.value).correct) for f in full]),
-        mean_prefix_prob=_mean([f.prefix_prob for f in frs]) or 0.0,
-    )
-
-
-def parallelism(records: Sequence[SearchRecord], hops: int, ks: Sequence[int] = TOP_KS) -> list[ParallelismCurve]:
-    """The paper's parallelism curves: per example, the summed value of its k best frontier nodes."""
-    frs = [f for r in records if (f := r.frontier(hops)) is not None and f.nodes]
-    out = []
-    for k in ks:
-        values = sorted(f.top_k(k) for f in frs)
-        out.append(ParallelismCurve(hops=hops, k=k, n=len(values), mean=_mean(values) or 0.0, sorted_values=values))
-    return out
-
-
-def value_by_height(records: Sequence[SearchRecord], hops: int) -> list[HeightBin]:
-    """Mean node value per (height kind, correct or not, height) at thought `hops`."""
-    groups: dict[tuple[str, bool, int], list[float]] = defaultdict(list)
-    for r in records:
-        f = r.frontier(hops)
-        for n in f.nodes if f else []:
-            groups[("shortest", n.correct, n.height_shortest)].append(n.value)
-            groups[("longest", n.correct, n.height_longest)].append(n.value)
-    bins = []
-    for (kind, correct, height), vals in sorted(groups.items()):
-        m = sum(vals) / len(vals)
-        sd = math.sqrt(sum((v - m) ** 2 for v in vals) / (len(vals) - 1)) if len(vals) > 1 else 0.0
-        bins.append(HeightBin(hops=hops, height_kind=kind, correct=correct, height=height, n=len(vals),
-                              mean_value=m, sem=sd / math.sqrt(len(vals))))
-    return bins
-
-
-def summarize_search(records: Sequence[SearchRecord]) -> SearchSummary:
-    """Frontier statistics, parallelism curves and value-by-height bins for every computed hop count."""
-    hops = sorted({f.hops for r in records for f in r.frontiers})
-    return SearchSummary(
-        n_examples=len(records),
-        frontiers=[frontier_stats(records, h) for h in hops],
-        parallelism=[c for h in hops for c in parallelism(records, h)],
-        value_by_height=[b for h in hops for b in value_by_height(records, h)],
-    )
-
-
-def write_search(records: Sequence[SearchRecord], summary: SearchSummary, out_dir: str | os.PathLike,
-                 extra: dict[str, Any] | None = None) -> Path:
-    """Write latent_search.jsonl (one record per example) and latent_search_summary.json."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "latent_search.jsonl", "".join(json.dumps(asdict(r)) + "\n" for r in records))
-    atomic_write_text(out / "latent_search_summary.json",
-                      json.dumps({**asdict(summary), **(extra or {})}, indent=2) + "\n")
-    return out
-
-
 # ---------------------------------------------------------------------------------- thoughts
 
 
@@ -508,3 +307,17 @@ def decode_thoughts(model, tokenizer, thoughts: torch.Tensor, k: int = 5) -> lis
     top = probs.topk(min(k, probs.shape[-1]), dim=-1)
     return [[(tokenizer.decode([int(i)]), float(p)) for p, i in zip(ps.tolist(), ids.tolist())]
             for ps, ids in zip(top.values, top.indices)]
+
+
+def decoded_thoughts(model, tok, data, gold_paths, method, layout, k: int, max_new_tokens: int) -> list[dict]:
+    """Generate with k thoughts for the tokenised examples `data` and decode each thought's top tokens
+    (`gold_paths[i]`: example i's chain)."""
+    from coconut_lm.eval.evaluate import generate_prompts
+
+    prompts = [method.eval_prompt(t, k, layout, model.tokens) for t in data]
+    out = []
+    for i, g in enumerate(generate_prompts(model, tok, prompts, max_new_tokens, return_thoughts=True)):
+        top = decode_thoughts(model, tok, g.thought_states, k=5) if g.thought_states is not None else []
+        out.append({"index": i, "n_thoughts": k, "gold_path": gold_paths[i], "text": g.text,
+                    "thoughts": [[{"token": t, "prob": p} for t, p in row] for row in top]})
+    return out

@@ -32,7 +32,7 @@ from enum import Enum
 
 from coconut_lm.errors import CoconutError
 from coconut_lm.tasks.answers import chain_lines
-from coconut_lm.tasks.prosqa import SENTENCE_END, ProsQAGraph, frontier, parse_fact, shortest_distances
+from coconut_lm.tasks.prosqa_graph import SENTENCE_END, ProsQAGraph, frontier, parse_fact, shortest_distances
 
 
 class PathCategory(Enum):

@@ -11,16 +11,12 @@ layer equals the multi-pass one). Thought t is the last hidden state at position
 position just before the t-th `<latent>` slot. Three probes read it:
 
 - **Similarity.** thought_t · e(n) and cos(thought_t, e(n)) for every node n, e(n) the mean input
-  embedding of n's name tokens (tokenised as in a step). Nodes are grouped by their category
-  after hop h = ceil(t / c) (`node_categories`): the target; *optimal* (on the frontier and on a
-  shortest root-to-target path); *frontier* (the other nodes at the end of an h-edge path from the
-  root); *reachable* (within h hops of the root, off the frontier); *unreachable* (the rest:
-  deeper, or not below the root at all).
+  embedding of n's name tokens (tokenised as in a step), grouped by the node's category after hop
+  h = ceil(t / c) (`probe_categories.node_categories`: target, optimal, frontier, reachable,
+  unreachable).
 - **Attention.** The last layer's attention from q_t, averaged over heads, summed over the tokens
-  of each edge's fact in the question, grouped by edge category at hop h (`edge_categories`):
-  *optimal* (an edge of a shortest root-to-target path, leaving hop h-1); *frontier* (the other
-  edges leaving frontier h-1: the ones hop h expands); *reachable* (edges leaving a node reached
-  earlier); *other*.
+  of each edge's fact in the question, grouped by edge category at hop h
+  (`probe_categories.edge_categories`: optimal, frontier, reachable, other).
 - **Logit lens.** Each layer's residual stream at q_t through the final norm and the LM head,
   top k. The last layer is the thought itself (its norm is already applied), so its row is the
   decoded thought.
@@ -29,9 +25,7 @@ position just before the t-th `<latent>` slot. Three probes read it:
 from __future__ import annotations
 
 import json
-import math
 import os
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,113 +33,19 @@ from typing import Any
 
 import torch
 
+from coconut_lm.analysis.probe_categories import (
+    EDGE_CATEGORIES,
+    NODE_CATEGORIES,
+    edge_categories,
+    edge_token_spans,
+    hop_of_thought,
+    node_categories,
+)
 from coconut_lm.errors import CoconutError
 from coconut_lm.model.coconut import default_position_ids, upcast
 from coconut_lm.tasks.examples import Example, atomic_write_text
 
-NODE_CATEGORIES = ("target", "optimal", "frontier", "reachable", "unreachable")
-EDGE_CATEGORIES = ("optimal", "frontier", "reachable", "other")
 FINAL_NORMS = ("ln_f", "norm", "final_layer_norm", "final_layernorm")  # GPT-2, Llama/Qwen, OPT/NeoX, Phi
-_WORD_FACT = re.compile(r"(?:Every (\w+)|(\w+)) is an? (\w+)\.")
-_SYMBOL_EDGE = re.compile(r"([^\s|]+) ([^\s|]+)(?= (?:\||\[Q\]))")
-
-
-# ------------------------------------------------------------------------------- categories
-
-
-def hop_of_thought(t: int, c: int) -> int:
-    """The hop a thought belongs to: thoughts 1..c are hop 1, c+1..2c hop 2, ..."""
-    return math.ceil(t / max(c, 1))
-
-
-def _distances(graph) -> tuple[dict[int, int], dict[int, int]]:
-    """Hops from the root to each node it reaches, and from each node to the target (when it reaches it)."""
-    from coconut_lm.tasks.prosqa import shortest_distances
-
-    to_target = {n: d[graph.target] for n in range(len(graph.names))
-                 if graph.target in (d := shortest_distances(graph, n))}
-    return shortest_distances(graph, graph.root), to_target
-
-
-def node_categories(graph, hops: int) -> list[str]:
-    """Each node's category after `hops` hops (module docstring), in `NODE_CATEGORIES`."""
-    from coconut_lm.tasks.prosqa import frontier
-
-    dist, to_target = _distances(graph)
-    total = dist.get(graph.target)
-    front = frontier(graph, graph.root, hops)
-    out = []
-    for n in range(len(graph.names)):
-        if n == graph.target:
-            out.append("target")
-        elif n in front and total is not None and dist.get(n) == hops and to_target.get(n) == total - hops:
-            out.append("optimal")
-        elif n in front:
-            out.append("frontier")
-        elif dist.get(n, hops + 1) <= hops:
-            out.append("reachable")
-        else:
-            out.append("unreachable")
-    return out
-
-
-def edge_categories(graph, hops: int) -> list[str]:
-    """Each edge's category for the thoughts of hop `hops` (module docstring), in `EDGE_CATEGORIES`."""
-    from coconut_lm.tasks.prosqa import frontier
-
-    dist, to_target = _distances(graph)
-    total = dist.get(graph.target)
-    previous = frontier(graph, graph.root, hops - 1) if hops > 0 else frozenset()
-    out = []
-    for a, b in graph.edges:
-        if a in previous and total is not None and dist.get(a) == hops - 1 and to_target.get(b) == total - hops:
-            out.append("optimal")
-        elif a in previous:
-            out.append("frontier")
-        elif a in dist and dist[a] < hops:
-            out.append("reachable")
-        else:
-            out.append("other")
-    return out
-
-
-def edge_char_spans(question: str, graph) -> list[tuple[int, int] | None]:
-    """Where each edge's fact stands in the question text: (start, end) per edge, None if not found."""
-    index = {(graph.names[a], graph.names[b]): i for i, (a, b) in enumerate(graph.edges)}
-    spans: list[tuple[int, int] | None] = [None] * len(graph.edges)
-    if graph.symbolic:
-        matches = [(m.group(1), m.group(2), m.span()) for m in _SYMBOL_EDGE.finditer(question)]
-    else:
-        matches = [(m.group(1) or m.group(2), m.group(3), m.span()) for m in _WORD_FACT.finditer(question)]
-    for a, b, span in matches:
-        i = index.get((a, b))
-        if i is not None and spans[i] is None:
-            spans[i] = span
-    return spans
-
-
-def edge_token_spans(tokenizer, question_text: str, question_ids: Sequence[int], graph) -> list[list[int]] | None:
-    """Token positions of each edge's fact within the prompt's question tokens; None when offsets are unknown.
-
-    A token belongs to the fact whose characters hold its last character, so a BPE token's leading
-    space does not push the first word out.
-    """
-    try:
-        enc = tokenizer(question_text, add_special_tokens=True, return_offsets_mapping=True)
-    except (NotImplementedError, ValueError, TypeError):
-        return None
-    if list(enc["input_ids"]) != list(question_ids):
-        return None
-    spans = edge_char_spans(question_text, graph)
-    out: list[list[int]] = [[] for _ in spans]
-    for pos, (s, e) in enumerate(enc["offset_mapping"]):
-        if e <= s:
-            continue
-        for i, span in enumerate(spans):
-            if span is not None and span[0] <= e - 1 < span[1]:
-                out[i].append(pos)
-                break
-    return out
 
 
 # ------------------------------------------------------------------------------------ trace
@@ -250,7 +150,7 @@ def probe_example(model, tokenizer, example: Example, index: int, n_thoughts: in
                   top_k: int = 5) -> dict[str, Any]:
     """Every probe of one example with `n_thoughts` thoughts (module docstring), as a JSON-ready dict."""
     from coconut_lm.data.pipeline import segment_texts, tokenize_examples
-    from coconut_lm.tasks.prosqa import graph_from_example
+    from coconut_lm.tasks.prosqa_graph import graph_from_example
 
     graph = graph_from_example(example, index=index)
     (tex,) = tokenize_examples([example], tokenizer)

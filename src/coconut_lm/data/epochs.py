@@ -36,7 +36,7 @@ def check_training_form(examples: Sequence[Example], relabel: bool, source: str)
     if relabel and not symbolic:
         raise CoconutError(f"{source}: relabel_every_epoch needs symbolic data (coconut-lm data symbolic)")
     if relabel and not any(is_symbolic_prontoqa(e) for e in examples):
-        from coconut_lm.tasks.prosqa import graph_from_example
+        from coconut_lm.tasks.prosqa_graph import graph_from_example
 
         for i, ex in enumerate(examples):
             graph_from_example(ex, i, source)

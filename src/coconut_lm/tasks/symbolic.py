@@ -60,7 +60,7 @@ def _question(names: Sequence[str], edges: Sequence[Sequence[int]], options: Seq
 
 def _path_nodes(example: Example, names: Sequence[str], index: int | None) -> list[int]:
     """The chain's nodes after the root, read from the word-form steps ("X is a Y." -> Y)."""
-    from coconut_lm.tasks.prosqa import parse_fact
+    from coconut_lm.tasks.prosqa_graph import parse_fact
 
     node_of = {n: i for i, n in enumerate(names)}
     out = []
@@ -80,7 +80,7 @@ def to_symbolic(example: Example, relabel: random.Random | None = None, n_symbol
     `relabel` draws new node names from 0..n_symbols-1; `shuffle` orders the edges (default: a
     generator seeded by the question text, so the rendering of an example never changes).
     """
-    from coconut_lm.tasks.prosqa import graph_from_example
+    from coconut_lm.tasks.prosqa_graph import graph_from_example
 
     if is_symbolic(example):
         raise CoconutError(f"item {index}: already in the symbolic form" if index is not None else

@@ -59,7 +59,7 @@ def split_literal(text: str) -> tuple[str, bool]:
 
 def alphabet() -> str:
     """Every token the symbolic ProntoQA form can hold (a tokenizer built on data adds it, so relabelling stays known)."""
-    from coconut_lm.tasks.prontoqa import CONCEPT_NAMES, ENTITY_NAMES, PROPERTY_FAMILIES
+    from coconut_lm.tasks.prontoqa_sentences import CONCEPT_NAMES, ENTITY_NAMES, PROPERTY_FAMILIES
 
     props = [p for family in PROPERTY_FAMILIES for p in family]
     objects = [*CONCEPT_NAMES, *props]
@@ -73,7 +73,7 @@ def is_symbolic_prontoqa(example: Example) -> bool:
 
 def looks_like_word_prontoqa(examples: Sequence[Example]) -> bool:
     """Whether a data set is word-form ProntoQA: True/False answers and a "True or false:" query in every question."""
-    from coconut_lm.tasks.prontoqa import QUERY_PREFIX
+    from coconut_lm.tasks.prontoqa_sentences import QUERY_PREFIX
 
     return bool(examples) and all(
         ex.answer in ("True", "False") and QUERY_PREFIX in ex.question and ex.extra.get("format") != SYMBOLIC
@@ -112,7 +112,7 @@ def prontoqa_to_symbolic(example: Example, relabel: random.Random | None = None,
 
     The example is checked first: its answer must follow from its context (`derive_prontoqa_answer`).
     """
-    from coconut_lm.tasks.prontoqa import (
+    from coconut_lm.tasks.prontoqa_sentences import (
         QUERY_PREFIX,
         Fact,
         Membership,
@@ -163,7 +163,7 @@ def prontoqa_to_symbolic(example: Example, relabel: random.Random | None = None,
 
 
 def _properties() -> frozenset[str]:
-    from coconut_lm.tasks.prontoqa import PROPERTIES
+    from coconut_lm.tasks.prontoqa_sentences import PROPERTIES
 
     return PROPERTIES
 
@@ -181,7 +181,7 @@ def relabel_prontoqa(example: Example, rng: random.Random, shuffle: bool = True)
     names; properties keep theirs. With `shuffle` the rules are reordered, and so are the
     memberships (which stay after the rules). The trainer calls this every epoch (`relabel_every_epoch`).
     """
-    from coconut_lm.tasks.prontoqa import CONCEPT_NAMES, ENTITY_NAMES
+    from coconut_lm.tasks.prontoqa_sentences import CONCEPT_NAMES, ENTITY_NAMES
 
     if not is_symbolic_prontoqa(example):
         raise CoconutError("relabel: the example is not symbolic ProntoQA (coconut-lm data prontoqa --format symbolic)")
