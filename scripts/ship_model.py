@@ -58,7 +58,7 @@ def model_card(name: str, run: Path, stages: list[Stage], evals: dict[str, dict[
     lines += ["| stage | run | method | seed | steps | examples seen | wall (s) | best val | chosen on |",
               "|---|---|---|---|---|---|---|---|---|"]
     for i, s in enumerate(stages, 1):
-        wall = f"{s.seconds:.0f}" if s.seconds is not None else "–"
+        wall = "–" if s.seconds is None else f"≈{s.seconds:.0f} (stopped)" if s.stopped else f"{s.seconds:.0f}"
         val = f"{100 * s.best_val_accuracy:.1f}%" if s.best_val_accuracy is not None else "–"
         lines.append(f"| {i} | {s.name} | {s.method} | {s.seed} | {s.steps} | {s.examples:,} | {wall} | "
                      f"{val} | `{Path(str(s.val_path)).name}` |")

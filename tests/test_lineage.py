@@ -51,6 +51,23 @@ def test_chain_follows_init_from_and_counts_from_scratch(chain_dirs):
     assert points[-1] == (80 + 80 + 40, 99.0 + 99.0 + 1.25, 0.96, "c")
 
 
+def test_a_run_stopped_from_outside_reports_its_log_and_best(tmp_path):
+    """No "end" row (the process was killed): seconds from the train rows, the best val of best/'s epoch."""
+    run = _run(tmp_path / "k", None, "v.json", [{"step": 10, "acc": 0.5}, {"step": 20, "acc": 0.9},
+                                                {"step": 30, "acc": 0.7}])
+    rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines() if '"end"' not in x]
+    for i, r in enumerate(r for r in rows if r["type"] == "val"):
+        r["epoch"] = i
+    (run / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in rows))
+    (run / "best" / "coconut.json").write_text(json.dumps({"meta": {"epoch": 2}}))
+    (stage,) = run_chain(run)
+    assert stage.stopped and stage.seconds == 3 * 1.25 and stage.best_val_accuracy == 0.7  # best/ is epoch 2's
+    (run / "best" / "coconut.json").unlink()
+    (stage,) = run_chain(run)
+    assert stage.best_val_accuracy is None and not run_chain(_run(tmp_path / "e", None, "v.json",
+                                                                  [{"step": 10, "acc": 0.5}]))[0].stopped
+
+
 def test_time_to_accuracy_counts_targets_on_the_last_validation_set(chain_dirs, tmp_path):
     _, b, c = chain_dirs
     out = tmp_path / "tta.json"

@@ -9,6 +9,7 @@ chain's validation curves line up against examples seen (and core-seconds) from 
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +34,9 @@ class Stage:
     init_from: str | None
     # (examples seen in this run, training seconds so far, val accuracy) at each validation
     val: list[tuple[int, float, float]] = field(default_factory=list)
+    # True when the run has no "end" row (it was stopped from outside): `seconds` is then the sum over its
+    # logged train rows and `best_val_accuracy` the validation of the epoch `best/` records
+    stopped: bool = False
 
     @property
     def examples(self) -> int:
@@ -64,8 +68,22 @@ def read_stage(run_dir: str | os.PathLike) -> Stage:
             clock[int(r["step"])] = elapsed
         elif r.get("type") == "val" and isinstance(r.get("val_accuracy"), (int, float)):
             val.append((int(r["step"]) * batch, clock.get(int(r["step"]), elapsed), float(r["val_accuracy"])))
-    return Stage(str(run), cfg.get("method"), cfg.get("seed"), steps, batch, end.get("total_seconds"),
-                 end.get("best_accuracy"), cfg.get("val_path"), cfg.get("init_from"), val)
+    seconds, best = end.get("total_seconds"), end.get("best_accuracy")
+    if not end and rows:  # stopped from outside: what its log and best/ still say
+        seconds = elapsed if clock else None
+        best = _best_val(run, rows)
+    return Stage(str(run), cfg.get("method"), cfg.get("seed"), steps, batch, seconds, best, cfg.get("val_path"),
+                 cfg.get("init_from"), val, stopped=not end)
+
+
+def _best_val(run: Path, rows: list[dict[str, Any]]) -> float | None:
+    """The validation accuracy of the epoch that `run/best/` holds (None when best/ or that row is missing)."""
+    meta_path = run / "best" / "coconut.json"
+    if not meta_path.is_file():
+        return None
+    epoch = (json.loads(meta_path.read_text()).get("meta") or {}).get("epoch")
+    return next((float(r["val_accuracy"]) for r in rows if r.get("type") == "val" and r.get("epoch") == epoch
+                 and isinstance(r.get("val_accuracy"), (int, float))), None)
 
 
 def run_chain(run_dir: str | os.PathLike) -> list[Stage]:
