@@ -5,7 +5,8 @@ held-out graphs (`coconut-lm data prosqa --format symbolic --relabel --nodes 10 
 --max-hops 3 --n 500 --seed 2`), each `models/prosqa-n16-*` on 500 fresh 16-node, 3-4-hop graphs
 (`... --nodes 16 --min-hops 3 --max-hops 4 --n 500 --seed 777`), and each official-size one
 (`models/prosqa-<method>-s<seed>`, from scripts/official_cpu.sh) on 500 fresh official-size graphs
-(`... --n 500 --seed 777`, its `eval_fresh/`); regenerating that file and scoring `best/` again must
+(`... --n 500 --seed 777`, its `eval_fresh/`), and each `models/prontoqa-*` on 500 fresh 5-hop items
+(`coconut-lm data prontoqa --format symbolic --relabel --n 500 --seed 777`); regenerating that file and scoring `best/` again must
 give the recorded accuracy exactly.
 """
 
@@ -18,9 +19,12 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 #: the `coconut-lm data prosqa --format symbolic --relabel` arguments of each family's scored set
-SCORED_ON = {"prosqa-n10-": ["--nodes", "10", "--min-hops", "3", "--max-hops", "3", "--n", "500", "--seed", "2"],
-             "prosqa-n16-": ["--nodes", "16", "--min-hops", "3", "--max-hops", "4", "--n", "500", "--seed", "777"],
-             "prosqa-": ["--n", "500", "--seed", "777"]}  # official size: every other prosqa-<method>-s<seed>
+SCORED_ON = {"prosqa-n10-": ["prosqa", "--nodes", "10", "--min-hops", "3", "--max-hops", "3", "--n", "500", "--seed", "2",
+                             "--workers", "1"],
+             "prosqa-n16-": ["prosqa", "--nodes", "16", "--min-hops", "3", "--max-hops", "4", "--n", "500", "--seed", "777",
+                             "--workers", "1"],
+             "prosqa-": ["prosqa", "--n", "500", "--seed", "777", "--workers", "1"],  # official size
+             "prontoqa-": ["prontoqa", "--n", "500", "--seed", "777"]}  # the official 5-hop shape
 
 
 def family(model: Path) -> str | None:
@@ -30,7 +34,7 @@ def family(model: Path) -> str | None:
     return max((p for p in SCORED_ON if model.name.startswith(p)), key=len, default=None)
 
 
-MODELS = sorted(m for m in (ROOT / "models").glob("prosqa-*") if family(m) is not None)
+MODELS = sorted(m for m in (ROOT / "models").glob("pro*qa-*") if family(m) is not None)
 
 
 @pytest.fixture(scope="module")
@@ -40,8 +44,7 @@ def scored_sets(tmp_path_factory):
     out = {}
     for prefix, args in SCORED_ON.items():
         out[prefix] = tmp_path_factory.mktemp(prefix) / "test.json"
-        assert main(["data", "prosqa", "--format", "symbolic", "--relabel", *args, "--workers", "1",
-                     "--out", str(out[prefix])]) == 0
+        assert main(["data", args[0], "--format", "symbolic", "--relabel", *args[1:], "--out", str(out[prefix])]) == 0
     return out
 
 
