@@ -97,6 +97,10 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
         from coconut_lm.model.compiled import compile_blocks
 
         compile_blocks(model, cfg.compile)
+    if cfg.gradient_checkpointing:  # the model of (a)-(c) then recomputes its blocks
+        from coconut_lm.model.checkpointing import checkpoint_blocks
+
+        checkpoint_blocks(model)
     if {"step", "memory"} - set(cfg.skip):
         b = bench_batch(cfg.batch_size, cfg.question, cfg.latents, cfg.answer, cfg.vocab).to(device)
         steps = train_steps(model, b, cfg.precision, cfg.hf_yardstick, cfg.reference_step)
@@ -210,6 +214,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
     for flag in ("warmup", "num_workers", "loop_length_buckets"):
         if getattr(args, flag) < 0:
             raise CoconutError(f"--{flag.replace('_', '-')} must be >= 0, got {getattr(args, flag)}")
+    if args.gradient_checkpointing and args.compile is not None:
+        raise CoconutError("--gradient-checkpointing does not combine with --compile (dynamo cannot trace a "
+                           "checkpointed block's KV-cache replay); choose one")
     fields = {f: getattr(args, f) for f in BenchConfig.__dataclass_fields__ if f != "skip"}
     cfg = BenchConfig(**fields, skip=tuple(args.skip))
     longest = cfg.question + 10 + cfg.latents + 2 + max(cfg.answer, cfg.gen_tokens)
@@ -279,6 +286,9 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--compile", default=None, metavar="MODE", choices=COMPILE_MODES,
                    help="torch.compile every transformer block in this mode (default, reduce-overhead, ...); "
                         "the warm-up rounds absorb the compilation (default: eager)")
+    p.add_argument("--gradient-checkpointing", action="store_true",
+                   help="recompute every transformer block in backward (the gradient_checkpointing config key); "
+                        "compare (b) with and without it")
     p.add_argument("--skip", action="append", default=[], choices=SECTIONS, help="leave a section out (repeatable)")
     p.add_argument("--json", metavar="OUT", default=None, help="also write the record (JSON) here")
     p.set_defaults(func=cmd_bench)
