@@ -300,25 +300,21 @@ def _question(shape: PlanShape) -> int:
 
 
 def format_plan(name: str, shape: PlanShape, plans: dict[str, MemoryPlan]) -> str:
-    """The plan as a table in GiB: one column per mode."""
-    gib = 2**30
-    rows = [("trainable parameters (M)", lambda p: f"{p.trainable / 1e6:.1f}"),
-            ("weights", lambda p: f"{p.weights / gib:.2f}"),
-            ("gradients", lambda p: f"{p.gradients / gib:.2f}"),
-            ("AdamW state", lambda p: f"{p.adamw / gib:.2f}"),
-            ("activations", lambda p: f"{p.activations / gib:.2f}"),
-            ("activations, checkpointed", lambda p: f"{p.activations_checkpointed / gib:.2f}"),
-            ("K/V buffer across thoughts", lambda p: f"{p.kv_buffer / gib:.2f}"),
-            ("loss (logits)", lambda p: f"{p.loss / gib:.2f}"),
-            ("bf16 weight copies (autocast)", lambda p: f"{p.autocast_copies / gib:.2f}"),
-            ("peak", lambda p: f"{p.peak / gib:.2f}"),
-            ("peak, gradient_checkpointing", lambda p: f"{p.peak_checkpointed / gib:.2f}")]
-    lines = [f"memory plan of one train step, GiB: {name}, batch {shape.batch}, {shape.seq_len} tokens, "
+    """The plan as a table, one column per mode, in GiB (MiB for a plan under 1 GiB)."""
+    unit, size = ("GiB", 2**30) if plans["full"].peak >= 2**30 else ("MiB", 2**20)
+    rows = [("weights", "weights"), ("gradients", "gradients"), ("AdamW state", "adamw"),
+            ("activations", "activations"), ("activations, checkpointed", "activations_checkpointed"),
+            ("K/V buffer across thoughts", "kv_buffer"), ("loss (logits)", "loss"),
+            ("bf16 weight copies (autocast)", "autocast_copies"), ("peak", "peak"),
+            ("peak, gradient_checkpointing", "peak_checkpointed")]
+    full, lora = plans["full"], plans["lora"]
+    lines = [f"memory plan of one train step, {unit}: {name}, batch {shape.batch}, {shape.seq_len} tokens, "
              f"{shape.latents} thoughts, {shape.answer} supervised tokens a row, {shape.precision}, "
              f"LoRA r {shape.lora_r}, AdamW on {shape.device}",
-             f"{'':<32}{'full':>10}{'LoRA':>10}", "-" * 52]
-    lines += [f"{label:<32}{fn(plans['full']):>10}{fn(plans['lora']):>10}" for label, fn in rows]
-    lines += [f"note: {n}" for n in plans["full"].notes]
+             f"{'':<32}{'full':>10}{'LoRA':>10}", "-" * 52,
+             f"{'trainable parameters (M)':<32}{full.trainable / 1e6:>10.1f}{lora.trainable / 1e6:>10.1f}"]
+    lines += [f"{label:<32}{getattr(full, key) / size:>10.2f}{getattr(lora, key) / size:>10.2f}" for label, key in rows]
+    lines += [f"note: {n}" for n in full.notes]
     return "\n".join(lines)
 
 
