@@ -156,13 +156,15 @@ train(cfg, progress=False, device="cpu")
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("strategy", ["ddp", "fsdp", "ddp-compiled", "fsdp-compiled"])
+@pytest.mark.parametrize("strategy", ["ddp", "fsdp", "ddp-compiled", "fsdp-compiled", "ddp-checkpointed",
+                                      "fsdp-checkpointed"])
 def test_two_gloo_ranks_equal_one_process(tmp_path, strategy):
     """Two ranks train as one process does; "-compiled": the two ranks with compiled blocks
     (compile=true, the aot_eager backend: dynamo's capture without the C++ build) against one
-    eager process."""
+    eager process; "-checkpointed": the two ranks with gradient_checkpointing=true."""
     tp, vp = _data(tmp_path, "prosqa", n=32)
-    strategy, _, compiled = strategy.partition("-")
+    strategy, _, variant = strategy.partition("-")
+    compiled, checkpointed = variant == "compiled", variant == "checkpointed"
     common = [f"train_path={tp}", f"val_path={vp}", *FAST, "num_epochs=2", "epochs_per_stage=1",
               "max_latent_stage=2", "uniform_prob=0.5", "batch_size=8", "micro_batch_size=4", "eval_every=100",
               "eot_classifier=true", f"distributed={strategy}"]
@@ -174,7 +176,8 @@ def test_two_gloo_ranks_equal_one_process(tmp_path, strategy):
     assert one.returncode == 0, one.stderr[-2000:]
     two = _run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                 str(script), cfg_path, *common, f"out_dir={tmp_path / 'two'}",
-                *(["compile=true", "compile_backend=aot_eager"] if compiled else [])], env)
+                *(["compile=true", "compile_backend=aot_eager"] if compiled else []),
+                *(["gradient_checkpointing=true"] if checkpointed else [])], env)
     assert two.returncode == 0, two.stderr[-3000:]
     if compiled:  # no block fell back to eager: neither a failed compile nor the recompile limit
         assert "WON'T CONVERT" not in two.stderr and "recompile_limit" not in two.stderr, two.stderr[-3000:]

@@ -72,6 +72,7 @@ class BenchConfig:
     hf_yardstick: bool = False  # also time HF's own forward+loss and generate
     reference_step: bool = False  # also time the slow reference's forward+backward (whole sequence per thought)
     compile: str | None = None  # torch.compile mode for every transformer block (coconut_lm.model.compiled); None: eager
+    gradient_checkpointing: bool = False  # recompute every block in backward (coconut_lm.model.checkpointing)
     skip: tuple[str, ...] = ()
 
 

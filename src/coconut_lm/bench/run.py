@@ -2,6 +2,7 @@
 
     coconut-lm bench --device cpu --preset tiny --batch-size 16 --json bench_cpu.json
     coconut-lm bench --device cuda --preset gpt2-124m --batch-size 32 --json bench_gpu_b32.json
+    coconut-lm bench --memory-plan llama-3.1-8b --device cuda --batch-size 8 --latents 6 --seq-len 512
 
 `run_bench` runs the measures of `coconut_lm.bench.measures` ((a) step, (b) memory, (c) eval,
 (d) loop) in one process, checks them against the goals, and returns the record that
@@ -97,6 +98,10 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
         from coconut_lm.model.compiled import compile_blocks
 
         compile_blocks(model, cfg.compile)
+    if cfg.gradient_checkpointing:  # the model of (a)-(c) then recomputes its blocks
+        from coconut_lm.model.checkpointing import checkpoint_blocks
+
+        checkpoint_blocks(model)
     if {"step", "memory"} - set(cfg.skip):
         b = bench_batch(cfg.batch_size, cfg.question, cfg.latents, cfg.answer, cfg.vocab).to(device)
         steps = train_steps(model, b, cfg.precision, cfg.hf_yardstick, cfg.reference_step)
@@ -165,7 +170,10 @@ def format_table(r: dict[str, Any]) -> str:
         row(f"(b) peak memory, MiB ({what})", m["coconut"]["peak_MB"], m["plain"]["peak_MB"], m["peak_ratio"],
             goal("memory"))
         row("    rise during the step, MiB", m["coconut"]["step_MB"], m["plain"]["step_MB"], m["step_ratio"])
-        row("    saved for backward, MiB", m["coconut"]["saved_MB"], m["plain"]["saved_MB"], m["saved_ratio"])
+        # A checkpoint's own saved-tensor hooks hide what it keeps from the count: with checkpointed blocks
+        # this row leaves them out (the RSS rows above hold everything).
+        hidden = " (blocks not seen)" if r["config"].get("gradient_checkpointing") else ""
+        row(f"    saved for backward, MiB{hidden}", m["coconut"]["saved_MB"], m["plain"]["saved_MB"], m["saved_ratio"])
     if "eval" in r:
         e = r["eval"]
         row(f"(c) eval examples/s (batch {e['batch']} vs row-by-row ref)", e["batched_examples_per_s"],
@@ -201,6 +209,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     from coconut_lm.model.backbone import PRESETS
 
+    if args.memory_plan:
+        return cmd_memory_plan(args)
     for flag in ("preset", "loop_preset"):
         if getattr(args, flag) not in PRESETS:
             raise CoconutError(f"--{flag.replace('_', '-')} '{getattr(args, flag)}' is not a preset; "
@@ -210,6 +220,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
     for flag in ("warmup", "num_workers", "loop_length_buckets"):
         if getattr(args, flag) < 0:
             raise CoconutError(f"--{flag.replace('_', '-')} must be >= 0, got {getattr(args, flag)}")
+    if args.gradient_checkpointing and args.compile is not None:
+        raise CoconutError("--gradient-checkpointing does not combine with --compile (dynamo cannot trace a "
+                           "checkpointed block's KV-cache replay); choose one")
     fields = {f: getattr(args, f) for f in BenchConfig.__dataclass_fields__ if f != "skip"}
     cfg = BenchConfig(**fields, skip=tuple(args.skip))
     longest = cfg.question + 10 + cfg.latents + 2 + max(cfg.answer, cfg.gen_tokens)
@@ -231,6 +244,51 @@ def cmd_bench(args: argparse.Namespace) -> int:
         path = Path(args.json)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(result, indent=2) + "\n")
+        print(f"wrote {path}")
+    return 0
+
+
+def cmd_memory_plan(args: argparse.Namespace) -> int:
+    """`coconut-lm bench --memory-plan MODEL_OR_CONFIG`: print the expected peak of a train step (and measure it)."""
+    from coconut_lm.bench.memory_plan import (
+        PlanShape,
+        format_plan,
+        load_model_config,
+        measure_peak,
+        measured_width,
+        memory_plan,
+        plan_record,
+    )
+
+    precision = args.precision if args.precision != "auto" else ("bf16" if args.device == "cuda" else "fp32")
+    shape = PlanShape(batch=args.batch_size, seq_len=args.seq_len, latents=args.latents, answer=args.answer,
+                      lora_r=args.lora_r, precision=precision, device=args.device)
+    if shape.seq_len < shape.latents + shape.answer + 3:
+        raise CoconutError(f"--seq-len {shape.seq_len} leaves no question before {shape.latents} thoughts, "
+                           f"<bot>, <eot> and {shape.answer} answer tokens")
+    if args.measure:  # the plan of the very batch that is measured
+        if args.device != "cpu" or precision != "fp32":
+            raise CoconutError("--measure runs the step on this CPU in fp32: use --device cpu --precision fp32")
+        shape = replace(shape, seq_len=measured_width(shape))
+    config = load_model_config(args.memory_plan)
+    plans = memory_plan(config, shape)
+    print(format_plan(args.memory_plan, shape, plans))
+    record = plan_record(args.memory_plan, shape, plans)
+    if args.measure:
+        _say("measuring the four steps on CPU (full and LoRA, with and without gradient checkpointing)")
+        record["measured"] = {}
+        for mode in ("full", "lora"):
+            for ck in (False, True):
+                got = measure_peak(config, shape, mode, ck)
+                want = plans[mode].peak_checkpointed if ck else plans[mode].peak
+                key = f"{mode}{'_checkpointed' if ck else ''}"
+                record["measured"][key] = got
+                print(f"measured peak, {key:<18} {got / 2**20:10.1f} MiB   plan {want / 2**20:10.1f} MiB   "
+                      f"plan/measured {want / got:.3f}")
+    if args.json:
+        path = Path(args.json)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(record, indent=2) + "\n")
         print(f"wrote {path}")
     return 0
 
@@ -279,6 +337,20 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--compile", default=None, metavar="MODE", choices=COMPILE_MODES,
                    help="torch.compile every transformer block in this mode (default, reduce-overhead, ...); "
                         "the warm-up rounds absorb the compilation (default: eager)")
+    p.add_argument("--gradient-checkpointing", action="store_true",
+                   help="recompute every transformer block in backward (the gradient_checkpointing config key); "
+                        "compare (b) with and without it")
+    p.add_argument("--memory-plan", metavar="MODEL_OR_CONFIG", default=None,
+                   help="instead of measuring, print the expected peak memory of one train step (weights, gradients, "
+                        "AdamW, activations with and without gradient checkpointing, the K/V buffer) for full "
+                        "fine-tuning and LoRA, from the config alone: llama-3.2-1b, llama-3.2-3b, llama-3.1-8b, a "
+                        "preset, a config.json or a model folder; uses --batch-size, --latents, --seq-len, --answer, "
+                        "--lora-r, --precision, --device")
+    p.add_argument("--seq-len", type=positive_int, default=512, help="tokens per row for --memory-plan (default 512)")
+    p.add_argument("--lora-r", type=positive_int, default=16, help="LoRA rank for --memory-plan (default 16)")
+    p.add_argument("--measure", action="store_true",
+                   help="with --memory-plan: also build the model with random weights and measure the step's peak "
+                        "RSS on this CPU (fp32, small sizes only)")
     p.add_argument("--skip", action="append", default=[], choices=SECTIONS, help="leave a section out (repeatable)")
     p.add_argument("--json", metavar="OUT", default=None, help="also write the record (JSON) here")
     p.set_defaults(func=cmd_bench)

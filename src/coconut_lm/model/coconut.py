@@ -216,8 +216,9 @@ class CoconutLM(nn.Module):
         if cols and cols[0] == 0:
             raise CoconutError("a <latent> slot is the first position of a row; it needs a token before it")
         if self.training and cols and _activation_checkpointing(self.base):
-            raise CoconutError("the backbone's gradient checkpointing drops the KV cache that thoughts need; "
-                               "turn it off for Coconut batches")
+            raise CoconutError("HF's gradient checkpointing drops the KV cache that thoughts need; turn it off and "
+                               "use coconut_lm.model.checkpointing.checkpoint_blocks (gradient_checkpointing=true), "
+                               "which keeps it")
         return latent, [0, *cols, input_ids.shape[1]]
 
     def _check_inputs(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,

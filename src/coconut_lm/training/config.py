@@ -119,6 +119,7 @@ class TrainConfig:
     num_workers: int = _f(0, "DataLoader worker processes for batch assembly")
     report_to: str = _f("none", "none | tensorboard | wandb (optional extras)")
     distributed: str = _f("ddp", "ddp | fsdp: how torchrun runs shard the model")
+    gradient_checkpointing: bool = _f(False, "recompute each transformer block in backward instead of keeping its activations (coconut_lm.model.checkpointing): the same loss and gradients, about one more forward of compute, and a step's activations fall to one (B, T, H) input per block plus the KV cache; for models that do not fit otherwise (docs/bigger_models.md, `coconut-lm bench --memory-plan`)")
     compile: bool = _f(False, "torch.compile each transformer block (coconut_lm.model.compiled; a failing backend falls back to eager); pays on GPU, not on CPU (docs/performance.md)")
     compile_mode: str = _f("default", "torch.compile mode with compile=true: default | reduce-overhead (CUDA graphs) | max-autotune | max-autotune-no-cudagraphs")
     compile_backend: str = _f("inductor", "torch.compile backend with compile=true: inductor (which compile_mode tunes), or e.g. aot_eager (graph capture only, to debug a compile problem)")
@@ -174,6 +175,9 @@ class TrainConfig:
             if self.activation not in ACT2FN:
                 raise CoconutError(f"config 'activation': '{self.activation}' is not an HF activation "
                                    f"(transformers.activations.ACT2FN), e.g. gelu, gelu_pytorch_tanh, relu, silu")
+        if self.gradient_checkpointing and self.compile:
+            raise CoconutError("config 'gradient_checkpointing': does not combine with compile=true (dynamo cannot trace "
+                               "a checkpointed block's KV-cache replay and would run it eagerly); choose one")
         if self.max_train_seconds is not None and self.max_train_seconds <= 0:
             raise CoconutError(f"config 'max_train_seconds': must be > 0, got {self.max_train_seconds}")
         if self.eot_classifier and not get_method(self.method).continuous:

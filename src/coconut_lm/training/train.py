@@ -32,6 +32,7 @@ from coconut_lm.data.epochs import EpochData, check_training_form, tokenizer_tex
 from coconut_lm.data.pipeline import BatchPlan, EpochBatches, MicroBatch, check_lengths, tokenize_checked
 from coconut_lm.errors import CoconutError
 from coconut_lm.eval.outputs import live_bars
+from coconut_lm.model.checkpointing import checkpoint_blocks
 from coconut_lm.model.compiled import compile_blocks
 from coconut_lm.recipe.methods import get_method
 from coconut_lm.tasks.examples import atomic_write_text, load_examples
@@ -117,6 +118,8 @@ class TrainerSetup:
                                 visited=self.steps_per_epoch * cfg.batch_size, layout=self.layout,
                                 max_length=cfg.max_length, source=str(cfg.train_path), fresh_data=cfg.fresh_data,
                                 relabel=cfg.relabel_every_epoch)
+        if cfg.gradient_checkpointing:  # before wrapping: FSDP2's hooks stay outside the checkpoint
+            checkpoint_blocks(self.model)
         self.wrapped = dist.wrap_model(self.model, env, cfg.distributed)
         if cfg.compile:  # after wrapping: FSDP2 shards the same block objects in place
             compile_blocks(self.model, cfg.compile_mode, backend=cfg.compile_backend)
