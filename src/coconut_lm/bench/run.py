@@ -30,12 +30,9 @@ from coconut_lm.bench.measures import (  # noqa: F401  (FIRST_WORD, bench_tokens
     bench_loop,
     bench_memory,
     bench_tokens,
-    count_host_syncs,
-    matmul_flops_per_s,
-    step_flops,
-    time_interleaved,
     train_steps,
 )
+from coconut_lm.bench.timing import count_host_syncs, matmul_flops_per_s, step_flops, time_interleaved
 from coconut_lm.errors import CoconutError
 
 if TYPE_CHECKING:  # torch is imported where it is used, so that `coconut-lm --help` stays quick
