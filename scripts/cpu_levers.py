@@ -29,7 +29,7 @@ import time
 
 import torch
 
-from coconut_lm.bench.measures import matmul_flops_per_s, step_flops, time_interleaved
+from coconut_lm.bench.timing import matmul_flops_per_s, step_flops, time_interleaved
 from coconut_lm.model.backbone import build_from_scratch
 from coconut_lm.model.coconut import CoconutLM
 from coconut_lm.model.compiled import compile_blocks

@@ -511,7 +511,7 @@ def test_stray_temporary_checkpoints_of_a_killed_write_are_cleaned_at_the_next_s
                                                                                      capsys):
     import shutil
 
-    from coconut_lm.training.checkpoint import verify_checkpoint
+    from coconut_lm.training.manifest import verify_checkpoint
     from coconut_lm.training.train import train
 
     cfg = load_config(None, _train_args(coconut_checkpoint, tmp_path / "r")[1:-1])
@@ -570,7 +570,8 @@ def test_a_non_finite_loss_stops_training_and_keeps_the_last_good_checkpoint(coc
     import torch
 
     from coconut_lm.cli import main
-    from coconut_lm.training.checkpoint import latest_checkpoint, load_model, verify_checkpoint
+    from coconut_lm.training.checkpoint import latest_checkpoint, load_model
+    from coconut_lm.training.manifest import verify_checkpoint
     from coconut_lm.training.runlog import read_metrics
     from coconut_lm.training.train import Trainer
 
@@ -671,7 +672,7 @@ def test_resume_with_a_trainer_state_that_lacks_keys_is_one_line(coconut_checkpo
     import torch
 
     from coconut_lm.cli import main
-    from coconut_lm.training.checkpoint import write_manifest
+    from coconut_lm.training.manifest import write_manifest
 
     run = tmp_path / "r"
     assert main(_train_args(coconut_checkpoint, run)) == 0

@@ -11,6 +11,7 @@ import torch
 from coconut_lm.data.tokenizer import build_word_tokenizer
 from coconut_lm.errors import CoconutError
 from coconut_lm.training import checkpoint as ckpt
+from coconut_lm.training import manifest
 
 TOK = build_word_tokenizer(["a b c"])
 
@@ -26,9 +27,9 @@ def _save(run: Path, step: int) -> Path:
 
 def test_save_writes_manifest_last_and_verifies(tmp_path):
     p = _save(tmp_path, 3)
-    manifest = json.loads((p / ckpt.MANIFEST).read_text())["files"]
-    assert {"model.safetensors", "coconut.json", "tokenizer.json", ckpt.TRAINER_STATE} <= set(manifest)
-    assert ckpt.verify_checkpoint(p) == p
+    files = json.loads((p / manifest.MANIFEST).read_text())["files"]
+    assert {"model.safetensors", "coconut.json", "tokenizer.json", ckpt.TRAINER_STATE} <= set(files)
+    assert manifest.verify_checkpoint(p) == p
     assert ckpt.load_trainer_state(p)["global_step"] == 3
     assert not [q for q in p.parent.iterdir() if q.name.startswith(".tmp")]
 
@@ -36,18 +37,18 @@ def test_save_writes_manifest_last_and_verifies(tmp_path):
 @pytest.mark.parametrize(
     ("damage", "message"),
     [
-        (lambda p: (p / ckpt.MANIFEST).unlink(), "incomplete"),
+        (lambda p: (p / manifest.MANIFEST).unlink(), "incomplete"),
         (lambda p: (p / "model.safetensors").write_bytes(b"x" * 50), "has 50 bytes, expected 100"),
         (lambda p: (p / "model.safetensors").write_bytes(b"y" * 100), "corrupt"),
         (lambda p: (p / "coconut.json").unlink(), "coconut.json is missing"),
-        (lambda p: (p / ckpt.MANIFEST).write_text("{not json"), "unreadable"),
+        (lambda p: (p / manifest.MANIFEST).write_text("{not json"), "unreadable"),
     ],
 )
 def test_damaged_checkpoints_are_reported_never_loaded(tmp_path, damage, message):
     p = _save(tmp_path, 1)
     damage(p)
     with pytest.raises(CoconutError, match=message):
-        ckpt.verify_checkpoint(p)
+        manifest.verify_checkpoint(p)
     with pytest.raises(CoconutError):
         ckpt.load_trainer_state(p)
 

@@ -115,7 +115,7 @@ def test_step_fraction_follows_the_capped_epoch():
 def test_thought_slots_are_counted_over_the_global_batch():
     one = _epoch(1, 0, 4)
     mbs = [one[0], one[1]]
-    from coconut_lm.model.coconut import stop_decision_mask
+    from coconut_lm.model.loss import stop_decision_mask
 
     tokens = special_token_ids(build_word_tokenizer(["x"]))
     local = [int(stop_decision_mask(m.batch.input_ids, m.batch.attention_mask, tokens)[0].sum()) for m in mbs]

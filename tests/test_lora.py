@@ -36,6 +36,7 @@ from coconut_lm.model.lora import (
 )
 from coconut_lm.model.reference import reference_forward, reference_generate
 from coconut_lm.training import checkpoint as ckpt
+from coconut_lm.training import manifest
 from coconut_lm.training.config import load_config
 from coconut_lm.training.runlog import read_metrics
 
@@ -347,7 +348,7 @@ def test_export_merge_loads_as_a_plain_model_with_the_same_generations(world, tm
     lora, tok, _ = ckpt.load_model(run)
     out = tmp_path / "merged"
     assert main(["export", str(run / "best"), "--merge", "--out", str(out)]) == 0
-    ckpt.verify_checkpoint(out)
+    manifest.verify_checkpoint(out)
     assert not (out / ADAPTER_FILE).exists()
     AutoModelForCausalLM.from_pretrained(out)  # an ordinary HF folder
     plain, ptok = build_model(_cfg(world, tmp_path / "x", "lora_r=0", f"model={out}"), [])
@@ -486,7 +487,7 @@ def test_a_lora_checkpoint_refuses_a_changed_or_missing_base(world, tmp_path):
     best = train(cfg, progress=False, device="cpu").run_dir / "best"
     (best_copy := tmp_path / "copy").mkdir()
     for f in best.iterdir():
-        if f.name != ckpt.MANIFEST and f.name != ADAPTER_FILE:
+        if f.name != manifest.MANIFEST and f.name != ADAPTER_FILE:
             shutil.copy(f, best_copy / f.name)
     with pytest.raises(CoconutError, match="adapter.safetensors: missing, but coconut.json says"):
         CoconutLM.from_pretrained(best_copy)

@@ -14,6 +14,7 @@ import torch
 
 from coconut_lm.errors import CoconutError
 from coconut_lm.model import coconut as model_module
+from coconut_lm.model import loss as loss_module
 from coconut_lm.model.backbone import build_backbone, build_tiny_llama
 from coconut_lm.model.coconut import CoconutLM, read_checkpoint_info, read_meta
 from coconut_lm.model.reference import reference_forward, reference_generate
@@ -247,7 +248,7 @@ def test_chunked_loss_equals_unchunked(monkeypatch):
     ids, mask, labels = pad_batch(*make_rows([5, 3, 4], (2, 4, 0), a_len=6), "align")
     whole = model(ids, mask, labels)
     g_whole = grads(model, whole.loss)
-    monkeypatch.setattr(model_module, "CE_CHUNK_ELEMENTS", 3 * VOCAB)  # 3 positions per chunk
+    monkeypatch.setattr(loss_module, "CE_CHUNK_ELEMENTS", 3 * VOCAB)  # 3 positions per chunk
     chunked = model(ids, mask, labels)
     g_chunked = grads(model, chunked.loss)
     assert_close(whole.loss, chunked.loss)
@@ -340,7 +341,7 @@ def test_classifier_without_markers_matches_reference(kind, mode, shift):
 
 def test_stop_decisions_of_a_layout_and_of_a_padded_batch_agree():
     """One rule, two forms: `recipe.tokens.stop_decisions` on ids and `stop_decision_mask` on batches."""
-    from coconut_lm.model.coconut import stop_decision_mask
+    from coconut_lm.model.loss import stop_decision_mask
     from coconut_lm.recipe.tokens import stop_decisions
 
     for markers in (True, False):

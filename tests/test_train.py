@@ -17,7 +17,7 @@ from coconut_lm.errors import CoconutError
 from coconut_lm.recipe.methods import METHODS
 from coconut_lm.tasks.examples import save_examples
 from coconut_lm.training import checkpoint as ckpt
-from coconut_lm.training import dist
+from coconut_lm.training import dist, manifest
 from coconut_lm.training.config import load_config
 from coconut_lm.training.runlog import read_metrics
 
@@ -69,7 +69,7 @@ def test_every_method_trains_end_to_end_on_tiny_presets(tmp_path, task, method):
     assert {"step", "epoch", "stage", "loss", "lr", "tokens_per_s"} <= set(train_rows[0])
     assert len(val_rows) == 3 and all(0.0 <= r["val_accuracy"] <= 1.0 for r in val_rows)
     assert [r["stage"] for r in val_rows] == [0, 1, 2]
-    ckpt.verify_checkpoint(result.run_dir / "best")
+    manifest.verify_checkpoint(result.run_dir / "best")
     assert (result.run_dir / "config.yaml").is_file()
     assert result.global_step == 6
 
@@ -113,7 +113,7 @@ def test_sigkill_mid_epoch_then_resume_gives_identical_weights(tmp_path):
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     # Kill it once it has checkpointed step 6 of 12, i.e. in the middle of epoch 2.
     deadline = time.time() + 120
-    while time.time() < deadline and not (killed / "checkpoints" / ckpt.checkpoint_name(6) / ckpt.MANIFEST).exists():
+    while time.time() < deadline and not (killed / "checkpoints" / ckpt.checkpoint_name(6) / manifest.MANIFEST).exists():
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
@@ -413,8 +413,8 @@ def test_resume_compares_a_key_the_old_run_never_recorded_with_its_default(tmp_p
     state = ckpt.load_trainer_state(latest)
     del state["config"]["length_buckets"]  # as the trainer state of an older coconut-lm
     torch.save(state, latest / ckpt.TRAINER_STATE)
-    (latest / ckpt.MANIFEST).unlink()
-    ckpt.write_manifest(latest)
+    (latest / manifest.MANIFEST).unlink()
+    manifest.write_manifest(latest)
     cfg.num_epochs, cfg.length_buckets = 2, 4
     with pytest.raises(CoconutError, match="config 'length_buckets' was 0 there and is 4 now"):
         train(cfg, resume=True, progress=False, device="cpu")
@@ -514,8 +514,8 @@ def test_a_run_saved_in_the_older_trainer_state_layout_resumes_with_the_same_met
     state["best_rank"] = state.pop("best_progress")
     del state["train_seconds"], state["fingerprints"]
     torch.save(state, latest / ckpt.TRAINER_STATE)
-    (latest / ckpt.MANIFEST).unlink()
-    ckpt.write_manifest(latest)
+    (latest / manifest.MANIFEST).unlink()
+    manifest.write_manifest(latest)
     rows = {}
     for run in (new, old):
         cfg.out_dir, cfg.num_epochs = str(run), 3

@@ -46,7 +46,7 @@ from tqdm.auto import tqdm
 from coconut_lm.analysis.search_records import Frontier, NodeValue, SearchRecord
 from coconut_lm.errors import CoconutError
 from coconut_lm.eval.outputs import live_bars
-from coconut_lm.model.coconut import upcast
+from coconut_lm.model.loss import upcast
 from coconut_lm.tasks.examples import Example
 
 STEP_PREFIX = "Every"  # the first word of every concept-to-concept step

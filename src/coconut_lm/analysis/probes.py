@@ -42,7 +42,8 @@ from coconut_lm.analysis.probe_categories import (
     node_categories,
 )
 from coconut_lm.errors import CoconutError
-from coconut_lm.model.coconut import default_position_ids, upcast
+from coconut_lm.model.coconut import default_position_ids
+from coconut_lm.model.loss import upcast
 from coconut_lm.tasks.examples import Example, atomic_write_text
 
 FINAL_NORMS = ("ln_f", "norm", "final_layer_norm", "final_layernorm")  # GPT-2, Llama/Qwen, OPT/NeoX, Phi

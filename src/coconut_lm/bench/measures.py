@@ -2,7 +2,7 @@
 
 All four measures run side by side in one process, after warm-up, as medians over repeats.
 The variants of a measure run in interleaved rounds (A, B, A, B, ...), so that load from other
-processes hits them alike. Each ratio is the median of the same-round ratios.
+processes hits them alike (`coconut_lm.bench.timing`). Each ratio is the median of the same-round ratios.
 
 (a) step: one Coconut train step (forward, backward, grad clip and AdamW, as the trainer does).
     The batch holds ProsQA-shaped rows: a question of about 190 tokens, `<bot>`, the latents,
@@ -24,16 +24,14 @@ processes hits them alike. Each ratio is the median of the same-round ratios.
 from __future__ import annotations
 
 import itertools
-import statistics
 import tempfile
-import time
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from coconut_lm.bench.memory import RssSampler, map_large_blocks, saved_activation_bytes, step_memory
+from coconut_lm.bench.timing import matmul_flops_per_s, step_flops, time_interleaved
 from coconut_lm.recipe.tokens import SpecialTokens
 
 if TYPE_CHECKING:  # torch is imported where it is used, so that `coconut-lm --help` stays quick
@@ -77,15 +75,6 @@ class BenchConfig:
 
 
 @dataclass
-class Timing:
-    """Seconds per call: median and min over rounds, and the median same-round ratio to the baseline."""
-
-    median_s: float
-    min_s: float
-    ratio: float
-
-
-@dataclass
 class BenchBatch:
     """A Coconut batch and its plain twin (slots replaced by a word), plus eval prompts."""
 
@@ -125,38 +114,6 @@ def bench_batch(batch: int, question: int, latents: int, answer: int, vocab: int
     labels[:, width - answer:] = ids[:, width - answer:]
     plain = torch.where(ids == tk.latent, FIRST_WORD, ids)
     return BenchBatch(ids, mask, labels, plain, width - answer)
-
-
-# ----------------------------------------------------------------------------------- timing
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        import torch
-
-        torch.cuda.synchronize(device)
-
-
-def time_interleaved(fns: dict[str, Callable[[], object]], baseline: str, device: torch.device,
-                     warmup: int = 2, repeats: int = 5) -> dict[str, Timing]:
-    """Time variants in rounds after `warmup` rounds; see `Timing`.
-
-    Rounds alternate the order (A, B, C, then C, B, A), so no variant always runs first.
-    """
-    for _ in range(warmup):
-        for fn in fns.values():
-            fn()
-    times: dict[str, list[float]] = {name: [] for name in fns}
-    for r in range(repeats):
-        for name in (list(fns) if r % 2 == 0 else list(fns)[::-1]):
-            fn = fns[name]
-            _sync(device)
-            t0 = time.perf_counter()
-            fn()
-            _sync(device)
-            times[name].append(time.perf_counter() - t0)
-    return {name: Timing(statistics.median(t), min(t), statistics.median(x / y for x, y in zip(t, times[baseline])))
-            for name, t in times.items()}
 
 
 def _autocast(device: torch.device, precision: str):
@@ -210,49 +167,6 @@ def train_steps(model: CoconutLM, b: BenchBatch, precision: str, hf_yardstick: b
 
         losses["reference"] = lambda: reference_forward(model, b.ids, b.mask, b.labels).loss
     return {name: TrainStep(model, opt, fn, precision) for name, fn in losses.items()}
-
-
-def step_flops(step: Callable[[], object]) -> int:
-    """FLOPs of one call of `step` (a train step or a whole epoch), as torch's FlopCounterMode counts them:
-    the matmuls and attention of the actual shapes, padding included."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    with FlopCounterMode(display=False) as counter:
-        step()
-    return int(counter.get_total_flops())
-
-
-def matmul_flops_per_s(device: torch.device, repeats: int = 5) -> float:
-    """FLOP/s of a large square fp32 matmul on this device and these threads: the yardstick of utilisation."""
-    import torch
-
-    n = 4096 if device.type == "cuda" else 1024
-    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
-    times = []
-    for i in range(repeats + 1):
-        _sync(device)
-        t0 = time.perf_counter()
-        a @ b
-        _sync(device)
-        if i:  # the first call warms up
-            times.append(time.perf_counter() - t0)
-    return 2 * n**3 / statistics.median(times)
-
-
-def count_host_syncs(fn: Callable[[], object], device: torch.device) -> int | None:
-    """CUDA host synchronisations during fn() (None on CPU), as counted by torch's sync debug mode."""
-    if device.type != "cuda":
-        return None
-    import torch
-
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        torch.cuda.set_sync_debug_mode("warn")
-        try:
-            fn()
-        finally:
-            torch.cuda.set_sync_debug_mode("default")
-    return sum("synchroniz" in str(w.message) for w in caught)
 
 
 # --------------------------------------------------------------------------- (b) memory

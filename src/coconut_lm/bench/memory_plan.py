@@ -41,7 +41,7 @@ KNOWN_CONFIGS: dict[str, dict[str, Any]] = {
 }
 #: Bytes per element.
 FP32, BF16 = 4, 2
-#: The LM head's loss runs in chunks above this many logits (coconut_lm.model.coconut.CE_CHUNK_ELEMENTS).
+#: The LM head's loss runs in chunks above this many logits (coconut_lm.model.loss.CE_CHUNK_ELEMENTS).
 CE_CHUNK_ELEMENTS = 2**26
 
 

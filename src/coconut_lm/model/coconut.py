@@ -7,7 +7,8 @@ pass computes only its new positions, puts the thoughts in with one out-of-place
 and gradients flow through all passes. The LM head runs only where a loss or an output needs it.
 
 An optional token shift on the backbone's inputs (`token_shift=K`, not in the paper) lives in
-`token_shift.py`; generation (the thoughts, then decoding with the KV cache) in `generation.py`.
+`token_shift.py`; generation (the thoughts, then decoding with the KV cache) in `generation.py`;
+the summed losses (cross-entropy on the supervised positions, the `<eot>` classifier's BCE) in `loss.py`.
 
     model = CoconutLM(build_backbone("tiny", len(tok)), special_token_ids(tok))
     out = model(batch.input_ids, batch.attention_mask, labels=batch.labels)   # out.loss, out.n_passes
@@ -23,14 +24,11 @@ from __future__ import annotations
 
 import inspect
 import os
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
-from torch.utils.checkpoint import checkpoint
 
 from coconut_lm.errors import CoconutError
 from coconut_lm.model.files import (  # noqa: F401  (the folder format's names, also importable from here)
@@ -46,13 +44,9 @@ from coconut_lm.model.files import (  # noqa: F401  (the folder format's names, 
 )
 from coconut_lm.model.generation import GenerationOutput, default_position_ids, generate
 from coconut_lm.model.kv_cache import new_cache
+from coconut_lm.model.loss import summed_nll, summed_stop_bce
 from coconut_lm.model.token_shift import TokenShift
-from coconut_lm.recipe.methods import IGNORE
 from coconut_lm.recipe.tokens import SpecialTokens
-
-# Above this many logits (N * V) the loss runs in chunks whose logits are recomputed in backward,
-# so that a large vocabulary never holds (N, V) logits and their gradient at once.
-CE_CHUNK_ELEMENTS = 2**26
 
 
 @dataclass
@@ -63,7 +57,7 @@ class CoconutOutput:
     n_label_tokens: the supervised positions behind `loss_sum`.
     logits: (B, T, V) when `return_logits`, else None.
     eot_loss_sum: the `<eot>` classifier's summed BCE over its decisions, or None without a classifier.
-    n_eot_decisions: the decisions behind `eot_loss_sum` (`stop_decision_mask`).
+    n_eot_decisions: the decisions behind `eot_loss_sum` (`loss.stop_decision_mask`).
     n_passes: backbone passes run (number of distinct latent columns + 1).
 
     `loss` and `eot_loss` are the means over this batch alone (0 for an empty one, still in the graph);
@@ -86,20 +80,6 @@ class CoconutOutput:
     def eot_loss(self) -> torch.Tensor | None:
         """The `<eot>` classifier's mean BCE per decision of this batch, or None without a classifier."""
         return None if self.eot_loss_sum is None else self.eot_loss_sum / max(self.n_eot_decisions, 1)
-
-
-def stop_decision_mask(input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                       tokens: SpecialTokens) -> tuple[torch.Tensor, torch.Tensor]:
-    """(where the `<eot>` classifier decides, where it should say stop), both (B, T) bool.
-
-    It decides at every real `<bot>` and `<latent>` and at the input just before a `<latent>` (without
-    markers, the last question token); it should stop where the next input is not a `<latent>`. With
-    markers that is "the next input is `<eot>`". The rule of `recipe.tokens.stop_decisions`, batched.
-    """
-    lat = input_ids == tokens.latent
-    next_lat = F.pad(lat[:, 1:], (0, 1), value=False)
-    at = (lat | next_lat | (input_ids == tokens.bot)) & attention_mask.bool()
-    return at, at & ~next_lat
 
 
 class CoconutLM(nn.Module):
@@ -300,47 +280,6 @@ class CoconutLM(nn.Module):
     def from_pretrained(cls, path: str | os.PathLike, **load_kwargs: Any) -> CoconutLM:
         """Load a folder written by `save_pretrained`; keyword arguments go to the backbone loader."""
         return load_folder(cls, path, **load_kwargs)
-
-
-def summed_nll(hidden: torch.Tensor, labels: torch.Tensor, logits: torch.Tensor | None,
-               head: Callable[[torch.Tensor], torch.Tensor], vocab: int) -> tuple[torch.Tensor, int]:
-    """(Summed NLL of labels[:, t+1] given position t, N), with the LM `head` only on the N supervised positions.
-
-    `logits` (B, T, V), when the forward computed them anyway, are used as they are.
-    """
-    target = labels[:, 1:]
-    keep = target != IGNORE  # (B, T-1)
-    y = target[keep]  # (N,)
-    if logits is not None:
-        return F.cross_entropy(upcast(logits[:, :-1][keep]), y, reduction="sum"), y.numel()
-    h = hidden[:, :-1][keep]  # (N, H)
-    chunk = max(1, CE_CHUNK_ELEMENTS // vocab)
-    if h.shape[0] <= chunk:
-        return _ce_sum(head, h, y), y.numel()
-    grad = torch.is_grad_enabled()
-    total = 0.0
-    for i in range(0, h.shape[0], chunk):
-        hc, yc = h[i:i + chunk], y[i:i + chunk]
-        total = total + (checkpoint(_ce_sum, head, hc, yc, use_reentrant=False) if grad else _ce_sum(head, hc, yc))
-    return total, y.numel()
-
-
-def _ce_sum(head: Callable[[torch.Tensor], torch.Tensor], h: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    return F.cross_entropy(upcast(head(h)), y, reduction="sum")
-
-
-def summed_stop_bce(hidden: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                    tokens: SpecialTokens, eot_head: nn.Module) -> tuple[torch.Tensor, int]:
-    """(Summed BCE of "latent mode ends here" at the M decision positions (`stop_decision_mask`), M)."""
-    at, stop = stop_decision_mask(input_ids, attention_mask, tokens)
-    z = eot_head(hidden[at]).squeeze(-1)  # (M,)
-    bce = F.binary_cross_entropy_with_logits(upcast(z), stop[at].to(upcast(z).dtype), reduction="sum")
-    return bce, z.numel()
-
-
-def upcast(x: torch.Tensor) -> torch.Tensor:
-    """Half-precision logits go to float32 for the loss; float64 stays float64."""
-    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
 
 
 def _activation_checkpointing(base: nn.Module) -> bool:

@@ -6,7 +6,7 @@
 
 A checkpoint is built in a hidden temporary folder and renamed into place, and its
 `MANIFEST.json` (every file's size and SHA-256) is written last. A folder without a manifest, or
-whose files do not match it, is incomplete or corrupt: `verify_checkpoint` reports it and
+whose files do not match it, is incomplete or corrupt: `manifest.verify_checkpoint` reports it and
 `latest_checkpoint` skips it, so `--resume` never loads half a checkpoint.
 
     model, tokenizer, meta = load_model("runs/x")     # a run folder means its best/; meta is a RunMeta
@@ -19,8 +19,6 @@ checkpoints lack, so no reader guesses them.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import shutil
 from collections.abc import Callable
@@ -33,8 +31,8 @@ import torch
 from coconut_lm.errors import CoconutError
 from coconut_lm.model.files import COCONUT_JSON
 from coconut_lm.recipe.methods import LayoutConfig
+from coconut_lm.training.manifest import MANIFEST, verify_checkpoint, write_manifest
 
-MANIFEST = "MANIFEST.json"
 TRAINER_STATE = "trainer_state.pt"
 CKPT_PREFIX = "step-"
 
@@ -94,50 +92,6 @@ class RunMeta:
         except (TypeError, ValueError) as e:
             raise CoconutError(f"{source}: layout fields: {e}") from None
         return cls(layout=layout, **values)
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    """The hex sha256 of a file's bytes (manifests, and the data fingerprints a resume checks)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def write_manifest(folder: Path) -> None:
-    """Record every file's size and hash; written last, it marks the folder complete."""
-    files = {
-        p.relative_to(folder).as_posix(): {"size": p.stat().st_size, "sha256": sha256_file(p)}
-        for p in sorted(folder.rglob("*"))
-        if p.is_file() and p.name != MANIFEST
-    }
-    tmp = folder / (MANIFEST + ".tmp")
-    tmp.write_text(json.dumps({"files": files}, indent=1))
-    os.replace(tmp, folder / MANIFEST)
-
-
-def verify_checkpoint(folder: str | os.PathLike) -> Path:
-    """Return the folder if it is a complete checkpoint; else raise CoconutError saying what is wrong."""
-    p = Path(folder)
-    if not p.is_dir():
-        raise CoconutError(f"checkpoint {p}: no such folder")
-    manifest = p / MANIFEST
-    if not manifest.is_file():
-        raise CoconutError(f"checkpoint {p}: incomplete (no {MANIFEST}; the run stopped while writing it?)")
-    try:
-        files = json.loads(manifest.read_text())["files"]
-    except (json.JSONDecodeError, KeyError, TypeError):
-        raise CoconutError(f"checkpoint {p}: {MANIFEST} is unreadable") from None
-    for name, meta in files.items():
-        f = p / name
-        if not f.is_file():
-            raise CoconutError(f"checkpoint {p}: file {name} is missing")
-        if f.stat().st_size != meta["size"]:
-            raise CoconutError(f"checkpoint {p}: file {name} has {f.stat().st_size} bytes, expected {meta['size']}")
-        if sha256_file(f) != meta["sha256"]:
-            raise CoconutError(f"checkpoint {p}: file {name} is corrupt (checksum mismatch)")
-    return p
 
 
 def _usual_permissions(folder: Path) -> None:

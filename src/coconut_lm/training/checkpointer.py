@@ -27,13 +27,14 @@ from coconut_lm.recipe.methods import Method
 from coconut_lm.training import checkpoint as ckpt
 from coconut_lm.training import dist
 from coconut_lm.training.config import TrainConfig
+from coconut_lm.training.manifest import sha256_file
 from coconut_lm.training.run_config import RESUME_KEYS, checkpoint_meta
 from coconut_lm.training.state import COUNTERS, TrainerState
 
 
 def run_fingerprints(cfg: TrainConfig, tokenizer) -> dict[str, str]:
     """sha256 of the data files as read now and of the tokenizer's vocabulary: what a resume must find unchanged."""
-    prints = {key: ckpt.sha256_file(getattr(cfg, key)) for key in ("train_path", "val_path") if getattr(cfg, key)}
+    prints = {key: sha256_file(getattr(cfg, key)) for key in ("train_path", "val_path") if getattr(cfg, key)}
     vocab = json.dumps(sorted(tokenizer.get_vocab().items()), ensure_ascii=False)
     prints["tokenizer"] = hashlib.sha256(vocab.encode("utf-8")).hexdigest()
     return prints
