@@ -51,16 +51,23 @@ def make_family(name: str, seed: int = 0, eot_classifier: bool = False, token_sh
     return model if name in FLOAT32 else model.double()
 
 
-@pytest.mark.parametrize("family", list(FAMILIES))
-def test_family_forward_and_gradients_match_reference(family):
-    model = make_family(family, eot_classifier=True, token_shift=1)
-    tol = FLOAT32.get(family, TOL)
+def step_against_reference(model):
+    """One Coconut step on left-padded rows with 0, 3 and 8 thoughts, and the slow reference's: the two outputs
+    and the gradients of loss + eot_loss by parameter name (fast, slow). The fast loss must be finite."""
     ids, mask, labels = pad_batch(*make_rows([5, 2, 7], (0, 3, 8)), "left")
     out = model(ids, mask, labels)
     fast = grads(model, out.loss + out.eot_loss)
     ref = reference_forward(model, ids, mask, labels)
     slow = grads(model, ref.loss + ref.eot_loss)
     assert torch.isfinite(out.loss)
+    return out, ref, fast, slow
+
+
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_family_forward_and_gradients_match_reference(family):
+    model = make_family(family, eot_classifier=True, token_shift=1)
+    tol = FLOAT32.get(family, TOL)
+    out, ref, fast, slow = step_against_reference(model)
     assert_close(out.loss, ref.loss, tol)
     assert_close(out.eot_loss, ref.eot_loss, tol)
     assert set(fast) == {n for n, _ in model.named_parameters()}

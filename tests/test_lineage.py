@@ -59,7 +59,9 @@ def test_a_run_stopped_from_outside_reports_its_log_and_best(tmp_path):
     for i, r in enumerate(r for r in rows if r["type"] == "val"):
         r["epoch"] = i
     (run / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in rows))
-    (run / "best" / "coconut.json").write_text(json.dumps({"meta": {"epoch": 2}}))
+    tokens = dict.fromkeys(("bot", "eot", "latent", "pause", "pad", "eos"), 0)
+    (run / "best" / "coconut.json").write_text(json.dumps({"tokens": tokens, "eot_classifier": False,
+                                                           "meta": {"epoch": 2}}))
     (stage,) = run_chain(run)
     assert stage.stopped and stage.seconds == 3 * 1.25 and stage.best_val_accuracy == 0.7  # best/ is epoch 2's
     (run / "best" / "coconut.json").unlink()

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
-from test_families import FAMILIES, FLOAT32, TOL, make_family
+from test_families import FAMILIES, FLOAT32, TOL, make_family, step_against_reference
 from test_model import TK, VOCAB, assert_close, grads, make_model, make_rows, pad_batch
 
 from coconut_lm.errors import CoconutError
@@ -34,7 +34,7 @@ from coconut_lm.model.lora import (
     lora_keys,
     merge_lora,
 )
-from coconut_lm.model.reference import reference_forward, reference_generate
+from coconut_lm.model.reference import reference_generate
 from coconut_lm.training import checkpoint as ckpt
 from coconut_lm.training import manifest
 from coconut_lm.training.config import load_config
@@ -78,12 +78,7 @@ def test_lora_step_matches_reference(family):
     model = _adapt(_model(family, eot_classifier=True, token_shift=1))
     _perturb(model)
     tol = FLOAT32.get(family, TOL if family != "gpt2" else 1e-9)
-    ids, mask, labels = pad_batch(*make_rows([5, 2, 7], (0, 3, 8)), "left")
-    out = model(ids, mask, labels)
-    fast = grads(model, out.loss + out.eot_loss)
-    ref = reference_forward(model, ids, mask, labels)
-    slow = grads(model, ref.loss + ref.eot_loss)
-    assert torch.isfinite(out.loss)
+    out, ref, fast, slow = step_against_reference(model)
     assert_close(out.loss, ref.loss, tol)
     assert set(fast) == set(slow) == _trainable(model)
     for name, g in slow.items():

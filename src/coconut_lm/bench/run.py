@@ -175,12 +175,17 @@ def cmd_bench(args: argparse.Namespace) -> int:
                            f"need more {cfg.device} memory than there is ({type(e).__name__}: {first}); ask for "
                            f"smaller sizes") from None
     print(format_table(result))
-    if args.json:
-        path = Path(args.json)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(result, indent=2) + "\n")
-        print(f"wrote {path}")
+    _write_json(args.json, result)
     return 0
+
+
+def _write_json(out: str | None, record: dict) -> None:
+    """`--json FILE`: write the record there (its folder made) and say so; nothing without the option."""
+    if out:
+        path = Path(out)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(record, indent=2) + "\n")
+        print(f"wrote {path}")
 
 
 def cmd_memory_plan(args: argparse.Namespace) -> int:
@@ -220,11 +225,7 @@ def cmd_memory_plan(args: argparse.Namespace) -> int:
                 record["measured"][key] = got
                 print(f"measured peak, {key:<18} {got / 2**20:10.1f} MiB   plan {want / 2**20:10.1f} MiB   "
                       f"plan/measured {want / got:.3f}")
-    if args.json:
-        path = Path(args.json)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(record, indent=2) + "\n")
-        print(f"wrote {path}")
+    _write_json(args.json, record)
     return 0
 
 

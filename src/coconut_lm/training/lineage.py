@@ -9,7 +9,6 @@ chain's validation curves line up against examples seen (and core-seconds) from 
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -78,10 +77,12 @@ def read_stage(run_dir: str | os.PathLike) -> Stage:
 
 def _best_val(run: Path, rows: list[dict[str, Any]]) -> float | None:
     """The validation accuracy of the epoch that `run/best/` holds (None when best/ or that row is missing)."""
-    meta_path = run / "best" / "coconut.json"
-    if not meta_path.is_file():
+    from coconut_lm.model.files import read_meta
+
+    try:
+        epoch = read_meta(run / "best").get("epoch")
+    except CoconutError:  # no best/, or not a readable checkpoint
         return None
-    epoch = (json.loads(meta_path.read_text()).get("meta") or {}).get("epoch")
     return next((float(r["val_accuracy"]) for r in rows if r.get("type") == "val" and r.get("epoch") == epoch
                  and isinstance(r.get("val_accuracy"), (int, float))), None)
 
