@@ -85,6 +85,44 @@ def test_official_cpu_recipe_script_runs_its_four_stages(tmp_path, prosqa_valid)
     assert proc.returncode == 2 and "not empty" in proc.stderr  # nothing shipped is replaced unless asked
 
 
+@pytest.mark.slow
+def test_prontoqa_cpu_recipe_script_runs_its_stages_and_shares_the_cot_start(tmp_path, prontoqa_valid):
+    """scripts/prontoqa_cpu.sh with a few steps per stage: CoT on 1 hop -> CoT on 1-5 hops -> METHOD on 5 hops,
+    chosen on fresh items and scored on the official file and the fresh test items; a second method reuses
+    stages 1-2, a finished chain is skipped, and STOP_AT in the past starts nothing."""
+    valid = tmp_path / "valid.json"
+    valid.write_text(json.dumps(json.loads(prontoqa_valid.read_text())[:10]))
+    env = {**os.environ, "CLI": str(Path(sys.executable).parent / "coconut-lm"), "PRONTOQA_VALID": str(valid),
+           "H1_N": "64", "TRAIN_N": "64", "VALID_N": "8", "H1_EPOCHS": "1", "H15_EPOCHS": "1", "STEPS_PER_EPOCH": "2",
+           "OMP_NUM_THREADS": "1", "SEED": "3"}
+    root = tmp_path / "runs"
+    script = ["bash", str(ROOT / "scripts" / "prontoqa_cpu.sh"), str(root)]
+    small = ["num_epochs=1", "val_max_examples=6", "eval_every=1"]
+
+    def run(name: str, **extra: str) -> subprocess.CompletedProcess:
+        proc = subprocess.run([*script, name, *small], cwd=ROOT, env={**env, **extra}, capture_output=True, text=True,
+                              timeout=600)
+        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+        return proc
+
+    assert "no time left" in run("try", STOP_AT="-1 minute").stdout and not (root / "h1").exists()
+    run("try")
+    h1, h15, try_cfg = ((root / r / "config.yaml").read_text() for r in ("h1", "h15", "try"))
+    assert "method: cot" in h1 and "h1_train.json" in h1 and "seed: 3" in h1 and "n_layer: 3" in h1
+    assert "method: cot" in h15 and str(root / "h1" / "best") in h15 and "--max-hops 5" in h15
+    assert "method: coconut" in try_cfg and str(root / "h15" / "best") in try_cfg and "max_latent_stage: 6" in try_cfg
+    assert "h5_select555.json" in try_cfg and "token_shift: 2" in try_cfg
+    official = json.loads((root / "try" / "eval_official" / "summary.json").read_text())
+    fresh = json.loads((root / "try" / "eval_fresh" / "summary.json").read_text())
+    assert official["n"] == 10 and fresh["n"] == 500
+    logs = {r: (root / f"{r}.log").read_text() for r in ("h1", "h15", "try")}
+    run("try")  # finished: nothing trains again
+    run("cot", METHOD="cot")  # stages 1-2 are shared
+    assert {r: (root / f"{r}.log").read_text() for r in ("h1", "h15", "try")} == logs
+    assert "method: cot" in (root / "cot" / "config.yaml").read_text()
+    assert (root / "cot" / "eval_fresh" / "summary.json").is_file()
+
+
 def test_cpu_levers_script_times_every_variant():
     """scripts/cpu_levers.py with tiny shapes prints one row per lever, with a speed-up and a utilisation."""
     proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "cpu_levers.py"), "--n-embd", "32", "--n-head", "2",

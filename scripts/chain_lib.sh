@@ -1,0 +1,48 @@
+# Sourced by the CPU recipe scripts (official_cpu.sh, prontoqa_cpu.sh): resumable training stages.
+# The caller sets CLI (the coconut-lm command) and the array `common` (the keys every new run of the chain takes).
+#
+# chain_gen OUT ARGS...: `coconut-lm data ARGS --out OUT`, once (an existing file is kept).
+# chain_train RUN ARGS...: a new run (`common`, then ARGS), or the continuation of one that stopped (its
+#   config.yaml is there), with ARGS again. STOP_AT=TIME (anything `date -d` reads, e.g. "04:20" or "+2 hours")
+#   gives the run the seconds left until then as max_train_seconds. A run that stopped on its time budget is
+#   validated and checkpointed by the trainer but not scored: chain_train then ends the script (exit 0), so
+#   rerunning the same command later resumes it.
+# chain_done RUN: true when RUN's training ran to its last epoch (the trainer's closing metrics row).
+# chain_score RUN DATA:NAME ...: best/ of RUN evaluated on each DATA file into RUN/NAME.
+
+chain_gen() {
+  local out=$1; shift
+  [ -f "$out" ] || "$CLI" data "$@" --out "$out"
+}
+
+chain_train() {
+  local run=$1; shift
+  local budget=(max_train_seconds=null) before=0  # a resumed run must not keep the budget of the session that cut it
+  if [ -n "${STOP_AT:-}" ]; then
+    local left=$(( $(date -d "$STOP_AT" +%s) - $(date +%s) ))
+    if [ "$left" -lt 60 ]; then echo "STOP_AT=$STOP_AT: no time left for $run; rerun to go on"; exit 0; fi
+    budget=(max_train_seconds="$left")
+  fi
+  [ -f "$run.log" ] && before=$(wc -l < "$run.log")
+  if [ -f "$run/config.yaml" ]; then
+    "$CLI" train --no-progress "$run/config.yaml" --resume "${budget[@]}" "$@" >> "$run.log" 2>&1
+  else
+    "$CLI" train "${common[@]}" out_dir="$run" "${budget[@]}" "$@" > "$run.log" 2>&1
+  fi
+  if tail -n +$((before + 1)) "$run.log" | grep -q "^max_train_seconds=.* reached"; then
+    echo "$run stopped on its time budget before its last epoch (not scored); rerun the same command to resume it"
+    exit 0
+  fi
+}
+
+chain_done() {
+  tail -n 1 "$1/metrics.jsonl" 2>/dev/null | grep -q '"type": "end".*"stopped_early": false'
+}
+
+chain_score() {
+  local run=$1; shift
+  local item
+  for item in "$@"; do
+    "$CLI" eval "$run/best" --data "${item%%:*}" --out "$run/${item##*:}" --no-progress --overwrite
+  done
+}
