@@ -43,8 +43,9 @@ def make_checkpoint(path: Path, data: Path, **meta) -> Path:
     tokens = special_token_ids(tok)
     base = build_backbone({"n_layer": 1, "n_embd": 32, "n_head": 2}, vocab_size=len(tok), n_positions=512,
                           special=tokens)
+    classifier = meta.pop("eot_classifier", False)
     meta = {"method": "coconut", "task": "prosqa", "c_thought": 1, "max_latent_stage": 3, "eval_thoughts": 3, **meta}
-    CoconutLM(base, tokens).save_pretrained(path, meta=meta)
+    CoconutLM(base, tokens, eot_classifier=classifier).save_pretrained(path, meta=meta)
     tok.save_pretrained(path)
     return path
 
@@ -134,6 +135,45 @@ def test_tree_example_is_the_one_asked_for(tmp_path, data_file, checkpoints):
     assert json.loads((tmp_path / "latent_search_summary.json").read_text())["tree_example"] == 2
     assert "## Search tree of example 2" in (tmp_path / "analysis.md").read_text()
     assert json.loads((tmp_path / "thoughts.json").read_text())["examples"] == []
+
+
+def test_own_stop_records_and_summary_by_hand():
+    from coconut_lm.analysis.own_stop import stop_record, summarize_own_stop
+
+    # node 2 is the target: on top from thought 1 in the first example, never in the second
+    a = stop_record(0, 2, 2, True, [[0.5, 0.2, 0.1], [0.1, 0.2, 0.6], [0.0, 0.0, 0.01], [0.3, 0.0, 0.0]], target=2)
+    b = stop_record(1, 3, 1, False, [[0.5, 0.2, 0.1], [0.4, 0.2, 0.3], [0.6, 0.0, 0.2]], target=2)
+    assert (a["found"], a["target_value"][1], a["best_other_value"][1]) == (1, 0.6, 0.2) and b["found"] is None
+    s = summarize_own_stop([a, b], 0.5)
+    assert s["n"] == 2 and s["n_found"] == 1 and s["offsets"] == {"1": 1} and s["accuracy_by_offset"] == {"1": 1.0}
+    assert s["mean_thoughts"] == 1.5 and s["by_hops"]["3"] == {"n": 1, "mean_thoughts": 1.0, "accuracy": 0.0}
+    assert s["spearman_thoughts_hops"] == pytest.approx(-1.0)
+    aligned = {x["offset"]: x for x in s["aligned_values"]}
+    assert aligned[-1] == {"offset": -1, "n": 2, "target": pytest.approx(0.35), "best_other": pytest.approx(0.35)}
+    assert aligned[1]["n"] == 2 and -3 not in aligned  # thought stop - 3 exists for neither example
+
+
+def test_analyze_reads_the_models_own_stop_with_a_classifier(tmp_path, data_file):
+    ckpt = make_checkpoint(tmp_path / "adaptive", data_file, eot_classifier=True)
+    out = tmp_path / "analysis"
+    run_analysis(ckpt, data_file, out, latents=[1], max_examples=6, max_new_tokens=8, decode_examples=0,
+                 probe_examples=0, device="cpu", progress=False, eot_threshold=0.4, stop_examples=4)
+    summary = json.loads((out / "own_stop_summary.json").read_text())
+    records = [json.loads(line) for line in (out / "own_stop.jsonl").read_text().splitlines()]
+    preds = [json.loads(line) for line in (out / "own_stop" / "predictions.jsonl").read_text().splitlines()]
+    assert len(preds) == 6 and summary["n"] == len(records) == 4 and summary["threshold"] == 0.4
+    assert [r["stop"] for r in records] == [p["thoughts"] for p in preds[:4]]
+    for r in records:
+        assert len(r["target_value"]) == len(r["best_other_value"]) > max(x["stop"] for x in records)
+        first = next((t for t, (v, o) in enumerate(zip(r["target_value"], r["best_other_value"])) if v > o), None)
+        assert r["found"] == first
+    assert sum(summary["offsets"].values()) == summary["n_found"]
+    assert (out / "figures" / "own_stop.png").stat().st_size > 10_000
+    assert "## The model's own stop" in (out / "analysis.md").read_text()
+    # A checkpoint without the classifier leaves no own-stop files behind in the same folder.
+    run_analysis(make_checkpoint(tmp_path / "plain", data_file), data_file, out, latents=[1], max_examples=3,
+                 max_new_tokens=4, decode_examples=0, probe_examples=0, device="cpu", progress=False, overwrite=True)
+    assert not any(p.name.startswith("own_stop") for p in [*out.iterdir(), *(out / "figures").iterdir()])
 
 
 @pytest.mark.slow

@@ -43,6 +43,14 @@ def non_blank(text: str) -> str:
     return text
 
 
+def probability(text: str) -> float:
+    """An argparse type: one number strictly between 0 and 1."""
+    values = probability_list(text)
+    if len(values) != 1:
+        raise argparse.ArgumentTypeError(f"expected one number strictly between 0 and 1, got '{text}'")
+    return values[0]
+
+
 def probability_list(text: str) -> list[float]:
     """Comma-separated numbers strictly between 0 and 1, e.g. '0.3,0.5,0.7'."""
     try:

@@ -13,7 +13,8 @@ from pathlib import Path
 #: What `analyze` writes into its --out (`analysis.run`'s docstring); `--overwrite` removes these first.
 ANALYSIS_OUTPUTS = re.compile(r"forced_k|reference|path_categories\.jsonl?|latent_search\.jsonl|"
                               r"latent_search_summary\.json|thoughts\.json|figures|analysis\.md|settings\.json|"
-                              r"probes\.jsonl|probes_summary\.json|walkthrough\.jsonl|report\.html")
+                              r"probes\.jsonl|probes_summary\.json|walkthrough\.jsonl|report\.html|"
+                             r"own_stop|own_stop\.jsonl|own_stop_summary\.json")
 
 
 @dataclass

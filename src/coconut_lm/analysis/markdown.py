@@ -99,6 +99,9 @@ def write_markdown(out_dir: str | os.PathLike) -> Path:
 
     md += _decoded_section(thoughts)
     md += _probes_markdown(out)
+    from coconut_lm.analysis.own_stop import own_stop_markdown
+
+    md += own_stop_markdown(out)
     if (out / "report.html").is_file():
         md += ["## Interactive report", "", "[report.html](report.html): every example's graph, its node values "
                "thought by thought, the probes and what each model wrote (one file; open it in a browser).", ""]

@@ -264,8 +264,8 @@ def make_figures(analysis_dir: str | os.PathLike, names: Sequence[str] | None = 
     Figures: accuracy_vs_k.png, path_categories.png (from path_categories.json; for ProntoQA the accuracy
     from settings.json); parallelism.png,
     value_vs_height.png, search_tree.png (from latent_search_summary.json and latent_search.jsonl);
-    probe_similarity.png, probe_attention.png, probe_lens.png (name "probes", from probes_summary.json).
-    `names` restricts the set.
+    probe_similarity.png, probe_attention.png, probe_lens.png (name "probes", from probes_summary.json);
+    own_stop.png (from own_stop_summary.json). `names` restricts the set.
     """
     root = Path(analysis_dir)
     figs = root / "figures"
@@ -298,6 +298,10 @@ def make_figures(analysis_dir: str | os.PathLike, names: Sequence[str] | None = 
         from coconut_lm.analysis.probe_plots import plot_probes
 
         made += plot_probes(json.loads((root / "probes_summary.json").read_text()), figs)
+    if wanted("own_stop") and (root / "own_stop_summary.json").is_file():
+        from coconut_lm.analysis.own_stop import FIGURE, plot_own_stop
+
+        made.append(plot_own_stop(json.loads((root / "own_stop_summary.json").read_text()), figs / FIGURE))
     return made
 
 

@@ -41,24 +41,13 @@ from pathlib import Path
 from coconut_lm.analysis.folder import ANALYSIS_OUTPUTS, AnalysisResult
 from coconut_lm.analysis.forced_k import categorise, evaluate_setting, load_references
 from coconut_lm.analysis.markdown import write_markdown
-from coconut_lm.analysis.search_records import VALUE_DEFINITION
+from coconut_lm.analysis.search_records import VALUE_DEFINITION, pick_tree_example
 from coconut_lm.errors import CoconutError
+from coconut_lm.tasks.prosqa_graph import load_graph_examples
 from coconut_lm.tasks.symbolic import is_symbolic
 
 DEFAULT_LATENTS = (0, 1, 2, 3, 4, 5, 6)
 SEARCH_HOPS = (1, 2)
-
-
-def _load_prosqa(data: str | os.PathLike, max_examples: int | None):
-    """The examples and their graphs; any item without the ProsQA graph keys is a one-line error."""
-    from coconut_lm.tasks.examples import load_examples
-    from coconut_lm.tasks.prosqa_graph import graph_from_example
-
-    examples = load_examples(data)[:max_examples]
-    if not examples:
-        raise CoconutError(f"{data}: no examples to analyse")
-    graphs = [graph_from_example(ex, i, str(data)) for i, ex in enumerate(examples)]
-    return examples, graphs
 
 
 def _checkpoint_task(ckpt: Path) -> str | None:
@@ -69,15 +58,6 @@ def _checkpoint_task(ckpt: Path) -> str | None:
         return read_meta(ckpt).get("task")
     except (CoconutError, OSError, ValueError):
         return None
-
-
-def _pick_tree_example(records) -> int:
-    """The first example whose tree fits a figure (2-5 children, 2-8 grandchildren), else the first."""
-    for r in records:
-        f1, f2 = r.frontier(1), r.frontier(2)
-        if f1 and f2 and 2 <= len(f1.nodes) <= 5 and 2 <= len(f2.nodes) <= 8:
-            return r.index
-    return records[0].index
 
 
 def run_analysis(
@@ -101,6 +81,8 @@ def run_analysis(
     compare: Sequence[str] = (),
     any_task: bool = False,
     overwrite: bool = False,
+    eot_threshold: float = 0.5,
+    stop_examples: int = 100,
 ) -> AnalysisResult:
     """Run the whole analysis of a ProsQA Coconut checkpoint and write its records, figures and analysis.md.
 
@@ -129,6 +111,8 @@ def run_analysis(
             predictions.jsonl (or an eval or run folder holding one) on the same data.
         any_task: analyse data that looks like another task's, or another form's, than the checkpoint's.
         overwrite: replace an earlier analysis in a non-empty `out`.
+        eot_threshold, stop_examples: with an `<eot>` classifier, the model's own stop (`analysis.own_stop`):
+            the classifier's threshold, and the examples whose node values are read after each thought (0: none).
     """
     from coconut_lm.analysis.html import read_predictions
     from coconut_lm.analysis.latent_search import decoded_thoughts, frontier_values
@@ -149,7 +133,7 @@ def run_analysis(
     refs = [(name, label, resolve_checkpoint(p, f"--{name.replace('_', '-')}"))
             for name, label, p in (("cot", "CoT", cot), ("no_cot", "No-CoT", no_cot)) if p is not None]
     prontoqa = _checkpoint_task(ckpt) == "prontoqa"  # no graphs: forced k and decoded thoughts only
-    examples, graphs = ([], []) if prontoqa else _load_prosqa(data, max_examples)
+    examples, graphs = ([], []) if prontoqa else load_graph_examples(data, max_examples)
     if not prontoqa and tree_example is not None and not 0 <= tree_example < len(examples):
         raise CoconutError(f"--tree-example {tree_example}: out of range for {len(examples)} examples")
     if compare and not html:
@@ -221,7 +205,7 @@ def run_analysis(
     # 3. latent search
     records = frontier_values(model, tok, examples, hops=search_hops, method=method, layout=layout,
                               batch_size=batch_size, progress=progress, data=data_ids)
-    tree = tree_example if tree_example is not None else _pick_tree_example(records)
+    tree = tree_example if tree_example is not None else pick_tree_example(records)
     write_search(records, summarize_search(records), out,
                  extra={"checkpoint": str(ckpt), "data": str(data), "tree_example": tree,
                         "value_definition": VALUE_DEFINITION["symbolic" if is_symbolic(examples[0]) else "words"]})
@@ -239,6 +223,9 @@ def run_analysis(
     probing = method.continuous and probe_examples > 0 and k > 0
     if not probing:
         stale += [out / "probes.jsonl", out / "probes_summary.json", *(out / "figures").glob("probe_*.png")]
+    stopping = method.continuous and model.eot_head is not None and stop_examples > 0
+    if not stopping:
+        stale += [out / "own_stop.jsonl", out / "own_stop_summary.json", out / "figures" / "own_stop.png"]
     for p in stale:
         p.unlink(missing_ok=True)
 
@@ -249,6 +236,13 @@ def run_analysis(
 
         probes = run_probes(model, tok, examples[:probe_examples], k, method, layout, progress=progress)
         write_probes(probes, summarize_probes(probes), out, extra={"checkpoint": str(ckpt), "data": str(data)})
+
+    # 5b. the model's own stop (an <eot> classifier only)
+    if stopping:
+        from coconut_lm.analysis.own_stop import run_own_stop
+
+        run_own_stop(model, tok, examples, data_ids, graphs, method, layout, out, args, eot_threshold, stop_examples,
+                     meta.max_thoughts, str(ckpt))
 
     # 6. every node's value after each thought, for the page
     if html:
@@ -282,7 +276,8 @@ def cmd_analyze(args: argparse.Namespace) -> int:
                           decode_examples=args.decode_examples, tree_example=args.tree_example,
                           device=args.device, progress=not args.no_progress, probe_examples=args.probe_examples,
                           html=args.html, html_examples=args.html_examples, compare=args.compare,
-                          any_task=args.any_task, overwrite=args.overwrite)
+                          any_task=args.any_task, overwrite=args.overwrite, eot_threshold=args.eot_threshold,
+                          stop_examples=args.stop_examples)
     for name, acc in result.accuracy.items():
         print(f"{name:>8}: accuracy {acc:.3f}")
     print(f"wrote {len(result.files)} files ({len(result.figures)} figures) under {result.out_dir}; "
@@ -294,7 +289,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
 def add_analyze_parser(sub: argparse._SubParsersAction) -> None:
     """Add the `analyze` subcommand to the `coconut-lm` parser (sets `func`)."""
-    from coconut_lm.argtypes import int_list, non_negative_int, path, positive_int
+    from coconut_lm.argtypes import int_list, non_negative_int, path, positive_int, probability
 
     p = sub.add_parser("analyze", help="ProsQA analysis of a Coconut checkpoint: forced k, path categories, latent search, figures",
                        description="The paper's section 5 on ProsQA: forced-k evaluation, path categories per k, "
@@ -336,6 +331,12 @@ def add_analyze_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--compare", action="append", default=[], metavar="[LABEL=]PREDICTIONS",
                    help="with --html: show what another run wrote for each question: its predictions.jsonl, or the "
                         "eval or run folder holding one, on the same data (repeatable)")
+    p.add_argument("--eot-threshold", type=probability, default=0.5, metavar="P",
+                   help="with an <eot> classifier: the threshold at which it ends latent mode for the model's own "
+                        "stop (default 0.5)")
+    p.add_argument("--stop-examples", type=non_negative_int, default=100, metavar="N",
+                   help="with an <eot> classifier: examples whose node values are read after each thought to see "
+                        "whether the model stops once the target is found (default 100; 0: skip the step)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace an earlier analysis in a non-empty --out (its files there are removed first)")
     p.add_argument("--any-task", action="store_true",

@@ -228,3 +228,12 @@ def write_search(records: Sequence[SearchRecord], summary: SearchSummary, out_di
     atomic_write_text(out / "latent_search_summary.json",
                       json.dumps({**asdict(summary), **(extra or {})}, indent=2) + "\n")
     return out
+
+
+def pick_tree_example(records: Sequence[SearchRecord]) -> int:
+    """The first example whose search tree fits a figure (2-5 children, 2-8 grandchildren), else the first."""
+    for r in records:
+        f1, f2 = r.frontier(1), r.frontier(2)
+        if f1 and f2 and 2 <= len(f1.nodes) <= 5 and 2 <= len(f2.nodes) <= 8:
+            return r.index
+    return records[0].index

@@ -11,6 +11,7 @@ categories, frontier values, node heights, probe categories.
 
 from __future__ import annotations
 
+import os
 import re
 from collections import deque
 from collections.abc import Sequence
@@ -225,3 +226,14 @@ def parse_question(question: str) -> ProsQAGraph:
         edges.append(tuple(names.setdefault(name, len(names)) for name in pair))  # type: ignore[arg-type]
     root, opt_a, opt_b = (names.setdefault(name, len(names)) for name in m.groups())
     return ProsQAGraph(tuple(names), tuple(edges), root, None, None, (opt_a, opt_b))
+
+
+def load_graph_examples(data: str | os.PathLike, max_examples: int | None = None) -> tuple[list[Example], list[ProsQAGraph]]:
+    """The first `max_examples` examples of a ProsQA file and their graphs; an item without the graph keys
+    is a one-line error naming the file and the item."""
+    from coconut_lm.tasks.examples import load_examples
+
+    examples = load_examples(data)[:max_examples]
+    if not examples:
+        raise CoconutError(f"{data}: no examples to analyse")
+    return examples, [graph_from_example(ex, i, str(data)) for i, ex in enumerate(examples)]
