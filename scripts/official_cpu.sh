@@ -7,10 +7,15 @@
 #      (num_epochs=100; ~55 min of an idle core)
 #   4. the continuation: a second, gentler cosine (lr 3e-4, 16,000 steps, fresh graphs from a new seed)
 #      from stage 3's best/ (~50 min; docs/experiments.md, "a second cosine in the last stage")
+#   5. with ADAPTIVE=1: the <eot> classifier (docs/methods.md, "when the classifier can be adaptive"), trained
+#      from stage 4's best/ in the all-latent stage with pad_latent_to_max=false, so each graph gets as many
+#      thoughts as its chain has hops and the classifier learns where the chain ends (lr 1e-4, 3,200 steps);
+#      then eval sweeps of the classifier's threshold beside fixed counts on the selection graphs (to choose the
+#      threshold), the official file and the fresh test graphs, into ROOT/NAME-stop/sweep_*
 #
 #   [METHOD=coconut] [SEED=0] bash scripts/official_cpu.sh ROOT NAME [key=value ...]
 # runs stages 1-2 into ROOT once (skipped when ROOT/n16/best exists), then stage 3 into ROOT/NAME with the
-# overrides, then stage 4 into ROOT/NAME-c2. Use one ROOT per METHOD and SEED. Two chains can run side by side.
+# overrides, then stage 4 into ROOT/NAME-c2 (and stage 5 into ROOT/NAME-stop). Use one ROOT per METHOD and SEED. Two chains can run side by side.
 # Protocol (docs/table1.md): every best/ is chosen on 300 fresh official-size graphs (seed 555), then scored on
 # the official validation file and on 500 other fresh graphs (seed 777), neither of which chose it.
 # Needs ../shared/data/prosqa/prosqa_valid.json (or PROSQA_VALID=...). A stopped stage continues with
@@ -19,8 +24,9 @@
 # overrides given then, e.g. max_train_seconds=, apply to the resumed run). STAGE4=0 stops after stage 3.
 # STOP_AT=TIME (anything `date -d` reads, e.g. "04:20" or "+2 hours") gives each official-size stage the seconds
 # left until then as max_train_seconds; a stage cut short is validated and checkpointed but not scored, and the
-# script stops there, so rerunning it later resumes that stage (one session's end need not cut a chain).
-# N10_STEPS, N16_EPOCHS, TRAIN_N, VALID_N and C2_EPOCHS shrink the stages for a dry run (tests/test_scripts.py).
+# script stops there, so rerunning it later resumes that stage (scripts/chain_lib.sh).
+# N10_STEPS, N16_EPOCHS, TRAIN_N, VALID_N, C2_EPOCHS and STOP_EPOCHS shrink the stages for a dry run
+# (tests/test_scripts.py).
 set -euo pipefail
 root=${1:?usage: official_cpu.sh ROOT NAME [key=value ...]}
 mkdir -p "$root/data" && root=$(cd "$root" && pwd)  # absolute: the training runs start from the checkout
@@ -32,18 +38,18 @@ valid=${PROSQA_VALID:-$here/../shared/data/prosqa/prosqa_valid.json}
 method=${METHOD:-coconut}
 seed=${SEED:-0}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+source "$here/scripts/chain_lib.sh"
 d=$root/data
-gen() { local out=$1; shift; [ -f "$out" ] || "$CLI" data "$@" --out "$out"; }  # each data file once
 # Training files of 6,400 examples: fresh_data draws as many new graphs per epoch, 200 steps of 32.
 train_n=${TRAIN_N:-6400}
 sym=(prosqa --format symbolic --relabel)
 n16=(--nodes 16 --min-hops 3 --max-hops 4)
-gen "$d/official_valid.json" symbolic "$valid"
-gen "$d/official_train.json" "${sym[@]}" --n "$train_n" --seed 0
-gen "$d/select555.json" "${sym[@]}" --n "${VALID_N:-300}" --seed 555
-gen "$d/official_test777.json" "${sym[@]}" --n 500 --seed 777
-gen "$d/n16_train.json" "${sym[@]}" "${n16[@]}" --n "$train_n" --seed 0
-gen "$d/n16_val.json" "${sym[@]}" "${n16[@]}" --n 200 --seed 1
+chain_gen "$d/official_valid.json" symbolic "$valid"
+chain_gen "$d/official_train.json" "${sym[@]}" --n "$train_n" --seed 0
+chain_gen "$d/select555.json" "${sym[@]}" --n "${VALID_N:-300}" --seed 555
+chain_gen "$d/official_test777.json" "${sym[@]}" --n 500 --seed 777
+chain_gen "$d/n16_train.json" "${sym[@]}" "${n16[@]}" --n "$train_n" --seed 0
+chain_gen "$d/n16_val.json" "${sym[@]}" "${n16[@]}" --n 200 --seed 1
 
 # What stages 2-4 share (stage 1 is the demo's own recipe). The curriculum keys mean nothing to methods
 # without one (CoT, No-CoT, Pause), which ignore them.
@@ -52,8 +58,7 @@ common=(--no-progress "configs/prosqa_${method}_tiny.yaml" max_steps_per_epoch=2
         micro_batch_size=32 uniform_prob=0.1 pad_latent_to_max=true max_new_tokens=12 length_buckets=8 seed="$seed")
 [ "$method" = pause ] && common+=(pause_tokens=6)  # as many pauses as Coconut has thoughts at the last stage
 score() {  # score RUN: best/ on the official file and on the fresh test graphs
-  "$CLI" eval "$1/best" --data "$d/official_valid.json" --out "$1/eval_official" --no-progress --overwrite
-  "$CLI" eval "$1/best" --data "$d/official_test777.json" --out "$1/eval_fresh" --no-progress --overwrite
+  chain_score "$1" "$d/official_valid.json:eval_official" "$d/official_test777.json:eval_fresh"
 }
 cd "$here"
 if [ ! -d "$root/n16/best" ]; then
@@ -65,36 +70,27 @@ if [ ! -d "$root/n16/best" ]; then
 fi
 stage3=(train_path="$d/official_train.json" val_path="$d/select555.json" "fresh_data=${sym[*]}" num_epochs=100
         epochs_per_stage=8 max_latent_stage=6 eval_every=4 val_max_examples=300)
-# train RUN ARGS...: a new run, or the continuation of one that stopped (its config.yaml is there, no eval_fresh/).
-# It ends the script (exit 0, nothing scored) when the run stopped on its time budget (STOP_AT or max_train_seconds=).
-train() {
-  local run=$1; shift
-  local budget=(max_train_seconds=null) before=0  # a resumed run must not keep the budget of the session that cut it
-  if [ -n "${STOP_AT:-}" ]; then
-    local left=$(( $(date -d "$STOP_AT" +%s) - $(date +%s) ))
-    if [ "$left" -lt 60 ]; then echo "STOP_AT=$STOP_AT: no time left for $run; rerun to go on"; exit 0; fi
-    budget=(max_train_seconds="$left")
-  fi
-  [ -f "$run.log" ] && before=$(wc -l < "$run.log")
-  if [ -f "$run/config.yaml" ]; then
-    "$CLI" train --no-progress "$run/config.yaml" --resume "${budget[@]}" "$@" >> "$run.log" 2>&1
-  else
-    "$CLI" train "${common[@]}" "${stage3[@]}" out_dir="$run" "${budget[@]}" "$@" > "$run.log" 2>&1
-  fi
-  if tail -n +$((before + 1)) "$run.log" | grep -q "^max_train_seconds=.* reached"; then
-    echo "$run stopped on its time budget before its last epoch (not scored); rerun the same command to resume it"
-    exit 0
-  fi
-}
 if [ ! -d "$root/$name/eval_fresh" ]; then
-  train "$root/$name" init_from="$root/n16/best" "$@"
+  chain_train "$root/$name" "${stage3[@]}" init_from="$root/n16/best" "$@"
   score "$root/$name"
 fi
 [ "${STAGE4:-1}" = 0 ] && exit 0
 # Stage 4 starts inside the all-latent stage (epoch 56 of 8-epoch stages) and runs a cosine over C2_EPOCHS more.
 c2=$root/$name-c2
 if [ ! -d "$c2/eval_fresh" ]; then
-  train "$c2" "$@" init_from="$root/$name/best" start_epoch=56 num_epochs=$((56 + ${C2_EPOCHS:-80})) lr=3e-4 \
+  chain_train "$c2" "${stage3[@]}" "$@" init_from="$root/$name/best" start_epoch=56 num_epochs=$((56 + ${C2_EPOCHS:-80})) lr=3e-4 \
     warmup_steps=500 seed=$((seed + 1))
   score "$c2"
+fi
+[ "${ADAPTIVE:-0}" = 1 ] || exit 0
+# Stage 5: the classifier, from stage 4's best/, in the all-latent stage with one thought per hop of each graph.
+c5=$root/$name-stop
+if [ ! -d "$c5/sweep_fresh" ]; then
+  chain_train "$c5" "${stage3[@]}" "$@" init_from="$c2/best" start_epoch=56 num_epochs=$((56 + ${STOP_EPOCHS:-16})) \
+    lr=1e-4 warmup_steps=100 seed=$((seed + 2)) eot_classifier=true pad_latent_to_max=false eval_use_classifier=true \
+    max_thoughts=8
+  for item in select555:sweep_select official_valid:sweep_official official_test777:sweep_fresh; do
+    "$CLI" eval "$c5/best" --data "$d/${item%%:*}.json" --out "$c5/${item##*:}" --use-classifier \
+      --eot-threshold 0.2,0.35,0.5,0.65,0.8 --latents 3,4,5,6 --no-progress --overwrite
+  done
 fi

@@ -84,6 +84,20 @@ def test_official_cpu_recipe_script_runs_its_four_stages(tmp_path, prosqa_valid)
                           capture_output=True, text=True)
     assert proc.returncode == 2 and "not empty" in proc.stderr  # nothing shipped is replaced unless asked
 
+    # ADAPTIVE=1 adds stage 5: the <eot> classifier from stage 4's best/, one thought per hop, then the sweeps.
+    proc = subprocess.run(["bash", str(ROOT / "scripts" / "official_cpu.sh"), str(root), "try", "num_epochs=1",
+                           "max_steps_per_epoch=2", "val_max_examples=6", "eval_every=1"],
+                          cwd=ROOT, env={**env, "ADAPTIVE": "1", "STOP_EPOCHS": "1"}, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    stop_cfg = (root / "try-stop" / "config.yaml").read_text()
+    assert str(root / "try-c2" / "best") in stop_cfg and "eot_classifier: true" in stop_cfg
+    assert "pad_latent_to_max: false" in stop_cfg and "seed: 5" in stop_cfg
+    sweep = json.loads((root / "try-stop" / "sweep_official" / "forced_k.json").read_text())
+    assert {"classifier@0.2", "classifier", "classifier@0.8", "k3", "k6"} <= sweep.keys()
+    assert all(row["n"] == 12 for row in sweep.values())
+    assert (root / "try-stop" / "sweep_select").is_dir() and (root / "try-stop" / "sweep_fresh").is_dir()
+
 
 @pytest.mark.slow
 def test_prontoqa_cpu_recipe_script_runs_its_stages_and_shares_the_cot_start(tmp_path, prontoqa_valid):
