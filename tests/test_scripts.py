@@ -151,6 +151,20 @@ def test_cpu_levers_script_times_every_variant():
     assert all(cells[1].endswith("x") and cells[2].endswith("%") for cells in rows.values())
 
 
+def test_thought_pass_breakdown_script_times_each_piece_by_pass_width():
+    """scripts/thought_pass_breakdown.py with tiny shapes: a row per piece and pass width, the one-position
+    passes' backward included (the gradient hooks fired)."""
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "thought_pass_breakdown.py"), "--batch-size", "2",
+                           "--question", "8", "--latents", "2", "--answer", "2", "--steps", "1"],
+                          cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    rows = [line for line in proc.stdout.splitlines() if line.startswith("q=")]
+    for piece in ("forward: whole pass", "backward: whole pass", "forward: HF mask", "forward: sdpa call"):
+        assert any(row.startswith("q=1 ") and piece in row for row in rows), (piece, proc.stdout)
+    assert any(row.startswith("q=8 ") and "backward: whole pass" in row for row in rows)
+
+
 @pytest.mark.slow
 def test_adaptive_cpu_script_trains_the_classifier_and_sweeps_thresholds(tmp_path):
     """scripts/adaptive_cpu.sh with a few steps: the classifier run, then the sweep on both splits."""

@@ -161,8 +161,9 @@ class CoconutLM(nn.Module):
             cache = self.new_cache(embeds.shape[1])
         hs: list[torch.Tensor] = []
         before = None  # the token shift's predecessor of each pass's first input
-        for s, e in zip(bounds[:-1], bounds[1:]):
-            x = embeds[:, s:e]  # (B, e-s, H)
+        # One split, not a slice per pass: a slice's backward zero-fills a (B, T, H) gradient every pass.
+        pieces = embeds.split([e - s for s, e in zip(bounds[:-1], bounds[1:])], 1)
+        for s, e, x in zip(bounds[:-1], bounds[1:], pieces):  # x: (B, e-s, H)
             if hs:
                 # latent[:, s:e] is True only at column s: later slots start later passes.
                 x = torch.where(latent[:, s:e, None], hs[-1][:, -1:], x)
