@@ -202,3 +202,73 @@ def test_bad_combinations_are_one_line_errors_naming_precision(data, tmp_path):
     opt = MasterAdamW([torch.nn.Parameter(torch.ones(2, dtype=torch.bfloat16))], lr=1e-3)
     with pytest.raises(CoconutError, match="config 'precision'"):
         opt.load_state_dict(torch.optim.AdamW([torch.nn.Parameter(torch.ones(2))]).state_dict())
+
+
+def test_bench_times_and_measures_a_bf16_weights_step(tmp_path):
+    """`coconut-lm bench --precision bf16-weights` runs the step, memory, eval and loop sections with bf16 weights."""
+    import json
+    import subprocess
+    import sys
+
+    from test_bench import MICRO, RUN
+
+    out = tmp_path / "bench.json"
+    proc = subprocess.run([sys.executable, "-c", RUN, *MICRO, "--precision", "bf16-weights", "--json", str(out)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    record = json.loads(out.read_text())
+    assert record["config"]["precision"] == "bf16-weights"
+    assert record["step"]["coconut"]["median_s"] > 0 and record["memory"]["coconut"]["peak_MB"] > 0
+    assert record["loop"]["examples"] == 2
+
+
+@pytest.mark.slow
+def test_two_gloo_ranks_train_bf16_weights_as_one_process(tmp_path):
+    """DDP all-reduces the bf16 gradients and every rank steps the same masters: two ranks log one process's
+    losses to bf16 accuracy (the all-reduce sums bf16 values in another order) and save bf16 weights."""
+    import os
+    import subprocess
+    import sys
+
+    from test_train import DDP_SCRIPT, _data
+
+    tp, vp = _data(tmp_path, "prosqa", n=32)
+    common = [f"train_path={tp}", f"val_path={vp}", "model=micro", "num_epochs=2", "epochs_per_stage=1",
+              "max_latent_stage=1", "batch_size=8", "micro_batch_size=4", "eval_every=100", "log_every=1",
+              "max_new_tokens=8", "val_max_examples=4", "precision=bf16-weights"]
+    script = tmp_path / "run.py"
+    script.write_text(DDP_SCRIPT)
+    cfg = str(ROOT / "configs" / "prosqa_coconut_tiny.yaml")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    for name, launcher in (("one", []), ("two", ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"])):
+        proc = subprocess.run([sys.executable, *launcher, str(script), cfg, *common, f"out_dir={tmp_path / name}"],
+                              env=env, capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    one, two = ([r["loss"] for r in read_metrics(tmp_path / n) if r["type"] == "train"] for n in ("one", "two"))
+    assert len(one) == len(two) == 8 and one[0] == pytest.approx(two[0], rel=1e-2)
+    assert one == pytest.approx(two, rel=3e-2)
+    weights = load_file(ckpt.list_checkpoints(tmp_path / "two")[0] / "model.safetensors")
+    assert {t.dtype for t in weights.values()} == {torch.bfloat16}
+
+
+def test_other_precisions_train_fp32_weights_even_from_a_bf16_folder(tmp_path):
+    """A base stored in bf16 (as Llama 3.2's hub weights are) loads in its own dtype; precision=fp32 (and bf16,
+    autocast) still gives AdamW fp32 weights, and bf16-weights bf16 ones."""
+    import transformers
+    from test_lora import _save_base
+
+    from coconut_lm.data.pipeline import vocabulary_texts
+    from coconut_lm.tasks.examples import save_examples
+    from coconut_lm.tasks.prosqa import generate_prosqa
+
+    train = generate_prosqa(16, seed=0, workers=1)
+    save_examples(train, tmp_path / "train.json")
+    base = _save_base(tmp_path / "base", vocabulary_texts(train), 32)
+    transformers.AutoModelForCausalLM.from_pretrained(base).to(torch.bfloat16).save_pretrained(base)
+    assert {t.dtype for t in load_file(base / "model.safetensors").values()} == {torch.bfloat16}
+    for precision, dtype in (("fp32", torch.float32), ("bf16", torch.float32), ("bf16-weights", torch.bfloat16)):
+        cfg = load_config(ROOT / "configs" / "prosqa_coconut_tiny.yaml", [
+            f"train_path={tmp_path / 'train.json'}", f"val_path={tmp_path / 'train.json'}", f"out_dir={tmp_path / precision}",
+            f"model={base}",
+            f"precision={precision}", "batch_size=8", "micro_batch_size=8"])
+        assert {p.dtype for p in _trainer(cfg).model.parameters()} == {dtype}, precision

@@ -103,9 +103,9 @@ class TrainerSetup:
         self.symbolic = check_training_form(self.train_examples, cfg.relabel_every_epoch, str(cfg.train_path))
         model, self.tokenizer = build_model(cfg, tokenizer_texts(self.train_examples, self.symbolic),
                                             symbolic=self.symbolic)
-        # bf16-weights: the weights themselves in bf16; the optimizer keeps fp32 masters (training.master).
-        self.model = model.to(env.device, dtype=torch.bfloat16) if cfg.precision == "bf16-weights" else \
-            model.to(env.device)
+        # bf16-weights: the weights themselves in bf16, the optimizer keeps fp32 masters (training.master); else
+        # fp32 weights, also for a base or init_from stored in bf16 (AdamW then steps fp32 weights, as documented).
+        self.model = model.to(env.device, dtype=torch.bfloat16 if cfg.precision == "bf16-weights" else torch.float32)
         self.tokens = model.tokens
         # Both sets are tokenised once here; validation reuses `val_data` every epoch.
         self.train_data, _ = tokenize_checked(self.train_examples, self.tokenizer, str(cfg.train_path), env.is_main)
@@ -253,6 +253,8 @@ class Trainer(TrainerSetup):
                    desc=f"epoch {state.epoch + 1}/{cfg.num_epochs}", unit="step", leave=False)
         last_row: dict[str, Any] = {}
         self.wrapped.train()
+        if env.device.type == "cuda":  # the rows' peak_memory_MiB: this epoch's steps, not the last validation
+            torch.cuda.reset_peak_memory_stats(env.device)
         rows = TrainLog(self.log, env, cfg.batch_size)
         pending: list[MicroBatch] = []
         for mb in loader:
