@@ -272,3 +272,30 @@ def test_other_precisions_train_fp32_weights_even_from_a_bf16_folder(tmp_path):
             f"model={base}",
             f"precision={precision}", "batch_size=8", "micro_batch_size=8"])
         assert {p.dtype for p in _trainer(cfg).model.parameters()} == {dtype}, precision
+
+
+def test_a_step_in_several_chunks_equals_one_adamw_step_over_all_masters(monkeypatch):
+    """With chunks smaller than the weights (CHUNK_ELEMENTS lowered), three clipped steps give the masters and
+    moments of torch AdamW stepping fp32 copies of all of them at once."""
+    from coconut_lm.training import master
+
+    monkeypatch.setattr(master, "CHUNK_ELEMENTS", 8)
+    g = torch.Generator().manual_seed(0)
+    sizes = [(10,), (3,), (2, 2), (7,), (2,)]
+    weights = [torch.nn.Parameter(torch.randn(s, generator=g).to(torch.bfloat16)) for s in sizes]
+    ref = [w.detach().float().clone().requires_grad_() for w in weights]
+    opt = MasterAdamW(weights, lr=1e-2, weight_decay=0.1)
+    assert len(opt.chunks) > 2
+    plain = torch.optim.AdamW(ref, lr=1e-2, weight_decay=0.1)
+    for _ in range(3):
+        for w, r in zip(weights, ref):
+            w.grad = torch.randn(w.shape, generator=g).to(torch.bfloat16)
+            r.grad = w.grad.float()
+        opt.clip_grad_norm(0.5)
+        torch.nn.utils.clip_grad_norm_(ref, 0.5)
+        opt.step()
+        plain.step()
+    for m, r, w in zip(opt.masters, ref, weights):
+        torch.testing.assert_close(m, r.detach(), rtol=1e-6, atol=1e-7)
+        assert torch.equal(w, m.to(torch.bfloat16))
+        torch.testing.assert_close(opt.state[m]["exp_avg_sq"], plain.state[r]["exp_avg_sq"], rtol=1e-6, atol=1e-9)

@@ -15,8 +15,8 @@ the fp32 master copies of the trainable weights) plus the larger of
 - the end of the forward: every saved activation, the LM head's gradient (the first one backward
   computes) and the loss's backward temporaries, and
 - the optimizer step: every gradient and the optimizer's temporaries (with bf16-weights the gradients
-  stay bf16: `MasterAdamW` steps one tensor at a time, with one fp32 gradient copy and AdamW's temporaries
-  of that tensor).
+  stay bf16: `MasterAdamW` steps chunks of at most the largest tensor's size, at least 2**24 elements,
+  with their fp32 gradients and AdamW's temporaries of one chunk).
 """
 
 from __future__ import annotations
@@ -185,6 +185,8 @@ def _block(config, lora: bool, adapter_width: int) -> _Block:
 
 def memory_plan(config, shape: PlanShape) -> dict[str, MemoryPlan]:
     """The plan of one train step for full fine-tuning ("full") and for LoRA ("lora"), in bytes."""
+    from coconut_lm.training.master import CHUNK_ELEMENTS
+
     if shape.precision not in PLAN_PRECISIONS:
         raise CoconutError(f"precision '{shape.precision}' is not one of {', '.join(PLAN_PRECISIONS)}")
     counts = count_parameters(config, shape.lora_r)
@@ -195,7 +197,7 @@ def memory_plan(config, shape: PlanShape) -> dict[str, MemoryPlan]:
     low = shape.precision == "bf16-weights"
     if low:
         notes.append("bf16-weights: weights, activations and gradients bf16, fp32 masters of the trainable weights "
-                     "and fp32 AdamW moments (coconut_lm.training.master); the step holds fp32 gradients")
+                     "and fp32 AdamW moments (coconut_lm.training.master); the step makes fp32 gradients one chunk at a time")
     wide = BF16 if low else FP32  # the weights' and the backward's gradients' bytes
     plans = {}
     for mode, trainable in (("full", counts.total), ("lora", counts.lora)):
@@ -208,9 +210,12 @@ def memory_plan(config, shape: PlanShape) -> dict[str, MemoryPlan]:
         grads = wide * trainable
         adamw = 2 * FP32 * trainable
         # AdamW's step: on CUDA (foreach) a copy of the second moments; on CPU, two of the largest tensor.
-        # bf16-weights steps one master at a time: its fp32 gradient and two temporaries of one tensor.
+        # bf16-weights steps in chunks (`master.chunk_elements`): one chunk's fp32 gradients in place of its bf16
+        # ones, and AdamW's temporaries (CUDA: a copy of the chunk's second moments; CPU: two of the largest tensor).
         one = min(counts.largest, trainable)
-        temps = 3 * FP32 * one if low else FP32 * (trainable if shape.device == "cuda" else 2 * one)
+        chunk = min(max(counts.largest, CHUNK_ELEMENTS), trainable)
+        temps = (FP32 - BF16) * chunk + FP32 * (chunk if shape.device == "cuda" else 2 * one) if low else \
+            FP32 * (trainable if shape.device == "cuda" else 2 * one)
         head_grad = 0 if lora else wide * counts.head  # the first gradient backward computes
         held = head_grad + kv_buffer + cast
         # Checkpointed, backward recomputes one block at a time while the gradients build up (the blocks' and,

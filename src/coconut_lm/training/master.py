@@ -12,10 +12,12 @@ master of every trainable weight (4 bytes) and AdamW's two fp32 moments (8 bytes
 that rounds away in bf16 still accumulates in the master. A trainable weight that is already fp32 is
 its own master (no copy); frozen weights (LoRA's base) get neither a master nor AdamW state.
 
-The step goes one tensor at a time: a weight's bf16 gradient becomes an fp32 gradient on its master
-(scaled by the clip), AdamW steps that master alone, the bf16 gradient is freed and the weight takes
-the master's value. So at most one tensor's fp32 gradient exists at once, and the gradients cost 2
-bytes a parameter, not 4 (per tensor, the result is what one AdamW step over all the masters gives).
+The step goes through the weights in chunks of at most `chunk_elements(sizes)` elements (the largest
+tensor's size, and at least `CHUNK_ELEMENTS`, so that many small tensors, LoRA's, step together): the
+chunk's bf16 gradients become fp32 gradients on their masters (scaled by the clip) and are freed, AdamW
+steps those masters (torch's multi-tensor step on GPU), and the weights take their masters' values. So
+the fp32 gradients never hold more than one chunk at once, and the gradients cost 2 bytes a parameter,
+not 4; AdamW is elementwise, so the result is what one step over all the masters gives.
 
 The masters are saved with the optimizer (`state_dict()["masters"]`), since the rounded bf16 weights
 cannot give them back: a resume restores them and continues exactly. `masters=` hands an optimizer
@@ -31,6 +33,9 @@ from typing import Any
 import torch
 
 from coconut_lm.errors import CoconutError
+
+#: The least a chunk of the step may hold, in elements (64 MiB of fp32 gradients): a few calls of AdamW per step.
+CHUNK_ELEMENTS = 2**24
 
 
 class MasterAdamW:
@@ -49,6 +54,7 @@ class MasterAdamW:
             raise CoconutError(f"MasterAdamW: {len(masters)} masters for {len(self.params)} trainable weights")
         self.masters = masters
         self.inner = torch.optim.AdamW(self.masters, **adamw)
+        self.chunks = _chunks([p.numel() for p in self.params])
         self._scale: torch.Tensor | None = None  # this step's clip factor (clip_grad_norm)
 
     @property
@@ -74,24 +80,25 @@ class MasterAdamW:
 
     @torch.no_grad()
     def step(self) -> None:
-        """AdamW on each master in turn with its weight's gradient (in fp32, clipped), then the weight takes its
-        master's value."""
-        grads = [p.grad for p in self.params]
+        """AdamW on the masters, chunk by chunk, with their weights' gradients (in fp32, clipped); then each
+        weight takes its master's value."""
+        grads: list[torch.Tensor | None] = [p.grad for p in self.params]
         for p in self.params:
             p.grad = None
-        for i, (p, m) in enumerate(zip(self.params, self.masters)):
-            g, grads[i] = grads[i], None
-            if g is None:
-                continue
-            g = g.float() if g.dtype != torch.float32 else g
-            if self._scale is not None:
-                g.mul_(self._scale.to(g.device))
-            m.grad = g
-            del g
-            self.inner.step()  # only this master has a gradient, so AdamW steps it alone
-            m.grad = None
-            if m is not p:
-                p.copy_(m)
+        for chunk in self.chunks:
+            for i in chunk:
+                g, grads[i] = grads[i], None
+                if g is None:
+                    continue
+                g = g.float() if g.dtype != torch.float32 else g
+                if self._scale is not None:
+                    g.mul_(self._scale.to(g.device))
+                self.masters[i].grad = g
+            self.inner.step()  # only this chunk's masters have gradients, so AdamW steps them alone
+            for i in chunk:
+                self.masters[i].grad = None
+                if self.masters[i] is not self.params[i]:
+                    self.params[i].copy_(self.masters[i])
         self._scale = None
 
     def zero_grad(self, set_to_none: bool = True) -> None:
@@ -121,6 +128,23 @@ class MasterAdamW:
         for p, m in zip(self.params, self.masters):
             if m is not p:
                 p.copy_(m)
+
+
+def chunk_elements(sizes: list[int]) -> int:
+    """The most elements one chunk of `MasterAdamW.step` holds: the largest size, at least `CHUNK_ELEMENTS`."""
+    return max(max(sizes, default=0), CHUNK_ELEMENTS)
+
+
+def _chunks(sizes: list[int]) -> list[list[int]]:
+    """Consecutive indices of `sizes`, grouped so that no group's total exceeds `chunk_elements(sizes)`."""
+    limit, chunks, total = chunk_elements(sizes), [], 0
+    for i, n in enumerate(sizes):
+        if not chunks or total + n > limit:
+            chunks.append([])
+            total = 0
+        chunks[-1].append(i)
+        total += n
+    return chunks
 
 
 def check_precision(precision: str, device: torch.device) -> None:
