@@ -27,7 +27,7 @@ shift
 if [ $# -gt 0 ] && [ -d "$1" ]; then MODEL=$1; shift; fi
 MODEL=${MODEL:?give the model folder: bash scripts/gpu_window.sh $recipe PATH (or MODEL=PATH)}
 test -f "$MODEL/config.json" || { echo "$MODEL is not a Hugging Face model folder (no config.json)" >&2; exit 2; }
-export PYTHONPATH=src
+export PYTHONPATH=src HF_HUB_OFFLINE=1  # the model is a local folder: never wait for a hub
 PY=${PYTHON:-python}
 OUT=${OUT:-runs/gpu_window_out}
 DATA=${DATA:-data}
