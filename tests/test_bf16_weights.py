@@ -150,6 +150,14 @@ def test_save_and_resume_give_the_same_steps_as_one_run(data, tmp_path):
     assert a.keys() == b.keys() and {t.dtype for t in a.values()} == {torch.bfloat16}
     for k in a:
         assert torch.equal(a[k], b[k]), k
+    # best/ holds bf16 weights, and `coconut-lm eval` scores it as they are
+    from coconut_lm.cli import main
+
+    model, _, _ = ckpt.load_model(straight)
+    assert {p.dtype for p in model.parameters()} == {torch.bfloat16}
+    assert main(["eval", str(straight), "--data", str(data / "val.json"), "--out", str(tmp_path / "eval"),
+                 "--no-progress"]) == 0
+    assert (tmp_path / "eval" / "summary.json").is_file()
     # and a resume in another precision is refused, naming the field
     cfg.precision = "fp32"
     with pytest.raises(CoconutError, match="config 'precision'"):
