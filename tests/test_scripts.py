@@ -180,3 +180,98 @@ def test_adaptive_cpu_script_trains_the_classifier_and_sweeps_thresholds(tmp_pat
         assert list(sweep) == ["classifier@0.2", "classifier@0.35", "classifier", "classifier@0.65", "classifier@0.8",
                                "k2", "k3", "k4"]
         assert (tmp_path / "a" / f"sweep_{split}" / "tradeoff.png").is_file()
+
+
+# ------------------------------------------------------------------ gpu_window.sh's pretrained-model recipes
+
+#: Every training stage of a recipe's dry run: one step an epoch, a few validation rows, short answers.
+DRY = ["batch_size=8", "micro_batch_size=8", "max_steps_per_epoch=1", "epochs_per_stage=1", "val_max_examples=4",
+       "max_new_tokens=8", "eval_every=1", "log_every=1"]
+
+
+def _recipe(tmp_path: Path, recipe: str, model: Path, *overrides: str) -> subprocess.CompletedProcess:
+    """Run `scripts/gpu_window.sh RECIPE MODEL overrides...` with data/, runs/ and $OUT under tmp_path."""
+    env = {**os.environ, "PYTHON": sys.executable, "OUT": str(tmp_path / "out"), "DATA": str(tmp_path / "data"),
+           "RUNS": str(tmp_path / "runs"), "EVAL_BATCH": "8", "OMP_NUM_THREADS": "1"}
+    return subprocess.run(["bash", str(ROOT / "scripts" / "gpu_window.sh"), recipe, str(model), *DRY, *overrides],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+
+
+def _steps_table(path: Path) -> dict[str, dict[str, str]]:
+    """The rows of a steps_<recipe>.md table, by run name."""
+    lines = [line for line in path.read_text().splitlines() if line.startswith("|")]
+    head = [c.strip() for c in lines[0].strip("|").split("|")]
+    return {cells[0]: dict(zip(head, cells)) for cells in
+            ([c.strip() for c in line.strip("|").split("|")] for line in lines[2:])}
+
+
+@pytest.mark.slow
+def test_gsm8k_gpt2_recipe_dry_run_with_a_tiny_random_gpt2(tmp_path):
+    """gsm8k_gpt2 on CPU: a tiny random GPT-2 and byte-level BPE tokenizer saved as a model folder, a few GSM8k-style
+    problems as openai_train.jsonl; the CoT stage, Coconut from its best/ (c_thought 2, 3 latent stages), both
+    evaluated, the report and the per-step time and peak memory table in $OUT."""
+    import transformers
+
+    from coconut_lm.data.tokenizer import build_bpe_tokenizer
+    from coconut_lm.tasks.examples import Example, save_examples
+
+    data = tmp_path / "data"
+    data.mkdir()
+    problems = [(f"Tom has {i} apples and buys {i + 2} more, then doubles them. How many now?",
+                 [f"<<{i}+{i + 2}={2 * i + 2}>>", f"<<{2 * i + 2}*2={4 * i + 4}>>"], str(4 * i + 4)) for i in range(24)]
+    with open(data / "openai_train.jsonl", "w") as f:
+        for q, steps, a in problems[:16]:
+            f.write(json.dumps({"question": q, "answer": " ".join(f"So {s}." for s in steps) + f"\n#### {a}"}) + "\n")
+    save_examples([Example(q, steps, a) for q, steps, a in problems[16:]], data / "gsm_valid.json")
+    tok = build_bpe_tokenizer([" ".join([q, *steps, a]) for q, steps, a in problems], 320)
+    model = tmp_path / "gpt2"
+    transformers.set_seed(0)
+    config = transformers.GPT2Config(vocab_size=len(tok), n_embd=32, n_layer=2, n_head=2, n_positions=1024,
+                                     bos_token_id=tok.eos_token_id, eos_token_id=tok.eos_token_id)
+    transformers.GPT2LMHeadModel(config).save_pretrained(model)
+    tok.save_pretrained(model)
+
+    proc = _recipe(tmp_path, "gsm8k_gpt2", model, "num_epochs=5")
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    runs, out = tmp_path / "runs" / "gsm8k_gpt2", tmp_path / "out"
+    coconut = (runs / "coconut" / "config.yaml").read_text()
+    assert f"init_from: {runs / 'cot' / 'best'}" in coconut and "c_thought: 2" in coconut
+    assert "max_latent_stage: 3" in coconut and "start_epoch: 3" in coconut and "method: coconut" in coconut
+    for run in ("cot", "coconut"):
+        assert json.loads((runs / run / "eval" / "summary.json").read_text())["n"] == 8, run
+    assert (out / "gsm8k_gpt2.md").is_file() and (out / "metrics_gsm8k_gpt2.tgz").is_file()
+    table = _steps_table(out / "steps_gsm8k_gpt2.md")
+    assert set(table) == {"cot", "coconut"} and table["coconut"]["method"] == "coconut"
+    for row in table.values():
+        assert float(row["s / step"]) > 0 and float(row["peak memory, GiB"]) > 0 and row["eval acc"] != "-"
+
+
+@pytest.mark.slow
+def test_lora_1b_recipe_dry_run_with_a_tiny_random_llama(tmp_path):
+    """lora_1b on CPU: a tiny random Llama (word-level tokenizer without Coconut's tokens) saved as a model folder;
+    one LoRA Coconut run on ProsQA in precision=bf16-weights, evaluated, with its step table."""
+    pytest.importorskip("peft")
+    from test_lora import _save_base
+
+    from coconut_lm.data.pipeline import vocabulary_texts
+    from coconut_lm.tasks.examples import save_examples
+    from coconut_lm.tasks.prosqa import generate_prosqa
+
+    data = tmp_path / "data"
+    data.mkdir()
+    train, val = generate_prosqa(16, seed=0, workers=1), generate_prosqa(8, seed=1, workers=1)
+    save_examples(train, data / "prosqa_train.json")
+    save_examples(val, data / "prosqa_valid.json")
+    model = _save_base(tmp_path / "llama", vocabulary_texts(train + val), 32)
+
+    proc = _recipe(tmp_path, "lora_1b", model, "num_epochs=2")
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    run, out = tmp_path / "runs" / "lora_1b" / "coconut", tmp_path / "out"
+    cfg = (run / "config.yaml").read_text()
+    assert "lora_r: 16" in cfg and "precision: bf16-weights" in cfg and f"model: {model}" in cfg
+    assert (run / "best" / "adapter.safetensors").is_file()
+    assert json.loads((run / "eval" / "summary.json").read_text())["n"] == 8
+    row = _steps_table(out / "steps_lora_1b.md")["coconut"]
+    assert row["precision"] == "bf16-weights" and row["LoRA r"] == "16"
+    assert float(row["s / step"]) > 0 and float(row["peak memory, GiB"]) > 0
+    assert (out / "lora_1b.md").is_file() and (out / "device.txt").read_text().strip()

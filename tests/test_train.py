@@ -66,7 +66,8 @@ def test_every_method_trains_end_to_end_on_tiny_presets(tmp_path, task, method):
     train_rows = [r for r in rows if r["type"] == "train"]
     val_rows = [r for r in rows if r["type"] == "val"]
     assert len(train_rows) == 6 and all(torch.isfinite(torch.tensor(r["loss"])) for r in train_rows)
-    assert {"step", "epoch", "stage", "loss", "lr", "tokens_per_s"} <= set(train_rows[0])
+    assert {"step", "epoch", "stage", "loss", "lr", "tokens_per_s", "peak_memory_MiB"} <= set(train_rows[0])
+    assert train_rows[0]["peak_memory_MiB"] > 0
     assert len(val_rows) == 3 and all(0.0 <= r["val_accuracy"] <= 1.0 for r in val_rows)
     assert [r["stage"] for r in val_rows] == [0, 1, 2]
     manifest.verify_checkpoint(result.run_dir / "best")
@@ -520,6 +521,6 @@ def test_a_run_saved_in_the_older_trainer_state_layout_resumes_with_the_same_met
     for run in (new, old):
         cfg.out_dir, cfg.num_epochs = str(run), 3
         assert train(cfg, resume=True, progress=False, device="cpu").global_step == 6
-        rows[run] = [{k: v for k, v in r.items() if not k.endswith(("_per_s", "seconds"))}
+        rows[run] = [{k: v for k, v in r.items() if not k.endswith(("_per_s", "seconds", "_MiB"))}
                      for r in read_metrics(run) if r["type"] in ("train", "val")]
     assert rows[old] == rows[new] and len(rows[old]) > 6

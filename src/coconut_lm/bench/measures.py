@@ -131,7 +131,7 @@ class TrainStep:
     """One variant of the train step: `loss()` builds the graph; calling the object runs a full step."""
 
     model: CoconutLM
-    opt: torch.optim.Optimizer
+    opt: torch.optim.Optimizer  # or a MasterAdamW (precision bf16-weights)
     loss: Callable[[], torch.Tensor]
     precision: str
 
@@ -141,7 +141,10 @@ class TrainStep:
         with _autocast(self.opt.param_groups[0]["params"][0].device, self.precision):
             loss = self.loss()
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)  # as the trainer does
+        if hasattr(self.opt, "clip_grad_norm"):  # bf16-weights (MasterAdamW): as the trainer does
+            self.opt.clip_grad_norm(1.0)
+        else:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)  # as the trainer does
         self.opt.step()
         self.opt.zero_grad(set_to_none=True)
 
@@ -153,7 +156,12 @@ def train_steps(model: CoconutLM, b: BenchBatch, precision: str, hf_yardstick: b
 
     from coconut_lm.model.coconut import default_position_ids
 
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-6)  # tiny: the weights barely move between steps
+    if precision == "bf16-weights":  # the trainer's optimizer for bf16 weights: AdamW on fp32 masters
+        from coconut_lm.training.master import MasterAdamW
+
+        opt: Any = MasterAdamW(model.parameters(), lr=1e-6)
+    else:
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-6)  # tiny: the weights barely move between steps
     pos = default_position_ids(b.mask)
     losses: dict[str, Callable[[], torch.Tensor]] = {
         "coconut": lambda: model(b.ids, b.mask, b.labels).loss,

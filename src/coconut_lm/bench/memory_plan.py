@@ -10,10 +10,13 @@ tensor by tensor for the two block layouts (GPT-2: LayerNorm, fused QKV, GELU ML
 descendants: RMSNorm, separate Q/K/V, gated MLP), plus the loss's logits and the K/V buffer that the
 thought passes share. `tests/test_memory_plan.py` checks the plan against peaks measured on CPU.
 
-A step's peak is the resident state (weights and AdamW's two moments) plus the larger of
+A step's peak is the resident state (weights, AdamW's two moments and, with `precision=bf16-weights`,
+the fp32 master copies of the trainable weights) plus the larger of
 - the end of the forward: every saved activation, the LM head's gradient (the first one backward
   computes) and the loss's backward temporaries, and
-- the optimizer step: every gradient and the optimizer's temporaries.
+- the optimizer step: every gradient and the optimizer's temporaries (with bf16-weights the gradients
+  stay bf16: `MasterAdamW` steps chunks of at most the largest tensor's size, at least 2**24 elements,
+  with their fp32 gradients and AdamW's temporaries of one chunk).
 """
 
 from __future__ import annotations
@@ -41,6 +44,8 @@ KNOWN_CONFIGS: dict[str, dict[str, Any]] = {
 }
 #: Bytes per element.
 FP32, BF16 = 4, 2
+#: What `PlanShape.precision` accepts (the trainer's `precision` values but auto).
+PLAN_PRECISIONS = ("fp32", "bf16", "bf16-weights")
 #: The LM head's loss runs in chunks above this many logits (coconut_lm.model.loss.CE_CHUNK_ELEMENTS).
 CE_CHUNK_ELEMENTS = 2**26
 
@@ -54,7 +59,7 @@ class PlanShape:
     latents: int
     answer: int = 32
     lora_r: int = 16
-    precision: str = "fp32"  # fp32 | bf16 (autocast over fp32 weights, as the trainer does on GPU)
+    precision: str = "fp32"  # fp32 | bf16 (autocast over fp32 weights) | bf16-weights (bf16 weights, fp32 masters)
     device: str = "cuda"  # cuda: AdamW's foreach step copies the moments; cpu: one tensor at a time
 
 
@@ -84,6 +89,7 @@ class MemoryPlan:
     peak: int
     peak_checkpointed: int
     trainable: int = 0
+    master: int = 0  # bf16-weights: the fp32 master copies of the trainable weights
     notes: list[str] = field(default_factory=list)
 
 
@@ -179,25 +185,38 @@ def _block(config, lora: bool, adapter_width: int) -> _Block:
 
 def memory_plan(config, shape: PlanShape) -> dict[str, MemoryPlan]:
     """The plan of one train step for full fine-tuning ("full") and for LoRA ("lora"), in bytes."""
-    if shape.precision not in ("fp32", "bf16"):
-        raise CoconutError(f"precision '{shape.precision}' is not fp32 or bf16")
+    from coconut_lm.training.master import CHUNK_ELEMENTS
+
+    if shape.precision not in PLAN_PRECISIONS:
+        raise CoconutError(f"precision '{shape.precision}' is not one of {', '.join(PLAN_PRECISIONS)}")
     counts = count_parameters(config, shape.lora_r)
     notes = []
     if shape.precision == "bf16":
         notes.append("bf16: autocast over fp32 weights, as the trainer runs on GPU; activations counted at 2 bytes "
                      "(the norms and the residual stream run in fp32, so those are low); not checked against a GPU")
+    low = shape.precision == "bf16-weights"
+    if low:
+        notes.append("bf16-weights: weights, activations and gradients bf16, fp32 masters of the trainable weights "
+                     "and fp32 AdamW moments (coconut_lm.training.master); the step makes fp32 gradients one chunk at a time")
+    wide = BF16 if low else FP32  # the weights' and the backward's gradients' bytes
     plans = {}
     for mode, trainable in (("full", counts.total), ("lora", counts.lora)):
         lora = mode == "lora"
         block = _block(config, lora, shape.lora_r * counts.adapted if lora else 0)
         acts, kept, recompute, kv_buffer, loss = _activations(config, shape, block)
-        weights = FP32 * (counts.total + (counts.lora if lora else 0))
+        weights = wide * (counts.total + (counts.lora if lora else 0))
+        master = FP32 * trainable if low else 0
         cast = BF16 * (counts.total - counts.head) if shape.precision == "bf16" else 0  # autocast's weight copies
-        grads = FP32 * trainable
+        grads = wide * trainable
         adamw = 2 * FP32 * trainable
         # AdamW's step: on CUDA (foreach) a copy of the second moments; on CPU, two of the largest tensor.
-        temps = FP32 * (trainable if shape.device == "cuda" else 2 * min(counts.largest, trainable))
-        head_grad = 0 if lora else FP32 * counts.head  # the first gradient backward computes
+        # bf16-weights steps in chunks (`master.chunk_elements`): one chunk's fp32 gradients in place of its bf16
+        # ones, and AdamW's temporaries (CUDA: a copy of the chunk's second moments; CPU: two of the largest tensor).
+        one = min(counts.largest, trainable)
+        chunk = min(max(counts.largest, CHUNK_ELEMENTS), trainable)
+        temps = (FP32 - BF16) * chunk + FP32 * (chunk if shape.device == "cuda" else 2 * one) if low else \
+            FP32 * (trainable if shape.device == "cuda" else 2 * one)
+        head_grad = 0 if lora else wide * counts.head  # the first gradient backward computes
         held = head_grad + kv_buffer + cast
         # Checkpointed, backward recomputes one block at a time while the gradients build up (the blocks' and,
         # across the thought passes, those of every layer's K/V) and the loss's memory is gone.
@@ -205,9 +224,9 @@ def memory_plan(config, shape: PlanShape) -> dict[str, MemoryPlan]:
         plans[mode] = MemoryPlan(
             weights=weights, gradients=grads, adamw=adamw, activations=acts,
             activations_checkpointed=kept + recompute, kv_buffer=kv_buffer, loss=loss, autocast_copies=cast,
-            peak=weights + adamw + max(acts + loss + held, grads + temps),
-            peak_checkpointed=weights + adamw + max(kept + loss + held, backward, grads + temps),
-            trainable=trainable, notes=list(notes))
+            peak=weights + master + adamw + max(acts + loss + held, grads + temps),
+            peak_checkpointed=weights + master + adamw + max(kept + loss + held, backward, grads + temps),
+            trainable=trainable, master=master, notes=list(notes))
     return plans
 
 
@@ -238,7 +257,8 @@ def _activations(config, shape: PlanShape, block: _Block) -> tuple[int, int, int
 
 
 def measure_peak(config, shape: PlanShape, mode: str = "full", checkpointing: bool = False, repeats: int = 3) -> int:
-    """The measured peak of one fp32 CPU train step in bytes: RSS over what the process held before the model.
+    """The measured peak of one CPU train step in bytes (fp32, or bf16-weights with `MasterAdamW`, as
+    `shape.precision` says): RSS over what the process held before the model.
 
     Random weights from `config`, a `bench_batch` of `shape` (its questions vary by +-10 tokens, so the
     plan should use the batch's width: `measured_width`), AdamW with its state made by a first step,
@@ -270,7 +290,14 @@ def measure_peak(config, shape: PlanShape, mode: str = "full", checkpointing: bo
                                        checksum=0.0))
         if checkpointing:
             checkpoint_blocks(model)
-        opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-6)
+        trainable = [p for p in model.parameters() if p.requires_grad]
+        if shape.precision == "bf16-weights":
+            from coconut_lm.training.master import MasterAdamW
+
+            model.to(torch.bfloat16)
+            return TrainStep(model, MasterAdamW(trainable, lr=1e-6), lambda: model(batch.ids, batch.mask, batch.labels).loss,
+                             shape.precision)
+        opt = torch.optim.AdamW(trainable, lr=1e-6)
         return TrainStep(model, opt, lambda: model(batch.ids, batch.mask, batch.labels).loss, "fp32")
 
     # A first, discarded round imports the model's code and starts autograd's and torch's machinery, which
@@ -305,7 +332,7 @@ def format_plan(name: str, shape: PlanShape, plans: dict[str, MemoryPlan]) -> st
     rows = [("weights", "weights"), ("gradients", "gradients"), ("AdamW state", "adamw"),
             ("activations", "activations"), ("activations, checkpointed", "activations_checkpointed"),
             ("K/V buffer across thoughts", "kv_buffer"), ("loss (logits)", "loss"),
-            ("bf16 weight copies (autocast)", "autocast_copies"), ("peak", "peak"),
+            ("bf16 weight copies (autocast)", "autocast_copies"), ("fp32 master weights", "master"), ("peak", "peak"),
             ("peak, gradient_checkpointing", "peak_checkpointed")]
     full, lora = plans["full"], plans["lora"]
     lines = [f"memory plan of one train step, {unit}: {name}, batch {shape.batch}, {shape.seq_len} tokens, "

@@ -92,6 +92,8 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
     shape = {"preset": cfg.preset, **({"n_layer": cfg.n_layer} if cfg.n_layer else {})}
     base = build_backbone(shape, vocab_size=cfg.vocab, n_positions=1024)
     model = CoconutLM(base, bench_tokens(cfg.vocab)).to(device).train()
+    if cfg.precision == "bf16-weights":  # the weights themselves bf16; train_steps gives it a MasterAdamW
+        model.to(torch.bfloat16)
     if cfg.compile is not None:  # the warm-up rounds absorb the compilation
         from coconut_lm.model.compiled import compile_blocks
 
@@ -207,8 +209,9 @@ def cmd_memory_plan(args: argparse.Namespace) -> int:
         raise CoconutError(f"--seq-len {shape.seq_len} leaves no question before {shape.latents} thoughts, "
                            f"<bot>, <eot> and {shape.answer} answer tokens")
     if args.measure:  # the plan of the very batch that is measured
-        if args.device != "cpu" or precision != "fp32":
-            raise CoconutError("--measure runs the step on this CPU in fp32: use --device cpu --precision fp32")
+        if args.device != "cpu" or precision not in ("fp32", "bf16-weights"):
+            raise CoconutError("--measure runs the step on this CPU in fp32 or bf16-weights: use --device cpu "
+                               "--precision fp32 (or bf16-weights)")
         shape = replace(shape, seq_len=measured_width(shape))
     config = load_model_config(args.memory_plan)
     plans = memory_plan(config, shape)
@@ -249,8 +252,9 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--question", type=positive_int, default=d.question, help=f"mean question tokens (default {d.question})")
     p.add_argument("--answer", type=positive_int, default=d.answer, help=f"supervised tokens after <eot> (default {d.answer})")
     p.add_argument("--vocab", type=positive_int, default=d.vocab, help=f"vocabulary size (default {d.vocab}, GPT-2's)")
-    p.add_argument("--precision", default=d.precision, choices=("auto", "fp32", "bf16"),
-                   help="auto: bf16 autocast on GPU, fp32 on CPU, as the trainer (default auto)")
+    p.add_argument("--precision", default=d.precision, choices=("auto", "fp32", "bf16", "bf16-weights"),
+                   help="auto: bf16 autocast on GPU, fp32 on CPU, as the trainer; bf16-weights: bf16 weights with "
+                        "fp32 master copies in the optimizer (the trainer's precision=bf16-weights) (default auto)")
     p.add_argument("--warmup", type=int, default=d.warmup, help=f"untimed rounds before timing (default {d.warmup})")
     p.add_argument("--repeats", type=positive_int, default=d.repeats,
                    help=f"timed rounds of the step; eval and loop use about half (default {d.repeats})")

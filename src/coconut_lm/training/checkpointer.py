@@ -142,6 +142,11 @@ class Checkpointer:
                                    f"differs), so the restored weights would not match it; restore it, or start "
                                    f"a new run")
         defaults = TrainConfig().to_dict()
+        was = config.get("precision", defaults["precision"])
+        if config and (was == "bf16-weights") != (self.cfg.precision == "bf16-weights"):
+            raise CoconutError(f"cannot resume {found}: config 'precision' was {was!r} there and is "
+                               f"{self.cfg.precision!r} now; bf16-weights keeps fp32 master weights in the optimizer "
+                               f"state and the others do not, so set it back or start a new run")
         for key in RESUME_KEYS:  # a key the saved config lacks was added since: the run used its default
             if config and config.get(key, defaults[key]) != getattr(self.cfg, key):
                 raise CoconutError(f"cannot resume {found}: config '{key}' was {config.get(key, defaults[key])!r} there "

@@ -27,6 +27,8 @@ from coconut_lm.recipe.curriculum import ScheduleConfig
 from coconut_lm.recipe.methods import LayoutConfig, get_method
 from coconut_lm.training.official_config import from_official, is_official
 
+#: What `precision` accepts (bf16-weights: bf16 weights, fp32 master copies in the optimizer; coconut_lm.training.master).
+PRECISIONS = ("auto", "fp32", "bf16", "bf16-weights")
 #: The largest learning rate accepted: AdamW moves every weight by about lr per step, so past 1 a run only diverges.
 MAX_LR = 1.0
 
@@ -104,7 +106,7 @@ class TrainConfig:
     lr_schedule: str = _f("constant", "constant | cosine (cosine decays over the whole run to 10% of lr)")
     grad_clip: float = _f(1.0, "clip the global gradient norm to this value; 0 disables")
     reset_optimizer: str = _f(ScheduleConfig.reset_optimizer, "stage: reset AdamW at each curriculum stage or iCoT removal; epoch: every epoch (official code); never")
-    precision: str = _f("auto", "auto (bf16 autocast on GPU, fp32 on CPU) | fp32 | bf16")
+    precision: str = _f("auto", "auto: bf16 on GPU, fp32 on CPU | fp32: fp32 weights and compute | bf16: bf16 autocast over fp32 weights (weights, gradients and AdamW state fp32) | bf16-weights: the weights themselves in bf16 (2 bytes a parameter), bf16 forward and backward, and AdamW stepping fp32 master copies of the trainable weights (4 bytes each, saved in the checkpoint's optimizer state so resume is exact) with fp32 moments; with LoRA the frozen base is bf16 and the adapters and token rows train through fp32 masters; needs a device with bf16 (CPU, or a GPU from Ampere on) and distributed=ddp (docs/bigger_models.md)")
     seed: int = _f(0, "seed for weights, data order, stage mixing and iCoT smoothing", resume=True)
     max_steps_per_epoch: int | None = _f(None, "cap optimizer steps per epoch (quick experiments)", resume=True)
     length_buckets: int = _f(0, "regroup each run of N global batches so every batch holds examples of similar length (less padding); 0: off", resume=True)
@@ -136,7 +138,7 @@ class TrainConfig:
             "method": tuple(METHODS),
             "lr_schedule": ("constant", "cosine"),
             "reset_optimizer": ("stage", "epoch", "never"),
-            "precision": ("auto", "fp32", "bf16"),
+            "precision": PRECISIONS,
             "report_to": ("none", "tensorboard", "wandb"),
             "distributed": ("ddp", "fsdp"),
             "arch": ("gpt2", "llama"),
@@ -179,6 +181,9 @@ class TrainConfig:
         if self.gradient_checkpointing and self.compile:
             raise CoconutError("config 'gradient_checkpointing': does not combine with compile=true (dynamo cannot trace "
                                "a checkpointed block's KV-cache replay and would run it eagerly); choose one")
+        if self.precision == "bf16-weights" and self.distributed == "fsdp":
+            raise CoconutError("config 'precision': bf16-weights keeps fp32 masters beside whole bf16 weights, which "
+                               "FSDP2 shards; use distributed=ddp with it, or precision=bf16 under FSDP")
         if self.max_train_seconds is not None and self.max_train_seconds <= 0:
             raise CoconutError(f"config 'max_train_seconds': must be > 0, got {self.max_train_seconds}")
         if self.eot_classifier and not get_method(self.method).continuous:

@@ -1,5 +1,5 @@
 """What the steps report: the `train` rows of metrics.jsonl (the loss averaged over the steps since the
-last row, and throughput), and the stop at the first non-finite loss.
+last row, throughput and peak memory), and the stop at the first non-finite loss.
 
     rows = TrainLog(RunLog(run_dir), env, batch_size=128)
     rows.add(loss_share, tokens)                       # every step, without a host sync
@@ -43,11 +43,22 @@ class TrainLog:
         # `steps`: how many steps the loss averages (fewer in the first row after a resume).
         row = {"type": "train", "step": step, "epoch": epoch, "stage": stage, "loss": loss, "steps": self.steps,
                "lr": lr, "tokens_per_s": self.tokens * self.env.world_size / elapsed,
-               "examples_per_s": self.steps * self.batch_size / elapsed}
+               "examples_per_s": self.steps * self.batch_size / elapsed, "peak_memory_MiB": peak_memory_mib(self.env.device)}
         self.log.write(row)
         self.loss_sum.zero_()
         self.tokens, self.steps, self.t0 = 0, 0, time.perf_counter()
         return row
+
+
+def peak_memory_mib(device: torch.device) -> float:
+    """The peak memory so far, MiB: on CUDA the most tensors held since the epoch began (`max_memory_allocated`;
+    the trainer resets it at each epoch's start, so validation's generation is left out), else the process's peak
+    resident set (Linux `ru_maxrss`, never reset)."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 class FiniteLossCheck:

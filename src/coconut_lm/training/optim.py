@@ -13,6 +13,7 @@ import torch
 
 from coconut_lm.recipe.methods import Method
 from coconut_lm.training.config import TrainConfig
+from coconut_lm.training.master import MasterAdamW
 from coconut_lm.training.run_config import lr_at, schedule_config
 from coconut_lm.training.runlog import RunLog
 from coconut_lm.training.state import TrainerState
@@ -21,7 +22,7 @@ from coconut_lm.training.state import TrainerState
 class CurriculumOptimizer:
     """The current optimizer (`optimizer`), replaced by `build()` at each change of the schedule's optimizer key."""
 
-    def __init__(self, build: Callable[[], torch.optim.Optimizer], cfg: TrainConfig, method: Method,
+    def __init__(self, build: Callable[[], torch.optim.Optimizer | MasterAdamW], cfg: TrainConfig, method: Method,
                  longest_chain: int, total_steps: int, log: RunLog) -> None:
         self.build, self.cfg, self.method, self.log = build, cfg, method, log
         self.schedule, self.longest_chain, self.total_steps = schedule_config(cfg), longest_chain, total_steps
@@ -40,12 +41,16 @@ class CurriculumOptimizer:
             state.reset_key = key
 
     def step(self, state: TrainerState, parameters: Iterable[torch.nn.Parameter]) -> float:
-        """Set the learning rate of this step, clip the gradient of `parameters`, step and zero it; the lr used."""
+        """Set the learning rate of this step, clip the gradient of `parameters` (with bf16-weights: summed in
+        fp32 by `MasterAdamW.clip_grad_norm`), step and zero it; the lr used."""
         lr = lr_at(self.cfg, state.global_step, state.reset_step, self.total_steps)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         if self.cfg.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(parameters, self.cfg.grad_clip)
+            if isinstance(self.optimizer, MasterAdamW):  # bf16-weights: the norm summed in fp32, applied in step
+                self.optimizer.clip_grad_norm(self.cfg.grad_clip)
+            else:
+                torch.nn.utils.clip_grad_norm_(parameters, self.cfg.grad_clip)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         return lr

@@ -40,6 +40,7 @@ from coconut_lm.training import dist
 from coconut_lm.training.build import build_model
 from coconut_lm.training.checkpointer import Checkpointer, run_fingerprints
 from coconut_lm.training.config import TrainConfig
+from coconut_lm.training.master import MasterAdamW, check_precision
 from coconut_lm.training.metrics import FiniteLossCheck, TrainLog
 from coconut_lm.training.optim import CurriculumOptimizer
 from coconut_lm.training.run_config import layout_config, schedule_config
@@ -102,7 +103,9 @@ class TrainerSetup:
         self.symbolic = check_training_form(self.train_examples, cfg.relabel_every_epoch, str(cfg.train_path))
         model, self.tokenizer = build_model(cfg, tokenizer_texts(self.train_examples, self.symbolic),
                                             symbolic=self.symbolic)
-        self.model = model.to(env.device)
+        # bf16-weights: the weights themselves in bf16, the optimizer keeps fp32 masters (training.master); else
+        # fp32 weights, also for a base or init_from stored in bf16 (AdamW then steps fp32 weights, as documented).
+        self.model = model.to(env.device, dtype=torch.bfloat16 if cfg.precision == "bf16-weights" else torch.float32)
         self.tokens = model.tokens
         # Both sets are tokenised once here; validation reuses `val_data` every epoch.
         self.train_data, _ = tokenize_checked(self.train_examples, self.tokenizer, str(cfg.train_path), env.is_main)
@@ -125,6 +128,7 @@ class TrainerSetup:
             compile_blocks(self.model, cfg.compile_mode, backend=cfg.compile_backend)
         # FSDP ranks must call every block the same number of times (see dist.lockstep_plan).
         self.lockstep = env.distributed and cfg.distributed == "fsdp"
+        check_precision(cfg.precision, env.device)
         self.use_bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and env.device.type == "cuda")
         self.state = TrainerState(epoch=cfg.start_epoch)
         self.finite = FiniteLossCheck(env)
@@ -138,12 +142,17 @@ class TrainerSetup:
         self.optim = CurriculumOptimizer(self._new_optimizer, cfg, self.method, self.longest_chain, self.total_steps,
                                          self.log)
 
-    def _new_optimizer(self) -> torch.optim.Optimizer:
-        return torch.optim.AdamW(self.wrapped.parameters(), lr=self.cfg.lr, betas=self.cfg.betas,
-                                 weight_decay=self.cfg.weight_decay)
+    def _new_optimizer(self) -> torch.optim.Optimizer | MasterAdamW:
+        """AdamW over the weights; with bf16-weights over their fp32 masters, which a reset keeps (only the
+        moments start over, as they do for fp32 weights)."""
+        kw = {"lr": self.cfg.lr, "betas": self.cfg.betas, "weight_decay": self.cfg.weight_decay}
+        if self.cfg.precision != "bf16-weights":
+            return torch.optim.AdamW(self.wrapped.parameters(), **kw)
+        current = getattr(getattr(self, "optim", None), "optimizer", None)
+        return MasterAdamW(self.wrapped.parameters(), masters=current.masters if current is not None else None, **kw)
 
     @property
-    def optimizer(self) -> torch.optim.Optimizer:
+    def optimizer(self) -> torch.optim.Optimizer | MasterAdamW:
         """The current optimizer (`CurriculumOptimizer` replaces it at each reset)."""
         return self.optim.optimizer
 
@@ -244,6 +253,8 @@ class Trainer(TrainerSetup):
                    desc=f"epoch {state.epoch + 1}/{cfg.num_epochs}", unit="step", leave=False)
         last_row: dict[str, Any] = {}
         self.wrapped.train()
+        if env.device.type == "cuda":  # the rows' peak_memory_MiB: this epoch's steps, not the last validation
+            torch.cuda.reset_peak_memory_stats(env.device)
         rows = TrainLog(self.log, env, cfg.batch_size)
         pending: list[MicroBatch] = []
         for mb in loader:
