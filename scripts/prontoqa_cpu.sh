@@ -5,7 +5,9 @@
 #   2. CoT on 1-5-hop items, fresh every epoch, from 1's best/ (12 epochs)                -> ROOT/h15
 #   3. METHOD on 5-hop items (the official shape), fresh every epoch, from 2's best/      -> ROOT/NAME
 #      (num_epochs=30: for Coconut and its variants 2-epoch curriculum stages up to max_latent_stage=6, where
-#      every step is a thought, and that last stage held for epochs 12-29)
+#      every step is a thought, that last stage held for epochs 12-29, and two thoughts per step, c_thought=2:
+#      with one, the last step, the property literal (`happy ~`, two tokens), does not survive becoming a
+#      thought; docs/experiments.md, "ProntoQA: the last step as a thought")
 # Stages 1-2 are CoT for every METHOD: they stand in for the paper's pretrained GPT-2, which all its methods
 # start from (from scratch, no method learns 5-hop ProntoQA without them: docs/experiments.md).
 #
@@ -57,6 +59,6 @@ common=(--no-progress "configs/prontoqa_${method}_tiny.yaml" "${keys[@]}")
 [ "$method" = pause ] && common+=(pause_tokens=6)  # as many pauses as Coconut has thoughts at the last stage
 if [ ! -d "$root/$name/eval_fresh" ]; then
   chain_train "$root/$name" train_path="$d/h5_train.json" val_path="$d/h5_select555.json" "fresh_data=${sym[*]}" \
-    max_latent_stage=6 num_epochs=30 init_from="$root/h15/best" "$@"
+    max_latent_stage=6 c_thought=2 num_epochs=30 init_from="$root/h15/best" "$@"
   chain_score "$root/$name" "$d/official_valid.json:eval_official" "$d/h5_test777.json:eval_fresh"
 fi

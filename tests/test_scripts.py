@@ -124,7 +124,7 @@ def test_prontoqa_cpu_recipe_script_runs_its_stages_and_shares_the_cot_start(tmp
     h1, h15, try_cfg = ((root / r / "config.yaml").read_text() for r in ("h1", "h15", "try"))
     assert "method: cot" in h1 and "h1_train.json" in h1 and "seed: 3" in h1 and "n_layer: 3" in h1
     assert "method: cot" in h15 and str(root / "h1" / "best") in h15 and "--max-hops 5" in h15
-    assert "method: coconut" in try_cfg and str(root / "h15" / "best") in try_cfg and "max_latent_stage: 6" in try_cfg
+    assert "method: coconut" in try_cfg and str(root / "h15" / "best") in try_cfg and "max_latent_stage: 6" in try_cfg and "c_thought: 2" in try_cfg
     assert "h5_select555.json" in try_cfg and "token_shift: 2" in try_cfg
     official = json.loads((root / "try" / "eval_official" / "summary.json").read_text())
     fresh = json.loads((root / "try" / "eval_fresh" / "summary.json").read_text())
