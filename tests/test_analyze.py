@@ -146,7 +146,8 @@ def test_own_stop_records_and_summary_by_hand():
     assert (a["found"], a["target_value"][1], a["best_other_value"][1]) == (1, 0.6, 0.2) and b["found"] is None
     s = summarize_own_stop([a, b], 0.5)
     assert s["n"] == 2 and s["n_found"] == 1 and s["offsets"] == {"1": 1} and s["accuracy_by_offset"] == {"1": 1.0}
-    assert s["mean_thoughts"] == 1.5 and s["by_hops"]["3"] == {"n": 1, "mean_thoughts": 1.0, "accuracy": 0.0}
+    assert s["mean_thoughts"] == 1.5 and s["by_hops"]["3"] == {"n": 1, "mean_thoughts": 1.0, "accuracy": 0.0,
+                                                                "thoughts": {"1": 1}}
     assert s["spearman_thoughts_hops"] == pytest.approx(-1.0)
     aligned = {x["offset"]: x for x in s["aligned_values"]}
     assert aligned[-1] == {"offset": -1, "n": 2, "target": pytest.approx(0.35), "best_other": pytest.approx(0.35)}

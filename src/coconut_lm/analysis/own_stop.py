@@ -51,7 +51,8 @@ def summarize_own_stop(records: list[dict], threshold: float) -> dict[str, Any]:
     for h in sorted({r["hops"] for r in records}):
         rs = [r for r in records if r["hops"] == h]
         by_hops[str(h)] = {"n": len(rs), "mean_thoughts": sum(r["stop"] for r in rs) / len(rs),
-                           "accuracy": sum(r["correct"] for r in rs) / len(rs)}
+                           "accuracy": sum(r["correct"] for r in rs) / len(rs),
+                           "thoughts": {str(t): c for t, c in sorted(Counter(r["stop"] for r in rs).items())}}
     found = [r for r in records if r["found"] is not None]
     offsets = Counter(r["stop"] - r["found"] for r in found)
     aligned = []
@@ -102,10 +103,24 @@ def run_own_stop(model, tok, examples, data_ids, graphs, method, layout, out: Pa
 
 
 def own_stop_figure(summary: dict[str, Any]):
-    """Left: how many examples stop d thoughts after the target is found. Right: the target's value and the
-    best other node's, averaged with each example aligned at its own stop."""
-    fig, axes = _figure(11.0, 4.2, 1, 2)
+    """Left: thoughts used against the gold chain's length (bubbles: examples; line: the mean). Middle: how many
+    examples stop d thoughts after the target is found. Right: the target's value and the best other node's,
+    averaged with each example aligned at its own stop."""
+    fig, axes = _figure(15.5, 4.2, 1, 3)
     ax = axes[0, 0]
+    hops = sorted(summary["by_hops"], key=int)
+    for h in hops:
+        counts = summary["by_hops"][h].get("thoughts", {})
+        ax.scatter([int(h)] * len(counts), [int(t) for t in counts], s=[12 + 600 * c / summary["n"] for c in counts.values()],
+                   color="#1e88e5", alpha=0.5)
+    ax.plot([int(h) for h in hops], [summary["by_hops"][h]["mean_thoughts"] for h in hops], marker="o", color="black",
+            label="mean")
+    ax.set_xticks([int(h) for h in hops])
+    ax.set_xlabel("hops of the gold chain", fontsize=FONT["label"])
+    ax.set_ylabel("thoughts used", fontsize=FONT["label"])
+    ax.legend(fontsize=FONT["legend"], frameon=False, loc="upper left")
+    ax.grid(alpha=0.3)
+    ax = axes[0, 1]
     offsets = {int(k): v for k, v in summary["offsets"].items()}
     never = summary["n"] - summary["n_found"]
     xs = sorted(offsets)
@@ -114,14 +129,14 @@ def own_stop_figure(summary: dict[str, Any]):
     ax.set_xlabel("thoughts used − first thought with the target on top", fontsize=FONT["label"])
     ax.set_ylabel("examples", fontsize=FONT["label"])
     ax.grid(alpha=0.3, axis="y")
-    ax = axes[0, 1]
+    ax = axes[0, 2]
     al = summary["aligned_values"]
     ax.plot([a["offset"] for a in al], [a["target"] for a in al], marker="o", color="#ffb300", label="target")
     ax.plot([a["offset"] for a in al], [a["best_other"] for a in al], marker="o", color="#9e9e9e",
             label="best other node")
     ax.axvline(0, color="black", linewidth=1, linestyle=":")
     ax.set_xticks([a["offset"] for a in al])
-    ax.set_xlabel("thoughts after the model's own stop (0: where it stopped)", fontsize=FONT["label"])
+    ax.set_xlabel("thoughts relative to its own stop (0: the stop)", fontsize=FONT["label"])
     ax.set_ylabel("mean value (probability written next)", fontsize=FONT["label"])
     ax.legend(fontsize=FONT["legend"], frameon=False)
     ax.grid(alpha=0.3)
