@@ -99,9 +99,7 @@ def write_markdown(out_dir: str | os.PathLike) -> Path:
 
     md += _decoded_section(thoughts)
     md += _probes_markdown(out)
-    from coconut_lm.analysis.own_stop import own_stop_markdown
-
-    md += own_stop_markdown(out)
+    md += _own_stop_markdown(out)
     if (out / "report.html").is_file():
         md += ["## Interactive report", "", "[report.html](report.html): every example's graph, its node values "
                "thought by thought, the probes and what each model wrote (one file; open it in a browser).", ""]
@@ -188,3 +186,24 @@ def _probes_markdown(out: Path) -> list[str]:
             rows.append(["inputs" if layer == 0 else f"layer {layer}", *cells])
         md += [_table(["layer", *(f"thought {t}" for t in thoughts)], rows), ""]
     return md
+
+
+def _own_stop_markdown(out: Path) -> list[str]:
+    """The model's own stop (from own_stop_summary.json, `analysis.own_stop`), or nothing when it did not run."""
+    from coconut_lm.analysis.own_stop import FIGURE, FOLDER, RECORDS, SUMMARY
+
+    if not (out / SUMMARY).is_file():
+        return []
+    s = json.loads((out / SUMMARY).read_text())
+    rows = [[h, r["n"], _num(r["mean_thoughts"], 2), _pct(r["accuracy"])] for h, r in s["by_hops"].items()]
+    offs = ", ".join(f"{o}: {c}" for o, c in s["offsets"].items()) or "none"
+    return ["## The model's own stop", "",
+            f"The `<eot>` classifier ends latent mode (threshold {s['threshold']:g}; `{FOLDER}/`): accuracy "
+            f"{_pct(s['accuracy'])}% with {s['mean_thoughts']:.2f} thoughts on average over {s['n']} examples "
+            f"(`{RECORDS}`). Spearman of thoughts used against hop count: {_num(s['spearman_thoughts_hops'], 2)}.", "",
+            _table(["hops", "n", "mean thoughts", "accuracy %"], rows), "",
+            f"The target is *found* after t thoughts when it has the highest value of every node; {s['n_found']} of "
+            f"{s['n']} examples find it within the thoughts read. Thoughts used − found thought (examples): {offs}; "
+            f"Spearman of thoughts used against the found thought: {_num(s['spearman_thoughts_found'], 2)}. "
+            "In the symbolic form the value after t thoughts is the next node's, so a model that stops once the "
+            "target is found stops c thoughts after it (offset c).", "", f"![own stop](figures/{FIGURE})", ""]

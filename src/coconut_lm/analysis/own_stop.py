@@ -15,7 +15,8 @@ step's subject (hop t/c), which the target never is (the chain ends at it), so i
 Files: `own_stop/` (the classifier's evaluation, as `eval` writes it), `own_stop.jsonl` (one record
 per example: hops, thoughts used, correct, the first thought at which the target is found, and the
 target's and the best other node's value after each thought), `own_stop_summary.json` and
-`figures/own_stop.png` (drawn from the summary alone).
+`figures/own_stop.png` (drawn from the summary alone; its section of analysis.md is
+`markdown._own_stop_markdown`).
 """
 
 from __future__ import annotations
@@ -99,7 +100,7 @@ def run_own_stop(model, tok, examples, data_ids, graphs, method, layout, out: Pa
     return summary
 
 
-# ------------------------------------------------------------------------------------ figure, markdown
+# ------------------------------------------------------------------------------------ figure
 
 
 def own_stop_figure(summary: dict[str, Any]):
@@ -148,27 +149,3 @@ def own_stop_figure(summary: dict[str, Any]):
 def plot_own_stop(summary: dict[str, Any], out: str | os.PathLike) -> Path:
     """Write `own_stop_figure` to `out` (a PNG path)."""
     return _save(own_stop_figure(summary), out)
-
-
-def own_stop_markdown(out: Path) -> list[str]:
-    """The section of analysis.md (from own_stop_summary.json), or nothing when the step did not run."""
-    if not (out / SUMMARY).is_file():
-        return []
-    s = json.loads((out / SUMMARY).read_text())
-
-    def num(x: float | None) -> str:
-        return "–" if x is None else f"{x:.2f}"
-
-    rows = "\n".join(f"| {h} | {r['n']} | {r['mean_thoughts']:.2f} | {100 * r['accuracy']:.1f} |"
-                     for h, r in s["by_hops"].items())
-    offs = ", ".join(f"{o}: {c}" for o, c in s["offsets"].items()) or "none"
-    return ["## The model's own stop", "",
-            f"The `<eot>` classifier ends latent mode (threshold {s['threshold']:g}; `{FOLDER}/`): accuracy "
-            f"{100 * s['accuracy']:.1f}% with {s['mean_thoughts']:.2f} thoughts on average over {s['n']} examples "
-            f"(`{RECORDS}`). Spearman of thoughts used against hop count: {num(s['spearman_thoughts_hops'])}.", "",
-            "| hops | n | mean thoughts | accuracy % |", "|---|---|---|---|", rows, "",
-            f"The target is *found* after t thoughts when it has the highest value of every node; {s['n_found']} of "
-            f"{s['n']} examples find it within the thoughts read. Thoughts used − found thought (examples): {offs}; "
-            f"Spearman of thoughts used against the found thought: {num(s['spearman_thoughts_found'])}. "
-            "In the symbolic form the value after t thoughts is the next node's, so a model that stops once the "
-            "target is found stops c thoughts after it (offset c).", "", f"![own stop](figures/{FIGURE})", ""]
