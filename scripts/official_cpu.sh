@@ -57,6 +57,9 @@ common=(--no-progress "configs/prosqa_${method}_tiny.yaml" max_steps_per_epoch=2
         n_head=4 token_shift=1 latent_markers=false lr=1e-3 lr_schedule=cosine warmup_steps=50 batch_size=32
         micro_batch_size=32 uniform_prob=0.1 pad_latent_to_max=true max_new_tokens=12 length_buckets=8 seed="$seed")
 [ "$method" = pause ] && common+=(pause_tokens=6)  # as many pauses as Coconut has thoughts at the last stage
+# iCoT removes one chain token (one step) per curriculum stage of Coconut: every 2 epochs at n16, every 8 in
+# stages 3-4, so a 6-step chain is gone when Coconut's is (the tiny preset's 12 per epoch would remove it at once).
+icot16=(); icot=(); [ "$method" = icot ] && icot16=(icot_delta=0.5) && icot=(icot_delta=0.125)
 score() {  # score RUN: best/ on the official file and on the fresh test graphs
   chain_score "$1" "$d/official_valid.json:eval_official" "$d/official_test777.json:eval_fresh"
 }
@@ -66,10 +69,10 @@ if [ ! -d "$root/n16/best" ]; then
     --steps "${N10_STEPS:-2800}" --out "$root/n10"
   "$CLI" train "${common[@]}" train_path="$d/n16_train.json" val_path="$d/n16_val.json" \
     "fresh_data=${sym[*]} ${n16[*]}" num_epochs="${N16_EPOCHS:-14}" epochs_per_stage=2 max_latent_stage=4 eval_every=2 \
-    val_max_examples=200 init_from="$root/n10/$method/best" out_dir="$root/n16" overwrite=true > "$root/n16.log" 2>&1
+    val_max_examples=200 init_from="$root/n10/$method/best" out_dir="$root/n16" overwrite=true "${icot16[@]}" > "$root/n16.log" 2>&1
 fi
 stage3=(train_path="$d/official_train.json" val_path="$d/select555.json" "fresh_data=${sym[*]}" num_epochs=100
-        epochs_per_stage=8 max_latent_stage=6 eval_every=4 val_max_examples=300)
+        epochs_per_stage=8 max_latent_stage=6 eval_every=4 val_max_examples=300 "${icot[@]}")
 if [ ! -d "$root/$name/eval_fresh" ]; then
   chain_train "$root/$name" "${stage3[@]}" init_from="$root/n16/best" "$@"
   score "$root/$name"

@@ -56,7 +56,10 @@ if ! chain_done "$root/h15"; then
     "fresh_data=${sym[*]} --min-hops 1 --max-hops 5" num_epochs="${H15_EPOCHS:-12}" init_from="$root/h1/best"
 fi
 common=(--no-progress "configs/prontoqa_${method}_tiny.yaml" "${keys[@]}")
-[ "$method" = pause ] && common+=(pause_tokens=6)  # as many pauses as Coconut has thoughts at the last stage
+# Pause gets as many pauses as Coconut has thoughts at the last stage (6 steps x c_thought 2); iCoT removes one
+# chain token every 2 epochs, so the 6-token chain is gone at epoch 12, when Coconut's last step becomes a thought.
+[ "$method" = pause ] && common+=(pause_tokens=12)
+[ "$method" = icot ] && common+=(icot_delta=0.5)
 if [ ! -d "$root/$name/eval_fresh" ]; then
   chain_train "$root/$name" train_path="$d/h5_train.json" val_path="$d/h5_select555.json" "fresh_data=${sym[*]}" \
     max_latent_stage=6 c_thought=2 num_epochs=30 init_from="$root/h15/best" "$@"

@@ -131,10 +131,14 @@ def test_prontoqa_cpu_recipe_script_runs_its_stages_and_shares_the_cot_start(tmp
     assert official["n"] == 10 and fresh["n"] == 500
     logs = {r: (root / f"{r}.log").read_text() for r in ("h1", "h15", "try")}
     run("try")  # finished: nothing trains again
-    run("cot", METHOD="cot")  # stages 1-2 are shared
+    run("icot", METHOD="icot")  # stages 1-2 are shared
+    run("pause", METHOD="pause")
     assert {r: (root / f"{r}.log").read_text() for r in ("h1", "h15", "try")} == logs
-    assert "method: cot" in (root / "cot" / "config.yaml").read_text()
-    assert (root / "cot" / "eval_fresh" / "summary.json").is_file()
+    icot, pause = ((root / r / "config.yaml").read_text() for r in ("icot", "pause"))
+    # iCoT at Coconut's pace (one step every 2 epochs), Pause with as many pauses as Coconut's 6 x 2 thoughts
+    assert "method: icot" in icot and "icot_delta: 0.5" in icot and str(root / "h15" / "best") in icot
+    assert "method: pause" in pause and "pause_tokens: 12" in pause
+    assert (root / "icot" / "eval_fresh" / "summary.json").is_file()
 
 
 def test_cpu_levers_script_times_every_variant():
