@@ -23,8 +23,8 @@ chain_train() {
     if [ "$left" -lt 60 ]; then echo "STOP_AT=$STOP_AT: no time left for $run; rerun to go on"; exit 0; fi
     budget=(max_train_seconds="$left")
   fi
-  [ -f "$run.log" ] && before=$(wc -l < "$run.log")
   if [ -f "$run/config.yaml" ]; then
+    [ -f "$run.log" ] && before=$(wc -l < "$run.log")  # a resume appends; a new run's log starts over (before=0)
     "$CLI" train --no-progress "$run/config.yaml" --resume "${budget[@]}" "$@" >> "$run.log" 2>&1
   else
     "$CLI" train "${common[@]}" out_dir="$run" "${budget[@]}" "$@" > "$run.log" 2>&1

@@ -279,3 +279,19 @@ def test_lora_1b_recipe_dry_run_with_a_tiny_random_llama(tmp_path):
     assert row["precision"] == "bf16-weights" and row["LoRA r"] == "16"
     assert float(row["s / step"]) > 0 and float(row["peak memory, GiB"]) > 0
     assert (out / "lora_1b.md").is_file() and (out / "device.txt").read_text().strip()
+
+
+def test_chain_train_sees_a_time_stop_in_a_new_run_despite_an_older_log(tmp_path):
+    """chain_lib.sh: a new run overwrites RUN.log, so a stop on its time budget must be found from its first
+    line, not after as many lines as an earlier attempt's log had (that run would be scored as finished)."""
+    cli = tmp_path / "cli.sh"
+    cli.write_text("#!/usr/bin/env bash\necho start\necho 'max_train_seconds=5 reached in epoch 1 (step 3); "
+                   "validating and stopping'\n")
+    cli.chmod(0o755)
+    run = tmp_path / "run"
+    (tmp_path / "run.log").write_text("".join(f"an earlier attempt, line {i}\n" for i in range(5)))
+    script = (f"set -euo pipefail; CLI={cli}; common=(--no-progress); source {ROOT / 'scripts' / 'chain_lib.sh'}; "
+              f"chain_train {run} a=1; echo SCORED")
+    proc = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "not scored" in proc.stdout and "SCORED" not in proc.stdout
