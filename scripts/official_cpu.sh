@@ -14,7 +14,7 @@
 #      threshold), the official file and the fresh test graphs, into ROOT/NAME-stop/sweep_*
 #
 #   [METHOD=coconut] [SEED=0] bash scripts/official_cpu.sh ROOT NAME [key=value ...]
-# runs stages 1-2 into ROOT once (skipped when ROOT/n16/best exists), then stage 3 into ROOT/NAME with the
+# runs stages 1-2 into ROOT once (skipped once ROOT/n16 trained to its last epoch), then stage 3 into ROOT/NAME with the
 # overrides, then stage 4 into ROOT/NAME-c2 (and stage 5 into ROOT/NAME-stop). Use one ROOT per METHOD and SEED. Two chains can run side by side.
 # Protocol (docs/table1.md): every best/ is chosen on 300 fresh official-size graphs (seed 555), then scored on
 # the official validation file and on 500 other fresh graphs (seed 777), neither of which chose it.
@@ -64,7 +64,7 @@ score() {  # score RUN: best/ on the official file and on the fresh test graphs
   chain_score "$1" "$d/official_valid.json:eval_official" "$d/official_test777.json:eval_fresh"
 }
 cd "$here"
-if [ ! -d "$root/n16/best" ]; then
+if ! chain_done "$root/n16"; then  # not best/ alone: a stage 2 cut short has one from its first validation
   [ -d "$root/n10/$method/best" ] || "$CLI" demo --methods "$method" --parallel 1 --seed "$seed" \
     --steps "${N10_STEPS:-2800}" --out "$root/n10"
   "$CLI" train "${common[@]}" train_path="$d/n16_train.json" val_path="$d/n16_val.json" \

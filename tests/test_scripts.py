@@ -295,3 +295,30 @@ def test_chain_train_sees_a_time_stop_in_a_new_run_despite_an_older_log(tmp_path
     proc = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert "not scored" in proc.stdout and "SCORED" not in proc.stdout
+
+
+def test_official_cpu_reruns_a_16_node_stage_that_did_not_finish(tmp_path):
+    """official_cpu.sh skips stage 2 only once ROOT/n16 trained to its last epoch: a best/ alone is there from
+    the first validation of a run that was then cut short, and stage 3 must not start from it."""
+    calls = tmp_path / "calls.txt"
+    cli = tmp_path / "cli.sh"
+    cli.write_text(f'#!/usr/bin/env bash\necho "$*" >> {calls}\n')
+    cli.chmod(0o755)
+    root = tmp_path / "root"
+    for d in ("n10/coconut/best", "n16/best"):
+        (root / d).mkdir(parents=True)
+    valid = tmp_path / "valid.json"
+    valid.write_text("[]")
+    env = {**os.environ, "CLI": str(cli), "PROSQA_VALID": str(valid), "STAGE4": "0"}
+
+    def n16_trainings(metrics: str) -> int:
+        (root / "n16" / "metrics.jsonl").write_text(metrics)
+        calls.write_text("")
+        proc = subprocess.run(["bash", str(ROOT / "scripts" / "official_cpu.sh"), str(root), "try"], cwd=ROOT,
+                              env=env, capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        return sum(line.startswith("train ") and f"out_dir={root}/n16 " in line + " "
+                   for line in calls.read_text().splitlines())
+
+    assert n16_trainings('{"type": "val", "step": 400}\n') == 1  # cut short after its first validation
+    assert n16_trainings('{"type": "end", "step": 2800, "stopped_early": false}\n') == 0
