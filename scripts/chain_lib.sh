@@ -19,7 +19,9 @@ chain_train() {
   local run=$1; shift
   local budget=(max_train_seconds=null) before=0  # a resumed run must not keep the budget of the session that cut it
   if [ -n "${STOP_AT:-}" ]; then
-    local left=$(( $(date -d "$STOP_AT" +%s) - $(date +%s) ))
+    local stop left
+    stop=$(date -d "$STOP_AT" +%s)  # apart from `local`, so that a STOP_AT date cannot read stops the script (set -e)
+    left=$(( stop - $(date +%s) ))
     if [ "$left" -lt 60 ]; then echo "STOP_AT=$STOP_AT: no time left for $run; rerun to go on"; exit 0; fi
     budget=(max_train_seconds="$left")
   fi

@@ -322,3 +322,15 @@ def test_official_cpu_reruns_a_16_node_stage_that_did_not_finish(tmp_path):
 
     assert n16_trainings('{"type": "val", "step": 400}\n') == 1  # cut short after its first validation
     assert n16_trainings('{"type": "end", "step": 2800, "stopped_early": false}\n') == 0
+
+
+def test_chain_train_fails_on_a_stop_at_that_date_cannot_read(tmp_path):
+    """chain_lib.sh: a mistyped STOP_AT is an error (exit status 1), not 'no time left' with exit status 0."""
+    cli = tmp_path / "cli.sh"
+    cli.write_text("#!/usr/bin/env bash\necho trained\n")
+    cli.chmod(0o755)
+    script = (f"set -euo pipefail; CLI={cli}; common=(); source {ROOT / 'scripts' / 'chain_lib.sh'}; "
+              f"chain_train {tmp_path / 'run'} a=1")
+    proc = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "STOP_AT": "tomorow 04:20"})
+    assert proc.returncode != 0 and "no time left" not in proc.stdout and "trained" not in proc.stdout
