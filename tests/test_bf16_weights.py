@@ -306,3 +306,31 @@ def test_a_step_in_several_chunks_equals_one_adamw_step_over_all_masters(monkeyp
         torch.testing.assert_close(m, r.detach(), rtol=1e-6, atol=1e-7)
         assert torch.equal(w, m.to(torch.bfloat16))
         torch.testing.assert_close(opt.state[m]["exp_avg_sq"], plain.state[r]["exp_avg_sq"], rtol=1e-6, atol=1e-9)
+
+
+def test_bf16_weights_keeps_the_rope_frequencies_fp32_as_loading_the_checkpoint_does(tmp_path):
+    """model.to(bfloat16) rounds float buffers too: a RoPE base trained with bf16-weights must keep inv_freq in
+    fp32, as HF's loading of the saved bf16 checkpoint (eval, analyze, init_from) does, or the rotations the
+    trainer uses differ from those eval uses (by ~0.03 in cos at position 100, ~0.4 at 1000)."""
+    from test_lora import _save_base
+
+    from coconut_lm.data.pipeline import vocabulary_texts
+    from coconut_lm.model.backbone import load_backbone
+    from coconut_lm.tasks.examples import save_examples
+    from coconut_lm.tasks.prosqa import generate_prosqa
+
+    train = generate_prosqa(16, seed=0, workers=1)
+    save_examples(train, tmp_path / "train.json")
+    base = _save_base(tmp_path / "base", vocabulary_texts(train), 32)
+    load_backbone(base).to(torch.bfloat16).save_pretrained(base)
+    cfg = load_config(ROOT / "configs" / "prosqa_coconut_tiny.yaml", [
+        f"train_path={tmp_path / 'train.json'}", f"val_path={tmp_path / 'train.json'}", f"out_dir={tmp_path / 'run'}",
+        f"model={base}", "precision=bf16-weights", "batch_size=8", "micro_batch_size=8"])
+    model = _trainer(cfg).model
+    assert {p.dtype for p in model.parameters()} == {torch.bfloat16}
+    trained = dict(model.base.named_buffers())
+    loaded = dict(load_backbone(base).named_buffers())
+    rope = [n for n in loaded if n.endswith("inv_freq")]
+    assert rope and all(loaded[n].dtype == torch.float32 for n in rope)
+    for n in rope:
+        assert trained[n].dtype == torch.float32 and torch.equal(trained[n], loaded[n]), n
