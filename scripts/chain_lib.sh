@@ -31,7 +31,8 @@ chain_train() {
   else
     "$CLI" train "${common[@]}" out_dir="$run" "${budget[@]}" "$@" > "$run.log" 2>&1
   fi
-  if tail -n +$((before + 1)) "$run.log" | grep -q "^max_train_seconds=.* reached"; then
+  # grep reads to the end (no -q): under pipefail, tail killed by SIGPIPE after an early match would hide it
+  if tail -n +$((before + 1)) "$run.log" | grep "^max_train_seconds=.* reached" > /dev/null; then
     echo "$run stopped on its time budget before its last epoch (not scored); rerun the same command to resume it"
     exit 0
   fi

@@ -334,3 +334,17 @@ def test_chain_train_fails_on_a_stop_at_that_date_cannot_read(tmp_path):
     proc = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=60,
                           env={**os.environ, "STOP_AT": "tomorow 04:20"})
     assert proc.returncode != 0 and "no time left" not in proc.stdout and "trained" not in proc.stdout
+
+
+def test_chain_train_sees_a_time_stop_followed_by_a_long_log(tmp_path):
+    """chain_lib.sh runs under pipefail: `tail LOG | grep -q` fails when grep stops at the match and tail, still
+    writing a long rest of the log, dies of SIGPIPE, so the stop went unseen and the run was scored."""
+    cli = tmp_path / "cli.sh"
+    cli.write_text("#!/usr/bin/env bash\necho 'max_train_seconds=5 reached in epoch 1 (step 3); validating and "
+                   "stopping'\nfor i in $(seq 1 20000); do echo \"a warning after the stop, line $i\"; done\n")
+    cli.chmod(0o755)
+    script = (f"set -euo pipefail; CLI={cli}; common=(); source {ROOT / 'scripts' / 'chain_lib.sh'}; "
+              f"chain_train {tmp_path / 'run'} a=1; echo SCORED")
+    proc = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "not scored" in proc.stdout and "SCORED" not in proc.stdout
