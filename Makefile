@@ -35,7 +35,7 @@ lint: venv
 	$(BIN)/ruff check src tests
 
 test: venv lint
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=15
 
 pins:
 	rm -rf .venv-pins
