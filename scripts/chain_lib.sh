@@ -3,7 +3,8 @@
 #
 # chain_gen OUT ARGS...: `coconut-lm data ARGS --out OUT`, once (an existing file is kept).
 # chain_train RUN ARGS...: a new run (`common`, then ARGS), or the continuation of one that stopped (its
-#   config.yaml is there), with ARGS again. STOP_AT=TIME (anything `date -d` reads, e.g. "04:20" or "+2 hours")
+#   config.yaml is there), with ARGS again. STOP_AT=TIME (anything `date -d` reads, e.g. "04:20" or "+2 hours";
+#   a bare time of day is today's, so one already past means "no time left": say "tomorrow 04:20")
 #   gives the run the seconds left until then as max_train_seconds. A run that stopped on its time budget is
 #   validated and checkpointed by the trainer but not scored: chain_train then ends the script (exit 0), so
 #   rerunning the same command later resumes it.

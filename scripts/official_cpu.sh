@@ -65,7 +65,8 @@ score() {  # score RUN: best/ on the official file and on the fresh test graphs
 }
 cd "$here"
 if ! chain_done "$root/n16"; then  # not best/ alone: a stage 2 cut short has one from its first validation
-  [ -d "$root/n10/$method/best" ] || "$CLI" demo --methods "$method" --parallel 1 --seed "$seed" \
+  # The demo writes results.json last; a demo cut short leaves a folder the demo refuses to reuse (not empty).
+  [ -f "$root/n10/results.json" ] || "$CLI" demo --methods "$method" --parallel 1 --seed "$seed" \
     --steps "${N10_STEPS:-2800}" --out "$root/n10"
   "$CLI" train "${common[@]}" train_path="$d/n16_train.json" val_path="$d/n16_val.json" \
     "fresh_data=${sym[*]} ${n16[*]}" num_epochs="${N16_EPOCHS:-14}" epochs_per_stage=2 max_latent_stage=4 eval_every=2 \

@@ -12,9 +12,9 @@
 # start from (from scratch, no method learns 5-hop ProntoQA without them: docs/experiments.md).
 #
 #   [METHOD=coconut] [SEED=0] bash scripts/prontoqa_cpu.sh ROOT NAME [key=value ...]
-# runs stages 1-2 into ROOT once (skipped when ROOT/h15/best exists), then stage 3 into ROOT/NAME with the
+# runs stages 1-2 into ROOT once (skipped once ROOT/h15 trained to its last epoch), then stage 3 into ROOT/NAME with the
 # overrides. Use one ROOT per SEED; methods of one seed share its stages 1-2 (run them one after another, or
-# start the second once ROOT/h15/best exists). Every best/ is chosen on 300 fresh items of its stage's shape
+# start the second once ROOT/h15 has finished: its metrics.jsonl ends with the closing row). Every best/ is chosen on 300 fresh items of its stage's shape
 # (seed 555); stage 3's is then scored on the official validation file and on 500 other fresh 5-hop items
 # (seed 777), neither of which chose it. Needs ../shared/data/prontoqa/prontoqa_valid.json (or PRONTOQA_VALID=...).
 # STOP_AT=TIME and reruns resume a stopped stage (scripts/chain_lib.sh). H1_N, TRAIN_N, VALID_N, H1_EPOCHS,
