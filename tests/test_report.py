@@ -171,3 +171,19 @@ def test_variants_get_their_own_rows_without_the_papers_number(tmp_path):
     assert cells[("coconut", "")].paper_accuracy == PAPER["coconut"]["prosqa"][0]
     md = report.markdown.read_text()
     assert "| Coconut (shift off the thoughts) | – | – | – | – | 85.0 (6.0) [seed 0] | – |" in md
+
+
+def test_chance_level_comes_from_the_summary_or_the_gold_answers(tmp_path):
+    """Each scored file's chance level (an answer-blind guess) goes beside the table and into the runs table:
+    eval records it in summary.json; an older summary gets it from its predictions' gold answers."""
+    pq = make_run(tmp_path, "pq", "coconut", "prontoqa", 0, summary={"accuracy": 1.0, "mean_tokens": 15.0})
+    (pq / "eval" / "predictions.jsonl").write_text("".join(
+        json.dumps({"index": i, "gold": g, "predicted": g, "correct": True}) + "\n"
+        for i, g in enumerate(["True", "False", "false.", "False"])))  # normalized: 3 of 4 are False
+    ps = make_run(tmp_path, "ps", "coconut", "prosqa", 0, summary={"accuracy": 0.9, "mean_tokens": 9.0, "chance": 0.5})
+    bare = make_run(tmp_path, "bare", "cot", "prosqa", 0, summary={"accuracy": 0.7, "mean_tokens": 20.0})
+    assert read_run(pq).chance == 0.75 and read_run(ps).chance == 0.5 and read_run(bare).chance is None
+    text = write_report([pq, ps, bare], tmp_path / "r.md").markdown.read_text()
+    assert "Chance (an answer-blind guess, from the gold answers of each scored file): " in text
+    assert "ProntoQA `prosqa_valid.json` 75.0%" in text and "ProsQA `prosqa_valid.json` 50.0%" in text
+    assert "| 100.0 | 75.0 | 15.0 |" in text and "| 70.0 | – | 20.0 |" in text

@@ -337,6 +337,8 @@ def test_symbolic_prontoqa_trains_and_evaluates_end_to_end(tmp_path, capsys):
         rows = [json.loads(x) for x in (out / f"k{k}" / "predictions.jsonl").read_text().splitlines()]
         assert all(r["correct"] == answers_match("prontoqa", r["predicted"], r["gold"]) for r in rows)
         assert summary["accuracy"] == sum(r["correct"] for r in rows) / 20
+        golds = [r["gold"] for r in rows]  # chance: always giving the commoner truth value
+        assert summary["chance"] == max(golds.count("True"), golds.count("False")) / 20
     # the wrong form or the wrong task is refused
     assert main(["eval", str(tmp_path / "run"), "--data", str(prontoqa_valid), "--out", str(tmp_path / "e2"),
                  "--max-examples", "4", "--device", "cpu", "--no-progress"]) == 2

@@ -22,6 +22,7 @@ from coconut_lm.eval.evaluate import EvalResult, EvalSummary, accuracy_by_steps,
 from coconut_lm.eval.outputs import check_out_dir, clear_outputs
 from coconut_lm.recipe.methods import get_method
 from coconut_lm.tasks.examples import atomic_write_text, load_examples
+from coconut_lm.tasks.registry import TASKS
 from coconut_lm.training.checkpoint import load_model, resolve_checkpoint
 from coconut_lm.training.dist import resolve_device
 
@@ -108,6 +109,8 @@ def evaluate_checkpoint(
             raise CoconutError(f"{data_path}: item {i}: its prompt ({len(ex.question)} question tokens, {most} thoughts) "
                                f"and one new token need {need} positions, more than the model's {limit} "
                                f"(shorten the question)")
+    spec = TASKS.get(task)  # the chance level of this file: an answer-blind guess on its gold answers
+    chance = spec.chance([spec.normalize(ex.answer) for ex in examples]) if spec else None
     summaries: dict[str, EvalSummary] = {}
     if overwrite:  # only now that everything checked out: a refused eval leaves the earlier results as they were
         clear_outputs(out, EVAL_OUTPUTS)
@@ -119,7 +122,7 @@ def evaluate_checkpoint(
         where = out if len(settings) == 1 else out / name
         extra = {"checkpoint": str(checkpoint), "data": str(data_path), "method": method.name, "task": task,
                  "data_task": looks_like, "unknown_tokens": unknown.count if unknown else 0,
-                 "accuracy_by_steps": accuracy_by_steps(examples, result.records)}
+                 "accuracy_by_steps": accuracy_by_steps(examples, result.records), "chance": chance}
         if k is None:
             extra["thoughts_steps_spearman"] = spearman([r.thoughts for r in result.records],
                                                         [len(ex.steps) for ex in examples])

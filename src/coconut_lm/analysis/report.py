@@ -6,6 +6,8 @@ Each run folder gives a method, a task and a seed (its `config.yaml`). Its accur
 from an eval summary (`<run>/eval/summary.json`, written by `coconut-lm eval --out <run>/eval`) when
 there is one. Otherwise they come from the best "val" row of `metrics.jsonl`. The table says which
 source each number came from. Several seeds of one method and task are shown as mean ± sample std.
+Beside the table goes the chance level of each scored file (`chance` in the eval summary: an answer-blind
+guess's accuracy, `Task.chance`; for an older summary, from its predictions' gold answers).
 Each run's validation curve (accuracy against training examples seen, from its "val" rows) goes
 into the JSON and into `<out stem>_curves.png`, one line per run.
 """
@@ -59,6 +61,8 @@ class RunResult:
     source: str  # e.g. "eval/summary.json (prosqa_valid.json, n=500)" or "metrics.jsonl best val (epoch 42)"
     curve: list[tuple[int, float]] = field(default_factory=list)  # (examples seen, val accuracy) per val row
     variant: str = ""  # how the model departs from its method's default (`variant_of`); "" for the default
+    chance: float | None = None  # an answer-blind guess's accuracy on the scored file (`Task.chance`), when known
+    data: str | None = None  # the scored file's name, when the number comes from an eval summary
 
 
 @dataclass
@@ -147,10 +151,12 @@ def read_run(run_dir: str | os.PathLike, eval_subdir: str = "eval") -> RunResult
         for key, want in (("method", method), ("task", task)):
             if key in s and s[key] != want:
                 raise CoconutError(f"{summary_path}: field '{key}' is '{s[key]}' but {cfg_path} says '{want}'")
-        data = f"{Path(str(s['data'])).name}, " if s.get("data") else ""
+        name = Path(str(s["data"])).name if s.get("data") else None
+        data = f"{name}, " if name else ""
         return RunResult(str(run), method, task, seed, float(s["accuracy"]), s.get("mean_tokens"), s.get("n"),
                          f"{summary_path.relative_to(run).as_posix()} ({data}n={s.get('n', '?')})", curve,
-                         variant_of(cfg))
+                         variant_of(cfg), s["chance"] if isinstance(s.get("chance"), (int, float))
+                         else chance_of(run / eval_subdir / "predictions.jsonl", task), name)
 
     if not vals:
         raise CoconutError(f"run {run}: no {eval_subdir}/summary.json and no val row with val_accuracy in metrics.jsonl")
@@ -170,6 +176,22 @@ def read_run(run_dir: str | os.PathLike, eval_subdir: str = "eval") -> RunResult
     return RunResult(str(run), method, task, seed, float(best["val_accuracy"]), best.get("val_tokens"), None,
                      f"metrics.jsonl best val (epoch {int(best.get('epoch', -1)) + 1}{thoughts})", curve,
                      variant_of(cfg))
+
+
+def chance_of(predictions: Path, task: str) -> float | None:
+    """The chance level of the file an eval scored, for a summary written before eval recorded it: `Task.chance`
+    of the gold answers in its predictions.jsonl (None without that file, for a task the registry does not
+    know, or for rows without a gold answer)."""
+    if task not in TASKS or not predictions.is_file():
+        return None
+    golds = []
+    with predictions.open() as f:
+        for line in f:
+            row = json.loads(line) if line.strip() else {}
+            if not isinstance(row.get("gold"), str):
+                return None
+            golds.append(TASKS[task].normalize(row["gold"]))
+    return TASKS[task].chance(golds) if golds else None
 
 
 def _mean_std(values: Sequence[float]) -> tuple[float | None, float | None]:
@@ -235,13 +257,18 @@ def format_markdown(cells: Sequence[Cell], runs: Sequence[RunResult], warnings: 
     for method, variant in dict.fromkeys((c.method, c.variant) for c in cells):
         cols = [x for t in TASKS for x in (_ours(by[(method, variant, t)]), _paper(by[(method, variant, t)]))]
         lines.append("| " + " | ".join([labels[method] + (f" ({variant})" if variant else ""), *cols]) + " |")
-    lines += ["", "## Runs", "", "| run | method | variant | task | seed | accuracy % | tokens | source |",
-              "|---|---|---|---|---|---|---|---|"]
+    chance = {(r.task, r.data): r.chance for r in runs if r.chance is not None}
+    if chance:
+        files = ", ".join(f"{TASKS[t].label} `{d}` {100 * c:.1f}%" for (t, d), c in sorted(chance.items()))
+        lines += ["", f"Chance (an answer-blind guess, from the gold answers of each scored file): {files}."]
+    lines += ["", "## Runs", "", "| run | method | variant | task | seed | accuracy % | chance % | tokens | source |",
+              "|---|---|---|---|---|---|---|---|---|"]
     row_of = {name: i for i, name in enumerate(labels)}
     for r in sorted(runs, key=lambda r: (r.task, row_of[r.method], r.variant, r.seed, r.run_dir)):
         tok = "–" if r.tokens is None else f"{r.tokens:.1f}"
+        ch = "–" if r.chance is None else f"{100 * r.chance:.1f}"
         lines.append(f"| `{r.run_dir}` | {r.method} | {r.variant or '–'} | {r.task} | {r.seed} | {100 * r.accuracy:.1f} "
-                     f"| {tok} | {r.source} |")
+                     f"| {ch} | {tok} | {r.source} |")
     lines += ["", "Source of each number: see the last column. † in the table: at least one run of that cell has no eval "
               "summary, so its number is the best validation accuracy during training (`metrics.jsonl`, with that "
               "stage's thought count); `eval/summary.json` numbers come from `coconut-lm eval`."]

@@ -13,6 +13,7 @@ report's columns all read this registry.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,6 +21,11 @@ from typing import Any
 from coconut_lm.errors import CoconutError
 
 PaperNumbers = dict[str, tuple[float, float | None]]
+
+
+def majority_share(golds: Sequence[str]) -> float:
+    """The accuracy of always giving the most common of `golds` (0 for none): chance for a closed answer set."""
+    return max(Counter(golds).values()) / len(golds) if golds else 0.0
 
 
 @dataclass(frozen=True)
@@ -36,6 +42,8 @@ class Task:
         data_command: the `coconut-lm data` subcommand that makes or converts its data.
         official_key: a word in an official Coconut YAML's name or data paths that names this task.
         paper: method -> (accuracy %, tokens or None), Hao et al. 2024, Table 1 (GPT-2, pretrained).
+        chance: the accuracy of an answer-blind guess on a file with these normalized gold answers
+            (the chance level a table states beside its numbers).
     """
 
     name: str
@@ -46,6 +54,12 @@ class Task:
     data_command: str = ""
     official_key: str = ""
     paper: PaperNumbers = field(default_factory=dict)
+    chance: Callable[[Sequence[str]], float] = majority_share
+
+
+def one_of_two(golds: Sequence[str]) -> float:
+    """One half: each ProsQA question names its two candidate answers, and an answer-blind guess picks one."""
+    return 0.5
 
 
 #: Every registered task, in the order of the paper's Table 1.
@@ -125,7 +139,7 @@ register_task(Task(
            "pause_as_thought": (100.0, None)},
 ))
 register_task(Task(
-    "prosqa", "ProsQA", _collapse, _looks_like_prosqa, data_command="prosqa", official_key="prosqa",
+    "prosqa", "ProsQA", _collapse, _looks_like_prosqa, data_command="prosqa", official_key="prosqa", chance=one_of_two,
     paper={"cot": (77.5, 49.4), "no_cot": (76.7, 8.2), "icot": (98.2, 8.2), "pause": (75.9, 8.2),
            "coconut": (97.0, 14.2), "no_curriculum": (76.1, None), "no_thought": (95.5, None),
            "pause_as_thought": (96.6, None)},
