@@ -187,3 +187,11 @@ def test_chance_level_comes_from_the_summary_or_the_gold_answers(tmp_path):
     assert "Chance (an answer-blind guess, from the gold answers of each scored file): " in text
     assert "ProntoQA `prosqa_valid.json` 75.0%" in text and "ProsQA `prosqa_valid.json` 50.0%" in text
     assert "| 100.0 | 75.0 | 15.0 |" in text and "| 70.0 | – | 20.0 |" in text
+
+
+def test_a_shipped_chain_is_reported_under_its_first_stages_seed(tmp_path):
+    """scripts/official_cpu.sh's stage 4 trains with seed + 1; the shipped folder's stages.json names the chain's seed."""
+    run = make_run(tmp_path, "prosqa-coconut-s1", "coconut", "prosqa", 2, summary={"accuracy": 0.94, "mean_tokens": 9.0})
+    assert read_run(run).seed == 2
+    (run / "stages.json").write_text(json.dumps([{"run": "n10", "seed": 1}, {"run": "main-c2", "seed": 2}]))
+    assert read_run(run).seed == 1

@@ -2,7 +2,8 @@
 
     coconut-lm report runs/prosqa_* runs/prontoqa_* --out results.md     # also writes results.json
 
-Each run folder gives a method, a task and a seed (its `config.yaml`). Its accuracy and tokens come
+Each run folder gives a method, a task and a seed (its `config.yaml`; for a shipped chain, the seed of
+its first stage in `stages.json`). Its accuracy and tokens come
 from an eval summary (`<run>/eval/summary.json`, written by `coconut-lm eval --out <run>/eval`) when
 there is one. Otherwise they come from the best "val" row of `metrics.jsonl`. The table says which
 source each number came from. Several seeds of one method and task are shown as mean ± sample std.
@@ -138,6 +139,13 @@ def read_run(run_dir: str | os.PathLike, eval_subdir: str = "eval") -> RunResult
         raise CoconutError(f"{cfg_path}: field 'method': unknown method '{method}'")
     if not isinstance(seed, int):
         raise CoconutError(f"{cfg_path}: field 'seed': expected an integer, got {seed!r}")
+    # A shipped chain (scripts/ship_model.py) is one seed from scratch, though its later stages draw from
+    # seed + 1, + 2: its first stage's seed is the one a table means.
+    stages_path = run / "stages.json"
+    if stages_path.is_file():
+        stages = _read_json(stages_path)
+        if isinstance(stages, list) and stages and isinstance(stages[0], dict) and isinstance(stages[0].get("seed"), int):
+            seed = stages[0]["seed"]
 
     vals = [r for r in read_metrics(run) if r.get("type") == "val" and isinstance(r.get("val_accuracy"), (int, float))]
     batch = cfg.get("batch_size")
