@@ -125,6 +125,7 @@ def test_eval_refuses_another_tasks_data_and_records_what_it_scored(coconut_chec
                  "--no-progress", "--any-task", "--max-new-tokens", "4"]) == 0
     summary = json.loads((tmp_path / "e" / "summary.json").read_text())
     assert (summary["task"], summary["data_task"]) == ("prosqa", "gsm8k") and summary["unknown_tokens"] > 0
+    assert summary["chance"] == 1.0  # the data's chance level (its commonest answer: one item), not ProsQA's one half
     assert "unknown tokens (<unk>)" in capsys.readouterr().err
 
 
