@@ -110,7 +110,7 @@ def evaluate_checkpoint(
                                f"and one new token need {need} positions, more than the model's {limit} "
                                f"(shorten the question)")
     spec = TASKS.get(looks_like or task)  # the file's chance level: an answer-blind guess on its gold answers
-    chance = spec.chance([spec.normalize(ex.answer) for ex in examples]) if spec else None
+    chance = spec.chance_level([ex.answer for ex in examples]) if spec else None
     summaries: dict[str, EvalSummary] = {}
     if overwrite:  # only now that everything checked out: a refused eval leaves the earlier results as they were
         clear_outputs(out, EVAL_OUTPUTS)

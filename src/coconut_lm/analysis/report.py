@@ -198,8 +198,8 @@ def chance_of(predictions: Path, task: str) -> float | None:
             row = json.loads(line) if line.strip() else {}
             if not isinstance(row.get("gold"), str):
                 return None
-            golds.append(TASKS[task].normalize(row["gold"]))
-    return TASKS[task].chance(golds) if golds else None
+            golds.append(row["gold"])
+    return TASKS[task].chance_level(golds) if golds else None
 
 
 def _mean_std(values: Sequence[float]) -> tuple[float | None, float | None]:

@@ -56,6 +56,10 @@ class Task:
     paper: PaperNumbers = field(default_factory=dict)
     chance: Callable[[Sequence[str]], float] = majority_share
 
+    def chance_level(self, answers: Sequence[str]) -> float:
+        """`chance` of gold answers as a data file or a predictions file holds them (normalized here)."""
+        return self.chance([self.normalize(a) for a in answers])
+
 
 def one_of_two(golds: Sequence[str]) -> float:
     """One half: each ProsQA question names its two candidate answers, and an answer-blind guess picks one."""
