@@ -334,3 +334,20 @@ def test_bf16_weights_keeps_the_rope_frequencies_fp32_as_loading_the_checkpoint_
     assert rope and all(loaded[n].dtype == torch.float32 for n in rope)
     for n in rope:
         assert trained[n].dtype == torch.float32 and torch.equal(trained[n], loaded[n]), n
+
+
+def test_to_weights_dtype_keeps_rope_frequencies_fp32():
+    """`to_weights_dtype`, through which the trainer, the bench and the memory plan cast bf16-weights models:
+    weights bf16, RoPE frequencies fp32 and equal to the fp32 model's (a plain `.to(bfloat16)` rounds them,
+    so the bench would time a model that training never runs)."""
+    from coconut_lm.model.backbone import build_tiny_llama, to_weights_dtype
+
+    model = build_tiny_llama(40)
+    ref = {n: b.clone() for n, b in model.named_buffers() if n.endswith("inv_freq")}
+    assert ref, "the tiny Llama has rotary frequencies"
+    assert not torch.equal(next(iter(ref.values())).to(torch.bfloat16).float(), next(iter(ref.values())))
+    to_weights_dtype(model, torch.bfloat16)
+    assert {p.dtype for p in model.parameters()} == {torch.bfloat16}
+    got = dict(model.named_buffers())
+    for n, b in ref.items():
+        assert got[n].dtype == torch.float32 and torch.equal(got[n], b), n

@@ -270,6 +270,7 @@ def measure_peak(config, shape: PlanShape, mode: str = "full", checkpointing: bo
 
     from coconut_lm.bench.measures import TrainStep, bench_batch, bench_tokens
     from coconut_lm.bench.memory import RssSampler, map_large_blocks, release_free_memory
+    from coconut_lm.model.backbone import to_weights_dtype
     from coconut_lm.model.checkpointing import checkpoint_blocks
     from coconut_lm.model.coconut import CoconutLM
 
@@ -294,7 +295,7 @@ def measure_peak(config, shape: PlanShape, mode: str = "full", checkpointing: bo
         if shape.precision == "bf16-weights":
             from coconut_lm.training.master import MasterAdamW
 
-            model.to(torch.bfloat16)
+            to_weights_dtype(model, torch.bfloat16)
             return TrainStep(model, MasterAdamW(trainable, lr=1e-6), lambda: model(batch.ids, batch.mask, batch.labels).loss,
                              shape.precision)
         opt = torch.optim.AdamW(trainable, lr=1e-6)

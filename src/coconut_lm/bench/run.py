@@ -78,7 +78,7 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
     """Run every section not in `cfg.skip`; returns the JSON-ready record (see module docstring)."""
     import torch
 
-    from coconut_lm.model.backbone import build_backbone
+    from coconut_lm.model.backbone import build_backbone, to_weights_dtype
     from coconut_lm.model.coconut import CoconutLM
 
     device = torch.device(cfg.device)
@@ -93,7 +93,7 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
     base = build_backbone(shape, vocab_size=cfg.vocab, n_positions=1024)
     model = CoconutLM(base, bench_tokens(cfg.vocab)).to(device).train()
     if cfg.precision == "bf16-weights":  # the weights themselves bf16; train_steps gives it a MasterAdamW
-        model.to(torch.bfloat16)
+        to_weights_dtype(model, torch.bfloat16)
     if cfg.compile is not None:  # the warm-up rounds absorb the compilation
         from coconut_lm.model.compiled import compile_blocks
 

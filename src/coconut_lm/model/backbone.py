@@ -144,6 +144,21 @@ def hub_offline() -> bool:
     return not hub_reachable()
 
 
+def to_weights_dtype(model: torch.nn.Module, dtype: torch.dtype, device: torch.device | str | None = None) -> torch.nn.Module:
+    """Move `model` to `device` with its weights in `dtype`, keeping RoPE frequencies in fp32.
+
+    `.to(bfloat16)` would round the rotary `inv_freq` buffers too, unlike HF's loading of a bf16 checkpoint
+    (what eval and `init_from` of a saved run get), shifting every position's rotation. The trainer, the
+    bench and the memory plan all cast through here, so they measure the model that training runs.
+    """
+    rope = [(m, n, b) for m in model.modules() for n, b in m.named_buffers(recurse=False)
+            if n in ("inv_freq", "original_inv_freq") and b.dtype == torch.float32]
+    model.to(device, dtype=dtype) if device is not None else model.to(dtype=dtype)
+    for module, name, buf in rope:
+        setattr(module, name, buf.to(device) if device is not None else buf)
+    return model
+
+
 def resize_for_new_tokens(model, tokenizer, init_from: str = "<<", n_new: int | None = None) -> int:
     """Grow the embeddings to `len(tokenizer)` and initialise the new rows; returns how many.
 

@@ -32,6 +32,7 @@ from coconut_lm.data.epochs import EpochData, check_training_form, tokenizer_tex
 from coconut_lm.data.pipeline import BatchPlan, EpochBatches, MicroBatch, check_lengths, tokenize_checked
 from coconut_lm.errors import CoconutError
 from coconut_lm.eval.outputs import live_bars
+from coconut_lm.model.backbone import to_weights_dtype
 from coconut_lm.model.checkpointing import checkpoint_blocks
 from coconut_lm.model.compiled import compile_blocks
 from coconut_lm.recipe.methods import get_method
@@ -105,13 +106,9 @@ class TrainerSetup:
                                             symbolic=self.symbolic)
         # bf16-weights: the weights themselves in bf16, the optimizer keeps fp32 masters (training.master); else
         # fp32 weights, also for a base or init_from stored in bf16 (AdamW then steps fp32 weights, as documented).
-        # RoPE frequencies stay fp32: `.to(dtype)` would round them too, unlike HF's loading of a bf16 model
-        # (what eval and init_from of the saved checkpoint get), shifting every position's rotation.
-        rope = [(m, n, b) for m in model.modules() for n, b in m.named_buffers(recurse=False)
-                if n in ("inv_freq", "original_inv_freq") and b.dtype == torch.float32]
-        self.model = model.to(env.device, dtype=torch.bfloat16 if cfg.precision == "bf16-weights" else torch.float32)
-        for module, name, buf in rope:
-            setattr(module, name, buf.to(env.device))
+        # RoPE frequencies stay fp32 (to_weights_dtype).
+        self.model = to_weights_dtype(model, torch.bfloat16 if cfg.precision == "bf16-weights" else torch.float32,
+                                      env.device)
         self.tokens = model.tokens
         # Both sets are tokenised once here; validation reuses `val_data` every epoch.
         self.train_data, _ = tokenize_checked(self.train_examples, self.tokenizer, str(cfg.train_path), env.is_main)
