@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from coconut_lm.cli import COMMANDS, main, parse_args
-from coconut_lm.model.coconut import read_meta
+from coconut_lm.model.coconut import read_checkpoint_info, read_meta
 from coconut_lm.tasks.examples import load_examples
 
 
@@ -159,6 +159,43 @@ def test_eval_compile_gives_the_same_predictions(coconut_checkpoint, monkeypatch
         config.suppress_errors, config.recompile_limit = saved
     assert modes == ["reduce-overhead"] and outs[0] == outs[2]
     assert frames.get("ok", 0) > 0 and frames["ok"] == frames["total"]  # it ran compiled, nothing fell back
+
+
+def test_eval_shift_thoughts_probe_overrides_the_setting_for_this_eval_only(coconut_checkpoint, capsys):
+    """`eval --shift-thoughts` runs the model with that setting, records it in summary.json, leaves the checkpoint as
+    it was, and is refused for a model without a token shift, where it would change nothing."""
+    import shutil
+
+    best = coconut_checkpoint / "run" / "best"
+    assert read_checkpoint_info(best).shift_thoughts is True and read_checkpoint_info(best).token_shift == 1
+    texts = {}
+    for value, want in (("send", "send"), ("false", False), (None, True)):
+        out = coconut_checkpoint / f"eval_shift_{value}"
+        flag = [] if value is None else ["--shift-thoughts", value]
+        assert main(["eval", str(best), "--data", str(coconut_checkpoint / "val.json"), "--out", str(out),
+                     "--latents", "2", "--max-new-tokens", "4", "--no-progress", *flag]) == 0
+        assert json.loads((out / "summary.json").read_text())["shift_thoughts"] == want
+        texts[value] = [json.loads(line)["text"] for line in (out / "predictions.jsonl").read_text().splitlines()]
+    assert texts["false"] != texts[None]  # the probe acts (on this near-random model, two thoughts change the text)
+    assert read_checkpoint_info(best).shift_thoughts is True
+    question = load_examples(coconut_checkpoint / "val.json")[0].question
+    assert main(["generate", str(best), "--question", question, "--latents", "2", "--max-new-tokens", "4",
+                 "--shift-thoughts", "receive"]) == 0
+    # The same weights as a model without a token shift (no manifest, so the edited coconut.json loads).
+    plain = coconut_checkpoint / "no_shift"
+    shutil.copytree(best, plain)
+    (plain / "MANIFEST.json").unlink()
+    info = json.loads((plain / "coconut.json").read_text())
+    (plain / "coconut.json").write_text(json.dumps({**info, "token_shift": 0}))
+    capsys.readouterr()
+    assert main(["eval", str(plain), "--data", str(coconut_checkpoint / "val.json"), "--out",
+                 str(coconut_checkpoint / "eval_no_shift"), "--shift-thoughts", "receive", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "has no token shift (token_shift 0), so shift_thoughts=receive would change nothing" in err
+    assert len(err.strip().splitlines()) == 1
+    with pytest.raises(SystemExit) as e:
+        main(["eval", str(best), "--data", "x", "--out", "y", "--shift-thoughts", "maybe"])
+    assert e.value.code == 2 and "got 'maybe'" in capsys.readouterr().err
 
 
 def test_generate_shows_decoded_thoughts(coconut_checkpoint, capsys):

@@ -33,6 +33,15 @@ def test_overrides_are_typed():
     assert (cfg.lr, cfg.num_epochs, cfg.pad_latent_to_max, cfg.eval_thoughts, cfg.method) == (3e-4, 7, True, None, "cot")
 
 
+def test_shift_thoughts_takes_a_bool_or_one_path(tmp_path):
+    """shift_thoughts is true, false, receive or send, from the command line and from YAML; None stays None."""
+    for text, want in (("true", True), ("no", False), ("receive", "receive"), ("send", "send"), ("null", None)):
+        assert load_config(None, [f"shift_thoughts={text}"]).shift_thoughts == want
+    p = tmp_path / "c.yaml"
+    p.write_text("shift_thoughts: send\n")
+    assert load_config(p).shift_thoughts == "send"
+
+
 def test_unknown_key_suggests_the_nearest(tmp_path):
     p = tmp_path / "c.yaml"
     p.write_text("method: coconut\nepoch_per_stage: 3\n")
@@ -156,7 +165,8 @@ def test_official_yaml_errors(tmp_path):
         ("eval_use_classifier=true", "needs eot_classifier=true"),
         (["method=pause", "eot_classifier=true"], "method pause has no continuous thoughts"),
         (["method=pause_as_thought", "eot_classifier=true"], "method pause_as_thought has no continuous thoughts"),
-        ("shift_thoughts=maybe", "'shift_thoughts'"),
+        ("shift_thoughts=maybe", "'shift_thoughts': 'maybe' is not one of true, false, receive, send"),
+        ("shift_thoughts=1", "'shift_thoughts': '1' is not one of"),
     ],
 )
 def test_range_checks(override, message):

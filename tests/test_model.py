@@ -28,13 +28,16 @@ FIRST_WORD = 7  # ids below are special
 TOL = {"gpt2": 1e-9, "llama": 1e-5}
 
 
-#: Token-shift settings of the equality tests: (width K, shift_thoughts); False is the faithful variant.
+#: Token-shift settings of the equality tests: (width K, shift_thoughts); False is the faithful variant,
+#: "receive" and "send" keep one of the shift's two paths through the thoughts.
 SHIFTS = [pytest.param((0, True), id="plain"), pytest.param((1, True), id="shift1"), pytest.param((3, True), id="shift3"),
-          pytest.param((1, False), id="shift1-faithful"), pytest.param((3, False), id="shift3-faithful")]
+          pytest.param((1, False), id="shift1-faithful"), pytest.param((3, False), id="shift3-faithful"),
+          pytest.param((1, "receive"), id="shift1-receive"), pytest.param((3, "receive"), id="shift3-receive"),
+          pytest.param((1, "send"), id="shift1-send"), pytest.param((3, "send"), id="shift3-send")]
 
 
 def make_model(kind: str, eot_classifier: bool = False, seed: int = 0,
-               token_shift: int | tuple[int, bool] = 0) -> CoconutLM:
+               token_shift: int | tuple[int, bool | str] = 0) -> CoconutLM:
     torch.manual_seed(seed)
     if kind == "gpt2":
         # A wide init makes the random model's greedy outputs vary, so generation tests bite.
@@ -472,6 +475,63 @@ def test_faithful_shift_leaves_thoughts_alone(tmp_path):
     loaded = CoconutLM.from_pretrained(tmp_path / "ckpt").double().eval()
     with torch.no_grad():
         assert torch.equal(loaded(*thought_rows, return_logits=True).logits, differ[1])
+
+
+def _first_thought_input(model: CoconutLM, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The backbone input at the first thought column (of the first row with a slot there): (H,)."""
+    seen = []
+    hook = model.body.register_forward_pre_hook(lambda mod, a, kw: seen.append(kw["inputs_embeds"]), with_kwargs=True)
+    with torch.no_grad():
+        model.hidden_states(ids, mask)
+    hook.remove()
+    col = int((ids == TK.latent).nonzero()[:, 1].min())
+    return seen[1][int((ids[:, col] == TK.latent).nonzero()[0]), 0]  # the pass that starts at that column
+
+
+@pytest.mark.parametrize("mode", ["receive", "send"])
+def test_one_shift_path_through_the_thoughts(tmp_path, mode):
+    """shift_thoughts="receive" or "send" changes only what passes through thought positions, differs from both
+    true and false, shifts a thought's own input exactly as the setting that shares that path does, and is saved
+    and restored."""
+    models = {v: make_model("gpt2", token_shift=(2, v)) for v in (True, False, mode)}
+    for m in models.values():
+        m.load_state_dict(models[True].state_dict())
+    plain_rows = pad_batch(*make_rows([4, 6], (0, 0)), "left")
+    thought_rows = pad_batch(*make_rows([4, 6], (2, 3)), "left")
+    with torch.no_grad():
+        same = {v: m(*plain_rows, return_logits=True).logits for v, m in models.items()}
+        differ = {v: m(*thought_rows, return_logits=True).logits for v, m in models.items()}
+    assert torch.equal(same[mode], same[True]) and torch.equal(same[mode], same[False])
+    assert not torch.allclose(differ[mode], differ[True]) and not torch.allclose(differ[mode], differ[False])
+    # The first thought's predecessors are tokens, so its input is the one of the setting it shares that path with.
+    ids, mask, _ = thought_rows
+    first = {v: _first_thought_input(m, ids, mask) for v, m in models.items()}
+    receives = mode == "receive"
+    assert models[mode].thoughts_receive_shift is receives and models[mode].thoughts_send_shift is not receives
+    assert torch.equal(first[mode], first[receives])
+    assert not torch.allclose(first[mode], first[not receives])
+    models[mode].save_pretrained(tmp_path / "ckpt")
+    assert json.loads((tmp_path / "ckpt" / "coconut.json").read_text())["shift_thoughts"] == mode
+    assert read_checkpoint_info(tmp_path / "ckpt").shift_thoughts == mode
+    loaded = CoconutLM.from_pretrained(tmp_path / "ckpt").double().eval()
+    with torch.no_grad():
+        assert torch.equal(loaded(*thought_rows, return_logits=True).logits, differ[mode])
+
+
+def test_shift_thoughts_refuses_other_values(tmp_path):
+    """CoconutLM and coconut.json take true, false, "receive" and "send"; anything else is a one-line error."""
+    model = make_model("gpt2", token_shift=1)
+    for bad in ("maybe", 1, None, "Receive"):
+        with pytest.raises(CoconutError, match="shift_thoughts"):
+            model.shift_thoughts = bad
+    model.shift_thoughts = "false"  # the word, as the command line gives it
+    assert model.shift_thoughts is False
+    model.save_pretrained(tmp_path / "ckpt")
+    f = tmp_path / "ckpt" / "coconut.json"
+    for bad in ("maybe", 1, "true"):
+        f.write_text(json.dumps({**json.loads(f.read_text()), "shift_thoughts": bad}))
+        with pytest.raises(CoconutError, match="field 'shift_thoughts'"):
+            read_checkpoint_info(tmp_path / "ckpt")
 
 
 def test_llama_round_trip(tmp_path):

@@ -9,7 +9,7 @@ import statistics
 import pytest
 import yaml
 
-from coconut_lm.analysis.report import PAPER, add_report_parser, read_run, write_report
+from coconut_lm.analysis.report import PAPER, add_report_parser, read_run, variant_of, write_report
 from coconut_lm.errors import CoconutError
 
 
@@ -171,6 +171,8 @@ def test_variants_get_their_own_rows_without_the_papers_number(tmp_path):
     assert cells[("coconut", "")].paper_accuracy == PAPER["coconut"]["prosqa"][0]
     md = report.markdown.read_text()
     assert "| Coconut (shift off the thoughts) | – | – | – | – | 85.0 (6.0) [seed 0] | – |" in md
+    assert [variant_of({"shift_thoughts": v}) for v in (True, False, "receive", "send")] == [
+        "", "shift off the thoughts", "thoughts only receive the shift", "thoughts only send the shift"]
 
 
 def test_chance_level_comes_from_the_summary_or_the_gold_answers(tmp_path):

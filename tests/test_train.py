@@ -448,7 +448,8 @@ def test_activation_is_kept_by_resume_and_init_from_and_refused_for_hf_models(tm
 
 
 def test_shift_thoughts_is_saved_and_init_from_keeps_or_overrides_it(tmp_path):
-    """`shift_thoughts=false` trains the faithful variant; its checkpoint says so, init_from keeps it unless told."""
+    """`shift_thoughts=false` trains the faithful variant; its checkpoint says so, init_from keeps it unless told
+    (to true, or to one of the shift's two paths through the thoughts)."""
     from coconut_lm.model.files import read_checkpoint_info
     from coconut_lm.training.train import train
 
@@ -456,11 +457,12 @@ def test_shift_thoughts_is_saved_and_init_from_keeps_or_overrides_it(tmp_path):
                "shift_thoughts=false")
     first = train(cfg, progress=False, device="cpu")
     assert read_checkpoint_info(first.run_dir / "best").shift_thoughts is False
-    for sub, extra, want in (("keep", [], False), ("back", ["shift_thoughts=true"], True)):
+    for sub, extra, want in (("keep", [], False), ("back", ["shift_thoughts=true"], True),
+                             ("send", ["shift_thoughts=send"], "send")):
         (tmp_path / sub).mkdir()
         nxt = _cfg(tmp_path / sub, "prosqa", "coconut", "num_epochs=1", "max_steps_per_epoch=1",
                    f"init_from={first.run_dir / 'best'}", *extra)
-        assert read_checkpoint_info(train(nxt, progress=False, device="cpu").run_dir / "best").shift_thoughts is want
+        assert read_checkpoint_info(train(nxt, progress=False, device="cpu").run_dir / "best").shift_thoughts == want
 
 
 def test_eot_classifier_without_markers_trains_and_stops_at_eval(tmp_path):

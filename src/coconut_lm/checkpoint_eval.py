@@ -20,6 +20,7 @@ from coconut_lm.errors import CoconutError
 from coconut_lm.eval.data_check import check_eval_data
 from coconut_lm.eval.evaluate import EvalResult, EvalSummary, accuracy_by_steps, evaluate, spearman
 from coconut_lm.eval.outputs import check_out_dir, clear_outputs
+from coconut_lm.model.shift_modes import ShiftThoughts
 from coconut_lm.recipe.methods import get_method
 from coconut_lm.tasks.examples import atomic_write_text, load_examples
 from coconut_lm.tasks.registry import TASKS
@@ -54,6 +55,7 @@ def evaluate_checkpoint(
     compile: str | None = None,
     eot_thresholds: Sequence[float] | None = None,
     overwrite: bool = False,
+    shift_thoughts: ShiftThoughts | None = None,
 ) -> dict[str, EvalSummary]:
     """Evaluate a checkpoint (or a run folder's best/) on a data file, once per thought count in `latents` (forced k).
 
@@ -65,6 +67,8 @@ def evaluate_checkpoint(
     unless `any_task` (`check_eval_data`). A non-empty `out_dir` is refused unless `overwrite`; then the
     earlier eval's files in it are removed just before the new ones are written, so the two never mix.
     `compile` names a `torch.compile` mode for every transformer block (coconut_lm.model.compiled).
+    `shift_thoughts` overrides the checkpoint's setting for this evaluation (`load_model`); each
+    summary records the value used.
 
     Writes `<out>/predictions.jsonl` and `<out>/summary.json` for one setting, or `<out>/k<k>/...`
     plus `<out>/forced_k.json` for several. Returns the summaries keyed "k<k>" (or "classifier").
@@ -72,7 +76,7 @@ def evaluate_checkpoint(
     out = check_out_dir(out_dir, overwrite, "eval")
     dev = resolve_device(device)
     checkpoint = resolve_checkpoint(checkpoint)
-    model, tokenizer, meta = load_model(checkpoint)
+    model, tokenizer, meta = load_model(checkpoint, shift_thoughts=shift_thoughts)
     model.to(dev)
     if compile is not None:
         from coconut_lm.model.compiled import compile_blocks  # looked up per call: tests swap it
@@ -122,7 +126,8 @@ def evaluate_checkpoint(
         where = out if len(settings) == 1 else out / name
         extra = {"checkpoint": str(checkpoint), "data": str(data_path), "method": method.name, "task": task,
                  "data_task": looks_like, "unknown_tokens": unknown.count if unknown else 0,
-                 "accuracy_by_steps": accuracy_by_steps(examples, result.records), "chance": chance}
+                 "accuracy_by_steps": accuracy_by_steps(examples, result.records), "chance": chance,
+                 "shift_thoughts": model.shift_thoughts}
         if k is None:
             extra["thoughts_steps_spearman"] = spearman([r.thoughts for r in result.records],
                                                         [len(ex.steps) for ex in examples])

@@ -17,6 +17,7 @@ from pathlib import Path
 from coconut_lm.argtypes import Parser, int_list, non_blank, non_negative_int, path, positive_int, probability_list
 from coconut_lm.errors import CoconutError
 from coconut_lm.model.compiled import COMPILE_MODES
+from coconut_lm.model.shift_modes import SHIFT_THOUGHTS_WORDS, ShiftThoughts, parse_shift_thoughts
 from coconut_lm.tasks.data_command import add_data_parser
 
 # ---------------------------------------------------------------------------------- train, eval
@@ -66,7 +67,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
                                     use_classifier=True if args.use_classifier else None,
                                     max_examples=args.max_examples, device=args.device, progress=not args.no_progress,
                                     any_task=args.any_task, compile=args.compile, eot_thresholds=args.eot_threshold,
-                                    overwrite=args.overwrite)
+                                    overwrite=args.overwrite, shift_thoughts=args.shift_thoughts)
     print(format_summaries(summaries))
     if sum(s.use_classifier for s in summaries.values()) > 1:  # a threshold sweep: the trade-off as a figure
         from coconut_lm.analysis.plots import plot_tradeoff
@@ -106,8 +107,26 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--compile", default=None, metavar="MODE", choices=COMPILE_MODES,
                    help="torch.compile every transformer block in this mode, e.g. reduce-overhead (CUDA graphs) "
                         "for decoding on a GPU (default: eager)")
+    _add_shift_thoughts(p, "; summary.json records the value used")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_eval)
+
+
+def _shift_thoughts(text: str) -> ShiftThoughts:
+    """An argparse type: a `shift_thoughts` value (true, false, receive, send)."""
+    try:
+        return parse_shift_thoughts(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _add_shift_thoughts(p: argparse.ArgumentParser, note: str = "") -> None:
+    words = ",".join(SHIFT_THOUGHTS_WORDS)
+    p.add_argument("--shift-thoughts", type=_shift_thoughts, default=None, metavar="{" + words + "}",
+                   help="probe the token shift's paths through the thoughts: run the model with this shift_thoughts "
+                        "instead of the checkpoint's, for this command only (true: thoughts receive and send the "
+                        "shift; false: neither; receive, send: that path only; docs/methods.md)" + note
+                        + " (default: the checkpoint's; refused for a model without a token shift)")
 
 
 def _cmd_generate(args: argparse.Namespace) -> int:
@@ -117,7 +136,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     from coconut_lm.tasks.examples import Example
     from coconut_lm.training.checkpoint import load_model
 
-    model, tok, meta = load_model(args.checkpoint)
+    model, tok, meta = load_model(args.checkpoint, shift_thoughts=args.shift_thoughts)
     method = get_method(meta.method)
     n = args.latents if args.latents is not None else meta.eval_thoughts
     question = [Example(args.question, [], "?")]
@@ -142,6 +161,7 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
                    help="thoughts to use (default: the checkpoint's eval_thoughts)")
     p.add_argument("--max-new-tokens", type=positive_int, default=64, help="generation budget (default 64)")
     p.add_argument("--show-thoughts", action="store_true", help="print the top tokens of each thought through the LM head")
+    _add_shift_thoughts(p)
     p.set_defaults(func=_cmd_generate)
 
 

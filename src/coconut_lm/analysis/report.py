@@ -97,7 +97,8 @@ class Report:
 
 def variant_of(cfg: dict[str, Any]) -> str:
     """What sets a run apart from its method's default model, for its own table row: a rotary backbone
-    (`arch`), no token shift (`token_shift: 0`), the shift kept off the thoughts (`shift_thoughts: false`)."""
+    (`arch`), no token shift (`token_shift: 0`), the shift kept off the thoughts (`shift_thoughts: false`) or
+    on one of its two paths through them (`receive`, `send`)."""
     parts = []
     if cfg.get("arch") not in (None, "gpt2"):
         parts.append(str(cfg["arch"]))
@@ -105,6 +106,8 @@ def variant_of(cfg: dict[str, Any]) -> str:
         parts.append("no token shift")
     elif cfg.get("shift_thoughts") is False:
         parts.append("shift off the thoughts")
+    elif cfg.get("shift_thoughts") in ("receive", "send"):
+        parts.append(f"thoughts only {cfg['shift_thoughts']} the shift")
     return ", ".join(parts)
 
 

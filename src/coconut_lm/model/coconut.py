@@ -45,6 +45,7 @@ from coconut_lm.model.files import (  # noqa: F401  (the folder format's names, 
 from coconut_lm.model.generation import GenerationOutput, default_position_ids, generate
 from coconut_lm.model.kv_cache import new_cache
 from coconut_lm.model.loss import summed_nll, summed_stop_bce
+from coconut_lm.model.shift_modes import ShiftThoughts, parse_shift_thoughts, thoughts_receive, thoughts_send
 from coconut_lm.model.token_shift import TokenShift
 from coconut_lm.recipe.tokens import SpecialTokens
 
@@ -87,11 +88,12 @@ class CoconutLM(nn.Module):
 
     `tokens` gives the special ids; `eot_classifier=True` adds `eot_head`, a linear probe on the
     latent state that predicts when to emit `<eot>`; `token_shift=K` adds `token_shift` (`TokenShift`;
-    0: none), and `shift_thoughts=False` keeps it off thought positions.
+    0: none), and `shift_thoughts` says which of its paths pass through thought positions: True both,
+    False neither (the faithful variant), "receive" or "send" one (`shift_modes`).
     """
 
     def __init__(self, base: nn.Module, tokens: SpecialTokens, eot_classifier: bool = False,
-                 token_shift: int = 0, shift_thoughts: bool = True):
+                 token_shift: int = 0, shift_thoughts: ShiftThoughts = True):
         super().__init__()
         self.base = base
         self.tokens = tokens
@@ -106,7 +108,7 @@ class CoconutLM(nn.Module):
         if int(token_shift) < 0:
             raise CoconutError(f"token_shift must be >= 0, got {token_shift}")
         self.shift_width = int(token_shift)
-        self.shift_thoughts = bool(shift_thoughts)
+        self.shift_thoughts = shift_thoughts
         self.token_shift = None
         if self.shift_width:
             self.token_shift = TokenShift(hidden, self.shift_width, float(getattr(base.config, "initializer_range", 0.02)),
@@ -120,6 +122,28 @@ class CoconutLM(nn.Module):
         # Learned absolute positions (GPT-2) fail with an index error deep in torch past the table.
         self._max_positions = getattr(cfg, "n_positions", None)
         self.kv_buffer = True  # see new_cache
+
+    @property
+    def shift_thoughts(self) -> ShiftThoughts:
+        """Which token-shift paths pass through thoughts: True, False, "receive" or "send" (`shift_modes`)."""
+        return self._shift_thoughts
+
+    @shift_thoughts.setter
+    def shift_thoughts(self, value: ShiftThoughts) -> None:
+        try:
+            self._shift_thoughts = parse_shift_thoughts(value)
+        except ValueError as e:
+            raise CoconutError(str(e)) from None
+
+    @property
+    def thoughts_receive_shift(self) -> bool:
+        """Whether a thought's own input gets the shift of its predecessors (h + W x_prev)."""
+        return thoughts_receive(self.shift_thoughts)
+
+    @property
+    def thoughts_send_shift(self) -> bool:
+        """Whether a thought counts as a predecessor of the inputs after it (W h on the next one)."""
+        return thoughts_send(self.shift_thoughts)
 
     # ----- backbone passes -------------------------------------------------------------------
 
@@ -141,11 +165,13 @@ class CoconutLM(nn.Module):
                thought: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The token shift of new inputs x (B, q, H) (`TokenShift.shift`), or x as is without one.
 
-        `thought` (B, q) marks the thoughts among x, which `shift_thoughts=False` leaves unshifted.
+        `thought` (B, q) marks the thoughts among x: unshifted unless they receive the shift, silent
+        (zero as predecessors) unless they send it.
         """
         if self.token_shift is None:
             return x, None
-        return self.token_shift.shift(x, real, before, None if self.shift_thoughts else thought)
+        return self.token_shift.shift(x, real, before, unshifted=None if self.thoughts_receive_shift else thought,
+                                      silent=None if self.thoughts_send_shift else thought)
 
     def _multipass(self, embeds: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor,
                    latent: torch.Tensor, bounds: list[int], cache=None) -> torch.Tensor:

@@ -26,6 +26,7 @@ from torch import nn
 
 from coconut_lm.errors import CoconutError
 from coconut_lm.model.lora import ADAPTER_FILE, LoraInfo, lora_info
+from coconut_lm.model.shift_modes import ShiftThoughts, is_shift_thoughts
 from coconut_lm.recipe.tokens import SpecialTokens
 
 M = TypeVar("M", bound=nn.Module)  # CoconutLM, which imports this module
@@ -44,7 +45,7 @@ class CheckpointInfo:
     eot_classifier: bool
     meta: dict[str, Any]
     token_shift: int = 0
-    shift_thoughts: bool = True
+    shift_thoughts: ShiftThoughts = True
     lora: LoraInfo | None = None  # a LoRA checkpoint: adapters on this base, no backbone weights of its own
 
 
@@ -149,8 +150,8 @@ def read_checkpoint_info(path: str | os.PathLike) -> CheckpointInfo:
     if isinstance(shift, bool) or not isinstance(shift, int) or shift < 0:
         raise CoconutError(f"{f}: field 'token_shift' must be a whole number >= 0")
     shift_thoughts = d.get("shift_thoughts", True)  # absent before the option existed: the shift acted everywhere
-    if not isinstance(shift_thoughts, bool):
-        raise CoconutError(f"{f}: field 'shift_thoughts' must be true or false")
+    if not is_shift_thoughts(shift_thoughts):
+        raise CoconutError(f"{f}: field 'shift_thoughts' must be true, false, \"receive\" or \"send\"")
     lora = None if d.get("lora") is None else LoraInfo.from_dict(d["lora"], str(f))
     return CheckpointInfo(tokens=tokens, eot_classifier=d["eot_classifier"], meta=d["meta"], token_shift=shift,
                           shift_thoughts=shift_thoughts, lora=lora)

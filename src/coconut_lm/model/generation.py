@@ -105,7 +105,7 @@ def generate(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Te
     before = None  # the token shift's predecessors of the next input: the last K real inputs
     if model.token_shift is not None:
         before = model.token_shift.predecessors(embeds, hidden, latent, attention_mask, last,
-                                                skip_thoughts=not model.shift_thoughts)
+                                                silent_thoughts=not model.thoughts_send_shift)
     markers = True  # with the classifier: prompts end at <bot>, and a stop feeds <eot>
     if use_eot_classifier:
         ends_bot = input_ids[rows, last] == tk.bot

@@ -38,15 +38,16 @@ class RefGeneration:
 def _full_pass(model: CoconutLM, vectors: list[list[torch.Tensor]], attention_mask: torch.Tensor,
                position_ids: torch.Tensor, thought: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Recompute every position from scratch; returns (logits, last hidden states). `thought` (B, T)
-    marks the thought positions, which the token shift skips when `model.shift_thoughts` is False."""
+    marks the thought positions: the token shift leaves them unshifted unless `model.thoughts_receive_shift`,
+    and counts them as zero among the predecessors unless `model.thoughts_send_shift`."""
     embeds = torch.stack([torch.stack(row) for row in vectors])  # (B, T, H)
     if model.token_shift is not None:  # x_t + W [x_{t-1}; ...; x_{t-K}], padded and missing ones are zero
-        counts = attention_mask.bool() if model.shift_thoughts else attention_mask.bool() & ~thought
+        counts = attention_mask.bool() if model.thoughts_send_shift else attention_mask.bool() & ~thought
         real = embeds * counts[..., None].to(embeds.dtype)
         t = real.shape[1]
         prev = [F.pad(real, (0, 0, j, 0))[:, :t] for j in range(1, model.shift_width + 1)]
         shift = model.token_shift(torch.cat(prev, -1))
-        if not model.shift_thoughts:
+        if not model.thoughts_receive_shift:
             shift = shift * (~thought)[..., None].to(shift.dtype)
         embeds = embeds + shift
     out = model.base(inputs_embeds=embeds, attention_mask=attention_mask, position_ids=position_ids,

@@ -115,7 +115,7 @@ def build_model(cfg: TrainConfig, train_texts: list[str], symbolic: bool = False
     small = cfg.model in PRESETS and cfg.model not in PAPER_SIZE_PRESETS
     shift = cfg.token_shift if cfg.token_shift is not None else (DEFAULT_TOKEN_SHIFT if small else 0)
     model = CoconutLM(base, special_token_ids(tok), eot_classifier=cfg.eot_classifier, token_shift=shift,
-                      shift_thoughts=cfg.shift_thoughts is not False)
+                      shift_thoughts=True if cfg.shift_thoughts is None else cfg.shift_thoughts)
     if cfg.model in PRESETS:
         return model, tok
     return _with_lora(cfg, model, cfg.model if not Path(cfg.model).exists() else str(Path(cfg.model).resolve()),

@@ -30,6 +30,7 @@ import torch
 
 from coconut_lm.errors import CoconutError
 from coconut_lm.model.files import COCONUT_JSON
+from coconut_lm.model.shift_modes import ShiftThoughts, shift_thoughts_word
 from coconut_lm.recipe.methods import LayoutConfig
 from coconut_lm.training.manifest import MANIFEST, verify_checkpoint, write_manifest
 
@@ -247,11 +248,14 @@ def resolve_checkpoint(path: str | os.PathLike, what: str = "checkpoint") -> Pat
     raise CoconutError(f"{what} {p}: not a checkpoint (no {COCONUT_JSON}) nor a run folder with best/{hint}")
 
 
-def load_model(path: str | os.PathLike, what: str = "checkpoint"):
+def load_model(path: str | os.PathLike, what: str = "checkpoint", shift_thoughts: ShiftThoughts | None = None):
     """A checkpoint (or a run folder's best/) as (CoconutLM, tokenizer, RunMeta).
 
     The folder is found by `resolve_checkpoint`; a manifest, when present, is verified first.
-    Folders written by `CoconutLM.save_pretrained` alone (no manifest) load too.
+    Folders written by `CoconutLM.save_pretrained` alone (no manifest) load too. `shift_thoughts`
+    replaces the checkpoint's setting in the loaded model (an inference-time probe of the token
+    shift's paths through the thoughts; None: the checkpoint's); a model without a token shift
+    refuses any other value than its own, which would change nothing.
     """
     from coconut_lm.data.tokenizer import load_tokenizer
     from coconut_lm.model.coconut import CoconutLM
@@ -269,6 +273,11 @@ def load_model(path: str | os.PathLike, what: str = "checkpoint"):
         raise CoconutError(f"{what} {p}: its weights cannot be read ({type(e).__name__}: {first}); the files may be "
                            f"damaged or truncated (a folder with MANIFEST.json says which)") from None
     check_finite_weights(model, p, what)
+    if shift_thoughts is not None and shift_thoughts != model.shift_thoughts:
+        if model.token_shift is None:
+            raise CoconutError(f"{what} {p}: has no token shift (token_shift 0), so shift_thoughts="
+                               f"{shift_thoughts_word(shift_thoughts)} would change nothing; leave it out")
+        model.shift_thoughts = shift_thoughts
     meta = RunMeta.from_json(read_meta(p), p / COCONUT_JSON)
     tokenizer = load_tokenizer(p)
     rows = model.base.get_input_embeddings().weight.shape[0]

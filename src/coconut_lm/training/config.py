@@ -23,6 +23,7 @@ import yaml
 
 from coconut_lm.errors import CoconutError
 from coconut_lm.model.compiled import COMPILE_MODES
+from coconut_lm.model.shift_modes import SHIFT_THOUGHTS_WORDS, is_shift_thoughts
 from coconut_lm.recipe.curriculum import ScheduleConfig
 from coconut_lm.recipe.methods import LayoutConfig, get_method
 from coconut_lm.training.official_config import from_official, is_official
@@ -70,7 +71,7 @@ class TrainConfig:
     bpe_vocab_size: int = _f(4096, "vocabulary size of a byte-level BPE tokenizer built from the training data (tokenizer=bpe)")
     init_from: str | None = _f(None, "start from this coconut-lm checkpoint's weights (e.g. a CoT model for GSM8k Coconut)")
     token_shift: int | None = _f(None, "add W [x_{t-1}; ..; x_{t-K}] to every backbone input x_t, K = this (docs/methods.md); 0: off; None: 1 for the small from-scratch presets, 0 for gpt2-124m (the paper's size) and HF models", resume=True)
-    shift_thoughts: bool | None = _f(None, "whether the token shift also acts at thought positions (a thought's input h + W x_prev, and W h_last on the position after the last thought); false: the faithful variant, thoughts enter exactly as h and are nobody's predecessor (docs/methods.md); None: init_from's choice, else true", resume=True)
+    shift_thoughts: bool | str | None = _f(None, "which token-shift paths pass through thought positions: true: both, a thought receives (its input h + W x_prev) and sends (W h on the next thought or the answer's first position); false: neither, the faithful variant, thoughts enter exactly as h and are nobody's predecessor; receive: only the first; send: only the second (docs/methods.md); None: init_from's choice, else true", resume=True)
     max_length: int = _f(512, "longest sequence allowed (position table size for presets); longer examples are an error")
     # --- LoRA (pip install 'coconut-lm[peft]'; docs/bigger_models.md)
     lora_r: int = _f(0, "rank of LoRA adapters on a pretrained model (model=PATH_OR_HF_ID or init_from); 0: off, every weight trains. With LoRA only the adapters, the embedding rows of <bot>, <eot>, <latent>, <pause> and of any token added to the base (a pad or eos it lacked), and the <eot> classifier and token shift train; checkpoints hold just those and the base's path", resume=True)
@@ -171,6 +172,9 @@ class TrainConfig:
             raise CoconutError(f"config 'betas': expects two numbers in [0, 1), got {list(self.betas)}")
         if self.dropout is not None and not 0.0 <= self.dropout < 1.0:
             raise CoconutError(f"config 'dropout': must be in [0, 1), got {self.dropout}")
+        if self.shift_thoughts is not None and not is_shift_thoughts(self.shift_thoughts):
+            raise CoconutError(f"config 'shift_thoughts': {self.shift_thoughts!r} is not one of "
+                               f"{', '.join(SHIFT_THOUGHTS_WORDS)}")
         self._validate_lora()
         if self.activation is not None:
             from transformers.activations import ACT2FN
@@ -248,36 +252,45 @@ def _unknown(key: str, source: str) -> CoconutError:
 
 
 def _coerce(name: str, value: Any, source: str) -> Any:
-    """Convert a YAML or command-line value to the field's declared type."""
+    """Convert a YAML or command-line value to the field's declared type (the first of a union's that takes it)."""
     hint = typing.get_type_hints(TrainConfig)[name]
     args = typing.get_args(hint)
-    optional = (typing.get_origin(hint) in (typing.Union, types.UnionType)) and type(None) in args
-    base = next((a for a in args if a is not type(None)), hint) if optional else hint
+    union = typing.get_origin(hint) in (typing.Union, types.UnionType)
+    optional = union and type(None) in args
+    bases = [a for a in args if a is not type(None)] if union else [hint]
     if value is None or (isinstance(value, str) and value.lower() in ("none", "null") and optional):
         if optional:
             return None
         raise CoconutError(f"{source}: config '{name}' cannot be empty")
-    try:
-        if base is bool:
-            if isinstance(value, bool):
-                return value
-            if isinstance(value, str) and value.lower() in ("true", "yes", "1", "false", "no", "0"):
-                return value.lower() in ("true", "yes", "1")
+    for base in bases:
+        try:
+            return _convert(base, value)
+        except (TypeError, ValueError):
+            pass
+    names = " or ".join(getattr(base, "__name__", str(base)) for base in bases)
+    raise CoconutError(f"{source}: config '{name}' expects {names}, got {value!r}")
+
+
+def _convert(base: Any, value: Any) -> Any:
+    """`value` as one type of a field; TypeError or ValueError if it is not one."""
+    if base is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "yes", "1", "false", "no", "0"):
+            return value.lower() in ("true", "yes", "1")
+        raise ValueError
+    if base is int:
+        if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
             raise ValueError
-        if base is int:
-            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
-                raise ValueError
-            return int(float(value)) if isinstance(value, str) and "e" in value.lower() else int(value)
-        if base is float:
-            return float(value)
-        if base is str:
-            return str(value)
-        if typing.get_origin(base) is tuple:
-            items = yaml.safe_load(value) if isinstance(value, str) else value
-            return tuple(float(v) for v in items)
-    except (TypeError, ValueError):
-        pass
-    raise CoconutError(f"{source}: config '{name}' expects {getattr(base, '__name__', base)}, got {value!r}")
+        return int(float(value)) if isinstance(value, str) and "e" in value.lower() else int(value)
+    if base is float:
+        return float(value)
+    if base is str:
+        return str(value)
+    if typing.get_origin(base) is tuple:
+        items = yaml.safe_load(value) if isinstance(value, str) else value
+        return tuple(float(v) for v in items)
+    raise TypeError(f"no conversion to {base}")
 
 
 def parse_override(text: str) -> tuple[str, Any]:
