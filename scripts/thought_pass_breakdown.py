@@ -57,10 +57,10 @@ def instrument() -> None:
                                           width_of=lambda args: args[1].shape[1])  # (self, x, ...)
     run_pass = coconut.CoconutLM._pass
 
-    def timed_pass(self, x, mask, pos, cache):
+    def timed_pass(self, x, mask, pos, cache, *rest):
         _width["q"] = x.shape[1]
         t0 = time.thread_time()
-        out = run_pass(self, x, mask, pos, cache)
+        out = run_pass(self, x, mask, pos, cache, *rest)
         _times[f"q={x.shape[1]:<4}forward: whole pass"].append(time.thread_time() - t0)
         if out.requires_grad and x.requires_grad:
             start, key = [], f"q={x.shape[1]:<4}backward: whole pass"

@@ -173,7 +173,10 @@ def test_two_gloo_ranks_equal_one_process(tmp_path, strategy):
     script.write_text(DDP_SCRIPT)
     cfg_path = str(CONFIGS / "prosqa_coconut_tiny.yaml")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    one = _run([sys.executable, str(script), cfg_path, *common, f"out_dir={tmp_path / 'one'}"], env)
+    # Compiled or checkpointed blocks are not pruned (prune_last_block), so neither is the one process they
+    # face: Adam would turn the pruned block's other rounding into stray weight differences of ~1e-5.
+    unpruned = ["prune_last_block=false"] if compiled or checkpointed else []
+    one = _run([sys.executable, str(script), cfg_path, *common, *unpruned, f"out_dir={tmp_path / 'one'}"], env)
     assert one.returncode == 0, one.stderr[-2000:]
     two = _run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                 str(script), cfg_path, *common, f"out_dir={tmp_path / 'two'}",

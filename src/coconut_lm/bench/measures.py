@@ -71,6 +71,7 @@ class BenchConfig:
     reference_step: bool = False  # also time the slow reference's forward+backward (whole sequence per thought)
     compile: str | None = None  # torch.compile mode for every transformer block (coconut_lm.model.compiled); None: eager
     gradient_checkpointing: bool = False  # recompute every block in backward (coconut_lm.model.checkpointing)
+    prune_last_block: bool = False  # the last block only where the losses read it (coconut_lm.model.last_block)
     skip: tuple[str, ...] = ()
 
 

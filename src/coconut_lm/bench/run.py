@@ -102,6 +102,10 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
         from coconut_lm.model.checkpointing import checkpoint_blocks
 
         checkpoint_blocks(model)
+    if cfg.prune_last_block:  # the model of (a)-(c) then runs its last block only where the losses read it
+        from coconut_lm.model.last_block import prune_last_block
+
+        prune_last_block(model)
     if {"step", "memory"} - set(cfg.skip):
         b = bench_batch(cfg.batch_size, cfg.question, cfg.latents, cfg.answer, cfg.vocab).to(device)
         steps = train_steps(model, b, cfg.precision, cfg.hf_yardstick, cfg.reference_step)
@@ -157,6 +161,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     for flag in ("warmup", "num_workers", "loop_length_buckets"):
         if getattr(args, flag) < 0:
             raise CoconutError(f"--{flag.replace('_', '-')} must be >= 0, got {getattr(args, flag)}")
+    if args.prune_last_block and (args.gradient_checkpointing or args.compile is not None):
+        raise CoconutError("--prune-last-block does not combine with --gradient-checkpointing or --compile")
     if args.gradient_checkpointing and args.compile is not None:
         raise CoconutError("--gradient-checkpointing does not combine with --compile (dynamo cannot trace a "
                            "checkpointed block's KV-cache replay); choose one")
@@ -280,6 +286,9 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--gradient-checkpointing", action="store_true",
                    help="recompute every transformer block in backward (the gradient_checkpointing config key); "
                         "compare (b) with and without it")
+    p.add_argument("--prune-last-block", action="store_true",
+                   help="run the last transformer block only where the losses read it (the prune_last_block config "
+                        "key; GPT-2 presets); compare (a) with and without it")
     p.add_argument("--memory-plan", metavar="MODEL_OR_CONFIG", default=None,
                    help="instead of measuring, print the expected peak memory of one train step (weights, gradients, "
                         "AdamW, activations with and without gradient checkpointing, the K/V buffer) for full "

@@ -40,6 +40,8 @@ def checkpoint_blocks(model: nn.Module) -> int:
     FSDP2's stay as they are, outside the checkpoint). Without gradients (validation, generation)
     a block runs as before. Loss and gradients are those of the plain model (tests/test_checkpointing.py).
     """
+    if getattr(model, "last_block", None) is not None:
+        raise CoconutError("checkpoint_blocks: the last block is pruned (last_block.prune_last_block); the two do not combine")
     blocks = transformer_blocks(model.body)
     for index, block in enumerate(blocks):
         if getattr(block, "_coconut_checkpointed", False):

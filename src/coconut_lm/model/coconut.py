@@ -22,6 +22,7 @@ Shapes: B batch, T sequence, H hidden size, V vocabulary, N supervised positions
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import os
 from dataclasses import dataclass
@@ -44,6 +45,7 @@ from coconut_lm.model.files import (  # noqa: F401  (the folder format's names, 
 )
 from coconut_lm.model.generation import GenerationOutput, default_position_ids, generate
 from coconut_lm.model.kv_cache import new_cache
+from coconut_lm.model.last_block import LastBlockPruning, Selection, needed_positions, pass_selections
 from coconut_lm.model.loss import summed_nll, summed_stop_bce
 from coconut_lm.model.shift_modes import ShiftThoughts, parse_shift_thoughts, thoughts_receive, thoughts_send
 from coconut_lm.model.token_shift import TokenShift
@@ -122,6 +124,7 @@ class CoconutLM(nn.Module):
         # Learned absolute positions (GPT-2) fail with an index error deep in torch past the table.
         self._max_positions = getattr(cfg, "n_positions", None)
         self.kv_buffer = True  # see new_cache
+        self.last_block: LastBlockPruning | None = None  # set by last_block.prune_last_block
 
     @property
     def shift_thoughts(self) -> ShiftThoughts:
@@ -156,10 +159,16 @@ class CoconutLM(nn.Module):
             out = torch.tanh(out / self._softcap) * self._softcap
         return out
 
-    def _pass(self, x: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor, cache) -> torch.Tensor:
-        """One backbone pass over new positions x (B, q, H) -> last hidden states (B, q, H)."""
+    def _pass(self, x: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor, cache,
+              selection: Selection | None = None) -> torch.Tensor:
+        """One backbone pass over new positions x (B, q, H) -> last hidden states (B, q, H).
+
+        With a `selection` (a pruned last block, `last_block`) only its positions' states are exact.
+        """
         kw = {self._cache_kw: cache, "use_cache": cache is not None}
-        return self.body(inputs_embeds=x, attention_mask=mask, position_ids=pos, **kw).last_hidden_state
+        pruning = contextlib.nullcontext() if selection is None else self.last_block.selecting(selection)
+        with pruning:
+            return self.body(inputs_embeds=x, attention_mask=mask, position_ids=pos, **kw).last_hidden_state
 
     def _shift(self, x: torch.Tensor, real: torch.Tensor | None, before: torch.Tensor | None,
                thought: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -174,27 +183,30 @@ class CoconutLM(nn.Module):
                                       silent=None if self.thoughts_send_shift else thought)
 
     def _multipass(self, embeds: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor,
-                   latent: torch.Tensor, bounds: list[int], cache=None) -> torch.Tensor:
+                   latent: torch.Tensor, bounds: list[int], cache=None,
+                   need: torch.Tensor | None = None) -> torch.Tensor:
         """Run the passes [bounds[i], bounds[i+1]) and return all last hidden states (B, T, H).
 
         Every pass after the first starts at a latent column s; rows with a slot there take the
         previous pass's last hidden state (position s-1) as the input at s. Each row's thought
-        depends only on its own prefix, so rows with slots elsewhere are unaffected.
+        depends only on its own prefix, so rows with slots elsewhere are unaffected. `need` (B, T)
+        (`last_block.needed_positions`, with a pruned last block) limits the exact states to its positions.
         """
+        selections = [None] * (len(bounds) - 1) if need is None else pass_selections(need, mask, bounds)
         if len(bounds) == 2:  # no thoughts: one ordinary forward pass
-            return self._pass(self._shift(embeds, mask, None)[0], mask, pos, cache)
+            return self._pass(self._shift(embeds, mask, None)[0], mask, pos, cache, selections[0])
         if cache is None:
             cache = self.new_cache(embeds.shape[1])
         hs: list[torch.Tensor] = []
         before = None  # the token shift's predecessor of each pass's first input
         # One split, not a slice per pass: a slice's backward zero-fills a (B, T, H) gradient every pass.
         pieces = embeds.split([e - s for s, e in zip(bounds[:-1], bounds[1:])], 1)
-        for s, e, x in zip(bounds[:-1], bounds[1:], pieces):  # x: (B, e-s, H)
+        for s, e, x, selection in zip(bounds[:-1], bounds[1:], pieces, selections):  # x: (B, e-s, H)
             if hs:
                 # latent[:, s:e] is True only at column s: later slots start later passes.
                 x = torch.where(latent[:, s:e, None], hs[-1][:, -1:], x)
             x, before = self._shift(x, mask[:, s:e], before, latent[:, s:e])
-            hs.append(self._pass(x, mask[:, :e], pos[:, s:e], cache))
+            hs.append(self._pass(x, mask[:, :e], pos[:, s:e], cache, selection))
         return torch.cat(hs, 1)
 
     def new_cache(self, capacity: int):
@@ -254,7 +266,10 @@ class CoconutLM(nn.Module):
         number of passes in lockstep.
         """
         self._check_inputs(input_ids, attention_mask, labels)
-        hidden, n_passes = self._hidden(input_ids, attention_mask, position_ids, split_columns)
+        need = None
+        if self.last_block is not None and labels is not None and not return_logits:
+            need = needed_positions(input_ids, attention_mask, labels, self.tokens, self.eot_head is not None)
+        hidden, n_passes = self._hidden(input_ids, attention_mask, position_ids, split_columns, need)
         logits = self.logits(hidden) if return_logits else None
         vocab = self.base.get_output_embeddings().weight.shape[0]
         loss, n_label = (None, 0) if labels is None else summed_nll(hidden, labels, logits, self.logits, vocab)
@@ -273,13 +288,14 @@ class CoconutLM(nn.Module):
         return self._hidden(input_ids, attention_mask, position_ids)[0]
 
     def _hidden(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor | None,
-                split_columns: list[int] | None = None) -> tuple[torch.Tensor, int]:
-        """(last hidden states (B, T, H), number of passes) of the multi-pass forward."""
+                split_columns: list[int] | None = None, need: torch.Tensor | None = None) -> tuple[torch.Tensor, int]:
+        """(last hidden states (B, T, H), number of passes) of the multi-pass forward; exact where `need` is
+        (all positions without it)."""
         if position_ids is None:
             position_ids = default_position_ids(attention_mask)
         latent, bounds = self._plan(input_ids, attention_mask, position_ids, split_columns)
         embeds = self.base.get_input_embeddings()(input_ids)  # (B, T, H)
-        return self._multipass(embeds, attention_mask, position_ids, latent, bounds), len(bounds) - 1
+        return self._multipass(embeds, attention_mask, position_ids, latent, bounds, need=need), len(bounds) - 1
 
     def generate(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, max_new_tokens: int, *,
                  use_eot_classifier: bool = False, max_thoughts: int = 6, return_thoughts: bool = False,

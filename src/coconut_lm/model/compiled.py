@@ -63,6 +63,8 @@ def compile_blocks(model: nn.Module, mode: str = "default", backend: str | Calla
 
     if mode not in COMPILE_MODES:
         raise CoconutError(f"compile mode '{mode}' is not one of {', '.join(COMPILE_MODES)}")
+    if getattr(model, "last_block", None) is not None:
+        raise CoconutError("compile_blocks: the last block is pruned (last_block.prune_last_block); the two do not combine")
     config = torch._dynamo.config
     config.suppress_errors = True
     config.recompile_limit = max(config.recompile_limit, RECOMPILE_LIMIT)

@@ -16,6 +16,7 @@ import math
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from coconut_lm.errors import CoconutError
@@ -99,8 +100,11 @@ def generate(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Te
     embed = model.base.get_input_embeddings()
     cache = model.new_cache(t + n_steps)
     embeds = embed(input_ids)
-    hidden = model._multipass(embeds, attention_mask, pos, latent, bounds, cache)
     last = t - 1 - attention_mask.long().flip(1).argmax(1)  # last real position per row
+    need = None
+    if model.last_block is not None:  # the prompt's states read below: each row's last, and those before thoughts
+        need = F.pad(latent[:, 1:], (0, 1), value=False).index_put((rows, last), torch.ones_like(last, dtype=torch.bool))
+    hidden = model._multipass(embeds, attention_mask, pos, latent, bounds, cache, need=need)
     h_last, next_pos = hidden[rows, last], pos[rows, last] + 1  # (B, H), (B,)
     before = None  # the token shift's predecessors of the next input: the last K real inputs
     if model.token_shift is not None:

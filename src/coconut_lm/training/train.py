@@ -35,6 +35,7 @@ from coconut_lm.eval.outputs import live_bars
 from coconut_lm.model.backbone import to_weights_dtype
 from coconut_lm.model.checkpointing import checkpoint_blocks
 from coconut_lm.model.compiled import compile_blocks
+from coconut_lm.model.last_block import prune_last_block
 from coconut_lm.recipe.methods import get_method
 from coconut_lm.tasks.examples import atomic_write_text, load_examples
 from coconut_lm.training import dist
@@ -124,6 +125,11 @@ class TrainerSetup:
                                 visited=self.steps_per_epoch * cfg.batch_size, layout=self.layout,
                                 max_length=cfg.max_length, source=str(cfg.train_path), fresh_data=cfg.fresh_data,
                                 relabel=cfg.relabel_every_epoch)
+        prune = cfg.prune_last_block
+        if prune is None:  # measured on CPU only (docs/performance.md, issue 30)
+            prune = env.device.type == "cpu" and not (cfg.gradient_checkpointing or cfg.compile)
+        if prune and not prune_last_block(self.model) and cfg.prune_last_block:
+            raise CoconutError(f"config 'prune_last_block': needs a GPT-2 backbone, not {type(self.model.base).__name__}")
         if cfg.gradient_checkpointing:  # before wrapping: FSDP2's hooks stay outside the checkpoint
             checkpoint_blocks(self.model)
         self.wrapped = dist.wrap_model(self.model, env, cfg.distributed)
