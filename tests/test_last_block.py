@@ -155,21 +155,28 @@ def test_needed_positions():
     assert eot.nonzero()[:, 1].tolist() == [2, 3, 4, 5, 6]  # and the classifier's decisions
 
 
-def test_the_config_key_trains_the_same_run(tmp_path):
-    """`prune_last_block=true` logs the losses of `false`, stages with thoughts included."""
+def test_the_config_key_trains_the_same_run(tmp_path, monkeypatch):
+    """`prune_last_block=true` (and null on CPU) logs the losses of `false`, stages with thoughts included; the
+    pruned block really runs with true and null and never with false."""
     from test_train import _cfg
 
     from coconut_lm.training.runlog import read_metrics
     from coconut_lm.training.train import train
 
-    losses = {}
-    for on in ("false", "true"):
+    calls = []
+    pruned_block = last_block._pruned
+    monkeypatch.setattr(last_block, "_pruned", lambda *a: calls.append(1) or pruned_block(*a))
+    losses, ran = {}, {}
+    for on in ("false", "true", "null"):
+        calls.clear()
         cfg = _cfg(tmp_path / on, "prosqa", "coconut", "num_epochs=2", "epochs_per_stage=1", "max_latent_stage=1",
                    "max_steps_per_epoch=2", "eval_every=2", f"prune_last_block={on}")
         rows = read_metrics(train(cfg, progress=False, device="cpu").run_dir)
-        losses[on] = [r["loss"] for r in rows if r["type"] == "train"]
+        losses[on], ran[on] = [r["loss"] for r in rows if r["type"] == "train"], len(calls)
+    assert ran["false"] == 0 and ran["true"] > 0 and ran["null"] == ran["true"]
     assert len(losses["true"]) == 4
     assert losses["true"] == pytest.approx(losses["false"], rel=1e-6, abs=1e-9)
+    assert losses["null"] == losses["true"]
 
 
 def test_the_config_key_refuses_what_it_cannot_prune(tmp_path):

@@ -269,7 +269,9 @@ def bench_loop(cfg: BenchConfig, device: torch.device) -> dict[str, Any]:
                          micro_batch_size=cfg.loop_batch_size, num_workers=cfg.num_workers,
                          max_length=1024, precision=cfg.precision, out_dir=str(Path(tmp) / "run"),
                          log_every=10**9, warmup_steps=0, compile=cfg.compile is not None,
-                         compile_mode=cfg.compile or "default")
+                         compile_mode=cfg.compile or "default",
+                         # as (a)-(c) and the recorded config say: not the trainer's CPU default (null: on)
+                         prune_last_block=cfg.prune_last_block)
         tc.validate()
         trainer = Trainer(tc, init_distributed(device.type), progress=False)
         trainer.epoch = cfg.latents  # the stage with `latents` thoughts in every row

@@ -288,7 +288,7 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> None:
                         "compare (b) with and without it")
     p.add_argument("--prune-last-block", action="store_true",
                    help="run the last transformer block only where the losses read it (the prune_last_block config "
-                        "key; GPT-2 presets); compare (a) with and without it")
+                        "key; GPT-2 presets); compare (a) and the (d) trainer with and without it")
     p.add_argument("--memory-plan", metavar="MODEL_OR_CONFIG", default=None,
                    help="instead of measuring, print the expected peak memory of one train step (weights, gradients, "
                         "AdamW, activations with and without gradient checkpointing, the K/V buffer) for full "
