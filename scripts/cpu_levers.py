@@ -43,35 +43,62 @@ class GeluTanhSigmoid(torch.nn.Module):
         return x * torch.sigmoid(2 * math.sqrt(2 / math.pi) * (x + 0.044715 * x * x * x))
 
 
+TOKENS = SpecialTokens(pad=0, eos=1, bot=2, eot=3, latent=4, pause=5)
+
+
+def add_shape_args(p: argparse.ArgumentParser, rounds: int, steps: int) -> None:
+    """The recipe's shapes and the interleaved rounds, as every lever script takes them."""
+    p.add_argument("--n-layer", type=int, default=2)
+    p.add_argument("--n-embd", type=int, default=128)
+    p.add_argument("--n-head", type=int, default=4)
+    p.add_argument("--vocab", type=int, default=40)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--question", type=int, default=113)
+    p.add_argument("--latents", type=int, default=6)
+    p.add_argument("--answer", type=int, default=3)
+    p.add_argument("--rounds", type=int, default=rounds)
+    p.add_argument("--steps", type=int, default=steps, help="steps per variant per round")
+
+
+def recipe_model(args: argparse.Namespace, activation: str | None = None, attention: str = "sdpa") -> CoconutLM:
+    """The same fresh from-scratch GPT-2 (seed 0, token shift 1) every call, in train mode."""
+    torch.manual_seed(0)
+    base = build_from_scratch("mini", args.vocab, 512, TOKENS, n_layer=args.n_layer, n_embd=args.n_embd,
+                              n_head=args.n_head, activation=activation)
+    base.config._attn_implementation = attention
+    return CoconutLM(base, TOKENS, token_shift=1).train()
+
+
+def recipe_batch(args: argparse.Namespace, latents: int,
+                 generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(ids, mask, labels): left padding of i % 10 tokens, the question, `latents` slots, the answer (labelled)."""
+    b, q = args.batch_size, args.question
+    t = q + latents + args.answer
+    ids = torch.randint(6, args.vocab, (b, t), generator=generator)
+    mask = torch.ones(b, t, dtype=torch.long)
+    for i in range(b):
+        mask[i, : i % 10] = 0
+        ids[i, : i % 10] = TOKENS.pad
+    ids[:, q:q + latents] = TOKENS.latent
+    labels = torch.full_like(ids, -100)
+    labels[:, -args.answer:] = ids[:, -args.answer:]
+    return ids, mask, labels
+
+
 def make_step(args: argparse.Namespace, bf16: bool, compiled: bool, activation: str | None = None,
               attention: str = "sdpa", fused_adamw: bool = False, fused_gelu: bool = False):
     """One train step of a fresh model; `activation` overrides the preset's MLP activation and `attention`
     the attention implementation of the HF backbone ("sdpa", torch's fused kernel, or "eager": matmul,
     softmax, matmul). `fused_adamw` uses torch's fused AdamW kernel in place of its per-tensor loop (the
     CPU default); `fused_gelu` keeps the tanh GELU but runs it as one inductor kernel per direction."""
-    torch.manual_seed(0)
-    tokens = SpecialTokens(pad=0, eos=1, bot=2, eot=3, latent=4, pause=5)
-    base = build_from_scratch("mini", args.vocab, 512, tokens, n_layer=args.n_layer, n_embd=args.n_embd,
-                              n_head=args.n_head, activation=activation)
-    base.config._attn_implementation = attention
-    model = CoconutLM(base, tokens, token_shift=1)
+    model = recipe_model(args, activation, attention)
     if fused_gelu:  # only the activation is compiled: a tiny graph with no breaks
         act = torch.compile(GeluTanhSigmoid(), dynamic=True)
-        for block in base.transformer.h:
+        for block in model.base.transformer.h:
             block.mlp.act = act
     if compiled:  # each transformer block, in place, as the trainer's compile=true does
         compile_blocks(model)
-    model.train()
-    b, q = args.batch_size, args.question
-    t = q + args.latents + args.answer
-    ids = torch.randint(6, args.vocab, (b, t))
-    mask = torch.ones(b, t, dtype=torch.long)
-    for i in range(b):
-        mask[i, : i % 10] = 0
-        ids[i, : i % 10] = tokens.pad
-    ids[:, q:q + args.latents] = tokens.latent
-    labels = torch.full_like(ids, -100)
-    labels[:, -args.answer:] = ids[:, -args.answer:]
+    ids, mask, labels = recipe_batch(args, args.latents)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-5, **({"fused": True} if fused_adamw else {}))
 
     def step() -> None:
@@ -113,16 +140,7 @@ def matmul_shapes(args: argparse.Namespace) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--n-layer", type=int, default=2)
-    p.add_argument("--n-embd", type=int, default=128)
-    p.add_argument("--n-head", type=int, default=4)
-    p.add_argument("--vocab", type=int, default=40)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--question", type=int, default=113)
-    p.add_argument("--latents", type=int, default=6)
-    p.add_argument("--answer", type=int, default=3)
-    p.add_argument("--rounds", type=int, default=5)
-    p.add_argument("--steps", type=int, default=4, help="steps per variant per round")
+    add_shape_args(p, rounds=5, steps=4)
     p.add_argument("--skip-compile", action="store_true")
     p.add_argument("--matmul-shapes", action="store_true", help="time the step's matmul shapes alone instead")
     args = p.parse_args()

@@ -21,42 +21,39 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from collections.abc import Callable
+from typing import Any
 
+import cpu_levers  # (scripts/ is on sys.path when this file runs as a script)
 import torch
 
-from coconut_lm.model.backbone import build_from_scratch
 from coconut_lm.model.coconut import CoconutLM
 from coconut_lm.model.last_block import prune_last_block
-from coconut_lm.recipe.tokens import SpecialTokens
-
-TOKENS = SpecialTokens(pad=0, eos=1, bot=2, eot=3, latent=4, pause=5)
 
 
 def make_model(args: argparse.Namespace, prune: bool) -> CoconutLM:
     """The same fresh model (seed 0) every call, pruned or not."""
-    torch.manual_seed(0)
-    base = build_from_scratch("mini", args.vocab, 512, TOKENS, n_layer=args.n_layer, n_embd=args.n_embd,
-                              n_head=args.n_head)
-    model = CoconutLM(base, TOKENS, token_shift=1)
+    model = cpu_levers.recipe_model(args)
     if prune:
         prune_last_block(model)
-    return model.train()
+    return model
 
 
 def make_batch(args: argparse.Namespace, latents: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(ids, mask, labels): left padding of i % 10 tokens, question, `latents` slots, answer (labelled)."""
-    g = torch.Generator().manual_seed(1)
-    b, q = args.batch_size, args.question
-    t = q + args.latents + args.answer
-    ids = torch.randint(6, args.vocab, (b, t), generator=g)
-    mask = torch.ones(b, t, dtype=torch.long)
-    for i in range(b):
-        mask[i, : i % 10] = 0
-        ids[i, : i % 10] = TOKENS.pad
-    ids[:, q:q + latents] = TOKENS.latent
-    labels = torch.full_like(ids, -100)
-    labels[:, -args.answer:] = ids[:, -args.answer:]
-    return ids, mask, labels
+    """(ids, mask, labels) of `cpu_levers.recipe_batch`, the same every call (generator seed 1)."""
+    return cpu_levers.recipe_batch(args, latents, torch.Generator().manual_seed(1))
+
+
+def cpu_rounds(fns: dict[Any, Callable[[], object]], rounds: int, steps: int) -> dict[Any, list[float]]:
+    """CPU seconds per call of each fn (`time.thread_time`), one entry per round; the order alternates by round."""
+    times: dict[Any, list[float]] = {k: [] for k in fns}
+    for r in range(rounds):
+        for key in (list(fns) if r % 2 == 0 else list(fns)[::-1]):
+            t0 = time.thread_time()
+            for _ in range(steps):
+                fns[key]()
+            times[key].append((time.thread_time() - t0) / steps)
+    return times
 
 
 def make_step(args: argparse.Namespace, latents: int, prune: bool):
@@ -100,28 +97,13 @@ def check(args: argparse.Namespace, latents: int) -> float:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--n-layer", type=int, default=2)
-    p.add_argument("--n-embd", type=int, default=128)
-    p.add_argument("--n-head", type=int, default=4)
-    p.add_argument("--vocab", type=int, default=40)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--question", type=int, default=113)
-    p.add_argument("--latents", type=int, default=6)
-    p.add_argument("--answer", type=int, default=3)
-    p.add_argument("--rounds", type=int, default=7)
-    p.add_argument("--steps", type=int, default=3, help="steps per variant per round")
+    cpu_levers.add_shape_args(p, rounds=7, steps=3)
     p.add_argument("--generate", action="store_true", help="time greedy generation instead of the train step")
     args = p.parse_args()
     if args.generate:
         runs = {prune: make_generate(args, prune) for prune in (False, True)}
         assert torch.equal(runs[False](), runs[True]()), "pruned generation differs"
-        times = {prune: [] for prune in runs}
-        for r in range(args.rounds):
-            for prune in ((False, True) if r % 2 == 0 else (True, False)):
-                t0 = time.thread_time()
-                for _ in range(args.steps):
-                    runs[prune]()
-                times[prune].append((time.thread_time() - t0) / args.steps)
+        times = cpu_rounds(runs, args.rounds, args.steps)
         ratio = statistics.median(f / q for f, q in zip(times[False], times[True]))
         print(f"generation, batch {args.batch_size}, {args.question}+{args.latents} prompt + {args.answer} new tokens, "
               f"{torch.get_num_threads()} thread(s): full {1e3 * statistics.median(times[False]):.1f} ms, pruned "
@@ -134,13 +116,7 @@ def main() -> None:
              for prune in (False, True)}
     for fn in steps.values():  # warm-up
         fn()
-    times: dict[tuple[str, bool], list[float]] = {k: [] for k in steps}
-    for r in range(args.rounds):
-        for key in (list(steps) if r % 2 == 0 else list(steps)[::-1]):
-            t0 = time.thread_time()
-            for _ in range(args.steps):
-                steps[key]()
-            times[key].append((time.thread_time() - t0) / args.steps)
+    times = cpu_rounds(steps, args.rounds, args.steps)
     print(f"{args.n_layer}x{args.n_embd} ({args.n_head} heads), batch {args.batch_size}, {args.question}+"
           f"{args.latents}+{args.answer} tokens, {torch.get_num_threads()} thread(s), {args.rounds} rounds of "
           f"{args.steps} steps, CPU time per step (median)")
