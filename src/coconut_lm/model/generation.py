@@ -16,10 +16,10 @@ import math
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from coconut_lm.errors import CoconutError
+from coconut_lm.model.last_block import before_thoughts
 
 
 @dataclass
@@ -103,7 +103,7 @@ def generate(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Te
     last = t - 1 - attention_mask.long().flip(1).argmax(1)  # last real position per row
     need = None
     if model.last_block is not None:  # the prompt's states read below: each row's last, and those before thoughts
-        need = F.pad(latent[:, 1:], (0, 1), value=False).index_put((rows, last), torch.ones_like(last, dtype=torch.bool))
+        need = before_thoughts(latent).index_put((rows, last), torch.ones_like(last, dtype=torch.bool))
     hidden = model._multipass(embeds, attention_mask, pos, latent, bounds, cache, need=need)
     h_last, next_pos = hidden[rows, last], pos[rows, last] + 1  # (B, H), (B,)
     before = None  # the token shift's predecessors of the next input: the last K real inputs

@@ -98,10 +98,15 @@ def needed_positions(input_ids: torch.Tensor, attention_mask: torch.Tensor, labe
     Those predicting a label (`loss.summed_nll`), those before a `<latent>` slot (the next thought)
     and, with an `<eot>` classifier, its decisions (`loss.stop_decision_mask`).
     """
-    need = F.pad((labels[:, 1:] != IGNORE) | (input_ids[:, 1:] == tokens.latent), (0, 1), value=False)
+    need = F.pad(labels[:, 1:] != IGNORE, (0, 1), value=False) | before_thoughts(input_ids == tokens.latent)
     if eot_classifier:
         need = need | stop_decision_mask(input_ids, attention_mask, tokens)[0]
     return need
+
+
+def before_thoughts(latent: torch.Tensor) -> torch.Tensor:
+    """(B, T) bool: the positions just before a `<latent>` slot (`latent`, (B, T)), whose state is the next thought."""
+    return F.pad(latent[:, 1:], (0, 1), value=False)
 
 
 def pass_selections(need: torch.Tensor, mask: torch.Tensor, bounds: list[int]) -> list[Selection | None]:
