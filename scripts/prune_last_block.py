@@ -27,6 +27,7 @@ from typing import Any
 import cpu_levers  # (scripts/ is on sys.path when this file runs as a script)
 import torch
 
+from coconut_lm.bench.timing import time_interleaved
 from coconut_lm.model.coconut import CoconutLM
 from coconut_lm.model.last_block import prune_last_block
 
@@ -44,16 +45,12 @@ def make_batch(args: argparse.Namespace, latents: int) -> tuple[torch.Tensor, to
     return cpu_levers.recipe_batch(args, latents, torch.Generator().manual_seed(1))
 
 
-def cpu_rounds(fns: dict[Any, Callable[[], object]], rounds: int, steps: int) -> dict[Any, list[float]]:
-    """CPU seconds per call of each fn (`time.thread_time`), one entry per round; the order alternates by round."""
-    times: dict[Any, list[float]] = {k: [] for k in fns}
-    for r in range(rounds):
-        for key in (list(fns) if r % 2 == 0 else list(fns)[::-1]):
-            t0 = time.thread_time()
-            for _ in range(steps):
-                fns[key]()
-            times[key].append((time.thread_time() - t0) / steps)
-    return times
+def cpu_rounds(fns: dict[Any, Callable[[], object]], args: argparse.Namespace) -> dict[Any, list[float]]:
+    """CPU seconds per call of each fn (`time.thread_time`) in each of `--rounds` interleaved rounds of `--steps`
+    calls, after one warm-up call each (`bench.timing.time_interleaved`)."""
+    timed = time_interleaved(fns, next(iter(fns)), torch.device("cpu"), warmup=1, repeats=args.rounds,
+                             clock=time.thread_time, calls=args.steps)
+    return {key: t.rounds for key, t in timed.items()}
 
 
 def make_step(args: argparse.Namespace, latents: int, prune: bool):
@@ -103,7 +100,7 @@ def main() -> None:
     if args.generate:
         runs = {prune: make_generate(args, prune) for prune in (False, True)}
         assert torch.equal(runs[False](), runs[True]()), "pruned generation differs"
-        times = cpu_rounds(runs, args.rounds, args.steps)
+        times = cpu_rounds(runs, args)
         ratio = statistics.median(f / q for f, q in zip(times[False], times[True]))
         print(f"generation, batch {args.batch_size}, {args.question}+{args.latents} prompt + {args.answer} new tokens, "
               f"{torch.get_num_threads()} thread(s): full {1e3 * statistics.median(times[False]):.1f} ms, pruned "
@@ -114,9 +111,7 @@ def main() -> None:
         print(f"{name}: pruned vs full gradients, largest relative difference {check(args, latents):.1e}")
     steps = {(name, prune): make_step(args, latents, prune)[0] for name, latents in pairs.items()
              for prune in (False, True)}
-    for fn in steps.values():  # warm-up
-        fn()
-    times = cpu_rounds(steps, args.rounds, args.steps)
+    times = cpu_rounds(steps, args)
     print(f"{args.n_layer}x{args.n_embd} ({args.n_head} heads), batch {args.batch_size}, {args.question}+"
           f"{args.latents}+{args.answer} tokens, {torch.get_num_threads()} thread(s), {args.rounds} rounds of "
           f"{args.steps} steps, CPU time per step (median)")

@@ -12,8 +12,8 @@ from __future__ import annotations
 import statistics
 import time
 import warnings
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # torch is imported where it is used, so that `coconut-lm --help` stays quick
@@ -22,11 +22,13 @@ if TYPE_CHECKING:  # torch is imported where it is used, so that `coconut-lm --h
 
 @dataclass
 class Timing:
-    """Seconds per call: median and min over rounds, and the median same-round ratio to the baseline."""
+    """Seconds per call: median and min over rounds, the median same-round ratio to the baseline, and each
+    round's seconds per call (for same-round ratios between any two variants)."""
 
     median_s: float
     min_s: float
     ratio: float
+    rounds: list[float] = field(default_factory=list)
 
 
 def _sync(device: torch.device) -> None:
@@ -37,25 +39,29 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_interleaved(fns: dict[str, Callable[[], object]], baseline: str, device: torch.device,
-                     warmup: int = 2, repeats: int = 5) -> dict[str, Timing]:
-    """Time variants in rounds after `warmup` rounds; see `Timing`.
+def time_interleaved(fns: dict[Hashable, Callable[[], object]], baseline: Hashable, device: torch.device,
+                     warmup: int = 2, repeats: int = 5, clock: Callable[[], float] = time.perf_counter,
+                     calls: int = 1) -> dict[Hashable, Timing]:
+    """Time variants in `repeats` rounds of `calls` calls each, after `warmup` rounds; see `Timing`.
 
-    Rounds alternate the order (A, B, C, then C, B, A), so no variant always runs first.
+    Rounds alternate the order (A, B, C, then C, B, A), so no variant always runs first. `clock` is wall
+    time by default; `time.thread_time` (CPU time of this thread) is steadier on cores shared with other
+    processes, which inflate it less.
     """
     for _ in range(warmup):
         for fn in fns.values():
             fn()
-    times: dict[str, list[float]] = {name: [] for name in fns}
+    times: dict[Hashable, list[float]] = {name: [] for name in fns}
     for r in range(repeats):
         for name in (list(fns) if r % 2 == 0 else list(fns)[::-1]):
             fn = fns[name]
             _sync(device)
-            t0 = time.perf_counter()
-            fn()
+            t0 = clock()
+            for _ in range(calls):
+                fn()
             _sync(device)
-            times[name].append(time.perf_counter() - t0)
-    return {name: Timing(statistics.median(t), min(t), statistics.median(x / y for x, y in zip(t, times[baseline])))
+            times[name].append((clock() - t0) / calls)
+    return {name: Timing(statistics.median(t), min(t), statistics.median(x / y for x, y in zip(t, times[baseline])), t)
             for name, t in times.items()}
 
 
