@@ -72,10 +72,11 @@ def _read_jsonl(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def read_predictions(spec: str) -> tuple[str, Path, dict[int, dict[str, Any]]]:
+def read_predictions(spec: str, option: str = "--compare") -> tuple[str, Path, dict[int, dict[str, Any]]]:
     """`[LABEL=]PATH` of a predictions.jsonl, an eval folder holding one, or a run folder with eval/predictions.jsonl.
 
-    Returns the label (default: the folder's name), the file and its records by example index.
+    Returns the label (default: the folder's name), the file and its records by example index; errors name
+    `option`, the command-line option the spec came from.
     """
     label, sep, path = spec.partition("=")
     if not sep:
@@ -85,16 +86,16 @@ def read_predictions(spec: str) -> tuple[str, Path, dict[int, dict[str, Any]]]:
         if candidate.is_file():
             break
     else:
-        raise CoconutError(f"--compare {spec}: no predictions.jsonl there (give the file, its eval folder or a run folder)")
+        raise CoconutError(f"{option} {spec}: no predictions.jsonl there (give the file, its eval folder or a run folder)")
     if not label:
         label = (p if p.is_dir() else p.parent).name
         label = p.name if label == "eval" and p.is_dir() else label
     try:
         rows = _read_jsonl(candidate)
     except json.JSONDecodeError as e:
-        raise CoconutError(f"--compare {candidate}: not JSON lines ({e})") from None
+        raise CoconutError(f"{option} {candidate}: not JSON lines ({e})") from None
     if not all(isinstance(r, dict) and "index" in r and "text" in r for r in rows):
-        raise CoconutError(f"--compare {candidate}: every line needs 'index' and 'text' (coconut-lm eval's predictions.jsonl)")
+        raise CoconutError(f"{option} {candidate}: every line needs 'index' and 'text' (coconut-lm eval's predictions.jsonl)")
     return label, candidate, {int(r["index"]): r for r in rows}
 
 
