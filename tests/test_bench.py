@@ -141,3 +141,22 @@ def test_bench_compile_flag_compiles_the_blocks_before_timing(monkeypatch):
     assert record["config"]["compile"] == "reduce-overhead" and record["step"]["coconut"]["median_s"] > 0
     with pytest.raises(SystemExit):
         _parse("--compile", "fastest")
+
+
+def test_time_interleaved_rounds_calls_and_clock():
+    """Each round times `calls` calls on the given clock and alternates the order; ratios are same-round."""
+    from coconut_lm.bench.timing import time_interleaved
+
+    now, order = [0.0], []
+
+    def work(name: str, cost: float):
+        def fn():
+            order.append(name)
+            now[0] += cost
+        return fn
+
+    t = time_interleaved({"a": work("a", 2.0), "b": work("b", 1.0)}, "b", torch.device("cpu"), warmup=1, repeats=3,
+                         clock=lambda: now[0], calls=2)
+    assert order == ["a", "b"] + ["a", "a", "b", "b"] + ["b", "b", "a", "a"] + ["a", "a", "b", "b"]
+    assert t["a"].rounds == [2.0, 2.0, 2.0] and t["b"].rounds == [1.0, 1.0, 1.0]
+    assert (t["a"].median_s, t["a"].ratio, t["b"].ratio) == (2.0, 2.0, 1.0)

@@ -59,6 +59,20 @@ def test_pruned_equals_full_and_reference(case, mode, eot, shift):
 
 
 @pytest.mark.parametrize("mode", ["left", "right"])
+@pytest.mark.parametrize("case", ["none", "mixed"])
+def test_labels_on_padding_positions(case, mode):
+    """Labels everywhere, pads included (HF's `labels = input_ids.clone()` habit): a padding position's output
+    is read by the LM head, so it must be what the full block gives (left padding: a fully masked row)."""
+    model = pruned(make_model("gpt2", token_shift=1))
+    ids, mask, _ = pad_batch(*make_rows([5, 2, 7], THOUGHT_CASES[case]), mode)
+    labels = ids.clone()
+    labels[ids == TK.latent] = -100
+    assert not mask.all()
+    full, fast = full_and_pruned(model, ids, mask, labels)
+    assert_same(full, fast)
+
+
+@pytest.mark.parametrize("mode", ["left", "right"])
 def test_cot_rows_with_labels_mid_row(mode):
     """CoT-like rows: labels from the middle of the question on, no thoughts (one pass), with a token shift."""
     model = pruned(make_model("gpt2", token_shift=1))

@@ -171,6 +171,11 @@ def test_variants_get_their_own_rows_without_the_papers_number(tmp_path):
     assert cells[("coconut", "")].paper_accuracy == PAPER["coconut"]["prosqa"][0]
     md = report.markdown.read_text()
     assert "| Coconut (shift off the thoughts) | – | – | – | – | 85.0 (6.0) [seed 0] | – |" in md
+    # A probe (`eval --shift-thoughts send`) of a default model is filed under what was evaluated.
+    probe = make_run(tmp_path, "p0", "coconut", "prosqa", 0,
+                     summary={"accuracy": 0.91, "mean_tokens": 6.0, "shift_thoughts": "send"})
+    assert read_run(probe).variant == "thoughts only send the shift"
+    assert read_run(runs[0]).variant == ""
     assert [variant_of({"shift_thoughts": v}) for v in (True, False, "receive", "send")] == [
         "", "shift off the thoughts", "thoughts only receive the shift", "thoughts only send the shift"]
 

@@ -163,10 +163,13 @@ def read_run(run_dir: str | os.PathLike, eval_subdir: str = "eval") -> RunResult
             if key in s and s[key] != want:
                 raise CoconutError(f"{summary_path}: field '{key}' is '{s[key]}' but {cfg_path} says '{want}'")
         name = Path(str(s["data"])).name if s.get("data") else None
+        # The row says what was evaluated: `eval --shift-thoughts` (a probe) records the value it ran with, and a
+        # run that inherited its value through init_from has none in its config.
+        evaluated = {**cfg, "shift_thoughts": s["shift_thoughts"]} if "shift_thoughts" in s else cfg
         data = f"{name}, " if name else ""
         return RunResult(str(run), method, task, seed, float(s["accuracy"]), s.get("mean_tokens"), s.get("n"),
                          f"{summary_path.relative_to(run).as_posix()} ({data}n={s.get('n', '?')})", curve,
-                         variant_of(cfg), s["chance"] if isinstance(s.get("chance"), (int, float))
+                         variant_of(evaluated), s["chance"] if isinstance(s.get("chance"), (int, float))
                          else chance_of(run / eval_subdir / "predictions.jsonl", task), name)
 
     if not vals:

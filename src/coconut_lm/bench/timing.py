@@ -46,7 +46,8 @@ def time_interleaved(fns: dict[Hashable, Callable[[], object]], baseline: Hashab
 
     Rounds alternate the order (A, B, C, then C, B, A), so no variant always runs first. `clock` is wall
     time by default; `time.thread_time` (CPU time of this thread) is steadier on cores shared with other
-    processes, which inflate it less.
+    processes, which inflate it less; it counts this thread alone and no GPU time, so use it on CPU with one
+    intra-op thread (`OMP_NUM_THREADS=1`).
     """
     for _ in range(warmup):
         for fn in fns.values():

@@ -148,14 +148,19 @@ def _pruned(block: nn.Module, x: torch.Tensor, cache: Any, sel: Selection) -> to
         key, value = cache.update(key, value, attn.layer_idx)
     past = key.shape[2] - q
     query = query.view(b, -1, heads, d).transpose(1, 2)  # (B, heads, s, d)
-    # Causal order over cache + pass and the 2D padding mask; a query always sees itself, so a padding
-    # row's (unread) output stays finite and its zero gradient cannot turn into NaN in backward.
+    # Causal order over cache + pass and the 2D padding mask, as HF's mask has it. A query that sees no key
+    # (a left-padding position) sees itself instead, so its softmax stays finite and cannot put NaN into
+    # backward, and its output is then zeroed, as the full block's SDPA gives for a fully masked row: a
+    # label on a padding position reads the same value in both.
     qpos = past + sel.index[..., None]  # (B, s, 1)
     kpos = torch.arange(key.shape[2], device=x.device)
-    allowed = (sel.key_mask[:, None, :] & (kpos <= qpos)) | (kpos == qpos)  # (B, s, past + q)
+    allowed = sel.key_mask[:, None, :] & (kpos <= qpos)  # (B, s, past + q)
+    empty = ~allowed.any(-1)  # (B, s)
+    allowed = allowed | ((kpos == qpos) & empty[..., None])
     out = F.scaled_dot_product_attention(query, key, value, attn_mask=allowed[:, None],
                                          dropout_p=attn.attn_dropout.p if attn.training else 0.0,
                                          scale=attn.scaling)
+    out = out.masked_fill(empty[:, None, :, None], 0.0)
     out = attn.resid_dropout(attn.c_proj(out.transpose(1, 2).reshape(b, -1, hid)))
     h = x.gather(1, idx) + out
     h = h + block.mlp(block.ln_2(h))
