@@ -6,6 +6,7 @@ import pytest
 
 from coconut_lm.analysis.paths import (
     PathCategory,
+    answered_node,
     category_fractions,
     classify_chain,
     split_generation,
@@ -130,3 +131,14 @@ GS = ProsQAGraph(tuple(str(i) for i in range(len(NAMES))), EDGES, root=0, target
 def test_symbolic_categories(text: str, k: int, expected: PathCategory) -> None:
     assert classify_chain(GS, text, k_thoughts=k) is expected
     assert split_generation("2 4\n7 ### 7", symbolic=True).steps == ["2", "4", "7"]
+
+
+@pytest.mark.parametrize("graph, answer, node", [
+    (G, "Tom is a zumpus.", 7), (G, "### Tom is a scrompus.", 9), (G, "Tom is a blicket.", None),
+    (G, "Bob is a zumpus.", None),    # about another entity than the root
+    (G, "zumpus", None), (G, "", None),
+    (GS, "7", 7), (GS, "### 9 8", 9), (GS, "x", None), (GS, "", None),
+])
+def test_answered_node(graph: ProsQAGraph, answer: str, node: int | None) -> None:
+    assert answered_node(graph, answer) == node
+    assert classify_chain(graph, [] if not graph.symbolic else "", answer) is (CL if node == 7 else IL)

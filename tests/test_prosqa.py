@@ -12,6 +12,7 @@ from coconut_lm.tasks.prosqa_graph import (
     ProsQAFormatError,
     ProsQAGraph,
     all_shortest_paths,
+    ancestors,
     descendants,
     frontier,
     graph_from_example,
@@ -166,6 +167,10 @@ def test_reachability_and_distances() -> None:
     assert descendants(TINY, 5) == frozenset()
     assert reachable(TINY, 0, 5) and reachable(TINY, 5, 5) and not reachable(TINY, 0, 6)
     assert shortest_distances(TINY, 0) == {0: 0, 2: 1, 4: 1, 3: 2, 5: 2}
+    assert shortest_distances(TINY, 5, upstream=True) == {5: 0, 3: 1, 4: 1, 2: 2, 0: 2}
+    assert ancestors(TINY, 5) == {0, 2, 3, 4}
+    assert ancestors(TINY, 3) == {0, 2, 4}
+    assert ancestors(TINY, 0) == frozenset() and ancestors(TINY, 6) == {1}
     assert frontier(TINY, 0, 0) == {0}
     assert frontier(TINY, 0, 2) == {3, 5}
     assert frontier(TINY, 0, 3) == {5}

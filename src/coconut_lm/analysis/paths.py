@@ -72,11 +72,22 @@ def split_generation(text: str, symbolic: bool = False) -> SplitGeneration:
     return SplitGeneration(steps=steps, answer=answer)
 
 
-def _answer_is_correct(graph: ProsQAGraph, target: int, answer: str) -> bool:
+def answered_node(graph: ProsQAGraph, answer: str) -> int | None:
+    """The node an answer names (a leading '###' is dropped), or None if it names none.
+
+    Symbolic data: the answer's first word. Word form: the concept X of "<root> is a X." about the root.
+    """
     answer = answer.strip().removeprefix("###").strip()
     if graph.symbolic:
-        return answer.split()[:1] == [graph.names[target]]
-    return parse_fact(answer) == (graph.names[graph.root], graph.names[target])
+        name = (answer.split() or [""])[0]
+    else:
+        fact = parse_fact(answer)
+        name = fact[1] if fact is not None and fact[0] == graph.names[graph.root] else ""
+    return graph.node_of.get(name)
+
+
+def _answer_is_correct(graph: ProsQAGraph, target: int, answer: str) -> bool:
+    return answered_node(graph, answer) == target
 
 
 def _written_path(graph: ProsQAGraph, steps: Sequence[str], k_thoughts: int) -> list[int] | None:

@@ -22,50 +22,36 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from coconut_lm.analysis.paths import answered_node, split_generation
 from coconut_lm.errors import CoconutError
-from coconut_lm.tasks.prosqa_graph import ProsQAGraph, parse_fact, shortest_distances
-
-
-def _ancestors(graph: ProsQAGraph, node: int) -> int:
-    """How many nodes have a path to `node` (the node itself excluded)."""
-    seen, stack = {node}, [node]
-    while stack:
-        for p in graph.parents[stack.pop()]:
-            if p not in seen:
-                seen.add(p)
-                stack.append(p)
-    return len(seen) - 1
-
+from coconut_lm.tasks.prosqa_graph import ProsQAGraph, ancestors, shortest_distances
 
 #: Each statistic: (a description, the score of an option; the option that scores higher is picked).
 STATISTICS: dict[str, tuple[str, Callable[[ProsQAGraph, int], int]]] = {
     "fewer_parents": ("the option with fewer incoming edges", lambda g, n: -len(g.parents[n])),
-    "more_ancestors": ("the option with more ancestors (nodes with a path to it)", _ancestors),
+    "more_ancestors": ("the option with more ancestors (nodes with a path to it)", lambda g, n: len(ancestors(g, n))),
 }
+
+
+def _statistic(name: str) -> Callable[[ProsQAGraph, int], int]:
+    """The score function of a statistic named in `STATISTICS`; a one-line error for any other name."""
+    if name not in STATISTICS:
+        raise CoconutError(f"unknown shortcut statistic '{name}' (known: {', '.join(STATISTICS)})")
+    return STATISTICS[name][1]
 
 
 def statistic_pick(graph: ProsQAGraph, statistic: str) -> int | None:
     """The option (node index) that `statistic` picks on this graph, or None on a tie."""
-    if statistic not in STATISTICS:
-        raise CoconutError(f"unknown shortcut statistic '{statistic}' (known: {', '.join(STATISTICS)})")
+    score = _statistic(statistic)
     if graph.target is None or graph.neg_target is None:
         raise CoconutError("statistic_pick: the graph has no target (build it with graph_from_example)")
-    score = STATISTICS[statistic][1]
     a, b = score(graph, graph.target), score(graph, graph.neg_target)
     return None if a == b else (graph.target if a > b else graph.neg_target)
 
 
 def answer_pick(graph: ProsQAGraph, text: str) -> int | None:
     """The option a generated text's answer names (node index), or None if it names neither."""
-    from coconut_lm.analysis.paths import split_generation
-
-    answer = split_generation(text, graph.symbolic).answer
-    if graph.symbolic:
-        name = (answer.split() or [""])[0]
-    else:
-        fact = parse_fact(answer)
-        name = fact[1] if fact is not None and fact[0] == graph.names[graph.root] else ""
-    node = graph.node_of.get(name)
+    node = answered_node(graph, split_generation(text, graph.symbolic).answer)
     return node if node in (graph.target, graph.neg_target) else None
 
 
@@ -118,8 +104,7 @@ def _cell(rows: Sequence[dict[str, Any]], statistic: str) -> ShortcutCell:
 
 def shortcut_table(rows: Sequence[dict[str, Any]], statistic: str) -> dict[str, ShortcutCell]:
     """`ShortcutCell`s by hop count ("3", "4", ...) and over all examples ("all")."""
-    if statistic not in STATISTICS:
-        raise CoconutError(f"unknown shortcut statistic '{statistic}' (known: {', '.join(STATISTICS)})")
+    _statistic(statistic)
     hops = sorted({r["hops"] for r in rows})
     table = {str(h): _cell([r for r in rows if r["hops"] == h], statistic) for h in hops}
     table["all"] = _cell(rows, statistic)

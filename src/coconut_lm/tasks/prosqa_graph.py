@@ -77,13 +77,15 @@ class ProsQAGraph:
         return child in self.children[parent]
 
 
-def shortest_distances(graph: ProsQAGraph, src: int) -> dict[int, int]:
-    """Hops from `src` to every node reachable from it (BFS; `src` itself at 0)."""
+def shortest_distances(graph: ProsQAGraph, src: int, upstream: bool = False) -> dict[int, int]:
+    """Hops from `src` to every node reachable from it (BFS; `src` itself at 0). `upstream`: along the
+    edges backwards, the hops to `src` from every node that reaches it."""
     dist = {src: 0}
     queue = deque([src])
+    edges = graph.parents if upstream else graph.children
     while queue:
         u = queue.popleft()
-        for v in graph.children[u]:
+        for v in edges[u]:
             if v not in dist:
                 dist[v] = dist[u] + 1
                 queue.append(v)
@@ -93,6 +95,11 @@ def shortest_distances(graph: ProsQAGraph, src: int) -> dict[int, int]:
 def descendants(graph: ProsQAGraph, node: int) -> frozenset[int]:
     """Nodes reachable from `node` by one edge or more."""
     return frozenset(shortest_distances(graph, node)) - {node}
+
+
+def ancestors(graph: ProsQAGraph, node: int) -> frozenset[int]:
+    """Nodes with a path of one edge or more to `node`."""
+    return frozenset(shortest_distances(graph, node, upstream=True)) - {node}
 
 
 def reachable(graph: ProsQAGraph, src: int, dst: int) -> bool:
