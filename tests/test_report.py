@@ -202,3 +202,29 @@ def test_a_shipped_chain_is_reported_under_its_first_stages_seed(tmp_path):
     assert read_run(run).seed == 2
     (run / "stages.json").write_text(json.dumps([{"run": "n10", "seed": 1}, {"run": "main-c2", "seed": 2}]))
     assert read_run(run).seed == 1
+
+
+def test_scored_on_a_part_by_step_count(tmp_path):
+    by = {"3": {"n": 100, "accuracy": 0.9, "mean_thoughts": 6.0}, "4": {"n": 300, "accuracy": 0.5, "mean_thoughts": 6.0},
+          "5": {"n": 50, "accuracy": 0.0, "mean_thoughts": 6.0}}
+    a = make_run(tmp_path, "a", "coconut", "prosqa", 0, summary={"accuracy": 0.5, "mean_tokens": 9.0,
+                                                                 "accuracy_by_steps": by})
+    r = read_run(a, steps=[3, 4])
+    assert (r.accuracy, r.n, r.tokens) == ((90 + 150) / 400, 400, None)
+    assert r.source == "eval/summary.json (prosqa_valid.json, 3, 4 steps, n=400)"
+    assert read_run(a, steps=[5, 6]).accuracy == 0.0
+    assert read_run(a).accuracy == 0.5  # the whole file without --steps
+    report = write_report([a], tmp_path / "t.md", steps=[3, 4])
+    assert "whose chain has 3, 4 steps" in report.markdown.read_text()
+    assert json.loads(report.json.read_text())["steps"] == [3, 4]
+    with pytest.raises(CoconutError, match="no item with 7 steps .*it has 3, 4, 5"):
+        read_run(a, steps=[7])
+    old = make_run(tmp_path, "b", "cot", "prosqa", 0, summary={"accuracy": 0.5})
+    with pytest.raises(CoconutError, match="field 'accuracy_by_steps' is missing"):
+        read_run(old, steps=[3])
+    no_eval = make_run(tmp_path, "c", "cot", "prosqa", 0, vals=[(0.5, 9.0)])
+    with pytest.raises(CoconutError, match="cannot be scored by steps"):
+        read_run(no_eval, steps=[3])
+    parser = argparse.ArgumentParser(prog="coconut-lm")
+    add_report_parser(parser.add_subparsers(dest="command"))
+    assert parser.parse_args(["report", str(a), "--steps", "3,4"]).steps == [3, 4]

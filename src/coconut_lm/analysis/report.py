@@ -118,8 +118,27 @@ def _read_json(path: Path) -> Any:
         raise CoconutError(f"{path}: cannot read JSON ({e})") from None
 
 
-def read_run(run_dir: str | os.PathLike, eval_subdir: str = "eval") -> RunResult:
-    """Method, task, seed (config.yaml) and accuracy/tokens (eval summary, else best val row) of a run."""
+def _on_steps(summary: dict[str, Any], steps: Sequence[int], path: Path) -> tuple[float, int]:
+    """Accuracy and item count of an eval summary on the items whose chain has one of these step counts
+    (ProsQA: hops), from its `accuracy_by_steps`."""
+    by = summary.get("accuracy_by_steps")
+    if not isinstance(by, dict):
+        raise CoconutError(f"{path}: field 'accuracy_by_steps' is missing (rerun `coconut-lm eval` to score by steps)")
+    parts = [by[str(k)] for k in steps if isinstance(by.get(str(k)), dict)]
+    n = sum(int(p.get("n", 0)) for p in parts)
+    if not n:
+        raise CoconutError(f"{path}: field 'accuracy_by_steps' has no item with {', '.join(map(str, steps))} steps "
+                           f"(it has {', '.join(by) or 'none'})")
+    return sum(float(p["accuracy"]) * int(p["n"]) for p in parts) / n, n
+
+
+def read_run(run_dir: str | os.PathLike, eval_subdir: str = "eval", steps: Sequence[int] | None = None) -> RunResult:
+    """Method, task, seed (config.yaml) and accuracy/tokens (eval summary, else best val row) of a run.
+
+    `steps`: score only the eval's items whose chain has one of these step counts (ProsQA: hops; e.g. 3, 4
+    for the part Zhu et al. 2025 report), from the summary's `accuracy_by_steps`; tokens are then not known
+    (None). A run without an eval summary is refused then.
+    """
     import yaml
 
     from coconut_lm.training.runlog import read_metrics
@@ -167,11 +186,17 @@ def read_run(run_dir: str | os.PathLike, eval_subdir: str = "eval") -> RunResult
         # run that inherited its value through init_from has none in its config.
         evaluated = {**cfg, "shift_thoughts": s["shift_thoughts"]} if "shift_thoughts" in s else cfg
         data = f"{name}, " if name else ""
-        return RunResult(str(run), method, task, seed, float(s["accuracy"]), s.get("mean_tokens"), s.get("n"),
-                         f"{summary_path.relative_to(run).as_posix()} ({data}n={s.get('n', '?')})", curve,
+        accuracy, tokens, n, part = float(s["accuracy"]), s.get("mean_tokens"), s.get("n"), ""
+        if steps:
+            (accuracy, n), tokens = _on_steps(s, steps, summary_path), None
+            part = f"{', '.join(map(str, steps))} steps, "
+        return RunResult(str(run), method, task, seed, accuracy, tokens, n,
+                         f"{summary_path.relative_to(run).as_posix()} ({data}{part}n={n if n is not None else '?'})", curve,
                          variant_of(evaluated), s["chance"] if isinstance(s.get("chance"), (int, float))
                          else chance_of(run / eval_subdir / "predictions.jsonl", task), name)
 
+    if steps:
+        raise CoconutError(f"run {run}: no {eval_subdir}/summary.json, so it cannot be scored by steps")
     if not vals:
         raise CoconutError(f"run {run}: no {eval_subdir}/summary.json and no val row with val_accuracy in metrics.jsonl")
     # As the trainer picks best/: the furthest curriculum progress first (a Coconut run's stage-0 rows are CoT; an
@@ -258,14 +283,18 @@ def _paper(c: Cell) -> str:
     return f"{c.paper_accuracy:.1f}" + (f" ({c.paper_tokens:.1f})" if c.paper_tokens is not None else "")
 
 
-def format_markdown(cells: Sequence[Cell], runs: Sequence[RunResult], warnings: Sequence[str] = ()) -> str:
-    """Table 1 (ours beside the paper's) and a per-run table naming each number's source."""
+def format_markdown(cells: Sequence[Cell], runs: Sequence[RunResult], warnings: Sequence[str] = (),
+                    steps: Sequence[int] | None = None) -> str:
+    """Table 1 (ours beside the paper's) and a per-run table naming each number's source (`steps`: ours are
+    scored on the items with these step counts only, `read_run`)."""
     by = {(c.method, c.variant, c.task): c for c in cells}
     head = ["method"] + [f"{TASKS[t].label} {who}" for t in TASKS for who in ("ours", "paper")]
     lines = ["# Results: Table 1 of Hao et al. 2024 (Coconut), ours beside the paper's", "",
              "Accuracy in %, (tokens generated per answer, continuous thoughts included). Ours: mean ± sample "
              "std over the seeds listed; paper: pretrained GPT-2 124M. A row with a note in parentheses is a variant "
-             "of the method (backbone or token shift); the paper has no number for it.", "",
+             "of the method (backbone or token shift); the paper has no number for it."
+             + (f" Ours are scored only on the items whose chain has {', '.join(map(str, steps))} steps (hops, in "
+                "ProsQA); the paper's are on its whole test file." if steps else ""), "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     labels = method_labels()
     for method, variant in dict.fromkeys((c.method, c.variant) for c in cells):
@@ -292,9 +321,10 @@ def format_markdown(cells: Sequence[Cell], runs: Sequence[RunResult], warnings: 
 
 
 def write_report(run_dirs: Sequence[str | os.PathLike], out: str | os.PathLike, eval_subdir: str = "eval",
-                 overwrite: bool = False) -> Report:
+                 overwrite: bool = False, steps: Sequence[int] | None = None) -> Report:
     """Read every run, write the markdown table to `out`, the same numbers to `out` with suffix .json,
-    and the validation curves to `<out stem>_curves.png` (when any run has val rows).
+    and the validation curves to `<out stem>_curves.png` (when any run has val rows). `steps`: score each
+    run on the items with these step counts only (`read_run`).
 
     Any of those three files that already exists (a demo's `results.md`, an earlier report) is
     refused before anything is read or written, unless `overwrite`.
@@ -314,11 +344,11 @@ def write_report(run_dirs: Sequence[str | os.PathLike], out: str | os.PathLike, 
         key = os.path.realpath(d)
         if key not in seen:
             seen.add(key)
-            runs.append(read_run(d, eval_subdir))
+            runs.append(read_run(d, eval_subdir, steps))
     cells, warnings = aggregate(runs)
-    atomic_write_text(md_path, format_markdown(cells, runs, warnings))
+    atomic_write_text(md_path, format_markdown(cells, runs, warnings, steps))
     atomic_write_text(json_path, json.dumps(
-        {"cells": [asdict(c) for c in cells], "runs": [asdict(r) for r in runs], "warnings": warnings,
+        {"steps": list(steps) if steps else None, "cells": [asdict(c) for c in cells], "runs": [asdict(r) for r in runs], "warnings": warnings,
          "paper": {m: {t: {"accuracy": a, "tokens": tk} for t, (a, tk) in v.items()} for m, v in paper_numbers().items()}},
         indent=2) + "\n")
     curves = None
@@ -339,7 +369,8 @@ def write_report(run_dirs: Sequence[str | os.PathLike], out: str | os.PathLike, 
 
 def cmd_report(args: argparse.Namespace) -> int:
     """`coconut-lm report`: write results.md and results.json, print the table."""
-    report = write_report(args.runs, args.out, eval_subdir=args.eval_subdir, overwrite=args.overwrite)
+    report = write_report(args.runs, args.out, eval_subdir=args.eval_subdir, overwrite=args.overwrite,
+                          steps=args.steps)
     print(report.markdown.read_text(), end="")
     curves = f" and {report.curves}" if report.curves else ""
     print(f"wrote {report.markdown}, {report.json}{curves} ({len(report.runs)} runs)")
@@ -348,7 +379,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def add_report_parser(sub: argparse._SubParsersAction) -> None:
     """Add the `report` subcommand to the `coconut-lm` parser (sets `func`)."""
-    from coconut_lm.argtypes import path
+    from coconut_lm.argtypes import int_list, path
 
     p = sub.add_parser("report", help="the paper's Table 1 from run folders, ours beside the paper's numbers",
                        description="Collect method, task and seed (config.yaml) and accuracy and tokens "
@@ -362,4 +393,7 @@ def add_report_parser(sub: argparse._SubParsersAction) -> None:
                    help="replace an existing --out, its .json and its _curves.png (refused otherwise)")
     p.add_argument("--eval-subdir", default="eval",
                    help="folder inside each run that holds the eval summary.json (default eval)")
+    p.add_argument("--steps", type=int_list, default=None, metavar="K[,K...]",
+                   help="score only the items whose chain has these step counts (ProsQA: hops; e.g. 3,4, the part "
+                        "Zhu et al. 2025 report), from each eval summary's accuracy_by_steps; tokens are then left out")
     p.set_defaults(func=cmd_report)
