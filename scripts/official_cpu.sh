@@ -25,6 +25,9 @@
 # STOP_AT=TIME (anything `date -d` reads, e.g. "04:20" or "+2 hours") gives each official-size stage the seconds
 # left until then as max_train_seconds; a stage cut short is validated and checkpointed but not scored, and the
 # script stops there, so rerunning it later resumes that stage (scripts/chain_lib.sh).
+# SET="key=value ..." applies to every stage of the chain, the n10 demo included (`--set`): a variant of the model
+# from scratch, e.g. SET="shift_thoughts=false" for faithful Coconut; key=value arguments after NAME apply only from
+# stage 3 on.
 # N10_STEPS, N16_EPOCHS, TRAIN_N, VALID_N, C2_EPOCHS and STOP_EPOCHS shrink the stages for a dry run
 # (tests/test_scripts.py).
 set -euo pipefail
@@ -39,6 +42,8 @@ method=${METHOD:-coconut}
 seed=${SEED:-0}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 source "$here/scripts/chain_lib.sh"
+read -r -a chain_set <<< "${SET:-}"  # whole-chain overrides (SET above)
+demo_set=(); for kv in "${chain_set[@]}"; do demo_set+=(--set "$kv"); done
 d=$root/data
 # Training files of 6,400 examples: fresh_data draws as many new graphs per epoch, 200 steps of 32.
 train_n=${TRAIN_N:-6400}
@@ -67,13 +72,14 @@ cd "$here"
 if ! chain_done "$root/n16"; then  # not best/ alone: a stage 2 cut short has one from its first validation
   # The demo writes results.json last; a demo cut short leaves a folder the demo refuses to reuse (not empty).
   [ -f "$root/n10/results.json" ] || "$CLI" demo --methods "$method" --parallel 1 --seed "$seed" \
-    --steps "${N10_STEPS:-2800}" --out "$root/n10"
+    --steps "${N10_STEPS:-2800}" "${demo_set[@]}" --out "$root/n10"
   "$CLI" train "${common[@]}" train_path="$d/n16_train.json" val_path="$d/n16_val.json" \
     "fresh_data=${sym[*]} ${n16[*]}" num_epochs="${N16_EPOCHS:-14}" epochs_per_stage=2 max_latent_stage=4 eval_every=2 \
-    val_max_examples=200 init_from="$root/n10/$method/best" out_dir="$root/n16" overwrite=true "${icot16[@]}" > "$root/n16.log" 2>&1
+    val_max_examples=200 init_from="$root/n10/$method/best" out_dir="$root/n16" overwrite=true "${icot16[@]}" "${chain_set[@]}" \
+    > "$root/n16.log" 2>&1
 fi
 stage3=(train_path="$d/official_train.json" val_path="$d/select555.json" "fresh_data=${sym[*]}" num_epochs=100
-        epochs_per_stage=8 max_latent_stage=6 eval_every=4 val_max_examples=300 "${icot[@]}")
+        epochs_per_stage=8 max_latent_stage=6 eval_every=4 val_max_examples=300 "${icot[@]}" "${chain_set[@]}")
 if [ ! -d "$root/$name/eval_fresh" ]; then
   chain_train "$root/$name" "${stage3[@]}" init_from="$root/n16/best" "$@"
   score "$root/$name"

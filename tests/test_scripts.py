@@ -22,7 +22,7 @@ def test_official_cpu_recipe_script_runs_its_four_stages(tmp_path, prosqa_valid)
     valid.write_text(json.dumps(json.loads(prosqa_valid.read_text())[:12]))
     env = {**os.environ, "CLI": str(Path(sys.executable).parent / "coconut-lm"), "PROSQA_VALID": str(valid),
            "N10_STEPS": "4", "N16_EPOCHS": "1", "TRAIN_N": "64", "VALID_N": "8", "C2_EPOCHS": "1",
-           "OMP_NUM_THREADS": "1", "SEED": "3"}
+           "OMP_NUM_THREADS": "1", "SEED": "3", "SET": "shift_thoughts=receive"}  # SET: every stage, the demo too
     root = tmp_path / "runs"
     # STOP_AT already past: stages 1-2 run (they are short), the official-size stage is not started.
     proc = subprocess.run(["bash", str(ROOT / "scripts" / "official_cpu.sh"), str(root), "try", "num_epochs=1",
@@ -38,9 +38,12 @@ def test_official_cpu_recipe_script_runs_its_four_stages(tmp_path, prosqa_valid)
         assert (root / stage / "best").is_dir(), stage
     n16 = (root / "n16" / "config.yaml").read_text()
     assert "nodes 16" in n16 and str(root / "n10" / "coconut" / "best") in n16 and "seed: 3" in n16
+    n10 = (root / "n10" / "coconut" / "config.yaml").read_text()
+    assert all("shift_thoughts: receive" in cfg for cfg in (n10, n16)), (n10, n16)
     try_cfg, c2_cfg = ((root / run / "config.yaml").read_text() for run in ("try", "try-c2"))
     assert str(root / "n16" / "best") in try_cfg and "select555.json" in try_cfg
     assert str(root / "try" / "best") in c2_cfg and "start_epoch: 56" in c2_cfg and "seed: 4" in c2_cfg
+    assert "shift_thoughts: receive" in try_cfg and "shift_thoughts: receive" in c2_cfg
     for run in ("try", "try-c2"):
         official = json.loads((root / run / "eval_official" / "summary.json").read_text())
         fresh = json.loads((root / run / "eval_fresh" / "summary.json").read_text())
@@ -69,7 +72,7 @@ def test_official_cpu_recipe_script_runs_its_four_stages(tmp_path, prosqa_valid)
     assert proc.returncode == 0, proc.stderr
     card = (shipped / "MODEL.md").read_text()
     assert "| 4 | try-c2 | coconut | 4 | 2 | 64 |" in card and "| 1 | coconut | coconut | 3 | 4 | 128 |" in card
-    assert "`select555.json`" in card and "token_shift=1, shift_thoughts=true" in card
+    assert "`select555.json`" in card and "token_shift=1, shift_thoughts=receive" in card
     assert {p.name for p in shipped.iterdir()} == {"best", "config.yaml", "metrics.jsonl", "eval_official", "eval_fresh",
                                                    "MODEL.md", "stages.json"}
     cli = [str(Path(sys.executable).parent / "coconut-lm")]
