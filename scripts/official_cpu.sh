@@ -15,7 +15,8 @@
 #
 #   [METHOD=coconut] [SEED=0] bash scripts/official_cpu.sh ROOT NAME [key=value ...]
 # runs stages 1-2 into ROOT once (skipped once ROOT/n16 trained to its last epoch), then stage 3 into ROOT/NAME with the
-# overrides, then stage 4 into ROOT/NAME-c2 (and stage 5 into ROOT/NAME-stop). Use one ROOT per METHOD and SEED. Two chains can run side by side.
+# overrides, then stage 4 into ROOT/NAME-c2 (and stage 5 into ROOT/NAME-stop). Use one ROOT per METHOD, SEED and SET (finished stages 1-2 are
+# reused as they are). Two chains can run side by side.
 # Protocol (docs/table1.md): every best/ is chosen on 300 fresh official-size graphs (seed 555), then scored on
 # the official validation file and on 500 other fresh graphs (seed 777), neither of which chose it.
 # Needs ../shared/data/prosqa/prosqa_valid.json (or PROSQA_VALID=...). A stopped stage continues with

@@ -228,3 +228,13 @@ def test_scored_on_a_part_by_step_count(tmp_path):
     parser = argparse.ArgumentParser(prog="coconut-lm")
     add_report_parser(parser.add_subparsers(dest="command"))
     assert parser.parse_args(["report", str(a), "--steps", "3,4"]).steps == [3, 4]
+
+
+def test_scored_on_a_part_refuses_a_bad_entry_and_counts_a_step_once(tmp_path):
+    by = {"3": {"n": 124, "accuracy": 0.9}, "4": {"n": 133, "accuracy": 0.5}}
+    a = make_run(tmp_path, "a", "coconut", "prosqa", 0, summary={"accuracy": 0.5, "accuracy_by_steps": by})
+    assert read_run(a, steps=[3, 3]).n == 124
+    for i, bad in enumerate([{"n": 10}, {"n": "x", "accuracy": 0.5}, {"n": 10, "accuracy": None}, [1]]):
+        b = make_run(tmp_path, f"b{i}", "coconut", "prosqa", 0, summary={"accuracy": 0.5, "accuracy_by_steps": {"3": bad}})
+        with pytest.raises(CoconutError, match=r"summary.json: field 'accuracy_by_steps.3': expected"):
+            read_run(b, steps=[3, 4])

@@ -124,12 +124,21 @@ def _on_steps(summary: dict[str, Any], steps: Sequence[int], path: Path) -> tupl
     by = summary.get("accuracy_by_steps")
     if not isinstance(by, dict):
         raise CoconutError(f"{path}: field 'accuracy_by_steps' is missing (rerun `coconut-lm eval` to score by steps)")
-    parts = [by[str(k)] for k in steps if isinstance(by.get(str(k)), dict)]
-    n = sum(int(p.get("n", 0)) for p in parts)
+    parts = []
+    for k in dict.fromkeys(steps):  # a step count named twice counts once
+        part = by.get(str(k))
+        if part is None:
+            continue
+        if not (isinstance(part, dict) and isinstance(part.get("n"), int) and part["n"] >= 0
+                and isinstance(part.get("accuracy"), (int, float))):
+            raise CoconutError(f"{path}: field 'accuracy_by_steps.{k}': expected {{\"n\": count, \"accuracy\": "
+                               f"fraction}}, got {part!r}")
+        parts.append(part)
+    n = sum(p["n"] for p in parts)
     if not n:
         raise CoconutError(f"{path}: field 'accuracy_by_steps' has no item with {', '.join(map(str, steps))} steps "
                            f"(it has {', '.join(by) or 'none'})")
-    return sum(float(p["accuracy"]) * int(p["n"]) for p in parts) / n, n
+    return sum(float(p["accuracy"]) * p["n"] for p in parts) / n, n
 
 
 def read_run(run_dir: str | os.PathLike, eval_subdir: str = "eval", steps: Sequence[int] | None = None) -> RunResult:
@@ -188,6 +197,7 @@ def read_run(run_dir: str | os.PathLike, eval_subdir: str = "eval", steps: Seque
         data = f"{name}, " if name else ""
         accuracy, tokens, n, part = float(s["accuracy"]), s.get("mean_tokens"), s.get("n"), ""
         if steps:
+            steps = list(dict.fromkeys(steps))
             (accuracy, n), tokens = _on_steps(s, steps, summary_path), None
             part = f"{', '.join(map(str, steps))} steps, "
         return RunResult(str(run), method, task, seed, accuracy, tokens, n,

@@ -93,12 +93,12 @@ def shortest_distances(graph: ProsQAGraph, src: int, upstream: bool = False) -> 
 
 
 def descendants(graph: ProsQAGraph, node: int) -> frozenset[int]:
-    """Nodes reachable from `node` by one edge or more."""
+    """Nodes reachable from `node` by one edge or more (`node` itself left out, even on a cycle)."""
     return frozenset(shortest_distances(graph, node)) - {node}
 
 
 def ancestors(graph: ProsQAGraph, node: int) -> frozenset[int]:
-    """Nodes with a path of one edge or more to `node`."""
+    """Nodes with a path of one edge or more to `node` (`node` itself left out, as by `descendants`)."""
     return frozenset(shortest_distances(graph, node, upstream=True)) - {node}
 
 
