@@ -14,6 +14,62 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
+STUB_CHAIN = """#!/usr/bin/env bash
+# Stands in for official_cpu.sh: logs the call; METHOD=fail exits 3, METHOD=cut stops once before its end (after
+# 2 s), METHOD=slow takes 4 s.
+set -eu
+cell=$1
+mkdir -p "$cell"
+echo "$(basename "$cell") $METHOD $SEED [$SET]" >> "$cell/../calls.log"
+[ "$METHOD" = fail ] && exit 3
+if [ "$METHOD" = cut ] && [ ! -e "$cell/cut_once" ]; then touch "$cell/cut_once"; sleep 2; exit 0; fi
+if [ "$METHOD" = slow ]; then sleep 4; else sleep 0.5; fi
+mkdir -p "$cell/main-c2/eval_fresh"
+"""
+
+
+def test_table1_queue_runs_each_cell_once_in_lanes_and_resumes_a_cut_one(tmp_path):
+    """scripts/table1_official.sh with a stub chain: lanes share the cells, a failed chain is marked and skipped,
+    a cell held by a live lane is left alone, a chain cut at STOP_AT stops the queue and the rerun resumes it."""
+    stub = tmp_path / "stub.sh"
+    stub.write_text(STUB_CHAIN)
+    root = tmp_path / "t1"
+    (root / "held").mkdir(parents=True)
+    (root / "held.lane").write_text(f"{os.getpid()}\n")  # a live process holds it
+    cells = "a:m1:0 c:m2:1:shift_thoughts=false,token_shift=0 d:fail:0 held:m4:0 e:m3:2"
+    env = {**os.environ, "OFFICIAL": str(stub), "LANES": "2"}
+    script = str(ROOT / "scripts" / "table1_official.sh")
+
+    def run(cells: str) -> tuple[subprocess.CompletedProcess, list[str], set[str]]:
+        log = root / "calls.log"
+        before = len(log.read_text().splitlines()) if log.exists() else 0
+        proc = subprocess.run(["bash", script, str(root)], env={**env, "CELLS": cells}, capture_output=True,
+                              text=True, timeout=120)
+        states = {ln for ln in proc.stdout.splitlines() if not ln.startswith("lane ")}
+        return proc, sorted(log.read_text().splitlines()[before:]), states
+
+    proc, calls, states = run(cells)
+    assert proc.returncode == 1, proc.stdout + proc.stderr  # d failed
+    assert calls == ["a m1 0 []", "c m2 1 [shift_thoughts=false token_shift=0]", "d fail 0 []", "e m3 2 []"]
+    assert len({ln.split(":")[0] for ln in proc.stdout.splitlines() if ln.startswith("lane ")}) == 2
+    assert "d failed (exit 3" in proc.stdout and (root / "d.failed").exists()
+    assert states == {"a: done", "c: done", "d: failed", "held: started", "e: done"}
+    assert [p.name for p in root.glob("*.lane")] == ["held.lane"]  # only the live holder's claim stays
+
+    (root / "held.lane").unlink()
+    # b is cut while the other lane runs f (if it started in time): after the cut no lane takes another cell.
+    proc, calls, states = run("b:cut:0 f:slow:0 " + cells)
+    assert proc.returncode == 1 and calls in (["b cut 0 []"], ["b cut 0 []", "f slow 0 []"]), proc.stdout
+    assert "b stopped before its end" in proc.stdout and {"b: started", "held: started"} <= states
+    proc, calls, states = run("b:cut:0 f:slow:0 " + cells)  # b resumes; d stays marked; nothing done runs again
+    assert proc.returncode == 1 and calls[0] == "b cut 0 []" and calls[-1] == "held m4 0 []", proc.stdout
+    assert {"b: done", "f: done", "held: done", "d: failed"} <= states
+
+    bad = subprocess.run(["bash", script, str(root)], env={**env, "CELLS": "x:coconut:zero"}, capture_output=True,
+                         text=True)
+    assert bad.returncode == 2 and "CELLS entry 'x:coconut:zero'" in bad.stderr
+
+
 @pytest.mark.slow
 def test_official_cpu_recipe_script_runs_its_four_stages(tmp_path, prosqa_valid):
     """scripts/official_cpu.sh with a few steps per stage: n10 demo -> n16 -> official size -> the continuation,
