@@ -125,7 +125,7 @@ def _on_steps(summary: dict[str, Any], steps: Sequence[int], path: Path) -> tupl
     if not isinstance(by, dict):
         raise CoconutError(f"{path}: field 'accuracy_by_steps' is missing (rerun `coconut-lm eval` to score by steps)")
     parts = []
-    for k in dict.fromkeys(steps):  # a step count named twice counts once
+    for k in steps:  # distinct: read_run drops a step count named twice
         part = by.get(str(k))
         if part is None:
             continue
