@@ -9,6 +9,9 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 TORCH  ?= torch==2.13.0
 PINS   ?= constraints.txt
+# pytest-xdist: one worker per core; idle workers take tests queued for busy ones (worksteal), so the long
+# script tests of one file do not all land on one worker. `make test PYTEST_WORKERS=` runs in one process.
+PYTEST_WORKERS ?= -n auto --dist worksteal
 
 .PHONY: venv demo test lint clean pins
 
@@ -35,14 +38,14 @@ lint: venv
 	$(BIN)/ruff check src tests
 
 test: venv lint
-	$(BIN)/python -m pytest -q --durations=15
+	$(BIN)/python -m pytest -q --durations=15 $(PYTEST_WORKERS)
 
 pins:
 	rm -rf .venv-pins
 	$(call install,.venv-pins,)
 	{ sed -n '/^#/p' $(PINS); .venv-pins/bin/pip freeze --all --exclude-editable | grep -v '^coconut' \
 	  | sed 's/+cpu$$//'; } > $(PINS).new
-	.venv-pins/bin/ruff check src tests && .venv-pins/bin/python -m pytest -q
+	.venv-pins/bin/ruff check src tests && .venv-pins/bin/python -m pytest -q $(PYTEST_WORKERS)
 	mv $(PINS).new $(PINS)
 	rm -rf .venv-pins
 	@echo "constraints.txt refreshed; commit it with the test result"

@@ -10,6 +10,16 @@ import pytest
 # Tests never reach a model hub: a name that is not a local folder fails at once instead of retrying.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+# Under pytest-xdist (`make test` runs `-n auto`) each worker gets an equal share of the cores, so that
+# N workers do not each start a thread per core; subprocesses the tests start inherit the same share.
+if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
+    _threads = int(os.environ.get("OMP_NUM_THREADS") or 0) or max(
+        1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))
+    os.environ["OMP_NUM_THREADS"] = str(_threads)
+    import torch
+
+    torch.set_num_threads(_threads)
+
 
 def _find_shared_data() -> Path:
     """$COCONUT_SHARED_DATA, else ../shared/data beside the checkout, else /work/shared/data."""
