@@ -10,7 +10,8 @@ BIN    := $(VENV)/bin
 TORCH  ?= torch==2.13.0
 PINS   ?= constraints.txt
 # pytest-xdist: one worker per core; idle workers take tests queued for busy ones (worksteal), so the long
-# script tests of one file do not all land on one worker. `make test PYTEST_WORKERS=` runs in one process.
+# script tests of one file do not all land on one worker. `make test PYTEST_WORKERS=` runs in one process;
+# PYTEST_XDIST_AUTO_NUM_WORKERS=N caps `-n auto` (e.g. in a container limited to fewer cores than the host's).
 PYTEST_WORKERS ?= -n auto --dist worksteal
 
 .PHONY: venv demo test lint clean pins

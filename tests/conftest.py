@@ -14,7 +14,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 # N workers do not each start a thread per core; subprocesses the tests start inherit the same share.
 if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
     _threads = int(os.environ.get("OMP_NUM_THREADS") or 0) or max(
-        1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))
+        1, len(os.sched_getaffinity(0)) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))
     os.environ["OMP_NUM_THREADS"] = str(_threads)
     import torch
 
