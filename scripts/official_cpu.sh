@@ -14,7 +14,7 @@
 #      threshold), the official file and the fresh test graphs, into ROOT/NAME-stop/sweep_*
 #
 #   [METHOD=coconut] [SEED=0] bash scripts/official_cpu.sh ROOT NAME [key=value ...]
-# runs stages 1-2 into ROOT once (skipped once ROOT/n16 trained to its last epoch), then stage 3 into ROOT/NAME with the
+# runs stages 1-2 into ROOT once (skipped once ROOT/n16 trained to its last epoch, or once stage 3 is scored), then stage 3 into ROOT/NAME with the
 # overrides, then stage 4 into ROOT/NAME-c2 (and stage 5 into ROOT/NAME-stop). Use one ROOT per METHOD, SEED and SET (finished stages 1-2 are
 # reused as they are). Two chains can run side by side.
 # Protocol (docs/table1.md): every best/ is chosen on 300 fresh official-size graphs (seed 555), then scored on
@@ -70,7 +70,8 @@ score() {  # score RUN: best/ on the official file and on the fresh test graphs
   chain_score "$1" "$d/official_valid.json:eval_official" "$d/official_test777.json:eval_fresh"
 }
 cd "$here"
-if ! chain_done "$root/n16"; then  # not best/ alone: a stage 2 cut short has one from its first validation
+# Stages 1-2 only feed stage 3: a scored stage 3 (e.g. a shipped model copied into ROOT/NAME) needs neither.
+if [ ! -d "$root/$name/eval_fresh" ] && ! chain_done "$root/n16"; then  # not best/ alone: a stage 2 cut short has one
   # The demo writes results.json last; a demo cut short leaves a folder the demo refuses to reuse (not empty).
   [ -f "$root/n10/results.json" ] || "$CLI" demo --methods "$method" --parallel 1 --seed "$seed" \
     --steps "${N10_STEPS:-2800}" "${demo_set[@]}" --out "$root/n10"

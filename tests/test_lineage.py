@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
@@ -49,6 +50,26 @@ def test_chain_follows_init_from_and_counts_from_scratch(chain_dirs):
     # Stage b's first validation comes after a's 80 examples and 99 s, plus its own 40 examples (10 steps of 4 at 32/s).
     assert points[2] == (120, 99.0 + 1.25, 0.6, "b")
     assert points[-1] == (80 + 80 + 40, 99.0 + 99.0 + 1.25, 0.96, "c")
+
+
+def test_a_chain_continued_from_a_shipped_model_keeps_the_recorded_stages(chain_dirs, tmp_path):
+    """A stage started from a copy of a shipped folder: the folder's stages.json stands for it and its past."""
+    a, b, _ = chain_dirs
+    shipped = tmp_path / "shipped"
+    shipped.mkdir()
+    for f in ("config.yaml", "metrics.jsonl"):
+        (shipped / f).write_text((b / f).read_text())
+    recorded = [{**asdict(s), "examples": s.examples} for s in run_chain(b)]
+    (shipped / "stages.json").write_text(json.dumps(recorded))
+    a.rename(tmp_path / "gone")  # the original run folders need not exist any more
+    d = _run(tmp_path / "d", shipped / "best", "fresh.json", [{"step": 10, "acc": 0.98}])
+    stages = run_chain(d)
+    assert [s.name for s in stages] == ["a", "b", "d"]
+    assert [s.examples for s in stages] == [80, 80, 40] and stages[1].val == [(40, 1.25, 0.6), (80, 2.5, 0.92)]
+    assert chain_curve(stages)[-1] == (200, 99.0 + 99.0 + 1.25, 0.98, "d")
+    (shipped / "stages.json").write_text("{not json")
+    with pytest.raises(CoconutError, match="stages.json: not a list of stages"):
+        run_chain(d)
 
 
 def test_a_run_stopped_from_outside_reports_its_log_and_best(tmp_path):

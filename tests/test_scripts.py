@@ -357,8 +357,9 @@ def test_chain_train_sees_a_time_stop_in_a_new_run_despite_an_older_log(tmp_path
 
 
 def test_official_cpu_reruns_a_16_node_stage_that_did_not_finish(tmp_path):
-    """official_cpu.sh skips stage 2 only once ROOT/n16 trained to its last epoch: a best/ alone is there from
-    the first validation of a run that was then cut short, and stage 3 must not start from it."""
+    """official_cpu.sh skips stage 2 only once ROOT/n16 trained to its last epoch (a best/ alone is there from
+    the first validation of a run that was then cut short, and stage 3 must not start from it), or once stage 3
+    is scored."""
     calls = tmp_path / "calls.txt"
     cli = tmp_path / "cli.sh"
     cli.write_text(f'#!/usr/bin/env bash\necho "$*" >> {calls}\n')
@@ -381,6 +382,10 @@ def test_official_cpu_reruns_a_16_node_stage_that_did_not_finish(tmp_path):
 
     assert n16_trainings('{"type": "val", "step": 400}\n') == 1  # cut short after its first validation
     assert n16_trainings('{"type": "end", "step": 2800, "stopped_early": false}\n') == 0
+    # A scored stage 3 (a shipped model copied into ROOT/NAME to go on to stage 4) needs neither stage 1 nor 2.
+    (root / "try" / "eval_fresh").mkdir(parents=True)
+    assert n16_trainings('{"type": "val", "step": 400}\n') == 0
+    assert not any(line.startswith("demo ") for line in calls.read_text().splitlines())
 
 
 def test_chain_train_fails_on_a_stop_at_that_date_cannot_read(tmp_path):

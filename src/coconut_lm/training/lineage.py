@@ -9,8 +9,9 @@ chain's validation curves line up against examples seen (and core-seconds) from 
 
 from __future__ import annotations
 
+import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -87,13 +88,32 @@ def _best_val(run: Path, rows: list[dict[str, Any]]) -> float | None:
                  and isinstance(r.get("val_accuracy"), (int, float))), None)
 
 
+def read_shipped_stages(folder: str | os.PathLike) -> list[Stage]:
+    """The chain a shipped model folder records in its `stages.json` (scripts/ship_model.py), oldest first."""
+    path = Path(folder) / "stages.json"
+    try:
+        rows = json.loads(path.read_text())
+        names = {f.name for f in fields(Stage)}
+        return [Stage(**({k: v for k, v in r.items() if k in names}
+                         | {"val": [tuple(p) for p in r.get("val", [])]})) for r in rows]
+    except (OSError, ValueError, TypeError) as e:
+        raise CoconutError(f"{path}: not a list of stages as scripts/ship_model.py writes them ({e})") from None
+
+
 def run_chain(run_dir: str | os.PathLike) -> list[Stage]:
-    """The run and every run it started from (`init_from` pointing into a run folder), oldest first."""
+    """The run and every run it started from (`init_from` pointing into a run folder), oldest first.
+
+    A folder with a `stages.json` (a shipped model, or a copy of one that a later stage started from) ends the
+    walk: its recorded chain, which ends with that folder's own stage, stands for it and every run before it.
+    """
     out: list[Stage] = []
     seen: set[Path] = set()
     run: Path | None = Path(run_dir)
     while run is not None and run.resolve() not in seen:
         seen.add(run.resolve())
+        if (run / "stages.json").is_file():
+            out += read_shipped_stages(run)[::-1]
+            break
         stage = read_stage(run)
         out.append(stage)
         parent = Path(stage.init_from).parent if stage.init_from else None
