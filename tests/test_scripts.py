@@ -412,3 +412,34 @@ def test_chain_train_sees_a_time_stop_followed_by_a_long_log(tmp_path):
     proc = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert "not scored" in proc.stdout and "SCORED" not in proc.stdout
+
+
+def test_park_runs_keeps_what_a_cut_chain_needs_to_resume(tmp_path):
+    """park_runs.sh copies unfinished cells without data/ and with only the newest checkpoint of a cut run (none of
+    a finished one); a cell that has finished since is taken out of DEST again."""
+    root, dest = tmp_path / "root", tmp_path / "repo" / "runs" / "t1"
+    end = '{"type": "end", "stopped_early": false}\n'
+    files = {"done/main-c2/eval_fresh/summary.json": "{}",
+             "cut/data/official_train.json": "[]", "cut/n10/data/train.json": "[]",
+             "cut/n16/metrics.jsonl": end, "cut/n16/best/model.safetensors": "w",
+             "cut/n16/checkpoints/step-00002800/model.safetensors": "w", "cut/n16/config.yaml": "{}",
+             "cut/main/metrics.jsonl": '{"type": "val"}\n', "cut/main/config.yaml": "{}", "cut/main.log": "log",
+             "cut/main/train.lock": "", "cut/main/best/model.safetensors": "w",
+             "cut/main/checkpoints/step-00000400/model.safetensors": "old",
+             "cut/main/checkpoints/step-00001200/model.safetensors": "new", "cut.out": "queue log"}
+    for name, text in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+    (dest / "done").mkdir(parents=True)  # parked in an earlier session, finished since
+    (dest / "cut" / "stale").mkdir(parents=True)
+    proc = subprocess.run(["bash", str(ROOT / "scripts" / "park_runs.sh"), str(root), str(dest)],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    kept = sorted(str(p.relative_to(dest)) for p in dest.rglob("*") if p.is_file())
+    assert kept == ["cut.out", "cut/main.log", "cut/main/best/model.safetensors",
+                    "cut/main/checkpoints/step-00001200/model.safetensors", "cut/main/config.yaml",
+                    "cut/main/metrics.jsonl", "cut/n16/best/model.safetensors", "cut/n16/config.yaml",
+                    "cut/n16/metrics.jsonl"], kept
+    assert "done: finished; removed" in proc.stdout and not any(p.name.startswith(".park") for p in dest.iterdir())
+    assert not (dest / "cut" / "stale").exists()  # what DEST held for the cell is replaced
+    assert (root / "cut" / "main" / "checkpoints" / "step-00000400").is_dir()  # ROOT itself is left as it was
