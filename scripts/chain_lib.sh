@@ -3,7 +3,7 @@
 #
 # chain_gen OUT ARGS...: `coconut-lm data ARGS --out OUT`, once (an existing file is kept).
 # chain_train RUN ARGS...: a new run (`common`, then ARGS), or the continuation of one that stopped (its
-#   config.yaml is there), with ARGS again. STOP_AT=TIME (anything `date -d` reads, e.g. "04:20" or "+2 hours";
+#   config.yaml is there), with ARGS again; nothing for a run that trained to its last epoch (chain_done). STOP_AT=TIME (anything `date -d` reads, e.g. "04:20" or "+2 hours";
 #   a bare time of day is today's, so one already past means "no time left": say "tomorrow 04:20")
 #   gives the run the seconds left until then as max_train_seconds. A run that stopped on its time budget is
 #   validated and checkpointed by the trainer but not scored: chain_train then ends the script (exit 0), so
@@ -18,6 +18,7 @@ chain_gen() {
 
 chain_train() {
   local run=$1; shift
+  chain_done "$run" && return 0  # trained to its last epoch already (cut while being scored): nothing to resume
   local budget=(max_train_seconds=null) before=0  # a resumed run must not keep the budget of the session that cut it
   if [ -n "${STOP_AT:-}" ]; then
     local stop left

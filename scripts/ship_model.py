@@ -79,13 +79,14 @@ def ship(run: Path, out: Path, command: str | None = None, overwrite: bool = Fal
     """Copy what a user needs from `run` into `out` and write its model card; returns `out`."""
     if not (run / "best" / "coconut.json").is_file():
         raise CoconutError(f"{run / 'best'}: no checkpoint (coconut.json missing)")
+    # The chain is read before OUT is replaced: a stage may have started from OUT itself (its stages.json).
+    stages, evals = run_chain(run), scores(run)
+    if not evals:
+        raise CoconutError(f"{run}: no eval*/summary.json; score best/ with `coconut-lm eval --out {run}/eval_...` first")
     if out.exists() and any(out.iterdir()):
         if not overwrite:
             raise CoconutError(f"{out}: exists and is not empty (pass --overwrite to replace it)")
         shutil.rmtree(out)
-    stages, evals = run_chain(run), scores(run)
-    if not evals:
-        raise CoconutError(f"{run}: no eval*/summary.json; score best/ with `coconut-lm eval --out {run}/eval_...` first")
     out.mkdir(parents=True, exist_ok=True)
     shutil.copytree(run / "best", out / "best")
     for f in ("config.yaml", "metrics.jsonl"):

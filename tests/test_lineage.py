@@ -67,9 +67,10 @@ def test_a_chain_continued_from_a_shipped_model_keeps_the_recorded_stages(chain_
     assert [s.name for s in stages] == ["a", "b", "d"]
     assert [s.examples for s in stages] == [80, 80, 40] and stages[1].val == [(40, 1.25, 0.6), (80, 2.5, 0.92)]
     assert chain_curve(stages)[-1] == (200, 99.0 + 99.0 + 1.25, 0.98, "d")
-    (shipped / "stages.json").write_text("{not json")
-    with pytest.raises(CoconutError, match="stages.json: not a list of stages"):
-        run_chain(d)
+    for bad in ("{not json", '{"a": 1}', "[]", "[1]", '[{"run": "a"}]'):  # the last: required fields missing
+        (shipped / "stages.json").write_text(bad)
+        with pytest.raises(CoconutError, match="stages.json: not a list of stages"):
+            run_chain(d)
 
 
 def test_a_run_stopped_from_outside_reports_its_log_and_best(tmp_path):

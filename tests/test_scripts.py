@@ -417,7 +417,8 @@ def test_chain_train_sees_a_time_stop_followed_by_a_long_log(tmp_path):
 def test_park_runs_keeps_what_a_cut_chain_needs_to_resume(tmp_path):
     """park_runs.sh copies unfinished cells without data/ and with only the newest checkpoint of a cut run (none of
     a finished one); a cell that has finished since is taken out of DEST again."""
-    root, dest = tmp_path / "root", tmp_path / "repo" / "runs" / "t1"
+    root, dest = tmp_path / "root", tmp_path / "my repo" / "runs" / "t1"  # a space: no path may be split
+    (tmp_path / "my").mkdir()  # what a split "my repo/..." would name
     end = '{"type": "end", "stopped_early": false}\n'
     files = {"done/main-c2/eval_fresh/summary.json": "{}",
              "cut/data/official_train.json": "[]", "cut/n10/data/train.json": "[]",
@@ -426,7 +427,8 @@ def test_park_runs_keeps_what_a_cut_chain_needs_to_resume(tmp_path):
              "cut/main/metrics.jsonl": '{"type": "val"}\n', "cut/main/config.yaml": "{}", "cut/main.log": "log",
              "cut/main/train.lock": "", "cut/main/best/model.safetensors": "w",
              "cut/main/checkpoints/step-00000400/model.safetensors": "old",
-             "cut/main/checkpoints/step-00001200/model.safetensors": "new", "cut.out": "queue log"}
+             "cut/main/checkpoints/step-00001200/model.safetensors": "new", "cut.out": "queue log",
+             "early/main/config.yaml": "{}", "early/main/checkpoints/.keep": ""}  # cut before its first save
     for name, text in files.items():
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         (root / name).write_text(text)
@@ -439,7 +441,30 @@ def test_park_runs_keeps_what_a_cut_chain_needs_to_resume(tmp_path):
     assert kept == ["cut.out", "cut/main.log", "cut/main/best/model.safetensors",
                     "cut/main/checkpoints/step-00001200/model.safetensors", "cut/main/config.yaml",
                     "cut/main/metrics.jsonl", "cut/n16/best/model.safetensors", "cut/n16/config.yaml",
-                    "cut/n16/metrics.jsonl"], kept
+                    "cut/n16/metrics.jsonl", "early/main/checkpoints/.keep", "early/main/config.yaml"], kept
+    assert (tmp_path / "my").is_dir()
     assert "done: finished; removed" in proc.stdout and not any(p.name.startswith(".park") for p in dest.iterdir())
     assert not (dest / "cut" / "stale").exists()  # what DEST held for the cell is replaced
     assert (root / "cut" / "main" / "checkpoints" / "step-00000400").is_dir()  # ROOT itself is left as it was
+    proc = subprocess.run(["bash", str(ROOT / "scripts" / "park_runs.sh"), str(root), str(root / "parked")],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "inside" in proc.stderr and not (root / "parked").exists()
+
+
+def test_chain_train_leaves_a_run_that_trained_to_its_end(tmp_path):
+    """chain_lib.sh: a run with its closing row (cut while it was being scored, or parked without checkpoints)
+    is not resumed, so the caller goes straight on to scoring it."""
+    cli = tmp_path / "cli.sh"
+    cli.write_text("#!/usr/bin/env bash\necho trained\n")
+    cli.chmod(0o755)
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text("{}")
+    script = f"set -euo pipefail; CLI={cli}; common=(); source {ROOT / 'scripts' / 'chain_lib.sh'}; chain_train {run}"
+    for last, trains in (('{"type": "val"}', True), ('{"type": "end", "stopped_early": false}', False)):
+        (run / "metrics.jsonl").write_text(last + "\n")
+        proc = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        log = run.parent / "run.log"
+        assert (log.is_file() and "trained" in log.read_text()) == trains
+        log.unlink(missing_ok=True)

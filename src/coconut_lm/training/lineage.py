@@ -93,6 +93,8 @@ def read_shipped_stages(folder: str | os.PathLike) -> list[Stage]:
     path = Path(folder) / "stages.json"
     try:
         rows = json.loads(path.read_text())
+        if not isinstance(rows, list) or not rows or not all(isinstance(r, dict) for r in rows):
+            raise ValueError("expected a non-empty list of objects")
         names = {f.name for f in fields(Stage)}
         return [Stage(**({k: v for k, v in r.items() if k in names}
                          | {"val": [tuple(p) for p in r.get("val", [])]})) for r in rows]
