@@ -4,8 +4,8 @@
 # chain_gen OUT ARGS...: `coconut-lm data ARGS --out OUT`, once (an existing file is kept).
 # chain_train RUN ARGS...: a new run (`common`, then ARGS), or the continuation of one that stopped (its
 #   config.yaml is there), with ARGS again; nothing for a run that trained to its last epoch (chain_done). STOP_AT=TIME (anything `date -d` reads, e.g. "04:20" or "+2 hours";
-#   a bare time of day is today's, so one already past means "no time left": say "tomorrow 04:20")
-#   gives the run the seconds left until then as max_train_seconds. A run that stopped on its time budget is
+#   a bare time of day is today's, so one already past means "no time left": say "tomorrow 04:20"; it is read
+#   once, when this file is sourced: see the end) gives the run the seconds left until then as max_train_seconds. A run that stopped on its time budget is
 #   validated and checkpointed by the trainer but not scored: chain_train then ends the script (exit 0), so
 #   rerunning the same command later resumes it.
 # chain_done RUN: true when RUN's training ran to its last epoch (the trainer's closing metrics row).
@@ -51,3 +51,11 @@ chain_score() {
     "$CLI" eval "$run/best" --data "${item%%:*}" --out "$run/${item##*:}" --no-progress --overwrite
   done
 }
+
+# STOP_AT is read once, when a script sources this file, and kept as an absolute time (@SECONDS), exported to
+# the chains a queue starts: "tomorrow 01:35" or "+2 hours" then means the same moment for every later stage,
+# where reading it again at each stage start made "tomorrow" a day later once midnight had passed.
+if [ -n "${STOP_AT:-}" ] && [[ "$STOP_AT" != @* ]]; then
+  STOP_AT="@$(date -d "$STOP_AT" +%s)"  # a STOP_AT date cannot read stops the script here (set -e)
+  export STOP_AT
+fi

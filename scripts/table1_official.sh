@@ -21,6 +21,7 @@ mkdir -p "$root" && root=$(cd "$root" && pwd)
 here=$(cd "$(dirname "$0")/.." && pwd)
 official=${OFFICIAL:-$here/scripts/official_cpu.sh}
 lanes=${LANES:-2}
+source "$here/scripts/chain_lib.sh"  # STOP_AT, read once here: the same moment for every cell the lanes start
 default_cells="coconut-s0:coconut:0 cot-s0:cot:0 no_cot-s0:no_cot:0 icot-s0:icot:0 pause-s0:pause:0
   no_curriculum-s0:no_curriculum:0 no_thought-s0:no_thought:0 pause_as_thought-s0:pause_as_thought:0
   coconut-faithful-s0:coconut:0:shift_thoughts=false coconut-s1:coconut:1 cot-s1:cot:1 no_cot-s1:no_cot:1"

@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -468,3 +469,17 @@ def test_chain_train_leaves_a_run_that_trained_to_its_end(tmp_path):
         log = run.parent / "run.log"
         assert (log.is_file() and "trained" in log.read_text()) == trains
         log.unlink(missing_ok=True)
+
+
+def test_stop_at_is_read_once_as_an_absolute_time(tmp_path):
+    """chain_lib.sh turns STOP_AT into @SECONDS when it is sourced, so a stage started after midnight does not read
+    "tomorrow 01:35" as a day later; table1_official.sh passes that one moment to every cell."""
+    script = f"set -euo pipefail; source {ROOT / 'scripts' / 'chain_lib.sh'}; echo $STOP_AT; bash -c 'echo $STOP_AT'"
+    proc = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "STOP_AT": "+2 hours"})
+    assert proc.returncode == 0, proc.stderr
+    mine, child = proc.stdout.split()
+    assert mine == child and mine.startswith("@") and abs(int(mine[1:]) - time.time() - 7200) < 60
+    proc = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "STOP_AT": "@1234"})
+    assert proc.stdout.split() == ["@1234", "@1234"]  # already absolute: kept
