@@ -9,6 +9,8 @@
 #   validated and checkpointed by the trainer but not scored: chain_train then ends the script (exit 0), so
 #   rerunning the same command later resumes it.
 # chain_done RUN: true when RUN's training ran to its last epoch (the trainer's closing metrics row).
+# cell_done CELL_DIR: true when an official_cpu.sh chain in CELL_DIR is finished: its stage 4 is scored
+#   (CELL_DIR/main-c2/eval_fresh; table1_official.sh and park_runs.sh).
 # chain_score RUN DATA:NAME ...: best/ of RUN evaluated on each DATA file into RUN/NAME.
 
 chain_gen() {
@@ -51,6 +53,8 @@ chain_score() {
     "$CLI" eval "$run/best" --data "${item%%:*}" --out "$run/${item##*:}" --no-progress --overwrite
   done
 }
+
+cell_done() { [ -d "$1/main-c2/eval_fresh" ]; }
 
 # STOP_AT is read once, when a script sources this file, and kept as an absolute time (@SECONDS), exported to
 # the chains a queue starts: "tomorrow 01:35" or "+2 hours" then means the same moment for every later stage,

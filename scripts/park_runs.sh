@@ -26,13 +26,13 @@ root=$(cd "$root" && pwd)
 dest=$(realpath -m "$dest")
 case "$dest/" in "$root"/*) echo "park_runs.sh: $dest is inside $root" >&2; exit 2 ;; esac
 mkdir -p "$dest"
-source "$(dirname "$0")/chain_lib.sh"  # chain_done
+source "$(dirname "$0")/chain_lib.sh"  # chain_done, cell_done
 tmp=
 trap '[ -n "$tmp" ] && rm -rf "$tmp"' EXIT  # a copy cut short leaves nothing in DEST
 for cell_dir in "$root"/*/; do
   cell=$(basename "$cell_dir")
   [ "$cell" = data ] && continue
-  if [ -d "$root/$cell/main-c2/eval_fresh" ]; then
+  if cell_done "$root/$cell"; then
     if [ -e "$dest/$cell" ] || [ -e "$dest/$cell.out" ]; then
       rm -rf "${dest:?}/$cell" "$dest/$cell.out"
       echo "$cell: finished; removed from $dest"

@@ -33,7 +33,7 @@ for entry in "${cells[@]}"; do
   fi
 done
 
-done_cell() { [ -d "$root/$1/main-c2/eval_fresh" ]; }
+done_cell() { cell_done "$root/$1"; }  # chain_lib.sh
 held() { local pid; pid=$(cat "$root/$1.lane" 2>/dev/null) && [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; }
 
 # The first cell no lane holds, claimed for the calling lane (pid $1) under a lock; nothing when none is left.
